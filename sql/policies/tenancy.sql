@@ -1,0 +1,57 @@
+-- Tenancy. Applied on every migrate: each policy is dropped and created again.
+-- Policies decide only *which organization's rows* a transaction can touch;
+-- role rules live in the rule triggers (sql/functions) so they answer with
+-- precise errors. A transaction without context sees and writes nothing.
+
+-- organizations: the current one, plus those the acting user belongs to
+-- (for GET /organizations/me).
+DROP POLICY IF EXISTS organizations_visible ON crm.organizations;
+CREATE POLICY organizations_visible ON crm.organizations FOR SELECT
+  USING (id = (SELECT app.org_id())
+         OR id IN (SELECT m.organization_id FROM crm.organization_members m
+                    WHERE m.user_id = (SELECT app.user_id())));
+DROP POLICY IF EXISTS organizations_insert ON crm.organizations;
+CREATE POLICY organizations_insert ON crm.organizations FOR INSERT
+  WITH CHECK (id = (SELECT app.org_id()));
+DROP POLICY IF EXISTS organizations_update ON crm.organizations;
+CREATE POLICY organizations_update ON crm.organizations FOR UPDATE
+  USING (id = (SELECT app.org_id())) WITH CHECK (id = (SELECT app.org_id()));
+DROP POLICY IF EXISTS organizations_delete ON crm.organizations;
+CREATE POLICY organizations_delete ON crm.organizations FOR DELETE
+  USING (id = (SELECT app.org_id()));
+
+-- organization_members: the current organization's, plus the acting user's own
+-- memberships (how app.act_as resolves the role).
+DROP POLICY IF EXISTS organization_members_visible ON crm.organization_members;
+CREATE POLICY organization_members_visible ON crm.organization_members FOR SELECT
+  USING (organization_id = (SELECT app.org_id()) OR user_id = (SELECT app.user_id()));
+DROP POLICY IF EXISTS organization_members_insert ON crm.organization_members;
+CREATE POLICY organization_members_insert ON crm.organization_members FOR INSERT
+  WITH CHECK (organization_id = (SELECT app.org_id()));
+DROP POLICY IF EXISTS organization_members_update ON crm.organization_members;
+CREATE POLICY organization_members_update ON crm.organization_members FOR UPDATE
+  USING (organization_id = (SELECT app.org_id())) WITH CHECK (organization_id = (SELECT app.org_id()));
+DROP POLICY IF EXISTS organization_members_delete ON crm.organization_members;
+CREATE POLICY organization_members_delete ON crm.organization_members FOR DELETE
+  USING (organization_id = (SELECT app.org_id()));
+
+-- Plain tenant tables: exactly the current organization, for every command.
+DO $$
+DECLARE
+  t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['contacts', 'deals', 'tasks', 'activities'] LOOP
+    EXECUTE format('DROP POLICY IF EXISTS %I ON crm.%I', t || '_tenant', t);
+    EXECUTE format(
+      'CREATE POLICY %I ON crm.%I FOR ALL USING (organization_id = (SELECT app.org_id())) '
+      'WITH CHECK (organization_id = (SELECT app.org_id()))', t || '_tenant', t);
+  END LOOP;
+END
+$$;
+
+-- users: yourself and the people you share the current organization with.
+DROP POLICY IF EXISTS users_visible ON crm.users;
+CREATE POLICY users_visible ON crm.users FOR SELECT
+  USING (id = (SELECT app.user_id())
+         OR id IN (SELECT m.user_id FROM crm.organization_members m
+                    WHERE m.organization_id = (SELECT app.org_id())));

@@ -1,0 +1,107 @@
+//! Configuration, read from the environment in one place.
+
+use std::{env, net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{bail, Context};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `None`: start (or reuse) the local cluster under `data_dir`.
+    pub database_url: Option<String>,
+    pub jwt_secret: Option<String>,
+    pub listen_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub local_pg_port: u16,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub pool_size: usize,
+    pub pool_wait_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub request_timeout: Duration,
+    pub cache_ttl: Duration,
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn var(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{name}={v:?} is not valid: {e}")),
+    }
+}
+
+fn seconds(name: &str, default: u64) -> anyhow::Result<Duration> {
+    Ok(Duration::from_secs(parsed(name, default)?))
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let database_url = var("DATABASE_URL");
+        let jwt_secret = var("JWT_SECRET");
+        if database_url.is_some() && jwt_secret.is_none() {
+            bail!("JWT_SECRET is required when DATABASE_URL is set");
+        }
+        if let Some(secret) = &jwt_secret {
+            if secret.len() < 32 {
+                bail!("JWT_SECRET must be at least 32 characters");
+            }
+        }
+        let log_format = match var("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("LOG_FORMAT={other:?} is not valid: use text or json"),
+        };
+        Ok::<_, anyhow::Error>(Self {
+            database_url,
+            jwt_secret,
+            listen_addr: parsed("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            data_dir: var("MINICRM_DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(".data")),
+            local_pg_port: parsed("MINICRM_LOCAL_PG_PORT", 54320)?,
+            access_token_ttl: seconds("ACCESS_TOKEN_TTL_SECS", 15 * 60)?,
+            refresh_token_ttl: seconds("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
+            pool_size: parsed("DB_POOL_SIZE", 16)?,
+            pool_wait_timeout: Duration::from_millis(parsed("DB_POOL_TIMEOUT_MS", 2000)?),
+            statement_timeout: Duration::from_millis(parsed("DB_STATEMENT_TIMEOUT_MS", 5000)?),
+            request_timeout: Duration::from_millis(parsed("REQUEST_TIMEOUT_MS", 10000)?),
+            cache_ttl: seconds("ANALYTICS_CACHE_TTL_SECS", 30)?,
+            log_format,
+        })
+        .context("reading configuration")
+    }
+
+    /// A configuration for tests: an existing database, small pool, fixed secret.
+    pub fn for_database(database_url: String) -> Self {
+        Self {
+            database_url: Some(database_url),
+            jwt_secret: Some("test-secret-test-secret-test-secret!".into()),
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: PathBuf::from(".data"),
+            local_pg_port: 54320,
+            access_token_ttl: Duration::from_secs(900),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            pool_size: 4,
+            pool_wait_timeout: Duration::from_millis(2000),
+            statement_timeout: Duration::from_millis(5000),
+            request_timeout: Duration::from_millis(10000),
+            cache_ttl: Duration::from_secs(30),
+            log_format: LogFormat::Text,
+        }
+    }
+}

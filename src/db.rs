@@ -1,0 +1,110 @@
+//! The request path to PostgreSQL: one pooled connection, one statement.
+//!
+//! Every request is a single statement, `SELECT api.<fn>(...)::text FROM
+//! app.act_as($1, $2)`, run as its own (implicit) transaction: `app.act_as`
+//! switches to the request role and sets the transaction-local context, then
+//! the API function runs under RLS. One round trip, prepared and cached per
+//! connection; when the statement ends, role and context are gone.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use tokio_postgres::{types::ToSql, NoTls};
+use uuid::Uuid;
+
+use crate::{config::Config, error::AppResult};
+
+/// Who is acting, and in which organization.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ctx {
+    pub user_id: Option<Uuid>,
+    pub org_id: Option<Uuid>,
+}
+
+impl Ctx {
+    pub const ANONYMOUS: Ctx = Ctx {
+        user_id: None,
+        org_id: None,
+    };
+    pub fn user(user_id: Uuid) -> Self {
+        Self {
+            user_id: Some(user_id),
+            org_id: None,
+        }
+    }
+    pub fn org(user_id: Uuid, org_id: Uuid) -> Self {
+        Self {
+            user_id: Some(user_id),
+            org_id: Some(org_id),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+}
+
+impl Db {
+    pub fn connect(config: &Config, database_url: &str) -> anyhow::Result<Self> {
+        let mut pg: tokio_postgres::Config = database_url.parse().context("parsing DATABASE_URL")?;
+        let options = format!(
+            "{} -c TimeZone=UTC -c statement_timeout={}",
+            pg.get_options().unwrap_or_default(),
+            config.statement_timeout.as_millis()
+        );
+        pg.options(options.trim())
+            .application_name("minicrm")
+            .connect_timeout(Duration::from_secs(3));
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .timeouts(Timeouts {
+                wait: Some(config.pool_wait_timeout),
+                create: Some(Duration::from_secs(3)),
+                recycle: Some(Duration::from_secs(3)),
+            })
+            .runtime(Runtime::Tokio1)
+            .build()
+            .context("building the connection pool")?;
+        Ok(Self { pool })
+    }
+
+    /// Calls `call` (an API function call whose arguments are `$3`, `$4`, ...)
+    /// in the given context and returns its result as JSON text (None for void
+    /// functions and SQL NULL).
+    pub async fn call(
+        &self,
+        ctx: Ctx,
+        call: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> AppResult<Option<String>> {
+        let sql = format!("SELECT ({call})::text FROM app.act_as($1, $2)");
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(&sql).await?;
+        let mut all: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(params.len() + 2);
+        all.push(&ctx.user_id);
+        all.push(&ctx.org_id);
+        all.extend_from_slice(params);
+        let row = client.query_one(&statement, &all).await?;
+        Ok(row.get(0))
+    }
+
+    /// Readiness: a pooled connection answers.
+    pub async fn ping(&self) -> AppResult<()> {
+        let client = self.pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    pub fn status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+}

@@ -1,0 +1,265 @@
+//! Every error the API gives: `application/problem+json` (RFC 9457) with a
+//! stable `code`. The one SQLSTATE → HTTP table lives here (`from_db`).
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI reference naming the problem type (`/problems/{code}`).
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable code, e.g. `last_owner`, `email_taken`.
+    pub code: String,
+    /// Present on validation errors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+        Self {
+            type_: format!("/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: code.to_owned(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>, message: impl Into<String>) -> Self {
+        self.errors.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+        self
+    }
+
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::new(StatusCode::BAD_REQUEST, "validation_failed", message.clone())
+            .with_field(field, message)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// The handlers' error type: a safe problem for the client, the cause for the log.
+#[derive(Debug)]
+pub enum AppError {
+    Problem(Problem),
+    Db(tokio_postgres::Error),
+    Pool(deadpool_postgres::PoolError),
+    Internal(anyhow::Error),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl From<Problem> for AppError {
+    fn from(p: Problem) -> Self {
+        AppError::Problem(p)
+    }
+}
+impl From<tokio_postgres::Error> for AppError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        AppError::Db(e)
+    }
+}
+impl From<deadpool_postgres::PoolError> for AppError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        AppError::Pool(e)
+    }
+}
+impl From<anyhow::Error> for AppError {
+    fn from(e: anyhow::Error) -> Self {
+        AppError::Internal(e)
+    }
+}
+
+fn unavailable() -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database_unavailable",
+        "the database is unavailable; try again shortly",
+    )
+}
+
+/// The field a constraint is about: constraints are named
+/// `<table>_<field>_<problem>` (see sql/migrations/V2__tables.sql).
+fn field_of(table: Option<&str>, constraint: &str) -> Option<String> {
+    const PROBLEMS: [&str; 6] = [
+        "_not_found",
+        "_not_member",
+        "_invalid",
+        "_negative",
+        "_taken",
+        "_past",
+    ];
+    let rest = constraint.strip_prefix(&format!("{}_", table?))?;
+    PROBLEMS
+        .iter()
+        .find_map(|p| rest.strip_suffix(p))
+        .map(str::to_owned)
+}
+
+impl AppError {
+    pub fn into_problem(self) -> Problem {
+        match self {
+            AppError::Problem(p) => p,
+            AppError::Pool(e) => {
+                tracing::warn!(error = %e, "database pool");
+                unavailable()
+            }
+            AppError::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "an unexpected error occurred",
+                )
+            }
+            AppError::Db(e) => from_db(e),
+        }
+    }
+}
+
+/// SQLSTATE → HTTP. Our own errors (`app.fail`) use SQLSTATE `MC4xx` whose
+/// digits are the status, carry the code in the constraint field, the field in
+/// the column field and a message written for clients; built-in errors get a
+/// generic detail so no SQL text ever reaches a client.
+pub fn from_db(e: tokio_postgres::Error) -> Problem {
+    let Some(db) = e.as_db_error() else {
+        tracing::warn!(error = %e, "database connection");
+        return unavailable();
+    };
+    let sqlstate = db.code().code();
+    let constraint = db.constraint().unwrap_or("");
+    let column = db.column().filter(|c| !c.is_empty()).map(str::to_owned);
+    let field = column.or_else(|| field_of(db.table(), constraint));
+    let with_field = |p: Problem, message: &str| match &field {
+        Some(f) => p.with_field(f.clone(), message),
+        None => p,
+    };
+
+    if let Some(status) = sqlstate
+        .strip_prefix("MC")
+        .and_then(|s| s.parse::<u16>().ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+    {
+        let code = if constraint.is_empty() {
+            "error"
+        } else {
+            constraint
+        };
+        let p = Problem::new(status, code, db.message());
+        return with_field(p, db.message());
+    }
+
+    let (status, code, detail) = match sqlstate {
+        "23505" => (StatusCode::CONFLICT, constraint, "the value is already taken"),
+        "23503" => (
+            StatusCode::NOT_FOUND,
+            constraint,
+            "a referenced record does not exist",
+        ),
+        "23514" => (StatusCode::BAD_REQUEST, constraint, "a value is not valid"),
+        "23502" => (
+            StatusCode::BAD_REQUEST,
+            "value_required",
+            "a required value is missing",
+        ),
+        "22001" | "22003" | "22007" | "22008" | "22P02" | "22023" => (
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "a value is not valid",
+        ),
+        // Row-level security refused a write: the target is not in this organization.
+        "42501" => (StatusCode::NOT_FOUND, "not_found", "not found"),
+        "40001" | "40P01" | "55P03" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "transaction_conflict",
+            "the request conflicted with a concurrent one; try again",
+        ),
+        "57014" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "statement_timeout",
+            "the database took too long to answer",
+        ),
+        s if s.starts_with("08") || s.starts_with("53") || s.starts_with("57P") => {
+            tracing::warn!(sqlstate = s, error = %db, "database unavailable");
+            return unavailable();
+        }
+        _ => {
+            tracing::error!(sqlstate, error = %db, "unexpected database error");
+            return AppError::Internal(anyhow::anyhow!("database error {sqlstate}"))
+                .into_problem();
+        }
+    };
+    let code = if code.is_empty() { "constraint_violation" } else { code };
+    with_field(Problem::new(status, code, detail), detail)
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        self.into_problem().into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_of;
+
+    #[test]
+    fn constraint_names_name_their_field() {
+        assert_eq!(
+            field_of(Some("deals"), "deals_amount_negative").as_deref(),
+            Some("amount")
+        );
+        assert_eq!(
+            field_of(Some("organization_members"), "organization_members_user_id_taken").as_deref(),
+            Some("user_id")
+        );
+        assert_eq!(field_of(Some("deals"), "contact_has_deals"), None);
+        assert_eq!(field_of(None, "deals_amount_negative"), None);
+    }
+}

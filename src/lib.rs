@@ -1,0 +1,83 @@
+//! minicrm: a multi-tenant CRM whose rules live in PostgreSQL; this crate is
+//! its thin HTTP face.
+
+pub mod credentials;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod localdb;
+pub mod migrate;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use std::time::Duration;
+
+use axum::{
+    extract::DefaultBodyLimit,
+    http::StatusCode,
+    response::IntoResponse,
+    routing::{get, patch, post},
+    Router,
+};
+use tower_http::{timeout::TimeoutLayer, trace::TraceLayer};
+
+use crate::{error::Problem, routes::*, state::AppState};
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The whole HTTP application, so tests can drive it in-process.
+pub fn app(state: AppState) -> Router {
+    let request_timeout = state.config.request_timeout;
+    let api = Router::new()
+        .route("/auth/register", post(auth::register))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
+        .route("/users/me", get(users::me))
+        .route("/organizations", post(organizations::create))
+        .route("/organizations/me", get(organizations::mine))
+        .route(
+            "/organizations/{org_id}",
+            get(organizations::get)
+                .patch(organizations::rename)
+                .delete(organizations::delete),
+        )
+        .route(
+            "/organizations/{org_id}/members",
+            get(organizations::members).post(organizations::add_member),
+        )
+        .route(
+            "/organizations/{org_id}/members/{user_id}",
+            patch(organizations::change_role).delete(organizations::remove_member),
+        );
+
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(openapi::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout.max(Duration::from_millis(1)),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> impl IntoResponse {
+    Problem::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}

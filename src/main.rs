@@ -1,0 +1,102 @@
+use std::process::ExitCode;
+
+use anyhow::Context;
+use minicrm::{config::{Config, LogFormat}, localdb, migrate, state::App};
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "usage: minicrm [serve|migrate]
+  serve    apply pending migrations, then serve HTTP (the default)
+  migrate  apply pending migrations and exit
+Configuration is read from the environment; see README.md.";
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let command = std::env::args().nth(1);
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("minicrm: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    let result = match command.as_deref() {
+        None | Some("serve") => serve(config).await,
+        Some("migrate") => database(&config).await.map(|_| ()),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => {
+            eprintln!("minicrm: unknown command {other:?}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The database to use (the local cluster when DATABASE_URL is unset), migrated.
+/// Returns its URL and the JWT secret.
+async fn database(config: &Config) -> anyhow::Result<(String, String)> {
+    let (url, secret) = match (&config.database_url, &config.jwt_secret) {
+        (Some(url), Some(secret)) => (url.clone(), secret.clone()),
+        _ => {
+            let local = localdb::ensure(&config.data_dir, config.local_pg_port).await?;
+            let secret = config.jwt_secret.clone().unwrap_or(local.jwt_secret);
+            (local.database_url, secret)
+        }
+    };
+    migrate::run(&url).await.context("migrating")?;
+    tracing::info!("migrations applied");
+    Ok((url, secret))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let (url, secret) = database(&config).await?;
+    let listen = config.listen_addr;
+    let state = App::new(config, &url, &secret)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    tracing::info!("listening on http://{}  (API docs: http://{}/docs)", listener.local_addr()?, listener.local_addr()?);
+    axum::serve(listener, minicrm::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}

@@ -1,0 +1,52 @@
+//! Schema migrations: versioned files in sql/migrations (refinery), then every
+//! file of sql/functions and sql/policies, which are written to be re-applied.
+//! All of it runs under one advisory lock, so servers starting together
+//! migrate once, one after another.
+
+use anyhow::Context;
+use tokio_postgres::NoTls;
+
+mod embedded {
+    refinery::embed_migrations!("sql/migrations");
+}
+
+include!(concat!(env!("OUT_DIR"), "/repeatable_sql.rs"));
+
+/// Arbitrary, fixed: "minicrm" in ASCII.
+const MIGRATION_LOCK: i64 = 0x6d_69_6e_69_63_72_6d;
+
+pub async fn run(database_url: &str) -> anyhow::Result<()> {
+    let (mut client, connection) = tokio_postgres::connect(database_url, NoTls)
+        .await
+        .context("connecting to the database to migrate")?;
+    let connection = tokio::spawn(connection);
+
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = apply(&mut client).await;
+    // Unlock even after a failure; closing the connection would release it too.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    drop(client);
+    let _ = connection.await;
+    result
+}
+
+async fn apply(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
+    embedded::migrations::runner()
+        .run_async(client)
+        .await
+        .context("applying versioned migrations")?;
+    let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await?;
+    for (name, sql) in REPEATABLE {
+        tx.batch_execute(sql)
+            .await
+            .with_context(|| format!("applying {name}"))?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! POST /auth/register, /auth/login, /auth/refresh, /auth/logout.
+
+use axum::{extract::State, http::StatusCode, Json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{
+    credentials::{hash_password, new_refresh_token, refresh_token_hash, verify_password},
+    db::Ctx,
+    error::{AppResult, Problem},
+    extract::{ApiJson, Created},
+    routes::{organizations::Organization, users::User, Password},
+    state::AppState,
+};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    #[schema(example = "ada@example.com")]
+    pub email: String,
+    /// 8 to 128 characters.
+    #[schema(value_type = String, min_length = 8, max_length = 128)]
+    pub password: Password,
+    pub name: String,
+    pub organization_name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct RegisterResponse {
+    pub user: User,
+    pub organization: Organization,
+    #[serde(flatten, skip_deserializing)]
+    #[schema(inline)]
+    pub tokens: Option<TokenPair>,
+}
+
+fn invalid_credentials() -> Problem {
+    Problem::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password")
+}
+
+fn tokens(app: &AppState, user_id: Uuid, refresh_token: String) -> AppResult<TokenPair> {
+    Ok(TokenPair {
+        access_token: app.tokens.access_token(user_id)?,
+        refresh_token,
+        token_type: "bearer",
+        expires_in: app.tokens.access_ttl.as_secs(),
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(json: Option<String>) -> AppResult<T> {
+    let json = json.ok_or_else(|| anyhow::anyhow!("the database returned no result"))?;
+    Ok(serde_json::from_str(&json).map_err(anyhow::Error::from)?)
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered; the caller owns the new organization", body = RegisterResponse),
+        (status = 400, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email already registered (any case): `users_email_taken`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn register(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> AppResult<Created<Json<RegisterResponse>>> {
+    let hashed = hash_password(req.password.0).await?;
+    let (refresh, refresh_hash) = new_refresh_token();
+    let expires = app.tokens.refresh_expires_at();
+    let json = app
+        .db
+        .call(
+            Ctx::ANONYMOUS,
+            "api.auth_register($3, $4, $5, $6, $7, $8)",
+            &[&req.email, &hashed, &req.name, &req.organization_name, &refresh_hash, &expires],
+        )
+        .await?;
+    let mut out: RegisterResponse = parse(json)?;
+    out.tokens = Some(tokens(&app, out.user.id, refresh)?);
+    Ok(Created(Json(out)))
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    user_id: Uuid,
+    hashed_password: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = TokenPair),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong email or password (the same answer for both): `invalid_credentials`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn login(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> AppResult<Json<TokenPair>> {
+    let json = app
+        .db
+        .call(Ctx::ANONYMOUS, "api.auth_login_credentials($3)", &[&req.email])
+        .await?;
+    let credentials: Option<Credentials> = match json {
+        Some(j) => Some(serde_json::from_str(&j).map_err(anyhow::Error::from)?),
+        None => None,
+    };
+    let (user_id, hash) = match credentials {
+        Some(c) => (Some(c.user_id), Some(c.hashed_password)),
+        None => (None, None),
+    };
+    if !verify_password(req.password, hash, app.dummy_hash).await {
+        return Err(invalid_credentials().into());
+    }
+    let user_id = user_id.ok_or_else(invalid_credentials)?;
+    let (refresh, refresh_hash) = new_refresh_token();
+    let expires = app.tokens.refresh_expires_at();
+    app.db
+        .call(
+            Ctx::ANONYMOUS,
+            "api.auth_session_start($3, $4, $5)",
+            &[&user_id, &refresh_hash, &expires],
+        )
+        .await?;
+    Ok(Json(tokens(&app, user_id, refresh)?))
+}
+
+#[derive(Deserialize)]
+struct Rotation {
+    outcome: String,
+    user_id: Option<Uuid>,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new access and refresh token; the presented refresh token stops working", body = TokenPair),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown, expired or revoked refresh token (`invalid_refresh_token`), or an already-used one, which revokes the whole login (`refresh_token_reused`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn refresh(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> AppResult<Json<TokenPair>> {
+    let (refresh, new_hash) = new_refresh_token();
+    let expires = app.tokens.refresh_expires_at();
+    let json = app
+        .db
+        .call(
+            Ctx::ANONYMOUS,
+            "api.auth_refresh($3, $4, $5)",
+            &[&refresh_token_hash(&req.refresh_token), &new_hash, &expires],
+        )
+        .await?;
+    let rotation: Rotation = parse(json)?;
+    match (rotation.outcome.as_str(), rotation.user_id) {
+        ("ok", Some(user_id)) => Ok(Json(tokens(&app, user_id, refresh)?)),
+        ("reused", _) => Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "refresh_token_reused",
+            "this refresh token was already used; the whole login has been revoked",
+        )
+        .into()),
+        _ => Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_refresh_token",
+            "the refresh token is invalid, expired or revoked",
+        )
+        .into()),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 204, description = "The login of this refresh token is revoked (also when it was unknown)"),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn logout(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> AppResult<StatusCode> {
+    app.db
+        .call(
+            Ctx::ANONYMOUS,
+            "api.auth_logout($3)",
+            &[&refresh_token_hash(&req.refresh_token)],
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
