@@ -16,9 +16,16 @@ fn main() {
         files.sort();
         for f in files {
             let name = format!("{dir}/{}", f.file_name().unwrap().to_string_lossy());
-            out.push_str(&format!("    ({name:?}, include_str!({:?})),\n", f.display()));
+            out.push_str(&format!(
+                "    ({name:?}, include_str!({:?})),\n",
+                f.display()
+            ));
         }
     }
     out.push_str("];\n");
-    fs::write(Path::new(&env::var("OUT_DIR").unwrap()).join("repeatable_sql.rs"), out).unwrap();
+    fs::write(
+        Path::new(&env::var("OUT_DIR").unwrap()).join("repeatable_sql.rs"),
+        out,
+    )
+    .unwrap();
 }

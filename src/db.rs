@@ -48,7 +48,8 @@ pub struct Db {
 
 impl Db {
     pub fn connect(config: &Config, database_url: &str) -> anyhow::Result<Self> {
-        let mut pg: tokio_postgres::Config = database_url.parse().context("parsing DATABASE_URL")?;
+        let mut pg: tokio_postgres::Config =
+            database_url.parse().context("parsing DATABASE_URL")?;
         let options = format!(
             "{} -c TimeZone=UTC -c statement_timeout={}",
             pg.get_options().unwrap_or_default(),

@@ -52,8 +52,12 @@ impl Problem {
 
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
         let message = message.into();
-        Self::new(StatusCode::BAD_REQUEST, "validation_failed", message.clone())
-            .with_field(field, message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            message.clone(),
+        )
+        .with_field(field, message)
     }
 
     pub fn status(&self) -> StatusCode {
@@ -196,7 +200,11 @@ pub fn from_db(e: tokio_postgres::Error) -> Problem {
     }
 
     let (status, code, detail) = match sqlstate {
-        "23505" => (StatusCode::CONFLICT, constraint, "the value is already taken"),
+        "23505" => (
+            StatusCode::CONFLICT,
+            constraint,
+            "the value is already taken",
+        ),
         "23503" => (
             StatusCode::NOT_FOUND,
             constraint,
@@ -231,11 +239,14 @@ pub fn from_db(e: tokio_postgres::Error) -> Problem {
         }
         _ => {
             tracing::error!(sqlstate, error = %db, "unexpected database error");
-            return AppError::Internal(anyhow::anyhow!("database error {sqlstate}"))
-                .into_problem();
+            return AppError::Internal(anyhow::anyhow!("database error {sqlstate}")).into_problem();
         }
     };
-    let code = if code.is_empty() { "constraint_violation" } else { code };
+    let code = if code.is_empty() {
+        "constraint_violation"
+    } else {
+        code
+    };
     with_field(Problem::new(status, code, detail), detail)
 }
 
@@ -256,7 +267,11 @@ mod tests {
             Some("amount")
         );
         assert_eq!(
-            field_of(Some("organization_members"), "organization_members_user_id_taken").as_deref(),
+            field_of(
+                Some("organization_members"),
+                "organization_members_user_id_taken"
+            )
+            .as_deref(),
             Some("user_id")
         );
         assert_eq!(field_of(Some("deals"), "contact_has_deals"), None);

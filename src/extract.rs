@@ -20,12 +20,13 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Problem> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| {
-                Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a bearer access token is required")
-            })?;
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "a bearer access token is required",
+            )
+        })?;
         let token = header
             .to_str()
             .ok()
@@ -34,13 +35,21 @@ impl FromRequestParts<AppState> for AuthUser {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .ok_or_else(|| {
-                Problem::new(StatusCode::UNAUTHORIZED, "invalid_token", "the Authorization header must be 'Bearer <token>'")
+                Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    "the Authorization header must be 'Bearer <token>'",
+                )
             })?;
         app.tokens
             .verify_access(token)
             .map(AuthUser)
             .ok_or_else(|| {
-                Problem::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is invalid or expired")
+                Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    "the access token is invalid or expired",
+                )
             })
     }
 }
@@ -56,8 +65,12 @@ impl<S: Send + Sync> FromRequestParts<S> for OrgId {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
         let value = parts.headers.get(ORG_HEADER).ok_or_else(|| {
-            Problem::new(StatusCode::BAD_REQUEST, "organization_header_missing", "the X-Organization-Id header is required")
-                .with_field("X-Organization-Id", "required")
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "organization_header_missing",
+                "the X-Organization-Id header is required",
+            )
+            .with_field("X-Organization-Id", "required")
         })?;
         value
             .to_str()
@@ -65,8 +78,12 @@ impl<S: Send + Sync> FromRequestParts<S> for OrgId {
             .and_then(|v| Uuid::parse_str(v.trim()).ok())
             .map(OrgId)
             .ok_or_else(|| {
-                Problem::new(StatusCode::BAD_REQUEST, "organization_header_invalid", "the X-Organization-Id header must be a UUID")
-                    .with_field("X-Organization-Id", "must be a UUID")
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "organization_header_invalid",
+                    "the X-Organization-Id header must be a UUID",
+                )
+                .with_field("X-Organization-Id", "must be a UUID")
             })
     }
 }
@@ -85,7 +102,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .and_then(|v| v.split(';').next())
             .map(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
@@ -95,29 +113,57 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "the body must be JSON with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de).map(ApiJson).map_err(|e| {
-            let field = e.path().to_string();
-            let inner = e.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
-                Problem::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {inner}"))
-            } else {
-                let message = inner.to_string();
-                let message = message.split(" at line ").next().unwrap_or_default().to_owned();
-                let field = if field == "." { "body".to_owned() } else { field };
-                Problem::new(StatusCode::BAD_REQUEST, "validation_failed", format!("{field}: {message}"))
+        serde_path_to_error::deserialize(de)
+            .map(ApiJson)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let inner = e.into_inner();
+                if inner.is_syntax() || inner.is_eof() {
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_json",
+                        format!("the body is not valid JSON: {inner}"),
+                    )
+                } else {
+                    let message = inner.to_string();
+                    let message = message
+                        .split(" at line ")
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let field = if field == "." {
+                        "body".to_owned()
+                    } else {
+                        field
+                    };
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "validation_failed",
+                        format!("{field}: {message}"),
+                    )
                     .with_field(field, message)
-            }
-        })
+                }
+            })
     }
 }
 
 fn body_rejection(e: BytesRejection) -> Problem {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large")
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the request body is too large",
+        )
     } else {
-        Problem::new(StatusCode::BAD_REQUEST, "body_unreadable", "the request body could not be read")
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "body_unreadable",
+            "the request body could not be read",
+        )
     }
 }
 
@@ -131,7 +177,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| ApiPath(p.0))
-            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_path_parameter", e.body_text()))
+            .map_err(|e| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_path_parameter",
+                    e.body_text(),
+                )
+            })
     }
 }
 
@@ -144,12 +196,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
         let query = parts.uri.query().unwrap_or_default();
         let de = serde_html_form::Deserializer::new(form_urlencoded_parse(query));
-        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|e| {
-            let field = e.path().to_string();
-            let message = e.into_inner().to_string();
-            Problem::new(StatusCode::BAD_REQUEST, "invalid_query_parameter", format!("{field}: {message}"))
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let message = e.into_inner().to_string();
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query_parameter",
+                    format!("{field}: {message}"),
+                )
                 .with_field(field, message)
-        })
+            })
     }
 }
 

@@ -1,8 +1,8 @@
 //! minicrm: a multi-tenant CRM whose rules live in PostgreSQL; this crate is
 //! its thin HTTP face.
 
-pub mod credentials;
 pub mod config;
+pub mod credentials;
 pub mod db;
 pub mod error;
 pub mod extract;

@@ -115,8 +115,7 @@ fn read_or_create_secret(path: &Path, bytes: usize) -> anyhow::Result<String> {
 }
 
 pub async fn ensure(data_dir: &Path, port: u16) -> anyhow::Result<LocalDb> {
-    fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
     let cluster = data_dir.join("postgres");
     let bindir = pg_bindir()?;
@@ -150,7 +149,12 @@ pub async fn ensure(data_dir: &Path, port: u16) -> anyhow::Result<LocalDb> {
         result?;
     }
 
-    let running = pg_tool(&bindir, "pg_ctl", &["-D", &cluster.to_string_lossy(), "status"]).is_ok();
+    let running = pg_tool(
+        &bindir,
+        "pg_ctl",
+        &["-D", &cluster.to_string_lossy(), "status"],
+    )
+    .is_ok();
     if !running {
         tracing::info!(port, "starting the local PostgreSQL cluster");
         let log = data_dir.join("postgres.log");
@@ -181,9 +185,10 @@ pub async fn ensure(data_dir: &Path, port: u16) -> anyhow::Result<LocalDb> {
     }
 
     let base = format!("postgres://postgres:{password}@127.0.0.1:{port}");
-    let (client, connection) = tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
-        .await
-        .context("connecting to the local cluster")?;
+    let (client, connection) =
+        tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
+            .await
+            .context("connecting to the local cluster")?;
     let connection = tokio::spawn(connection);
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = 'minicrm'", &[])
@@ -196,7 +201,10 @@ pub async fn ensure(data_dir: &Path, port: u16) -> anyhow::Result<LocalDb> {
     let _ = connection.await;
 
     let pgpass = data_dir.join("pgpass");
-    write_secret(&pgpass, &format!("127.0.0.1:{port}:*:postgres:{password}\n"))?;
+    write_secret(
+        &pgpass,
+        &format!("127.0.0.1:{port}:*:postgres:{password}\n"),
+    )?;
     tracing::info!(
         "local database ready; psql: PGPASSFILE={} psql -h 127.0.0.1 -p {port} -U postgres minicrm",
         pgpass.display()

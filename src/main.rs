@@ -1,7 +1,11 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use minicrm::{config::{Config, LogFormat}, localdb, migrate, state::App};
+use minicrm::{
+    config::{Config, LogFormat},
+    localdb, migrate,
+    state::App,
+};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage: minicrm [serve|migrate]
@@ -74,7 +78,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    tracing::info!("listening on http://{}  (API docs: http://{}/docs)", listener.local_addr()?, listener.local_addr()?);
+    tracing::info!(
+        "listening on http://{}  (API docs: http://{}/docs)",
+        listener.local_addr()?,
+        listener.local_addr()?
+    );
     axum::serve(listener, minicrm::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{credentials::Tokens, config::Config, db::Db};
+use crate::{config::Config, credentials::Tokens, db::Db};
 
 pub struct App {
     pub config: Config,
@@ -17,7 +17,11 @@ pub type AppState = Arc<App>;
 impl App {
     pub fn new(config: Config, database_url: &str, jwt_secret: &str) -> anyhow::Result<AppState> {
         let db = Db::connect(&config, database_url)?;
-        let tokens = Tokens::new(jwt_secret, config.access_token_ttl, config.refresh_token_ttl);
+        let tokens = Tokens::new(
+            jwt_secret,
+            config.access_token_ttl,
+            config.refresh_token_ttl,
+        );
         Ok(Arc::new(App {
             db,
             tokens,

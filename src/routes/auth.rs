@@ -59,7 +59,11 @@ pub struct RegisterResponse {
 }
 
 fn invalid_credentials() -> Problem {
-    Problem::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password")
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "wrong email or password",
+    )
 }
 
 fn tokens(app: &AppState, user_id: Uuid, refresh_token: String) -> AppResult<TokenPair> {
@@ -95,7 +99,14 @@ pub async fn register(
         .call(
             Ctx::ANONYMOUS,
             "api.auth_register($3, $4, $5, $6, $7, $8)",
-            &[&req.email, &hashed, &req.name, &req.organization_name, &refresh_hash, &expires],
+            &[
+                &req.email,
+                &hashed,
+                &req.name,
+                &req.organization_name,
+                &refresh_hash,
+                &expires,
+            ],
         )
         .await?;
     let mut out: RegisterResponse = parse(json)?;
@@ -122,7 +133,11 @@ pub async fn login(
 ) -> AppResult<Json<TokenPair>> {
     let json = app
         .db
-        .call(Ctx::ANONYMOUS, "api.auth_login_credentials($3)", &[&req.email])
+        .call(
+            Ctx::ANONYMOUS,
+            "api.auth_login_credentials($3)",
+            &[&req.email],
+        )
         .await?;
     let credentials: Option<Credentials> = match json {
         Some(j) => Some(serde_json::from_str(&j).map_err(anyhow::Error::from)?),

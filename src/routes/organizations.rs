@@ -103,7 +103,11 @@ pub struct MemberPath {
         (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn mine(State(app): State<AppState>, AuthUser(user): AuthUser) -> AppResult<JsonText> {
-    JsonText::from_db(app.db.call(Ctx::user(user), "api.organizations_mine()", &[]).await?)
+    JsonText::from_db(
+        app.db
+            .call(Ctx::user(user), "api.organizations_mine()", &[])
+            .await?,
+    )
 }
 
 #[utoipa::path(post, path = "/api/v1/organizations", tag = "organizations",
@@ -121,7 +125,11 @@ pub async fn create(
 ) -> AppResult<Created<JsonText>> {
     let json = app
         .db
-        .call(Ctx::user(user), "api.organizations_create($3)", &[&req.name])
+        .call(
+            Ctx::user(user),
+            "api.organizations_create($3)",
+            &[&req.name],
+        )
         .await?;
     Ok(Created(JsonText::from_db(json)?))
 }
@@ -139,7 +147,11 @@ pub async fn get(
     AuthUser(user): AuthUser,
     ApiPath(path): ApiPath<OrgPath>,
 ) -> AppResult<JsonText> {
-    JsonText::from_db(app.db.call(Ctx::org(user, path.org_id), "api.organizations_get()", &[]).await?)
+    JsonText::from_db(
+        app.db
+            .call(Ctx::org(user, path.org_id), "api.organizations_get()", &[])
+            .await?,
+    )
 }
 
 #[utoipa::path(patch, path = "/api/v1/organizations/{org_id}", tag = "organizations",
@@ -159,7 +171,11 @@ pub async fn rename(
     ApiJson(req): ApiJson<OrganizationRequest>,
 ) -> AppResult<JsonText> {
     let ctx = Ctx::org(user, path.org_id);
-    JsonText::from_db(app.db.call(ctx, "api.organizations_rename($3)", &[&req.name]).await?)
+    JsonText::from_db(
+        app.db
+            .call(ctx, "api.organizations_rename($3)", &[&req.name])
+            .await?,
+    )
 }
 
 #[utoipa::path(delete, path = "/api/v1/organizations/{org_id}", tag = "organizations",
@@ -176,7 +192,11 @@ pub async fn delete(
     ApiPath(path): ApiPath<OrgPath>,
 ) -> AppResult<StatusCode> {
     app.db
-        .call(Ctx::org(user, path.org_id), "api.organizations_delete()", &[])
+        .call(
+            Ctx::org(user, path.org_id),
+            "api.organizations_delete()",
+            &[],
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -193,7 +213,11 @@ pub async fn members(
     AuthUser(user): AuthUser,
     ApiPath(path): ApiPath<OrgPath>,
 ) -> AppResult<JsonText> {
-    JsonText::from_db(app.db.call(Ctx::org(user, path.org_id), "api.members_list()", &[]).await?)
+    JsonText::from_db(
+        app.db
+            .call(Ctx::org(user, path.org_id), "api.members_list()", &[])
+            .await?,
+    )
 }
 
 #[utoipa::path(post, path = "/api/v1/organizations/{org_id}/members", tag = "members",
@@ -241,7 +265,11 @@ pub async fn change_role(
     let ctx = Ctx::org(user, path.org_id);
     let json = app
         .db
-        .call(ctx, "api.members_set_role($3, $4)", &[&path.user_id, &req.role])
+        .call(
+            ctx,
+            "api.members_set_role($3, $4)",
+            &[&path.user_id, &req.role],
+        )
         .await?;
     JsonText::from_db(json)
 }
@@ -264,7 +292,11 @@ pub async fn remove_member(
 ) -> AppResult<StatusCode> {
     let ctx = Ctx::org(user, path.org_id);
     app.db
-        .call(ctx, "api.members_remove($3, $4)", &[&path.user_id, &query.reassign_to])
+        .call(
+            ctx,
+            "api.members_remove($3, $4)",
+            &[&path.user_id, &query.reassign_to],
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

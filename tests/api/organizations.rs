@@ -1,0 +1,376 @@
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, TestUser};
+
+fn org_path(user: &TestUser) -> String {
+    format!("/api/v1/organizations/{}", user.org_id)
+}
+
+#[tokio::test]
+async fn organizations_me_lists_memberships_with_the_callers_role() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("ann").await;
+    let bob = app.member_of(&ann, "bob", "manager").await;
+    let res = app
+        .get("/api/v1/organizations/me")
+        .token(&bob.access_token)
+        .send()
+        .await;
+    let items = res.ok(200)["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 2);
+    let acme = items
+        .iter()
+        .find(|o| o["id"] == ann.org_id.to_string())
+        .unwrap();
+    assert_eq!(acme["role"], "manager");
+    assert_eq!(acme["name"], "ann Inc");
+    let own = items
+        .iter()
+        .find(|o| o["id"] == bob.org_id.to_string())
+        .unwrap();
+    assert_eq!(own["role"], "owner");
+    app.get("/api/v1/organizations/me")
+        .send()
+        .await
+        .problem(401, "unauthenticated");
+}
+
+#[tokio::test]
+async fn create_get_rename_and_delete_an_organization() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("ann").await;
+    let res = app
+        .post("/api/v1/organizations")
+        .token(&ann.access_token)
+        .json(json!({"name": "  Second  "}))
+        .send()
+        .await;
+    let org = res.ok(201).clone();
+    assert_eq!(org["name"], "Second");
+    assert_eq!(org["role"], "owner");
+    let path = format!("/api/v1/organizations/{}", org["id"].as_str().unwrap());
+    let got = app.get(&path).token(&ann.access_token).send().await;
+    assert_eq!(got.ok(200)["name"], "Second");
+    let renamed = app
+        .patch(&path)
+        .token(&ann.access_token)
+        .json(json!({"name": "Renamed"}))
+        .send()
+        .await;
+    assert_eq!(renamed.ok(200)["name"], "Renamed");
+    app.patch(&path)
+        .token(&ann.access_token)
+        .json(json!({"name": ""}))
+        .send()
+        .await
+        .problem(400, "organizations_name_invalid");
+    app.post("/api/v1/organizations")
+        .token(&ann.access_token)
+        .json(json!({}))
+        .send()
+        .await
+        .problem(400, "validation_failed");
+    assert_eq!(
+        app.delete(&path)
+            .token(&ann.access_token)
+            .send()
+            .await
+            .status,
+        204
+    );
+    app.get(&path)
+        .token(&ann.access_token)
+        .send()
+        .await
+        .problem(404, "organization_not_found");
+}
+
+#[tokio::test]
+async fn an_organization_you_do_not_belong_to_is_404_and_bad_ids_400() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("ann").await;
+    let eve = app.register("eve").await;
+    let p404 = |res: crate::helpers::TestResponse| {
+        res.problem(404, "organization_not_found");
+    };
+    p404(
+        app.get(&org_path(&ann))
+            .token(&eve.access_token)
+            .send()
+            .await,
+    );
+    p404(
+        app.patch(&org_path(&ann))
+            .token(&eve.access_token)
+            .json(json!({"name": "pwned"}))
+            .send()
+            .await,
+    );
+    p404(
+        app.delete(&org_path(&ann))
+            .token(&eve.access_token)
+            .send()
+            .await,
+    );
+    p404(
+        app.get(&format!("{}/members", org_path(&ann)))
+            .token(&eve.access_token)
+            .send()
+            .await,
+    );
+    p404(
+        app.post(&format!("{}/members", org_path(&ann)))
+            .token(&eve.access_token)
+            .json(json!({"email": "eve@example.com", "role": "owner"}))
+            .send()
+            .await,
+    );
+    p404(
+        app.get(&format!("/api/v1/organizations/{}", Uuid::new_v4()))
+            .token(&ann.access_token)
+            .send()
+            .await,
+    );
+    app.get("/api/v1/organizations/not-a-uuid")
+        .token(&ann.access_token)
+        .send()
+        .await
+        .problem(400, "invalid_path_parameter");
+    // Unchanged.
+    let got = app
+        .get(&org_path(&ann))
+        .token(&ann.access_token)
+        .send()
+        .await;
+    assert_eq!(got.ok(200)["name"], "ann Inc");
+    app.get(&org_path(&ann))
+        .send()
+        .await
+        .problem(401, "unauthenticated");
+}
+
+#[tokio::test]
+async fn settings_follow_the_role_table() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let admin = app.member_of(&owner, "admin", "admin").await;
+    let manager = app.member_of(&owner, "manager", "manager").await;
+    let member = app.member_of(&owner, "member", "member").await;
+    let path = org_path(&owner);
+    for (user, allowed) in [
+        (&owner, true),
+        (&admin, true),
+        (&manager, false),
+        (&member, false),
+    ] {
+        let res = app
+            .patch(&path)
+            .token(&user.access_token)
+            .json(json!({"name": "New name"}))
+            .send()
+            .await;
+        if allowed {
+            res.ok(200);
+        } else {
+            res.problem(403, "role_forbidden");
+        }
+    }
+    // Every member may read the member list.
+    let list = app
+        .get(&format!("{path}/members"))
+        .token(&member.access_token)
+        .send()
+        .await;
+    let items = list.ok(200)["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 4);
+    assert_eq!(items[0]["email"], "owner@example.com");
+    assert_eq!(items[0]["role"], "owner");
+    assert!(items[0]["created_at"].is_string() && items[0]["user_id"].is_string());
+
+    // Adding members.
+    let carol = app.register("carol").await;
+    for user in [&manager, &member] {
+        app.post(&format!("{path}/members"))
+            .token(&user.access_token)
+            .json(json!({"email": carol.email, "role": "member"}))
+            .send()
+            .await
+            .problem(403, "role_forbidden");
+    }
+    // A manager cannot even learn whether an address is registered.
+    app.post(&format!("{path}/members"))
+        .token(&manager.access_token)
+        .json(json!({"email": "nobody@example.com", "role": "member"}))
+        .send()
+        .await
+        .problem(403, "role_forbidden");
+    app.post(&format!("{path}/members"))
+        .token(&admin.access_token)
+        .json(json!({"email": carol.email, "role": "owner"}))
+        .send()
+        .await
+        .problem(403, "owner_required");
+    let added = app
+        .post(&format!("{path}/members"))
+        .token(&admin.access_token)
+        .json(json!({"email": "CAROL@example.com", "role": "member"}))
+        .send()
+        .await;
+    assert_eq!(added.ok(201)["user_id"], carol.id.to_string());
+    assert_eq!(added.body["role"], "member");
+    app.post(&format!("{path}/members"))
+        .token(&admin.access_token)
+        .json(json!({"email": carol.email, "role": "member"}))
+        .send()
+        .await
+        .problem(409, "organization_members_user_id_taken");
+    app.post(&format!("{path}/members"))
+        .token(&admin.access_token)
+        .json(json!({"email": "nobody@example.com", "role": "member"}))
+        .send()
+        .await
+        .problem(404, "user_not_found");
+    app.post(&format!("{path}/members"))
+        .token(&admin.access_token)
+        .json(json!({"email": carol.email, "role": "emperor"}))
+        .send()
+        .await
+        .problem(400, "validation_failed");
+
+    // Changing roles.
+    let role = |actor: &TestUser, target: &TestUser, role: &str| {
+        app.patch(&format!("{path}/members/{}", target.id))
+            .token(&actor.access_token)
+            .json(json!({"role": role}))
+            .send()
+    };
+    role(&manager, &member, "admin")
+        .await
+        .problem(403, "role_forbidden");
+    role(&member, &member, "admin")
+        .await
+        .problem(403, "role_forbidden");
+    role(&admin, &member, "owner")
+        .await
+        .problem(403, "owner_required");
+    role(&admin, &owner, "member")
+        .await
+        .problem(403, "owner_required");
+    assert_eq!(
+        role(&admin, &member, "manager").await.ok(200)["role"],
+        "manager"
+    );
+    role(&owner, &owner, "admin")
+        .await
+        .problem(409, "last_owner");
+    assert_eq!(role(&owner, &admin, "owner").await.ok(200)["role"], "owner");
+    // With a second owner, the first may step down.
+    assert_eq!(role(&owner, &owner, "admin").await.ok(200)["role"], "admin");
+    let stranger = app.register("stranger").await;
+    role(&admin, &stranger, "member")
+        .await
+        .problem(404, "member_not_found");
+
+    // Deleting the organization: owners only.
+    for user in [&owner, &manager, &member] {
+        // (owner is an admin now)
+        app.delete(&path)
+            .token(&user.access_token)
+            .send()
+            .await
+            .problem(403, "owner_required");
+    }
+    assert_eq!(
+        app.delete(&path)
+            .token(&admin.access_token)
+            .send()
+            .await
+            .status,
+        204
+    );
+}
+
+#[tokio::test]
+async fn removing_members() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let admin = app.member_of(&owner, "admin", "admin").await;
+    let manager = app.member_of(&owner, "manager", "manager").await;
+    let member = app.member_of(&owner, "member", "member").await;
+    let path = org_path(&owner);
+    let remove = |actor: &TestUser, target: &TestUser, query: &str| {
+        app.delete(&format!("{path}/members/{}{query}", target.id))
+            .token(&actor.access_token)
+            .send()
+    };
+    remove(&manager, &member, "")
+        .await
+        .problem(403, "role_forbidden");
+    remove(&admin, &owner, "")
+        .await
+        .problem(403, "owner_required");
+    remove(&owner, &owner, "").await.problem(409, "last_owner");
+    remove(&owner, &member, "?reassign_to=nope")
+        .await
+        .problem(400, "invalid_query_parameter");
+    remove(&owner, &member, "?colour=blue")
+        .await
+        .problem(400, "invalid_query_parameter");
+
+    // The manager owns a contact and a deal: removal needs reassign_to.
+    let db = app.sql().await;
+    db.execute(
+        "WITH c AS (INSERT INTO crm.contacts (organization_id, owner_id, name) VALUES ($1, $2, 'Client') RETURNING id)
+         INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency)
+         SELECT $1, c.id, $2, 'Deal', 10, 'EUR' FROM c",
+        &[&owner.org_id, &manager.id],
+    )
+    .await
+    .unwrap();
+    remove(&admin, &manager, "")
+        .await
+        .problem(409, "member_owns_records");
+    remove(&admin, &manager, &format!("?reassign_to={}", manager.id))
+        .await
+        .problem(400, "reassign_to_invalid");
+    let stranger = app.register("stranger").await;
+    remove(&admin, &manager, &format!("?reassign_to={}", stranger.id))
+        .await
+        .problem(404, "reassign_to_not_found");
+    remove(&admin, &stranger, "")
+        .await
+        .problem(404, "member_not_found");
+    let res = remove(&admin, &manager, &format!("?reassign_to={}", member.id)).await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    let owners: Vec<Uuid> = db
+        .query(
+            "SELECT owner_id FROM crm.contacts UNION ALL SELECT owner_id FROM crm.deals",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(owners, vec![member.id, member.id]);
+    // The removed manager no longer sees the organization.
+    app.get(&path)
+        .token(&manager.access_token)
+        .send()
+        .await
+        .problem(404, "organization_not_found");
+
+    // Anyone may leave; a member leaving with records still needs reassign_to.
+    remove(&member, &member, "")
+        .await
+        .problem(409, "member_owns_records");
+    let res = remove(&member, &member, &format!("?reassign_to={}", admin.id)).await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    let list = app
+        .get(&format!("{path}/members"))
+        .token(&owner.access_token)
+        .send()
+        .await;
+    assert_eq!(list.ok(200)["items"].as_array().unwrap().len(), 2);
+}
