@@ -91,7 +91,7 @@ impl IntoResponse for Problem {
 /// The handlers' error type: a safe problem for the client, the cause for the log.
 #[derive(Debug)]
 pub enum AppError {
-    Problem(Problem),
+    Problem(Box<Problem>),
     Db(tokio_postgres::Error),
     Pool(deadpool_postgres::PoolError),
     Internal(anyhow::Error),
@@ -101,7 +101,7 @@ pub type AppResult<T> = Result<T, AppError>;
 
 impl From<Problem> for AppError {
     fn from(p: Problem) -> Self {
-        AppError::Problem(p)
+        AppError::Problem(Box::new(p))
     }
 }
 impl From<tokio_postgres::Error> for AppError {
@@ -149,7 +149,7 @@ fn field_of(table: Option<&str>, constraint: &str) -> Option<String> {
 impl AppError {
     pub fn into_problem(self) -> Problem {
         match self {
-            AppError::Problem(p) => p,
+            AppError::Problem(p) => *p,
             AppError::Pool(e) => {
                 tracing::warn!(error = %e, "database pool");
                 unavailable()
