@@ -1,0 +1,195 @@
+-- The pipeline's rules (SPEC §3 role table, §4 R1–R9), as triggers, so they
+-- hold for every writer: the API, and a DBA in psql acting under app.act_as.
+-- Role checks apply when there is an acting role; the timeline rows are
+-- written here, in the same transaction as the change, authored by the actor.
+
+-- A member may only touch records they own, and may not give records to others.
+CREATE OR REPLACE FUNCTION app.require_record_owner(p_owner_id uuid, p_what text) RETURNS void
+  LANGUAGE plpgsql STABLE
+  AS $$
+BEGIN
+  IF app.role() = 'member' AND p_owner_id IS DISTINCT FROM app.user_id() THEN
+    PERFORM app.fail('MC403', 'role_forbidden', format('members may only %s their own records', p_what), 'owner_id');
+  END IF;
+END
+$$;
+
+-- Is the organization still there? (Not, while it is being deleted: its rows
+-- then go by cascade and the per-row rules do not apply.)
+CREATE OR REPLACE FUNCTION app.organization_exists(p_org_id uuid) RETURNS boolean
+  LANGUAGE sql STABLE
+  AS $$ SELECT EXISTS (SELECT 1 FROM crm.organizations WHERE id = p_org_id) $$;
+
+-- contacts ---------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION private.contacts_rules() RETURNS trigger
+  LANGUAGE plpgsql
+  AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    IF NOT app.organization_exists(OLD.organization_id) THEN
+      RETURN OLD;
+    END IF;
+    PERFORM app.require_record_owner(OLD.owner_id, 'delete');
+    -- R2
+    IF EXISTS (SELECT 1 FROM crm.deals d WHERE d.organization_id = OLD.organization_id AND d.contact_id = OLD.id) THEN
+      PERFORM app.fail('MC409', 'contact_has_deals', 'the contact has deals and cannot be deleted');
+    END IF;
+    RETURN OLD;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    PERFORM app.require_record_owner(OLD.owner_id, 'change');
+    NEW.updated_at := now();
+  END IF;
+  PERFORM app.require_record_owner(NEW.owner_id, 'create or hold');
+  RETURN NEW;
+END
+$$;
+
+DROP TRIGGER IF EXISTS contacts_rules ON crm.contacts;
+CREATE TRIGGER contacts_rules BEFORE INSERT OR UPDATE OR DELETE ON crm.contacts
+  FOR EACH ROW EXECUTE FUNCTION private.contacts_rules();
+
+-- deals --------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION private.deals_rules() RETURNS trigger
+  LANGUAGE plpgsql
+  AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    IF app.organization_exists(OLD.organization_id) THEN
+      PERFORM app.require_record_owner(OLD.owner_id, 'delete');
+    END IF;
+    RETURN OLD;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    PERFORM app.require_record_owner(OLD.owner_id, 'change');
+    -- R5: forward moves (skipping allowed) are free; backwards only for owner/admin.
+    IF NEW.stage < OLD.stage AND app.role() IS NOT NULL AND app.role() NOT IN ('owner', 'admin') THEN
+      PERFORM app.fail('MC403', 'stage_rollback_forbidden',
+        format('only an owner or admin may move a deal back from %s to %s', OLD.stage, NEW.stage), 'stage');
+    END IF;
+    NEW.updated_at := now();
+  END IF;
+  PERFORM app.require_record_owner(NEW.owner_id, 'create or hold');
+  -- R1
+  IF NEW.status = 'won' AND NEW.amount <= 0 THEN
+    PERFORM app.fail('MC400', 'deal_won_requires_amount', 'a won deal needs an amount greater than 0',
+      CASE WHEN TG_OP = 'UPDATE' AND OLD.status = 'won' THEN 'amount' ELSE 'status' END);
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+DROP TRIGGER IF EXISTS deals_rules ON crm.deals;
+CREATE TRIGGER deals_rules BEFORE INSERT OR UPDATE OR DELETE ON crm.deals
+  FOR EACH ROW EXECUTE FUNCTION private.deals_rules();
+
+-- R6 and the creation event: the deal's timeline.
+CREATE OR REPLACE FUNCTION private.deals_timeline() RETURNS trigger
+  LANGUAGE plpgsql
+  AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload)
+    VALUES (NEW.organization_id, NEW.id, app.user_id(), 'system',
+            jsonb_build_object('event', 'deal_created', 'status', NEW.status, 'stage', NEW.stage));
+    RETURN NULL;
+  END IF;
+  IF NEW.status IS DISTINCT FROM OLD.status THEN
+    INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload)
+    VALUES (NEW.organization_id, NEW.id, app.user_id(), 'status_changed',
+            jsonb_build_object('from', OLD.status, 'to', NEW.status));
+  END IF;
+  IF NEW.stage IS DISTINCT FROM OLD.stage THEN
+    INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload)
+    VALUES (NEW.organization_id, NEW.id, app.user_id(), 'stage_changed',
+            jsonb_build_object('from', OLD.stage, 'to', NEW.stage));
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS deals_timeline ON crm.deals;
+CREATE TRIGGER deals_timeline AFTER INSERT OR UPDATE OF status, stage ON crm.deals
+  FOR EACH ROW EXECUTE FUNCTION private.deals_timeline();
+
+-- tasks (a task belongs to its deal's owner) -------------------------------------
+
+CREATE OR REPLACE FUNCTION app.deal_owner(p_org_id uuid, p_deal_id uuid) RETURNS uuid
+  LANGUAGE sql STABLE
+  AS $$ SELECT owner_id FROM crm.deals WHERE organization_id = p_org_id AND id = p_deal_id $$;
+
+CREATE OR REPLACE FUNCTION private.tasks_rules() RETURNS trigger
+  LANGUAGE plpgsql
+  AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    -- A missing deal means the deal is being deleted and takes its tasks along.
+    PERFORM app.require_record_owner(coalesce(app.deal_owner(OLD.organization_id, OLD.deal_id), app.user_id()), 'delete tasks of');
+    RETURN OLD;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    PERFORM app.require_record_owner(app.deal_owner(OLD.organization_id, OLD.deal_id), 'change tasks of');
+    NEW.updated_at := now();
+  END IF;
+  -- R3 (a deal of another organization is not found here; its foreign key answers).
+  IF app.role() = 'member' AND app.deal_owner(NEW.organization_id, NEW.deal_id) IS DISTINCT FROM app.user_id()
+     AND app.deal_owner(NEW.organization_id, NEW.deal_id) IS NOT NULL THEN
+    PERFORM app.fail('MC403', 'deal_not_owned', 'members may only add tasks to their own deals', 'deal_id');
+  END IF;
+  -- R4: not in the past (today, UTC, is allowed), on create and when changed.
+  IF (TG_OP = 'INSERT' OR NEW.due_date IS DISTINCT FROM OLD.due_date)
+     AND NEW.due_date < (now() AT TIME ZONE 'UTC')::date THEN
+    PERFORM app.fail('MC400', 'tasks_due_date_past', 'due_date cannot be in the past', 'due_date');
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+DROP TRIGGER IF EXISTS tasks_rules ON crm.tasks;
+CREATE TRIGGER tasks_rules BEFORE INSERT OR UPDATE OR DELETE ON crm.tasks
+  FOR EACH ROW EXECUTE FUNCTION private.tasks_rules();
+
+-- R7
+CREATE OR REPLACE FUNCTION private.tasks_timeline() RETURNS trigger
+  LANGUAGE plpgsql
+  AS $$
+BEGIN
+  INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload)
+  VALUES (NEW.organization_id, NEW.deal_id, app.user_id(), 'task_created',
+          jsonb_build_object('task_id', NEW.id, 'title', NEW.title, 'due_date', NEW.due_date));
+  RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS tasks_timeline ON crm.tasks;
+CREATE TRIGGER tasks_timeline AFTER INSERT ON crm.tasks
+  FOR EACH ROW EXECUTE FUNCTION private.tasks_timeline();
+
+-- activities -------------------------------------------------------------------------
+
+-- R9: written directly (trigger depth 1, not by the timeline triggers above),
+-- an activity can only be a comment with a non-empty text, by the actor.
+CREATE OR REPLACE FUNCTION private.activities_rules() RETURNS trigger
+  LANGUAGE plpgsql
+  AS $$
+BEGIN
+  IF pg_trigger_depth() = 1 THEN
+    IF NEW.type <> 'comment' THEN
+      PERFORM app.fail('MC400', 'activity_type_forbidden', 'only comment activities can be created', 'type');
+    END IF;
+    IF jsonb_typeof(NEW.payload -> 'text') IS DISTINCT FROM 'string' OR btrim(NEW.payload ->> 'text') = '' THEN
+      PERFORM app.fail('MC400', 'comment_text_required', 'a comment needs a non-empty text', 'payload.text');
+    END IF;
+    IF app.user_id() IS NOT NULL THEN
+      NEW.author_id := app.user_id();
+    END IF;
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+DROP TRIGGER IF EXISTS activities_rules ON crm.activities;
+CREATE TRIGGER activities_rules BEFORE INSERT ON crm.activities
+  FOR EACH ROW EXECUTE FUNCTION private.activities_rules();

@@ -1,0 +1,108 @@
+-- Deals: list / create / get / update / delete.
+
+CREATE OR REPLACE FUNCTION app.deal_json(d crm.deals) RETURNS jsonb
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  AS $$
+    SELECT jsonb_build_object('id', d.id, 'organization_id', d.organization_id, 'contact_id', d.contact_id,
+      'owner_id', d.owner_id, 'title', d.title, 'amount', to_char(d.amount, 'FM999999999990.00'),
+      'currency', d.currency, 'status', d.status, 'stage', d.stage,
+      'created_at', app.ts(d.created_at), 'updated_at', app.ts(d.updated_at))
+  $$;
+
+-- p_order_by: created_at | updated_at | amount | title; p_order: asc | desc.
+-- Both are checked against these lists before they become SQL identifiers.
+CREATE OR REPLACE FUNCTION api.deals_list(p_page int, p_page_size int,
+    p_statuses crm.deal_status[] DEFAULT NULL, p_stage crm.deal_stage DEFAULT NULL,
+    p_min_amount numeric DEFAULT NULL, p_max_amount numeric DEFAULT NULL,
+    p_owner_id uuid DEFAULT NULL, p_contact_id uuid DEFAULT NULL,
+    p_order_by text DEFAULT 'created_at', p_order text DEFAULT 'desc')
+  RETURNS jsonb LANGUAGE plpgsql STABLE
+  AS $$
+DECLARE
+  v_where text := 'd.organization_id = app.org_id()'
+    || CASE WHEN p_statuses IS NOT NULL THEN ' AND d.status = ANY ($1)' ELSE '' END
+    || CASE WHEN p_stage IS NOT NULL THEN ' AND d.stage = $2' ELSE '' END
+    || CASE WHEN p_min_amount IS NOT NULL THEN ' AND d.amount >= $3' ELSE '' END
+    || CASE WHEN p_max_amount IS NOT NULL THEN ' AND d.amount <= $4' ELSE '' END
+    || CASE WHEN p_owner_id IS NOT NULL THEN ' AND d.owner_id = $5' ELSE '' END
+    || CASE WHEN p_contact_id IS NOT NULL THEN ' AND d.contact_id = $6' ELSE '' END;
+  v_order text;
+  v_total bigint;
+  v_items jsonb;
+BEGIN
+  IF p_order_by IS NULL OR p_order_by NOT IN ('created_at', 'updated_at', 'amount', 'title') THEN
+    PERFORM app.fail('MC400', 'invalid_order_by', 'order_by must be one of created_at, updated_at, amount, title', 'order_by');
+  END IF;
+  IF p_order IS NULL OR p_order NOT IN ('asc', 'desc') THEN
+    PERFORM app.fail('MC400', 'invalid_order', 'order must be asc or desc', 'order');
+  END IF;
+  PERFORM app.require_owner_filter(p_owner_id);
+  v_order := format('d.%I %s, d.id %s', p_order_by, p_order, p_order);
+  EXECUTE 'SELECT count(*) FROM crm.deals d WHERE ' || v_where
+    INTO v_total USING p_statuses, p_stage, p_min_amount, p_max_amount, p_owner_id, p_contact_id;
+  EXECUTE format('SELECT jsonb_agg(app.deal_json(d) ORDER BY %s) FROM (SELECT * FROM crm.deals d WHERE %s ORDER BY %s LIMIT $7 OFFSET $8) d',
+                 v_order, v_where, v_order)
+    INTO v_items USING p_statuses, p_stage, p_min_amount, p_max_amount, p_owner_id, p_contact_id,
+                       p_page_size, (p_page - 1)::bigint * p_page_size;
+  RETURN app.page_json(v_items, p_page, p_page_size, v_total);
+END
+$$;
+
+-- New deals start new / qualification.
+CREATE OR REPLACE FUNCTION api.deals_create(p_contact_id uuid, p_title text, p_amount numeric, p_currency text, p_owner_id uuid DEFAULT NULL)
+  RETURNS jsonb LANGUAGE sql
+  AS $$
+    INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency)
+    VALUES (app.org_id(), p_contact_id, coalesce(p_owner_id, app.user_id()), btrim(p_title), p_amount, p_currency)
+    RETURNING app.deal_json(deals)
+  $$;
+
+CREATE OR REPLACE FUNCTION api.deals_get(p_id uuid) RETURNS jsonb
+  LANGUAGE plpgsql STABLE
+  AS $$
+DECLARE
+  v jsonb;
+BEGIN
+  SELECT app.deal_json(d) INTO v FROM crm.deals d WHERE d.organization_id = app.org_id() AND d.id = p_id;
+  IF v IS NULL THEN
+    PERFORM app.not_found('deal');
+  END IF;
+  RETURN v;
+END
+$$;
+
+-- Partial update; null means "not given" (no deal field is nullable).
+CREATE OR REPLACE FUNCTION api.deals_update(p_id uuid, p_status crm.deal_status, p_stage crm.deal_stage,
+    p_title text, p_amount numeric, p_currency text, p_contact_id uuid, p_owner_id uuid)
+  RETURNS jsonb LANGUAGE plpgsql
+  AS $$
+DECLARE
+  v jsonb;
+BEGIN
+  UPDATE crm.deals d SET
+    status     = coalesce(p_status, d.status),
+    stage      = coalesce(p_stage, d.stage),
+    title      = coalesce(btrim(p_title), d.title),
+    amount     = coalesce(p_amount, d.amount),
+    currency   = coalesce(p_currency, d.currency),
+    contact_id = coalesce(p_contact_id, d.contact_id),
+    owner_id   = coalesce(p_owner_id, d.owner_id)
+   WHERE d.organization_id = app.org_id() AND d.id = p_id
+  RETURNING app.deal_json(d) INTO v;
+  IF v IS NULL THEN
+    PERFORM app.not_found('deal');
+  END IF;
+  RETURN v;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION api.deals_delete(p_id uuid) RETURNS void
+  LANGUAGE plpgsql
+  AS $$
+BEGIN
+  DELETE FROM crm.deals d WHERE d.organization_id = app.org_id() AND d.id = p_id;
+  IF NOT FOUND THEN
+    PERFORM app.not_found('deal');
+  END IF;
+END
+$$;
