@@ -240,3 +240,18 @@ impl JsonText {
             .ok_or_else(|| anyhow::anyhow!("the database returned no result").into())
     }
 }
+
+/// The acting user inside the organization named by `X-Organization-Id`:
+/// the context of every organization-scoped request. 401 comes before 400.
+#[derive(Clone, Copy, Debug)]
+pub struct OrgActor(pub crate::db::Ctx);
+
+impl FromRequestParts<AppState> for OrgActor {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Problem> {
+        let AuthUser(user) = AuthUser::from_request_parts(parts, app).await?;
+        let OrgId(org) = OrgId::from_request_parts(parts, app).await?;
+        Ok(OrgActor(crate::db::Ctx::org(user, org)))
+    }
+}

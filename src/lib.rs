@@ -52,6 +52,27 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/organizations/{org_id}/members/{user_id}",
             patch(organizations::change_role).delete(organizations::remove_member),
+        )
+        .route("/contacts", get(contacts::list).post(contacts::create))
+        .route(
+            "/contacts/{id}",
+            get(contacts::get)
+                .patch(contacts::update)
+                .delete(contacts::delete),
+        )
+        .route("/deals", get(deals::list).post(deals::create))
+        .route(
+            "/deals/{id}",
+            get(deals::get).patch(deals::update).delete(deals::delete),
+        )
+        .route(
+            "/deals/{id}/activities",
+            get(activities::list).post(activities::create),
+        )
+        .route("/tasks", get(tasks::list).post(tasks::create))
+        .route(
+            "/tasks/{id}",
+            get(tasks::get).patch(tasks::update).delete(tasks::delete),
         );
 
     Router::new()

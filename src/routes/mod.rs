@@ -1,11 +1,28 @@
 //! One module per resource: request/response types beside their handlers.
 
+pub mod activities;
 pub mod auth;
+pub mod contacts;
+pub mod deals;
+pub mod fields;
 pub mod health;
 pub mod organizations;
+pub mod tasks;
 pub mod users;
 
 use serde::{Deserialize, Deserializer};
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+/// The header every organization-scoped request carries (documentation only;
+/// `extract::OrgActor` reads it).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct OrgHeader {
+    /// The organization the request acts in.
+    #[serde(rename = "X-Organization-Id")]
+    pub x_organization_id: Uuid,
+}
 
 /// A password as accepted at registration: 8 to 128 characters.
 pub struct Password(pub String);

@@ -361,12 +361,18 @@ async fn removing_members() {
         .await
         .problem(404, "organization_not_found");
 
-    // Anyone may leave; a member leaving with records still needs reassign_to.
+    // Anyone may leave, but not with records: a member may not hand them to
+    // someone else, so an admin removes them with reassign_to.
     remove(&member, &member, "")
         .await
         .problem(409, "member_owns_records");
-    let res = remove(&member, &member, &format!("?reassign_to={}", admin.id)).await;
+    remove(&member, &member, &format!("?reassign_to={}", admin.id))
+        .await
+        .problem(403, "role_forbidden");
+    let res = remove(&admin, &member, &format!("?reassign_to={}", admin.id)).await;
     assert_eq!(res.status, 204, "{}", res.body);
+    let carol = app.member_of(&owner, "carol", "member").await;
+    assert_eq!(remove(&carol, &carol, "").await.status, 204);
     let list = app
         .get(&format!("{path}/members"))
         .token(&owner.access_token)

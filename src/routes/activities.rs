@@ -1,0 +1,113 @@
+//! /deals/{deal_id}/activities: the deal's timeline, and comments on it.
+
+use axum::extract::State;
+use postgres_types::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::{
+    error::{AppResult, Problem},
+    extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
+    routes::fields::{ActivityType, Page, PageSize},
+    state::AppState,
+};
+
+#[derive(Serialize, ToSchema)]
+pub struct Activity {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub deal_id: Uuid,
+    /// Null for system events written without an acting user.
+    pub author_id: Option<Uuid>,
+    #[serde(rename = "type")]
+    pub type_: ActivityType,
+    /// `{text}` for comments; `{from, to}` for status and stage changes;
+    /// `{task_id, title, due_date}` for task_created.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ActivityPage {
+    pub items: Vec<Activity>,
+    pub page: i32,
+    pub page_size: i32,
+    pub total: i64,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ActivityQuery {
+    #[serde(default)]
+    #[param(value_type = Option<i32>, minimum = 1)]
+    pub page: Page,
+    #[serde(default)]
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
+    pub page_size: PageSize,
+}
+
+/// Only `comment` can be created (R9), with a non-empty `payload.text`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewActivity {
+    #[serde(rename = "type")]
+    pub type_: ActivityType,
+    #[schema(value_type = Object, example = json!({"text": "Called, they want a discount"}))]
+    pub payload: Value,
+}
+
+#[utoipa::path(get, path = "/api/v1/deals/{deal_id}/activities", tag = "activities",
+    security(("bearer" = [])), params(crate::routes::OrgHeader, ("deal_id" = Uuid, Path), ActivityQuery),
+    responses(
+        (status = 200, description = "Newest first", body = ActivityPage),
+        (status = 400, description = "Malformed id, query or header", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Deal not found in this organization: `deal_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiPath(deal_id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<ActivityQuery>,
+) -> AppResult<JsonText> {
+    let json = app
+        .db
+        .call(
+            ctx,
+            "api.activities_list($3, $4, $5)",
+            &[&deal_id, &q.page.0, &q.page_size.0],
+        )
+        .await?;
+    JsonText::from_db(json)
+}
+
+#[utoipa::path(post, path = "/api/v1/deals/{deal_id}/activities", tag = "activities",
+    security(("bearer" = [])), params(crate::routes::OrgHeader, ("deal_id" = Uuid, Path)),
+    request_body = NewActivity,
+    responses(
+        (status = 201, description = "The comment, authored by the caller", body = Activity),
+        (status = 400, description = "Not a comment (`activity_type_forbidden`) or no text (`comment_text_required`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Deal not found in this organization: `activities_deal_id_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiPath(deal_id): ApiPath<Uuid>,
+    ApiJson(a): ApiJson<NewActivity>,
+) -> AppResult<Created<JsonText>> {
+    let json = app
+        .db
+        .call(
+            ctx,
+            "api.activities_create($3, $4, $5)",
+            &[&deal_id, &a.type_, &Json(&a.payload)],
+        )
+        .await?;
+    Ok(Created(JsonText::from_db(json)?))
+}

@@ -1,0 +1,205 @@
+//! /contacts: list, create, get, partial update, delete.
+
+use axum::{extract::State, http::StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::{
+    error::{AppResult, Problem},
+    extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
+    routes::fields::{present, present_fields, Page, PageSize},
+    state::AppState,
+};
+
+#[derive(Serialize, ToSchema)]
+pub struct Contact {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ContactPage {
+    pub items: Vec<Contact>,
+    pub page: i32,
+    pub page_size: i32,
+    pub total: i64,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ContactQuery {
+    #[serde(default)]
+    #[param(value_type = Option<i32>, minimum = 1)]
+    pub page: Page,
+    #[serde(default)]
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
+    pub page_size: PageSize,
+    /// Case-insensitive substring of the name or email.
+    pub search: Option<String>,
+    /// Only contacts of this owner (members: only themselves).
+    pub owner_id: Option<Uuid>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewContact {
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// Defaults to the caller; another member needs manager or above.
+    pub owner_id: Option<Uuid>,
+}
+
+/// Only the fields present change; `email` and `phone` may be set to null.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactPatch {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Uuid>)]
+    pub owner_id: Option<Option<Uuid>>,
+}
+
+#[utoipa::path(get, path = "/api/v1/contacts", tag = "contacts",
+    security(("bearer" = [])), params(crate::routes::OrgHeader, ContactQuery),
+    responses(
+        (status = 200, description = "Newest first", body = ContactPage),
+        (status = 400, description = "Bad query value or organization header", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member filtering by another member's owner_id: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiQuery(q): ApiQuery<ContactQuery>,
+) -> AppResult<JsonText> {
+    let json = app
+        .db
+        .call(
+            ctx,
+            "api.contacts_list($3, $4, $5, $6)",
+            &[&q.page.0, &q.page_size.0, &q.search, &q.owner_id],
+        )
+        .await?;
+    JsonText::from_db(json)
+}
+
+#[utoipa::path(post, path = "/api/v1/contacts", tag = "contacts",
+    security(("bearer" = [])), params(crate::routes::OrgHeader),
+    request_body = NewContact,
+    responses(
+        (status = 201, description = "Created", body = Contact),
+        (status = 400, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member creating a contact for another member: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Organization not found, or owner_id is not a member (`contacts_owner_id_not_member`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiJson(c): ApiJson<NewContact>,
+) -> AppResult<Created<JsonText>> {
+    let json = app
+        .db
+        .call(
+            ctx,
+            "api.contacts_create($3, $4, $5, $6)",
+            &[&c.name, &c.email, &c.phone, &c.owner_id],
+        )
+        .await?;
+    Ok(Created(JsonText::from_db(json)?))
+}
+
+#[utoipa::path(get, path = "/api/v1/contacts/{id}", tag = "contacts",
+    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The contact", body = Contact),
+        (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found in this organization: `contact_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiPath(id): ApiPath<Uuid>,
+) -> AppResult<JsonText> {
+    JsonText::from_db(app.db.call(ctx, "api.contacts_get($3)", &[&id]).await?)
+}
+
+#[utoipa::path(patch, path = "/api/v1/contacts/{id}", tag = "contacts",
+    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    request_body = ContactPatch,
+    responses(
+        (status = 200, description = "Updated", body = Contact),
+        (status = 400, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member changing another member's contact or reassigning it: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found in this organization, or owner_id not a member", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(p): ApiJson<ContactPatch>,
+) -> AppResult<JsonText> {
+    let fields = present_fields([
+        ("name", p.name.is_some()),
+        ("email", p.email.is_some()),
+        ("phone", p.phone.is_some()),
+        ("owner_id", p.owner_id.is_some()),
+    ]);
+    let json = app
+        .db
+        .call(
+            ctx,
+            "api.contacts_update($3, $4, $5, $6, $7, $8)",
+            &[
+                &id,
+                &fields,
+                &p.name.flatten(),
+                &p.email.flatten(),
+                &p.phone.flatten(),
+                &p.owner_id.flatten(),
+            ],
+        )
+        .await?;
+    JsonText::from_db(json)
+}
+
+#[utoipa::path(delete, path = "/api/v1/contacts/{id}", tag = "contacts",
+    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member deleting another member's contact: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found in this organization", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The contact has deals (R2): `contact_has_deals`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiPath(id): ApiPath<Uuid>,
+) -> AppResult<StatusCode> {
+    app.db.call(ctx, "api.contacts_delete($3)", &[&id]).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,284 @@
+//! /deals: list (filters, sorts, pages), create, get, partial update, delete.
+
+use axum::{extract::State, http::StatusCode};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::{
+    error::{AppResult, Problem},
+    extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
+    routes::fields::{Amount, DealStage, DealStatus, Page, PageSize, QueryAmount},
+    state::AppState,
+};
+
+#[derive(Serialize, ToSchema)]
+pub struct Deal {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub contact_id: Uuid,
+    pub owner_id: Uuid,
+    pub title: String,
+    /// Decimal string with two decimals.
+    #[schema(example = "10000.00")]
+    pub amount: String,
+    /// ISO 4217 code.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    pub status: DealStatus,
+    pub stage: DealStage,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DealPage {
+    pub items: Vec<Deal>,
+    pub page: i32,
+    pub page_size: i32,
+    pub total: i64,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DealOrderBy {
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+    Amount,
+    Title,
+}
+
+impl DealOrderBy {
+    fn column(self) -> &'static str {
+        match self {
+            DealOrderBy::CreatedAt => "created_at",
+            DealOrderBy::UpdatedAt => "updated_at",
+            DealOrderBy::Amount => "amount",
+            DealOrderBy::Title => "title",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortOrder {
+    Asc,
+    #[default]
+    Desc,
+}
+
+impl SortOrder {
+    fn keyword(self) -> &'static str {
+        match self {
+            SortOrder::Asc => "asc",
+            SortOrder::Desc => "desc",
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DealQuery {
+    #[serde(default)]
+    #[param(value_type = Option<i32>, minimum = 1)]
+    pub page: Page,
+    #[serde(default)]
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
+    pub page_size: PageSize,
+    /// Repeatable: `status=new&status=won`.
+    #[serde(default)]
+    #[param(explode = true, style = Form)]
+    pub status: Vec<DealStatus>,
+    pub stage: Option<DealStage>,
+    #[param(value_type = Option<String>, example = "100.00")]
+    pub min_amount: Option<QueryAmount>,
+    #[param(value_type = Option<String>, example = "5000.00")]
+    pub max_amount: Option<QueryAmount>,
+    /// Members may only name themselves.
+    pub owner_id: Option<Uuid>,
+    pub contact_id: Option<Uuid>,
+    /// Default `created_at`; ties are broken by id.
+    #[serde(default)]
+    #[param(inline)]
+    pub order_by: DealOrderBy,
+    /// Default `desc`.
+    #[serde(default)]
+    #[param(inline)]
+    pub order: SortOrder,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDeal {
+    pub contact_id: Uuid,
+    pub title: String,
+    /// A JSON number or decimal string, ≥ 0, at most two decimals.
+    #[schema(value_type = String, example = "10000.00")]
+    pub amount: Amount,
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// Defaults to the caller; another member needs manager or above.
+    pub owner_id: Option<Uuid>,
+}
+
+/// Only the fields given change (null means "not given").
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DealPatch {
+    pub status: Option<DealStatus>,
+    /// Backwards moves need owner or admin (R5).
+    pub stage: Option<DealStage>,
+    pub title: Option<String>,
+    #[schema(value_type = Option<String>, example = "10000.00")]
+    pub amount: Option<Amount>,
+    pub currency: Option<String>,
+    pub contact_id: Option<Uuid>,
+    pub owner_id: Option<Uuid>,
+}
+
+#[utoipa::path(get, path = "/api/v1/deals", tag = "deals",
+    security(("bearer" = [])), params(crate::routes::OrgHeader, DealQuery),
+    responses(
+        (status = 200, description = "One page, in the requested order, ties broken by id", body = DealPage),
+        (status = 400, description = "Bad query value (unknown status, order_by, page_size > 100, ...) or header", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member filtering by another member's owner_id: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiQuery(q): ApiQuery<DealQuery>,
+) -> AppResult<JsonText> {
+    let statuses = (!q.status.is_empty()).then_some(q.status);
+    let min: Option<Decimal> = q.min_amount.map(|a| a.0);
+    let max: Option<Decimal> = q.max_amount.map(|a| a.0);
+    let json = app
+        .db
+        .call(
+            ctx,
+            "api.deals_list($3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &[
+                &q.page.0,
+                &q.page_size.0,
+                &statuses,
+                &q.stage,
+                &min,
+                &max,
+                &q.owner_id,
+                &q.contact_id,
+                &q.order_by.column(),
+                &q.order.keyword(),
+            ],
+        )
+        .await?;
+    JsonText::from_db(json)
+}
+
+#[utoipa::path(post, path = "/api/v1/deals", tag = "deals",
+    security(("bearer" = [])), params(crate::routes::OrgHeader),
+    request_body = NewDeal,
+    responses(
+        (status = 201, description = "Created, status new, stage qualification", body = Deal),
+        (status = 400, description = "Validation failed (amount < 0: `deals_amount_negative`, currency: `deals_currency_invalid`, ...)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member creating a deal for another member: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The contact is not in this organization (`deals_contact_id_not_found`), or owner_id is not a member", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiJson(d): ApiJson<NewDeal>,
+) -> AppResult<Created<JsonText>> {
+    let json = app
+        .db
+        .call(
+            ctx,
+            "api.deals_create($3, $4, $5, $6, $7)",
+            &[
+                &d.contact_id,
+                &d.title,
+                &d.amount.0,
+                &d.currency,
+                &d.owner_id,
+            ],
+        )
+        .await?;
+    Ok(Created(JsonText::from_db(json)?))
+}
+
+#[utoipa::path(get, path = "/api/v1/deals/{id}", tag = "deals",
+    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The deal", body = Deal),
+        (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found in this organization: `deal_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiPath(id): ApiPath<Uuid>,
+) -> AppResult<JsonText> {
+    JsonText::from_db(app.db.call(ctx, "api.deals_get($3)", &[&id]).await?)
+}
+
+#[utoipa::path(patch, path = "/api/v1/deals/{id}", tag = "deals",
+    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    request_body = DealPatch,
+    responses(
+        (status = 200, description = "Updated; status and stage changes are on the timeline", body = Deal),
+        (status = 400, description = "Validation failed, or won without an amount (R1): `deal_won_requires_amount`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member changing another member's deal (`role_forbidden`); a stage moved back by a manager or member (R5): `stage_rollback_forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Deal, contact_id or owner_id not in this organization", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(p): ApiJson<DealPatch>,
+) -> AppResult<JsonText> {
+    let amount = p.amount.map(|a| a.0);
+    let json = app
+        .db
+        .call(
+            ctx,
+            "api.deals_update($3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                &id,
+                &p.status,
+                &p.stage,
+                &p.title,
+                &amount,
+                &p.currency,
+                &p.contact_id,
+                &p.owner_id,
+            ],
+        )
+        .await?;
+    JsonText::from_db(json)
+}
+
+#[utoipa::path(delete, path = "/api/v1/deals/{id}", tag = "deals",
+    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted, with its tasks and timeline"),
+        (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member deleting another member's deal: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found in this organization", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiPath(id): ApiPath<Uuid>,
+) -> AppResult<StatusCode> {
+    app.db.call(ctx, "api.deals_delete($3)", &[&id]).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,194 @@
+//! Request field types that validate by parsing (shape only: the database
+//! owns every rule about values).
+
+use std::str::FromStr;
+
+use postgres_types::{FromSql, ToSql};
+use rust_decimal::Decimal;
+use serde::{de::Error, Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+/// `page`: 1 or more (default 1).
+#[derive(Clone, Copy, Debug)]
+pub struct Page(pub i32);
+
+impl Default for Page {
+    fn default() -> Self {
+        Page(1)
+    }
+}
+
+impl<'de> Deserialize<'de> for Page {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match i32::deserialize(d)? {
+            n if n >= 1 => Ok(Page(n)),
+            _ => Err(D::Error::custom("page must be 1 or more")),
+        }
+    }
+}
+
+/// `page_size`: 1 to 100 (default 20).
+#[derive(Clone, Copy, Debug)]
+pub struct PageSize(pub i32);
+
+pub const MAX_PAGE_SIZE: i32 = 100;
+
+impl Default for PageSize {
+    fn default() -> Self {
+        PageSize(20)
+    }
+}
+
+impl<'de> Deserialize<'de> for PageSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match i32::deserialize(d)? {
+            n @ 1..=MAX_PAGE_SIZE => Ok(PageSize(n)),
+            _ => Err(D::Error::custom("page_size must be between 1 and 100")),
+        }
+    }
+}
+
+/// Money in a request body: a JSON number or a decimal string, read exactly
+/// (never through a float), with at most two decimals.
+#[derive(Clone, Copy, Debug)]
+pub struct Amount(pub Decimal);
+
+impl Amount {
+    fn parse(text: &str) -> Result<Decimal, String> {
+        let ok_chars = !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'));
+        let value = if !ok_chars {
+            None
+        } else if text.contains(['e', 'E']) {
+            Decimal::from_scientific(text).ok()
+        } else {
+            Decimal::from_str_exact(text).ok()
+        };
+        let value = value.ok_or_else(|| format!("{text:?} is not a decimal number"))?;
+        if value.normalize().scale() > 2 {
+            return Err("amount has at most two decimals".into());
+        }
+        Ok(value)
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&RawValue>::deserialize(d)?;
+        let text = raw.get().trim();
+        let text = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            Some(inner) => inner.trim(),
+            None if text.starts_with(['-', '+', '.'])
+                || text.starts_with(|c: char| c.is_ascii_digit()) =>
+            {
+                text
+            }
+            None => {
+                return Err(D::Error::custom(
+                    "amount must be a number or a decimal string",
+                ))
+            }
+        };
+        Amount::parse(text).map(Amount).map_err(D::Error::custom)
+    }
+}
+
+/// Money in a query string.
+#[derive(Clone, Copy, Debug)]
+pub struct QueryAmount(pub Decimal);
+
+impl<'de> Deserialize<'de> for QueryAmount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Amount::parse(text.trim())
+            .map(QueryAmount)
+            .map_err(D::Error::custom)
+    }
+}
+
+impl FromStr for Amount {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Amount::parse(s).map(Amount)
+    }
+}
+
+/// For partial updates: `Some(None)` when the field is present as null,
+/// `None` when it is absent (use with `#[serde(default)]`).
+pub fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The names of the fields present in a partial update.
+pub fn present_fields<const N: usize>(fields: [(&'static str, bool); N]) -> Vec<&'static str> {
+    fields
+        .into_iter()
+        .filter(|(_, p)| *p)
+        .map(|(n, _)| n)
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema, ToSql, FromSql, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+#[postgres(name = "deal_status", rename_all = "snake_case")]
+pub enum DealStatus {
+    New,
+    InProgress,
+    Won,
+    Lost,
+}
+
+/// Pipeline order: qualification → proposal → negotiation → closed.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema, ToSql, FromSql, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+#[postgres(name = "deal_stage", rename_all = "snake_case")]
+pub enum DealStage {
+    Qualification,
+    Proposal,
+    Negotiation,
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema, ToSql, FromSql, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+#[postgres(name = "activity_type", rename_all = "snake_case")]
+pub enum ActivityType {
+    Comment,
+    StatusChanged,
+    StageChanged,
+    TaskCreated,
+    System,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn amount(json: &str) -> Result<Decimal, String> {
+        serde_json::from_str::<Amount>(json)
+            .map(|a| a.0)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn amounts_are_exact_and_have_at_most_two_decimals() {
+        assert_eq!(amount("10000").unwrap().to_string(), "10000");
+        assert_eq!(amount("0.1").unwrap().to_string(), "0.1");
+        assert_eq!(
+            amount("\"1234567890.25\"").unwrap().to_string(),
+            "1234567890.25"
+        );
+        assert_eq!(amount("1.50").unwrap().to_string(), "1.50");
+        assert_eq!(amount("1e2").unwrap(), Decimal::from(100));
+        assert!(amount("1.005").is_err());
+        assert!(amount("\"abc\"").is_err());
+        assert!(amount("true").is_err());
+        assert!(amount("null").is_err());
+        assert!(amount("[1]").is_err());
+    }
+}

@@ -1,0 +1,217 @@
+//! /tasks: list, create, get, partial update, delete. A task belongs to its
+//! deal's owner.
+
+use axum::{extract::State, http::StatusCode};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::{
+    error::{AppResult, Problem},
+    extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
+    routes::fields::{present, present_fields, Page, PageSize},
+    state::AppState,
+};
+
+#[derive(Serialize, ToSchema)]
+pub struct Task {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub deal_id: Uuid,
+    pub title: String,
+    pub description: Option<String>,
+    pub due_date: NaiveDate,
+    pub is_done: bool,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TaskPage {
+    pub items: Vec<Task>,
+    pub page: i32,
+    pub page_size: i32,
+    pub total: i64,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TaskQuery {
+    #[serde(default)]
+    #[param(value_type = Option<i32>, minimum = 1)]
+    pub page: Page,
+    #[serde(default)]
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
+    pub page_size: PageSize,
+    pub deal_id: Option<Uuid>,
+    /// Only tasks not done.
+    #[serde(default)]
+    pub only_open: bool,
+    /// Due on or before this date.
+    pub due_before: Option<NaiveDate>,
+    /// Due on or after this date.
+    pub due_after: Option<NaiveDate>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    pub deal_id: Uuid,
+    pub title: String,
+    pub description: Option<String>,
+    /// Today (UTC) or later (R4).
+    pub due_date: NaiveDate,
+}
+
+/// Only the fields present change; `description` may be set to null.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskPatch {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub title: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<NaiveDate>)]
+    pub due_date: Option<Option<NaiveDate>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<bool>)]
+    pub is_done: Option<Option<bool>>,
+}
+
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
+    security(("bearer" = [])), params(crate::routes::OrgHeader, TaskQuery),
+    responses(
+        (status = 200, description = "Soonest due first, ties broken by id", body = TaskPage),
+        (status = 400, description = "Bad query value (a bad date, page_size > 100, ...) or header", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiQuery(q): ApiQuery<TaskQuery>,
+) -> AppResult<JsonText> {
+    let json = app
+        .db
+        .call(
+            ctx,
+            "api.tasks_list($3, $4, $5, $6, $7, $8)",
+            &[
+                &q.page.0,
+                &q.page_size.0,
+                &q.deal_id,
+                &q.only_open,
+                &q.due_before,
+                &q.due_after,
+            ],
+        )
+        .await?;
+    JsonText::from_db(json)
+}
+
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks",
+    security(("bearer" = [])), params(crate::routes::OrgHeader),
+    request_body = NewTask,
+    responses(
+        (status = 201, description = "Created; a `task_created` row joins the deal's timeline", body = Task),
+        (status = 400, description = "Validation failed, or due_date in the past (R4): `tasks_due_date_past`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member adding a task to another user's deal (R3): `deal_not_owned`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The deal is not in this organization: `tasks_deal_id_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiJson(t): ApiJson<NewTask>,
+) -> AppResult<Created<JsonText>> {
+    let json = app
+        .db
+        .call(
+            ctx,
+            "api.tasks_create($3, $4, $5, $6)",
+            &[&t.deal_id, &t.title, &t.description, &t.due_date],
+        )
+        .await?;
+    Ok(Created(JsonText::from_db(json)?))
+}
+
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
+    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The task", body = Task),
+        (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found in this organization: `task_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiPath(id): ApiPath<Uuid>,
+) -> AppResult<JsonText> {
+    JsonText::from_db(app.db.call(ctx, "api.tasks_get($3)", &[&id]).await?)
+}
+
+#[utoipa::path(patch, path = "/api/v1/tasks/{id}", tag = "tasks",
+    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    request_body = TaskPatch,
+    responses(
+        (status = 200, description = "Updated", body = Task),
+        (status = 400, description = "Validation failed, or a changed due_date in the past (R4)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member changing a task of another user's deal: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found in this organization", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(p): ApiJson<TaskPatch>,
+) -> AppResult<JsonText> {
+    let fields = present_fields([
+        ("title", p.title.is_some()),
+        ("description", p.description.is_some()),
+        ("due_date", p.due_date.is_some()),
+        ("is_done", p.is_done.is_some()),
+    ]);
+    let json = app
+        .db
+        .call(
+            ctx,
+            "api.tasks_update($3, $4, $5, $6, $7, $8)",
+            &[
+                &id,
+                &fields,
+                &p.title.flatten(),
+                &p.description.flatten(),
+                &p.due_date.flatten(),
+                &p.is_done.flatten(),
+            ],
+        )
+        .await?;
+    JsonText::from_db(json)
+}
+
+#[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks",
+    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member deleting a task of another user's deal: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found in this organization", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiPath(id): ApiPath<Uuid>,
+) -> AppResult<StatusCode> {
+    app.db.call(ctx, "api.tasks_delete($3)", &[&id]).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
