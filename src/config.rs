@@ -20,6 +20,9 @@ pub struct Config {
     pub request_timeout: Duration,
     pub cache_ttl: Duration,
     pub log_format: LogFormat,
+    /// Login and registration attempts per email, and per client address, per minute.
+    pub auth_attempts_per_email: u32,
+    pub auth_attempts_per_address: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +85,8 @@ impl Config {
             request_timeout: Duration::from_millis(parsed("REQUEST_TIMEOUT_MS", 10000)?),
             cache_ttl: seconds("ANALYTICS_CACHE_TTL_SECS", 30)?,
             log_format,
+            auth_attempts_per_email: parsed("AUTH_ATTEMPTS_PER_EMAIL_PER_MINUTE", 10)?,
+            auth_attempts_per_address: parsed("AUTH_ATTEMPTS_PER_ADDRESS_PER_MINUTE", 60)?,
         })
         .context("reading configuration")
     }
@@ -102,6 +107,8 @@ impl Config {
             request_timeout: Duration::from_millis(10000),
             cache_ttl: Duration::from_secs(30),
             log_format: LogFormat::Text,
+            auth_attempts_per_email: 10,
+            auth_attempts_per_address: 60,
         }
     }
 }

@@ -22,6 +22,10 @@ pub struct Problem {
     /// Present on validation errors.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Seconds for the `Retry-After` header of a 429 or 503 (default 1).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -39,6 +43,7 @@ impl Problem {
             detail: detail.into(),
             code: code.to_owned(),
             errors: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -69,6 +74,7 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status();
         let body = serde_json::to_vec(&self).unwrap_or_default();
+        let retry_after = self.retry_after;
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(
@@ -80,7 +86,8 @@ impl IntoResponse for Problem {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                let seconds = retry_after.unwrap_or(1);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
             _ => {}
         }

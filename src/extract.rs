@@ -255,3 +255,18 @@ impl FromRequestParts<AppState> for OrgActor {
         Ok(OrgActor(crate::db::Ctx::org(user, org)))
     }
 }
+
+/// The client's address, when the server knows it (it does not in tests that
+/// drive the router directly). Forwarding headers are not trusted.
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let info = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(ClientAddr(info.map(|i| i.0.ip())))
+    }
+}

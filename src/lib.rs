@@ -9,19 +9,21 @@ pub mod extract;
 pub mod localdb;
 pub mod migrate;
 pub mod openapi;
+pub mod ratelimit;
 pub mod routes;
 pub mod state;
 
 use std::time::Duration;
 
 use axum::{
-    extract::DefaultBodyLimit,
+    extract::{DefaultBodyLimit, Request},
     http::StatusCode,
-    response::IntoResponse,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::{get, patch, post},
     Router,
 };
-use tower_http::{timeout::TimeoutLayer, trace::TraceLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::{error::Problem, routes::*, state::AppState};
 
@@ -83,12 +85,25 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            request_timeout.max(Duration::from_millis(1)),
-        ))
+        .layer(middleware::from_fn(move |req, next| {
+            time_limit(request_timeout, req, next)
+        }))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// A request that takes longer than `limit` is answered 503 rather than left
+/// hanging; the database's statement_timeout bounds any work left behind.
+async fn time_limit(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            "the request took too long; try again",
+        )
+        .into_response(),
+    }
 }
 
 async fn not_found() -> impl IntoResponse {

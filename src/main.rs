@@ -83,7 +83,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         listener.local_addr()?,
         listener.local_addr()?
     );
-    axum::serve(listener, minicrm::app(state))
+    let app = minicrm::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("stopped");

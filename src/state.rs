@@ -1,8 +1,16 @@
 //! The one application state, shared behind an `Arc`.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
-use crate::{config::Config, credentials::Tokens, db::Db};
+use axum::http::StatusCode;
+
+use crate::{
+    config::Config,
+    credentials::Tokens,
+    db::Db,
+    error::{AppResult, Problem},
+    ratelimit::RateLimiter,
+};
 
 pub struct App {
     pub config: Config,
@@ -10,6 +18,8 @@ pub struct App {
     pub tokens: Tokens,
     /// Verified against when an email is unknown, so login takes as long.
     pub dummy_hash: &'static str,
+    auth_by_email: RateLimiter,
+    auth_by_address: RateLimiter,
 }
 
 pub type AppState = Arc<App>;
@@ -22,11 +32,34 @@ impl App {
             config.access_token_ttl,
             config.refresh_token_ttl,
         );
+        let minute = Duration::from_secs(60);
         Ok(Arc::new(App {
             db,
             tokens,
+            auth_by_email: RateLimiter::new(config.auth_attempts_per_email, minute),
+            auth_by_address: RateLimiter::new(config.auth_attempts_per_address, minute),
             dummy_hash: Box::leak(crate::credentials::dummy_hash().into_boxed_str()),
             config,
         }))
+    }
+}
+
+impl App {
+    /// Counts a login or registration attempt; 429 past the per-email or
+    /// per-address limit.
+    pub fn limit_auth_attempt(&self, address: Option<IpAddr>, email: &str) -> AppResult<()> {
+        let address = address.map(|a| a.to_string()).unwrap_or_default();
+        self.auth_by_address
+            .check(&address)
+            .and_then(|()| self.auth_by_email.check(&email.trim().to_lowercase()))
+            .map_err(|seconds| {
+                let mut p = Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many attempts; try again later",
+                );
+                p.retry_after = Some(seconds);
+                p.into()
+            })
     }
 }

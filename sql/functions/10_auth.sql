@@ -118,7 +118,7 @@ DECLARE
 BEGIN
   SELECT app.user_json(u.id, u.email, u.name, u.created_at) INTO v FROM crm.users u WHERE u.id = app.user_id();
   IF v IS NULL THEN
-    PERFORM app.fail('MC401', 'user_not_found', 'the user of this token no longer exists');
+    PERFORM app.fail('MC401', 'invalid_token', 'the user of this token no longer exists');
   END IF;
   RETURN v;
 END

@@ -10,10 +10,11 @@ $$;
 
 -- The migrating (owner) login switches to the request role inside each request
 -- transaction (app.act_as), which needs membership unless it is a superuser.
+-- Granted explicitly even when CREATEROLE already made it a member: from
+-- PostgreSQL 16 on, the creator's implicit membership lacks the SET option.
 DO $$
 BEGIN
-  IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
-     AND NOT pg_has_role(current_user, 'minicrm_api', 'MEMBER') THEN
+  IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
     EXECUTE format('GRANT minicrm_api TO %I', current_user);
   END IF;
 END

@@ -9,7 +9,7 @@ use crate::{
     credentials::{hash_password, new_refresh_token, refresh_token_hash, verify_password},
     db::Ctx,
     error::{AppResult, Problem},
-    extract::{ApiJson, Created},
+    extract::{ApiJson, ClientAddr, Created},
     routes::{organizations::Organization, users::User, Password},
     state::AppState,
 };
@@ -86,11 +86,14 @@ fn parse<T: serde::de::DeserializeOwned>(json: Option<String>) -> AppResult<T> {
         (status = 201, description = "Registered; the caller owns the new organization", body = RegisterResponse),
         (status = 400, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Email already registered (any case): `users_email_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts for this email or client address: `rate_limited`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn register(
     State(app): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> AppResult<Created<Json<RegisterResponse>>> {
+    app.limit_auth_attempt(addr, &req.email)?;
     let hashed = hash_password(req.password.0).await?;
     let (refresh, refresh_hash) = new_refresh_token();
     let expires = app.tokens.refresh_expires_at();
@@ -126,11 +129,14 @@ struct Credentials {
         (status = 200, description = "Logged in", body = TokenPair),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Wrong email or password (the same answer for both): `invalid_credentials`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts for this email or client address: `rate_limited`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn login(
     State(app): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> AppResult<Json<TokenPair>> {
+    app.limit_auth_attempt(addr, &req.email)?;
     let json = app
         .db
         .call(

@@ -334,7 +334,7 @@ async fn users_me_refuses_missing_bad_expired_and_foreign_tokens() {
         json!({"sub": uuid::Uuid::new_v4(), "iat": now, "exp": now + 600, "typ": "access"}),
         SECRET,
     );
-    me(Some(ghost)).await.problem(401, "user_not_found");
+    me(Some(ghost)).await.problem(401, "invalid_token");
 }
 
 fn base64url(s: &str) -> String {
@@ -351,4 +351,40 @@ fn base64url(s: &str) -> String {
         }
     }
     out
+}
+
+#[tokio::test]
+async fn login_and_register_are_rate_limited_per_email() {
+    let app = TestApp::spawn_with(|c| c.auth_attempts_per_email = 3).await;
+    app.register("ann").await;
+    let login = |email: &str| {
+        app.post("/api/v1/auth/login")
+            .json(json!({"email": email, "password": "wrong horse"}))
+            .send()
+    };
+    // The registration counted as the first attempt for this address.
+    login("ann@example.com")
+        .await
+        .problem(401, "invalid_credentials");
+    login("ANN@example.com")
+        .await
+        .problem(401, "invalid_credentials");
+    let res = login("ann@example.com").await;
+    res.problem(429, "rate_limited");
+    let retry: u64 = res.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    // Even the right password waits for the window.
+    app.post("/api/v1/auth/login")
+        .json(json!({"email": "ann@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .problem(429, "rate_limited");
+    // Another email is not affected.
+    login("bob@example.com")
+        .await
+        .problem(401, "invalid_credentials");
 }

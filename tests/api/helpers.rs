@@ -79,6 +79,11 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// A fresh database and an app whose configuration `tune` adjusts.
+    pub async fn spawn_with(tune: impl FnOnce(&mut Config)) -> Self {
         let admin = admin_url();
         let template =
             std::env::var("TEST_TEMPLATE_DB").unwrap_or_else(|_| "minicrm_template".into());
@@ -88,8 +93,9 @@ impl TestApp {
             .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
             .await
             .expect("cloning the template database");
-        let db_url = format!("{admin}/{name}");
-        Self::with_config(Config::for_database(db_url.clone()))
+        let mut config = Config::for_database(format!("{admin}/{name}"));
+        tune(&mut config);
+        Self::with_config(config)
     }
 
     pub fn with_config(config: Config) -> Self {
