@@ -142,6 +142,8 @@ pub async fn ensure(data_dir: &Path, port: u16) -> anyhow::Result<LocalDb> {
                 &format!("--pwfile={}", pwfile.display()),
                 "-E",
                 "UTF8",
+                // Case-insensitive email uniqueness folds non-ASCII letters too.
+                "--locale=C.UTF-8",
                 "--no-instructions",
             ],
         );

@@ -9,7 +9,7 @@
 -- asserted afterwards, as the superuser (minicrm_api may not execute pgTAP).
 -- Nothing is left behind: transaction 1 rolls back, and transaction 2 deletes
 -- its rows again before it commits.
-SELECT plan(14);
+SELECT plan(16);
 
 -- Transaction 1 (ends in ROLLBACK): a member with a full context.
 BEGIN;
@@ -70,6 +70,15 @@ SELECT coalesce(current_setting('app.user_id', true), '') || coalesce(current_se
        || coalesce(current_setting('app.role', true), '') AS t3_settings \gset
 COMMIT;
 SELECT is(:'t3_settings'::text, '', 'a later transaction as minicrm_api has empty app.user_id, app.org_id and app.role');
+
+-- Statement 4, in autocommit, the way the server calls the API: one statement
+-- `SELECT api.<fn>(...) FROM app.act_as($1, $2)` is its own transaction.
+SELECT current_user AS t4_user, app.user_id() AS t4_uid
+  FROM app.act_as('e0000000-0000-0000-0000-000000000003') \gset
+SELECT is(:'t4_user'::text || ' ' || :'t4_uid', 'minicrm_api e0000000-0000-0000-0000-000000000003',
+          'within the one-statement request, the context was active');
+SELECT is(current_user::text || coalesce(app.user_id()::text, ''), session_user::text,
+          'the next statement on the connection has neither the role nor the user');
 
 -- Nothing was left behind.
 SELECT is((SELECT count(*)::int FROM crm.users WHERE id::text LIKE 'e0000000-%'), 0, 'no test data remains');

@@ -3,7 +3,7 @@
 -- the last-owner rule (409), the owned-records rule (409) and reassignment;
 -- non-members get 404.
 BEGIN;
-SELECT plan(65);
+SELECT plan(66);
 
 -- Organization A and one user per role (psql variables keep the calls readable).
 \set org_a   'a0000000-0000-0000-0000-000000000000'
@@ -151,6 +151,10 @@ SELECT is(pg_temp.try_as(:'olga', :'org_a', format('SELECT api.members_remove(%L
   'remove member: a member owning records cannot be removed without reassign_to');
 SELECT is(pg_temp.try_as(:'rita', :'org_a', format('SELECT api.members_remove(%L)', :'rita')), 'MC409 member_owns_records',
   'remove member: ... nor leave without reassign_to');
+-- Members may not hand their records to someone else (SPEC §3), so a member
+-- who owns records leaves through an owner or admin naming reassign_to.
+SELECT is(pg_temp.try_as(:'rita', :'org_a', format('SELECT api.members_remove(%L, %L)', :'rita', :'mia')), 'MC403 role_forbidden',
+  'leave: a member who owns records cannot hand them to someone else');
 SELECT is(pg_temp.try_as(:'olga', :'org_a', format('SELECT api.members_remove(%L, %L)', :'rita', :'zed')), 'MC404 reassign_to_not_found',
   'remove member: reassign_to must be a member of the organization');
 SELECT is(pg_temp.try_as(:'olga', :'org_a', format('SELECT api.members_remove(%L, %L)', :'rita', :'rita')), 'MC400 reassign_to_invalid',
