@@ -1,6 +1,7 @@
 //! minicrm: a multi-tenant CRM whose rules live in PostgreSQL; this crate is
 //! its thin HTTP face.
 
+pub mod cache;
 pub mod config;
 pub mod credentials;
 pub mod db;
@@ -71,6 +72,8 @@ pub fn app(state: AppState) -> Router {
             "/deals/{id}/activities",
             get(activities::list).post(activities::create),
         )
+        .route("/analytics/deals/summary", get(analytics::summary))
+        .route("/analytics/deals/funnel", get(analytics::funnel))
         .route("/tasks", get(tasks::list).post(tasks::create))
         .route(
             "/tasks/{id}",

@@ -29,6 +29,7 @@ use crate::{error, routes, state::AppState};
         routes::tasks::list, routes::tasks::create, routes::tasks::get,
         routes::tasks::update, routes::tasks::delete,
         routes::activities::list, routes::activities::create,
+        routes::analytics::summary, routes::analytics::funnel,
     ),
     components(schemas(error::Problem, error::FieldError)),
     modifiers(&BearerAuth),

@@ -5,6 +5,7 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 use axum::http::StatusCode;
 
 use crate::{
+    cache::AnalyticsCache,
     config::Config,
     credentials::Tokens,
     db::Db,
@@ -16,6 +17,7 @@ pub struct App {
     pub config: Config,
     pub db: Db,
     pub tokens: Tokens,
+    pub analytics: AnalyticsCache,
     /// Verified against when an email is unknown, so login takes as long.
     pub dummy_hash: &'static str,
     auth_by_email: RateLimiter,
@@ -36,6 +38,7 @@ impl App {
         Ok(Arc::new(App {
             db,
             tokens,
+            analytics: AnalyticsCache::new(config.cache_ttl),
             auth_by_email: RateLimiter::new(config.auth_attempts_per_email, minute),
             auth_by_address: RateLimiter::new(config.auth_attempts_per_address, minute),
             dummy_hash: Box::leak(crate::credentials::dummy_hash().into_boxed_str()),
@@ -61,5 +64,15 @@ impl App {
                 p.retry_after = Some(seconds);
                 p.into()
             })
+    }
+}
+
+impl App {
+    /// A write through the API changed the deals of the context's organization:
+    /// the next analytics read must see it.
+    pub fn deals_changed(&self, ctx: crate::db::Ctx) {
+        if let Some(org) = ctx.org_id {
+            self.analytics.invalidate_reports(org);
+        }
     }
 }

@@ -209,6 +209,7 @@ pub async fn create(
             ],
         )
         .await?;
+    app.deals_changed(ctx);
     Ok(Created(JsonText::from_db(json)?))
 }
 
@@ -262,6 +263,7 @@ pub async fn update(
             ],
         )
         .await?;
+    app.deals_changed(ctx);
     JsonText::from_db(json)
 }
 
@@ -280,5 +282,6 @@ pub async fn delete(
     ApiPath(id): ApiPath<Uuid>,
 ) -> AppResult<StatusCode> {
     app.db.call(ctx, "api.deals_delete($3)", &[&id]).await?;
+    app.deals_changed(ctx);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,7 @@
 //! One module per resource: request/response types beside their handlers.
 
 pub mod activities;
+pub mod analytics;
 pub mod auth;
 pub mod contacts;
 pub mod deals;

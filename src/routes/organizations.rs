@@ -198,6 +198,7 @@ pub async fn delete(
             &[],
         )
         .await?;
+    app.analytics.invalidate_members(path.org_id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -271,6 +272,7 @@ pub async fn change_role(
             &[&path.user_id, &req.role],
         )
         .await?;
+    app.analytics.invalidate_members(path.org_id);
     JsonText::from_db(json)
 }
 
@@ -298,5 +300,6 @@ pub async fn remove_member(
             &[&path.user_id, &query.reassign_to],
         )
         .await?;
+    app.analytics.invalidate_members(path.org_id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,116 @@
+//! The analytics cache: per organization, in memory, for `ANALYTICS_CACHE_TTL_SECS`.
+//!
+//! A hit must still be an authorized read, so the cache also remembers which
+//! users it has seen the database accept as members of the organization (for
+//! the same TTL). Writes through this server to an organization's deals drop
+//! its entries; membership changes drop its remembered members. Other server
+//! instances see such writes when their entries expire.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Report {
+    Summary { days: i32 },
+    Funnel,
+}
+
+pub struct AnalyticsCache {
+    ttl: Duration,
+    reports: Mutex<HashMap<(Uuid, Report), (Instant, Arc<str>)>>,
+    members: Mutex<HashMap<(Uuid, Uuid), Instant>>,
+}
+
+impl AnalyticsCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            reports: Mutex::new(HashMap::new()),
+            members: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn fresh(&self, at: Instant) -> bool {
+        at.elapsed() < self.ttl
+    }
+
+    /// The cached report, if `user` is a known member and the entry is fresh.
+    pub fn get(&self, user: Uuid, org: Uuid, report: Report) -> Option<Arc<str>> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let known = lock(&self.members)
+            .get(&(user, org))
+            .is_some_and(|at| self.fresh(*at));
+        if !known {
+            return None;
+        }
+        lock(&self.reports)
+            .get(&(org, report))
+            .filter(|(at, _)| self.fresh(*at))
+            .map(|(_, json)| json.clone())
+    }
+
+    /// Remembers a report the database produced for `user`, a member of `org`.
+    pub fn put(&self, user: Uuid, org: Uuid, report: Report, json: Arc<str>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let mut members = lock(&self.members);
+        if members.len() > 100_000 {
+            members.retain(|_, at| self.fresh(*at));
+        }
+        members.insert((user, org), now);
+        let mut reports = lock(&self.reports);
+        if reports.len() > 100_000 {
+            reports.retain(|_, (at, _)| self.fresh(*at));
+        }
+        reports.insert((org, report), (now, json));
+    }
+
+    /// The organization's deals changed.
+    pub fn invalidate_reports(&self, org: Uuid) {
+        lock(&self.reports).retain(|(o, _), _| *o != org);
+    }
+
+    /// The organization's membership changed (or it is gone).
+    pub fn invalidate_members(&self, org: Uuid) {
+        lock(&self.members).retain(|(_, o), _| *o != org);
+        self.invalidate_reports(org);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_only_for_known_members_and_until_invalidated_or_expired() {
+        let cache = AnalyticsCache::new(Duration::from_millis(80));
+        let (user, other, org) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let r = Report::Summary { days: 30 };
+        assert!(cache.get(user, org, r).is_none());
+        cache.put(user, org, r, Arc::from("{}"));
+        assert_eq!(cache.get(user, org, r).as_deref(), Some("{}"));
+        assert!(cache.get(other, org, r).is_none());
+        assert!(cache.get(user, org, Report::Summary { days: 7 }).is_none());
+        cache.invalidate_reports(org);
+        assert!(cache.get(user, org, r).is_none());
+        cache.put(user, org, r, Arc::from("{}"));
+        cache.invalidate_members(org);
+        assert!(cache.get(user, org, r).is_none());
+        cache.put(user, org, r, Arc::from("{}"));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(cache.get(user, org, r).is_none());
+    }
+}
