@@ -20,9 +20,12 @@ pub enum Report {
     Funnel,
 }
 
+/// (organization, report) → (computed at, JSON).
+type Reports = HashMap<(Uuid, Report), (Instant, Arc<str>)>;
+
 pub struct AnalyticsCache {
     ttl: Duration,
-    reports: Mutex<HashMap<(Uuid, Report), (Instant, Arc<str>)>>,
+    reports: Mutex<Reports>,
     members: Mutex<HashMap<(Uuid, Uuid), Instant>>,
 }
 

@@ -223,3 +223,183 @@ impl Req<'_> {
         }
     }
 }
+
+// ---- pipeline helpers (contacts, deals, tasks, activities) ----
+
+/// The `id` field of a record, as a UUID.
+#[track_caller]
+pub fn id_of(record: &Value) -> Uuid {
+    record["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {record}"))
+        .parse()
+        .unwrap()
+}
+
+/// Asserts that a record has exactly these fields.
+#[track_caller]
+pub fn assert_fields(record: &Value, fields: &[&str]) {
+    let mut got: Vec<&str> = record
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {record}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    got.sort_unstable();
+    let mut want = fields.to_vec();
+    want.sort_unstable();
+    assert_eq!(got, want, "fields of {record}");
+}
+
+/// Asserts an RFC 3339 UTC timestamp.
+#[track_caller]
+pub fn assert_timestamp(value: &Value) {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a string: {value}"));
+    assert!(text.ends_with('Z'), "not UTC: {text}");
+    chrono::DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+}
+
+/// The items of a list envelope, after checking its page fields.
+#[track_caller]
+pub fn page_items(body: &Value, page: i64, page_size: i64, total: i64) -> Vec<Value> {
+    assert_fields(body, &["items", "page", "page_size", "total"]);
+    assert_eq!(
+        (&body["page"], &body["page_size"], &body["total"]),
+        (&json!(page), &json!(page_size), &json!(total)),
+        "envelope of {body}"
+    );
+    body["items"].as_array().unwrap().clone()
+}
+
+/// The ids of a list's items, in order.
+pub fn ids(items: &[Value]) -> Vec<Uuid> {
+    items.iter().map(id_of).collect()
+}
+
+/// Today's date in UTC, offset by `days`.
+pub fn today_plus(days: i64) -> String {
+    (chrono::Utc::now().date_naive() + chrono::Duration::days(days))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+impl TestApp {
+    /// POST /contacts as `user` in `org`; asserts 201 and returns the contact.
+    pub async fn create_contact(&self, user: &TestUser, org: Uuid, body: Value) -> Value {
+        self.post("/api/v1/contacts")
+            .token(&user.access_token)
+            .org(org)
+            .json(body)
+            .send()
+            .await
+            .ok(201)
+            .clone()
+    }
+
+    /// A contact named `name`, owned by `user`; returns its id.
+    pub async fn contact(&self, user: &TestUser, org: Uuid, name: &str) -> Uuid {
+        id_of(
+            &self
+                .create_contact(user, org, json!({ "name": name }))
+                .await,
+        )
+    }
+
+    /// POST /deals as `user` in `org`; asserts 201 and returns the deal.
+    pub async fn create_deal(&self, user: &TestUser, org: Uuid, body: Value) -> Value {
+        self.post("/api/v1/deals")
+            .token(&user.access_token)
+            .org(org)
+            .json(body)
+            .send()
+            .await
+            .ok(201)
+            .clone()
+    }
+
+    /// A deal on `contact` owned by `user`, amount in EUR; returns its id.
+    pub async fn deal(
+        &self,
+        user: &TestUser,
+        org: Uuid,
+        contact: Uuid,
+        title: &str,
+        amount: &str,
+    ) -> Uuid {
+        id_of(
+            &self
+                .create_deal(
+                    user,
+                    org,
+                    json!({"contact_id": contact, "title": title, "amount": amount, "currency": "EUR"}),
+                )
+                .await,
+        )
+    }
+
+    /// POST /tasks as `user` in `org`; asserts 201 and returns the task.
+    pub async fn create_task(&self, user: &TestUser, org: Uuid, body: Value) -> Value {
+        self.post("/api/v1/tasks")
+            .token(&user.access_token)
+            .org(org)
+            .json(body)
+            .send()
+            .await
+            .ok(201)
+            .clone()
+    }
+
+    /// A task on `deal` due in `days` days; returns its id.
+    pub async fn task(
+        &self,
+        user: &TestUser,
+        org: Uuid,
+        deal: Uuid,
+        title: &str,
+        days: i64,
+    ) -> Uuid {
+        id_of(
+            &self
+                .create_task(
+                    user,
+                    org,
+                    json!({"deal_id": deal, "title": title, "due_date": today_plus(days)}),
+                )
+                .await,
+        )
+    }
+
+    /// GET an organization-scoped path as `user` in `org`; asserts 200.
+    pub async fn read(&self, user: &TestUser, org: Uuid, path: &str) -> Value {
+        self.get(path)
+            .token(&user.access_token)
+            .org(org)
+            .send()
+            .await
+            .ok(200)
+            .clone()
+    }
+
+    /// A deal's whole timeline, newest first.
+    pub async fn timeline(&self, user: &TestUser, org: Uuid, deal: Uuid) -> Vec<Value> {
+        let body = self
+            .read(
+                user,
+                org,
+                &format!("/api/v1/deals/{deal}/activities?page_size=100"),
+            )
+            .await;
+        body["items"].as_array().unwrap().clone()
+    }
+
+    /// The activity types of a deal's timeline, newest first.
+    pub async fn timeline_types(&self, user: &TestUser, org: Uuid, deal: Uuid) -> Vec<String> {
+        self.timeline(user, org, deal)
+            .await
+            .iter()
+            .map(|a| a["type"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
