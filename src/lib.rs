@@ -12,6 +12,7 @@ pub mod migrate;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
+pub mod seed;
 pub mod state;
 
 use std::time::Duration;

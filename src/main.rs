@@ -8,9 +8,12 @@ use minicrm::{
 };
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: minicrm [serve|migrate]
+const USAGE: &str = "usage: minicrm [serve|migrate|seed]
   serve    apply pending migrations, then serve HTTP (the default)
   migrate  apply pending migrations and exit
+  seed [--orgs N] [--deals-per-org M]
+           migrate, then add demo organizations with users of every role,
+           contacts, deals, tasks and timelines (password: demo-password)
 Configuration is read from the environment; see README.md.";
 
 fn init_logging(format: LogFormat) {
@@ -25,7 +28,8 @@ fn init_logging(format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let command = std::env::args().nth(1);
+    let args: Vec<String> = std::env::args().collect();
+    let command = args.get(1).cloned();
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -37,6 +41,16 @@ async fn main() -> ExitCode {
     let result = match command.as_deref() {
         None | Some("serve") => serve(config).await,
         Some("migrate") => database(&config).await.map(|_| ()),
+        Some("seed") => match minicrm::seed::SeedArgs::parse(&args[2..]) {
+            Ok(seed) => match database(&config).await {
+                Ok((url, _)) => minicrm::seed::run(&url, seed).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => {
+                eprintln!("minicrm: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())

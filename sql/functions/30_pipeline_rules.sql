@@ -72,6 +72,11 @@ BEGIN
     NEW.updated_at := now();
   END IF;
   PERFORM app.require_record_owner(NEW.owner_id, 'create or hold');
+  -- Store money with two decimals (400 → 400.00); more decimals are left for
+  -- the deals_amount_invalid check to refuse.
+  IF NEW.amount = round(NEW.amount, 2) THEN
+    NEW.amount := round(NEW.amount, 2);
+  END IF;
   -- R1
   IF NEW.status = 'won' AND NEW.amount <= 0 THEN
     PERFORM app.fail('MC400', 'deal_won_requires_amount', 'a won deal needs an amount greater than 0',
@@ -179,7 +184,7 @@ BEGIN
     IF NEW.type <> 'comment' THEN
       PERFORM app.fail('MC400', 'activity_type_forbidden', 'only comment activities can be created', 'type');
     END IF;
-    IF jsonb_typeof(NEW.payload -> 'text') IS DISTINCT FROM 'string' OR btrim(NEW.payload ->> 'text') = '' THEN
+    IF jsonb_typeof(NEW.payload -> 'text') IS DISTINCT FROM 'string' OR NEW.payload ->> 'text' !~ '[^[:space:]]' THEN
       PERFORM app.fail('MC400', 'comment_text_required', 'a comment needs a non-empty text', 'payload.text');
     END IF;
     IF app.user_id() IS NOT NULL THEN

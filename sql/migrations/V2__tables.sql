@@ -54,12 +54,15 @@ CREATE TABLE crm.deals (
   contact_id      uuid NOT NULL,
   owner_id        uuid NOT NULL,
   title           text NOT NULL CONSTRAINT deals_title_invalid CHECK (length(btrim(title)) BETWEEN 1 AND 200),
-  amount          numeric(14, 2) NOT NULL CONSTRAINT deals_amount_negative CHECK (amount >= 0),
-  currency        char(3) NOT NULL CONSTRAINT deals_currency_invalid CHECK (currency ~ '^[A-Z]{3}$'),
+  -- Plain numeric with checks (not numeric(14,2)/char(3)), so an out-of-range
+  -- value names its constraint and field instead of a type error.
+  amount          numeric NOT NULL CONSTRAINT deals_amount_negative CHECK (amount >= 0),
+  currency        text NOT NULL CONSTRAINT deals_currency_invalid CHECK (currency ~ '^[A-Z]{3}$'),
   status          crm.deal_status NOT NULL DEFAULT 'new',
   stage           crm.deal_stage NOT NULL DEFAULT 'qualification',
   created_at      timestamptz NOT NULL DEFAULT now(),
   updated_at      timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT deals_amount_invalid CHECK (amount < 1000000000000 AND amount = round(amount, 2)),
   PRIMARY KEY (organization_id, id),
   CONSTRAINT deals_contact_id_not_found FOREIGN KEY (organization_id, contact_id)
     REFERENCES crm.contacts (organization_id, id),

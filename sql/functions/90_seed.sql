@@ -1,0 +1,114 @@
+-- Demo and benchmark data, generated in SQL (`minicrm seed`). Run by the
+-- owner role, never by the request role. It writes consistent data and its
+-- own timeline rows, so the rule and timeline triggers are off while it loads
+-- (a superuser also skips the foreign-key checks: session_replication_role);
+-- for large loads the secondary indexes are dropped and built again after.
+CREATE OR REPLACE FUNCTION private.seed(p_orgs int, p_deals_per_org int, p_password_hash text)
+  RETURNS TABLE (organization_id uuid, owner_email text, deals bigint)
+  LANGUAGE plpgsql
+  AS $$
+DECLARE
+  v_run text := to_char(clock_timestamp(), 'YYYYMMDDHH24MISSMS');
+  v_org uuid;
+  v_users uuid[];
+  v_contacts uuid[];
+  v_roles crm.member_role[] := ARRAY['owner', 'admin', 'admin', 'manager', 'manager', 'manager',
+    'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member']::crm.member_role[];
+  v_tables text[] := ARRAY['organization_members', 'contacts', 'deals', 'tasks', 'activities'];
+  v_rebuild boolean := p_orgs::bigint * p_deals_per_org >= 100000;
+  v_indexes text[];
+  t text;
+BEGIN
+  IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    PERFORM set_config('session_replication_role', 'replica', true);
+  END IF;
+  FOREACH t IN ARRAY v_tables LOOP
+    EXECUTE format('ALTER TABLE crm.%I DISABLE TRIGGER USER', t);
+  END LOOP;
+  IF v_rebuild THEN
+    PERFORM set_config('maintenance_work_mem', '512MB', true);
+    SELECT array_agg(pg_get_indexdef(i.indexrelid)) INTO v_indexes
+      FROM pg_index i
+     WHERE i.indrelid = ANY (ARRAY['crm.contacts', 'crm.deals', 'crm.tasks', 'crm.activities']::regclass[])
+       AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid);
+    FOR t IN SELECT i.indexrelid::regclass::text
+               FROM pg_index i
+              WHERE i.indrelid = ANY (ARRAY['crm.contacts', 'crm.deals', 'crm.tasks', 'crm.activities']::regclass[])
+                AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) LOOP
+      EXECUTE 'DROP INDEX ' || t;
+    END LOOP;
+  END IF;
+
+  FOR i IN 1..p_orgs LOOP
+    v_org := gen_random_uuid();
+    -- The owner obeys RLS too (it is forced): act inside the new organization.
+    PERFORM set_config('app.org_id', v_org::text, true);
+    INSERT INTO crm.organizations (id, name) VALUES (v_org, format('Demo %s', i));
+
+    WITH u AS (
+      INSERT INTO crm.users (email, hashed_password, name)
+      SELECT format('seed-%s-%s-%s@example.com', v_run, i, n), p_password_hash, format('Demo user %s', n)
+        FROM generate_series(1, array_length(v_roles, 1)) n
+      RETURNING id, email
+    )
+    SELECT array_agg(u.id ORDER BY u.email) INTO v_users FROM u;
+    INSERT INTO crm.organization_members (organization_id, user_id, role)
+    SELECT v_org, v_users[n], v_roles[n] FROM generate_series(1, array_length(v_roles, 1)) n;
+
+    INSERT INTO crm.contacts (organization_id, owner_id, name, email, phone, created_at, updated_at)
+    SELECT v_org, v_users[1 + (n % array_length(v_users, 1))], format('Contact %s', n),
+           format('contact%s@customer%s.example', n, n % 997), format('+1-555-%s', lpad((n % 10000)::text, 4, '0')),
+           ts, ts
+      FROM generate_series(1, greatest(1, p_deals_per_org / 10)) n,
+           LATERAL (SELECT now() - random() * interval '730 days' AS ts) x;
+    SELECT array_agg(c.id) INTO v_contacts FROM crm.contacts c WHERE c.organization_id = v_org;
+
+    INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency, status, stage, created_at, updated_at)
+    SELECT v_org, v_contacts[1 + floor(r1 * array_length(v_contacts, 1))::int],
+           v_users[1 + floor(r2 * array_length(v_users, 1))::int],
+           format('Deal %s', n),
+           round((1 + r3 * 99999)::numeric, 2),
+           CASE WHEN r2 < 0.5 THEN 'EUR' WHEN r2 < 0.85 THEN 'USD' ELSE 'GBP' END,
+           s.status, s.stage, ts, ts + random() * interval '30 days'
+      FROM generate_series(1, p_deals_per_org) n,
+           LATERAL (SELECT random() AS r1, random() AS r2, random() AS r3, random() AS r4,
+                           now() - random() * interval '730 days' AS ts) r,
+           LATERAL (SELECT CASE WHEN r4 < 0.3 THEN 'new' WHEN r4 < 0.6 THEN 'in_progress'
+                                WHEN r4 < 0.8 THEN 'won' ELSE 'lost' END::crm.deal_status AS status,
+                           CASE WHEN r4 < 0.3 THEN 'qualification'
+                                WHEN r4 < 0.45 THEN 'proposal' WHEN r4 < 0.6 THEN 'negotiation'
+                                ELSE 'closed' END::crm.deal_stage AS stage) s;
+
+    -- The timeline the triggers would have written: creation, then the status change.
+    INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload, created_at)
+    SELECT d.organization_id, d.id, d.owner_id, 'system',
+           jsonb_build_object('event', 'deal_created', 'status', 'new', 'stage', 'qualification'), d.created_at
+      FROM crm.deals d WHERE d.organization_id = v_org;
+    INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload, created_at)
+    SELECT d.organization_id, d.id, d.owner_id, 'status_changed',
+           jsonb_build_object('from', 'new', 'to', d.status), d.updated_at
+      FROM crm.deals d WHERE d.organization_id = v_org AND d.status <> 'new';
+
+    INSERT INTO crm.tasks (organization_id, deal_id, title, due_date, is_done)
+    SELECT d.organization_id, d.id, format('Follow up on %s', d.title),
+           current_date + (random() * 90)::int, random() < 0.3
+      FROM crm.deals d WHERE d.organization_id = v_org AND d.status IN ('new', 'in_progress') AND random() < 0.3;
+    INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload)
+    SELECT t.organization_id, t.deal_id, NULL, 'task_created',
+           jsonb_build_object('task_id', t.id, 'title', t.title, 'due_date', t.due_date)
+      FROM crm.tasks t WHERE t.organization_id = v_org;
+
+    organization_id := v_org;
+    owner_email := format('seed-%s-%s-1@example.com', v_run, i);
+    deals := p_deals_per_org;
+    RETURN NEXT;
+  END LOOP;
+
+  FOREACH t IN ARRAY coalesce(v_indexes, '{}') LOOP
+    EXECUTE t;
+  END LOOP;
+  FOREACH t IN ARRAY v_tables LOOP
+    EXECUTE format('ALTER TABLE crm.%I ENABLE TRIGGER USER', t);
+  END LOOP;
+END
+$$;
