@@ -104,18 +104,18 @@ $$;
 
 CREATE OR REPLACE FUNCTION api.organizations_get() RETURNS jsonb
   LANGUAGE sql STABLE
-  AS $$ SELECT app.organization_json(o, app.role()) FROM crm.organizations o WHERE o.id = app.org_id() $$;
+  AS $$ SELECT app.organization_json(o, app.role()) FROM crm.organizations o WHERE o.id = (SELECT app.org_id()) $$;
 
 CREATE OR REPLACE FUNCTION api.organizations_rename(p_name text) RETURNS jsonb
   LANGUAGE sql
   AS $$
-    UPDATE crm.organizations o SET name = btrim(p_name) WHERE o.id = app.org_id()
+    UPDATE crm.organizations o SET name = btrim(p_name) WHERE o.id = (SELECT app.org_id())
     RETURNING app.organization_json(o, app.role())
   $$;
 
 CREATE OR REPLACE FUNCTION api.organizations_delete() RETURNS void
   LANGUAGE sql
-  AS $$ DELETE FROM crm.organizations WHERE id = app.org_id() $$;
+  AS $$ DELETE FROM crm.organizations WHERE id = (SELECT app.org_id()) $$;
 
 -- Members --------------------------------------------------------------------
 
@@ -130,7 +130,7 @@ CREATE OR REPLACE FUNCTION api.members_list() RETURNS jsonb
     SELECT jsonb_build_object('items', coalesce(jsonb_agg(app.member_json(m, u.email, u.name) ORDER BY m.created_at, m.user_id), '[]'))
       FROM crm.organization_members m
       JOIN crm.users u ON u.id = m.user_id
-     WHERE m.organization_id = app.org_id()
+     WHERE m.organization_id = (SELECT app.org_id())
   $$;
 
 CREATE OR REPLACE FUNCTION api.members_add(p_email text, p_role crm.member_role) RETURNS jsonb
@@ -159,7 +159,7 @@ DECLARE
   v_member crm.organization_members;
 BEGIN
   UPDATE crm.organization_members m SET role = p_role
-   WHERE m.organization_id = app.org_id() AND m.user_id = p_user_id
+   WHERE m.organization_id = (SELECT app.org_id()) AND m.user_id = p_user_id
   RETURNING * INTO v_member;
   IF NOT FOUND THEN
     PERFORM app.fail('MC404', 'member_not_found', 'no such member in this organization');
@@ -175,7 +175,7 @@ CREATE OR REPLACE FUNCTION api.members_remove(p_user_id uuid, p_reassign_to uuid
   AS $$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM crm.organization_members m
-                  WHERE m.organization_id = app.org_id() AND m.user_id = p_user_id) THEN
+                  WHERE m.organization_id = (SELECT app.org_id()) AND m.user_id = p_user_id) THEN
     PERFORM app.fail('MC404', 'member_not_found', 'no such member in this organization');
   END IF;
   IF p_reassign_to IS NOT NULL THEN
@@ -183,16 +183,16 @@ BEGIN
       PERFORM app.fail('MC400', 'reassign_to_invalid', 'reassign_to must name another member', 'reassign_to');
     END IF;
     IF NOT EXISTS (SELECT 1 FROM crm.organization_members m
-                    WHERE m.organization_id = app.org_id() AND m.user_id = p_reassign_to) THEN
+                    WHERE m.organization_id = (SELECT app.org_id()) AND m.user_id = p_reassign_to) THEN
       PERFORM app.fail('MC404', 'reassign_to_not_found', 'reassign_to is not a member of this organization', 'reassign_to');
     END IF;
     -- The role check comes first, so nothing is reassigned by someone who may not remove.
     IF p_user_id <> app.user_id() THEN
       PERFORM app.require_admin();
     END IF;
-    UPDATE crm.contacts SET owner_id = p_reassign_to WHERE organization_id = app.org_id() AND owner_id = p_user_id;
-    UPDATE crm.deals SET owner_id = p_reassign_to WHERE organization_id = app.org_id() AND owner_id = p_user_id;
+    UPDATE crm.contacts SET owner_id = p_reassign_to WHERE organization_id = (SELECT app.org_id()) AND owner_id = p_user_id;
+    UPDATE crm.deals SET owner_id = p_reassign_to WHERE organization_id = (SELECT app.org_id()) AND owner_id = p_user_id;
   END IF;
-  DELETE FROM crm.organization_members m WHERE m.organization_id = app.org_id() AND m.user_id = p_user_id;
+  DELETE FROM crm.organization_members m WHERE m.organization_id = (SELECT app.org_id()) AND m.user_id = p_user_id;
 END
 $$;

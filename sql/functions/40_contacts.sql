@@ -9,10 +9,12 @@ CREATE OR REPLACE FUNCTION app.contact_json(c crm.contacts) RETURNS jsonb
       'created_at', app.ts(c.created_at), 'updated_at', app.ts(c.updated_at))
   $$;
 
--- The list envelope of SPEC §5.
-CREATE OR REPLACE FUNCTION app.page_json(p_items jsonb, p_page int, p_page_size int, p_total bigint) RETURNS jsonb
-  LANGUAGE sql IMMUTABLE PARALLEL SAFE
-  AS $$ SELECT jsonb_build_object('items', coalesce(p_items, '[]'::jsonb), 'page', p_page, 'page_size', p_page_size, 'total', p_total) $$;
+-- The list envelope of SPEC §5, plus total_exact (false when total is the
+-- planner's estimate of a very large result, see api.deals_list).
+CREATE OR REPLACE FUNCTION app.page_json(p_items jsonb, p_page int, p_page_size int, p_total bigint, p_exact boolean DEFAULT true)
+  RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  AS $$ SELECT jsonb_build_object('items', coalesce(p_items, '[]'::jsonb), 'page', p_page, 'page_size', p_page_size,
+                                  'total', p_total, 'total_exact', p_exact) $$;
 
 -- A LIKE pattern that matches p_text literally anywhere.
 CREATE OR REPLACE FUNCTION app.contains_pattern(p_text text) RETURNS text
@@ -45,12 +47,12 @@ BEGIN
   PERFORM app.require_owner_filter(p_owner_id);
   SELECT count(*) INTO v_total
     FROM crm.contacts c
-   WHERE c.organization_id = app.org_id()
+   WHERE c.organization_id = (SELECT app.org_id())
      AND (p_owner_id IS NULL OR c.owner_id = p_owner_id)
      AND (v_pattern IS NULL OR c.name ILIKE v_pattern OR c.email ILIKE v_pattern);
   SELECT jsonb_agg(app.contact_json(c) ORDER BY c.created_at DESC, c.id DESC) INTO v_items
     FROM (SELECT * FROM crm.contacts c
-           WHERE c.organization_id = app.org_id()
+           WHERE c.organization_id = (SELECT app.org_id())
              AND (p_owner_id IS NULL OR c.owner_id = p_owner_id)
              AND (v_pattern IS NULL OR c.name ILIKE v_pattern OR c.email ILIKE v_pattern)
            ORDER BY c.created_at DESC, c.id DESC
@@ -73,7 +75,7 @@ CREATE OR REPLACE FUNCTION api.contacts_get(p_id uuid) RETURNS jsonb
 DECLARE
   v jsonb;
 BEGIN
-  SELECT app.contact_json(c) INTO v FROM crm.contacts c WHERE c.organization_id = app.org_id() AND c.id = p_id;
+  SELECT app.contact_json(c) INTO v FROM crm.contacts c WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id;
   IF v IS NULL THEN
     PERFORM app.not_found('contact');
   END IF;
@@ -94,7 +96,7 @@ BEGIN
     email    = CASE WHEN 'email' = ANY (p_fields) THEN btrim(p_email) ELSE c.email END,
     phone    = CASE WHEN 'phone' = ANY (p_fields) THEN btrim(p_phone) ELSE c.phone END,
     owner_id = CASE WHEN 'owner_id' = ANY (p_fields) THEN p_owner_id ELSE c.owner_id END
-   WHERE c.organization_id = app.org_id() AND c.id = p_id
+   WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id
   RETURNING app.contact_json(c) INTO v;
   IF v IS NULL THEN
     PERFORM app.not_found('contact');
@@ -107,7 +109,7 @@ CREATE OR REPLACE FUNCTION api.contacts_delete(p_id uuid) RETURNS void
   LANGUAGE plpgsql
   AS $$
 BEGIN
-  DELETE FROM crm.contacts c WHERE c.organization_id = app.org_id() AND c.id = p_id;
+  DELETE FROM crm.contacts c WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id;
   IF NOT FOUND THEN
     PERFORM app.not_found('contact');
   END IF;

@@ -9,6 +9,10 @@ CREATE OR REPLACE FUNCTION app.deal_json(d crm.deals) RETURNS jsonb
       'created_at', app.ts(d.created_at), 'updated_at', app.ts(d.updated_at))
   $$;
 
+CREATE OR REPLACE FUNCTION app.exact_count_limit() RETURNS int
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  AS $$ SELECT 10000 $$;
+
 -- p_order_by: created_at | updated_at | amount | title; p_order: asc | desc.
 -- Both are checked against these lists before they become SQL identifiers.
 CREATE OR REPLACE FUNCTION api.deals_list(p_page int, p_page_size int,
@@ -16,10 +20,10 @@ CREATE OR REPLACE FUNCTION api.deals_list(p_page int, p_page_size int,
     p_min_amount numeric DEFAULT NULL, p_max_amount numeric DEFAULT NULL,
     p_owner_id uuid DEFAULT NULL, p_contact_id uuid DEFAULT NULL,
     p_order_by text DEFAULT 'created_at', p_order text DEFAULT 'desc')
-  RETURNS jsonb LANGUAGE plpgsql STABLE
+  RETURNS jsonb LANGUAGE plpgsql -- volatile: EXPLAIN (the estimate) is not allowed in a stable function
   AS $$
 DECLARE
-  v_where text := 'd.organization_id = app.org_id()'
+  v_where text := 'd.organization_id = (SELECT app.org_id())'
     || CASE WHEN p_statuses IS NOT NULL THEN ' AND d.status = ANY ($1)' ELSE '' END
     || CASE WHEN p_stage IS NOT NULL THEN ' AND d.stage = $2' ELSE '' END
     || CASE WHEN p_min_amount IS NOT NULL THEN ' AND d.amount >= $3' ELSE '' END
@@ -28,6 +32,8 @@ DECLARE
     || CASE WHEN p_contact_id IS NOT NULL THEN ' AND d.contact_id = $6' ELSE '' END;
   v_order text;
   v_total bigint;
+  v_exact boolean := true;
+  v_plan json;
   v_items jsonb;
 BEGIN
   IF p_order_by IS NULL OR p_order_by NOT IN ('created_at', 'updated_at', 'amount', 'title') THEN
@@ -38,13 +44,23 @@ BEGIN
   END IF;
   PERFORM app.require_owner_filter(p_owner_id);
   v_order := format('d.%I %s, d.id %s', p_order_by, p_order, p_order);
-  EXECUTE 'SELECT count(*) FROM crm.deals d WHERE ' || v_where
-    INTO v_total USING p_statuses, p_stage, p_min_amount, p_max_amount, p_owner_id, p_contact_id;
+  -- Exact up to app.exact_count_limit() matching deals; beyond, counting costs
+  -- as much as reading them all, so total is the planner's estimate (never less
+  -- than the limit) and total_exact is false.
+  EXECUTE 'SELECT count(*) FROM (SELECT 1 FROM crm.deals d WHERE ' || v_where || ' LIMIT $7) c'
+    INTO v_total USING p_statuses, p_stage, p_min_amount, p_max_amount, p_owner_id, p_contact_id,
+                       app.exact_count_limit() + 1;
+  IF v_total > app.exact_count_limit() THEN
+    v_exact := false;
+    EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM crm.deals d WHERE ' || v_where
+      INTO v_plan USING p_statuses, p_stage, p_min_amount, p_max_amount, p_owner_id, p_contact_id;
+    v_total := greatest(v_total, (v_plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric::bigint);
+  END IF;
   EXECUTE format('SELECT jsonb_agg(app.deal_json(d) ORDER BY %s) FROM (SELECT * FROM crm.deals d WHERE %s ORDER BY %s LIMIT $7 OFFSET $8) d',
                  v_order, v_where, v_order)
     INTO v_items USING p_statuses, p_stage, p_min_amount, p_max_amount, p_owner_id, p_contact_id,
                        p_page_size, (p_page - 1)::bigint * p_page_size;
-  RETURN app.page_json(v_items, p_page, p_page_size, v_total);
+  RETURN app.page_json(v_items, p_page, p_page_size, v_total, v_exact);
 END
 $$;
 
@@ -63,7 +79,7 @@ CREATE OR REPLACE FUNCTION api.deals_get(p_id uuid) RETURNS jsonb
 DECLARE
   v jsonb;
 BEGIN
-  SELECT app.deal_json(d) INTO v FROM crm.deals d WHERE d.organization_id = app.org_id() AND d.id = p_id;
+  SELECT app.deal_json(d) INTO v FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id;
   IF v IS NULL THEN
     PERFORM app.not_found('deal');
   END IF;
@@ -87,7 +103,7 @@ BEGIN
     currency   = coalesce(p_currency, d.currency),
     contact_id = coalesce(p_contact_id, d.contact_id),
     owner_id   = coalesce(p_owner_id, d.owner_id)
-   WHERE d.organization_id = app.org_id() AND d.id = p_id
+   WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id
   RETURNING app.deal_json(d) INTO v;
   IF v IS NULL THEN
     PERFORM app.not_found('deal');
@@ -100,7 +116,7 @@ CREATE OR REPLACE FUNCTION api.deals_delete(p_id uuid) RETURNS void
   LANGUAGE plpgsql
   AS $$
 BEGIN
-  DELETE FROM crm.deals d WHERE d.organization_id = app.org_id() AND d.id = p_id;
+  DELETE FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id;
   IF NOT FOUND THEN
     PERFORM app.not_found('deal');
   END IF;

@@ -19,14 +19,14 @@ DECLARE
 BEGIN
   SELECT count(*) INTO v_total
     FROM crm.tasks t
-   WHERE t.organization_id = app.org_id()
+   WHERE t.organization_id = (SELECT app.org_id())
      AND (p_deal_id IS NULL OR t.deal_id = p_deal_id)
      AND (NOT coalesce(p_only_open, false) OR NOT t.is_done)
      AND (p_due_before IS NULL OR t.due_date <= p_due_before)
      AND (p_due_after IS NULL OR t.due_date >= p_due_after);
   SELECT jsonb_agg(app.task_json(t) ORDER BY t.due_date, t.id) INTO v_items
     FROM (SELECT * FROM crm.tasks t
-           WHERE t.organization_id = app.org_id()
+           WHERE t.organization_id = (SELECT app.org_id())
              AND (p_deal_id IS NULL OR t.deal_id = p_deal_id)
              AND (NOT coalesce(p_only_open, false) OR NOT t.is_done)
              AND (p_due_before IS NULL OR t.due_date <= p_due_before)
@@ -51,7 +51,7 @@ CREATE OR REPLACE FUNCTION api.tasks_get(p_id uuid) RETURNS jsonb
 DECLARE
   v jsonb;
 BEGIN
-  SELECT app.task_json(t) INTO v FROM crm.tasks t WHERE t.organization_id = app.org_id() AND t.id = p_id;
+  SELECT app.task_json(t) INTO v FROM crm.tasks t WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id;
   IF v IS NULL THEN
     PERFORM app.not_found('task');
   END IF;
@@ -72,7 +72,7 @@ BEGIN
     description = CASE WHEN 'description' = ANY (p_fields) THEN p_description ELSE t.description END,
     due_date    = CASE WHEN 'due_date' = ANY (p_fields) THEN p_due_date ELSE t.due_date END,
     is_done     = CASE WHEN 'is_done' = ANY (p_fields) THEN p_is_done ELSE t.is_done END
-   WHERE t.organization_id = app.org_id() AND t.id = p_id
+   WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id
   RETURNING app.task_json(t) INTO v;
   IF v IS NULL THEN
     PERFORM app.not_found('task');
@@ -85,7 +85,7 @@ CREATE OR REPLACE FUNCTION api.tasks_delete(p_id uuid) RETURNS void
   LANGUAGE plpgsql
   AS $$
 BEGIN
-  DELETE FROM crm.tasks t WHERE t.organization_id = app.org_id() AND t.id = p_id;
+  DELETE FROM crm.tasks t WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id;
   IF NOT FOUND THEN
     PERFORM app.not_found('task');
   END IF;

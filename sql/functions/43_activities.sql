@@ -15,14 +15,14 @@ DECLARE
   v_total bigint;
   v_items jsonb;
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM crm.deals d WHERE d.organization_id = app.org_id() AND d.id = p_deal_id) THEN
+  IF NOT EXISTS (SELECT 1 FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_deal_id) THEN
     PERFORM app.not_found('deal');
   END IF;
   SELECT count(*) INTO v_total FROM crm.activities a
-   WHERE a.organization_id = app.org_id() AND a.deal_id = p_deal_id;
+   WHERE a.organization_id = (SELECT app.org_id()) AND a.deal_id = p_deal_id;
   SELECT jsonb_agg(app.activity_json(a) ORDER BY a.created_at DESC, a.id DESC) INTO v_items
     FROM (SELECT * FROM crm.activities a
-           WHERE a.organization_id = app.org_id() AND a.deal_id = p_deal_id
+           WHERE a.organization_id = (SELECT app.org_id()) AND a.deal_id = p_deal_id
            ORDER BY a.created_at DESC, a.id DESC
            LIMIT p_page_size OFFSET (p_page - 1)::bigint * p_page_size) a;
   RETURN app.page_json(v_items, p_page, p_page_size, v_total);

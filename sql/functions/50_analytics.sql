@@ -14,7 +14,7 @@ CREATE OR REPLACE FUNCTION api.analytics_summary(p_days int DEFAULT 30) RETURNS 
       SELECT d.status, d.currency, count(*) AS n, sum(d.amount) AS total,
              count(*) FILTER (WHERE d.created_at >= now() - make_interval(days => p_days)) AS recent
         FROM crm.deals d
-       WHERE d.organization_id = app.org_id()
+       WHERE d.organization_id = (SELECT app.org_id())
        GROUP BY d.status, d.currency
     ), by_status AS (
       SELECT s.status, coalesce(sum(g.n), 0) AS n,
@@ -43,7 +43,7 @@ CREATE OR REPLACE FUNCTION api.analytics_funnel() RETURNS jsonb
     WITH g AS (
       SELECT d.stage, d.status, count(*) AS n
         FROM crm.deals d
-       WHERE d.organization_id = app.org_id()
+       WHERE d.organization_id = (SELECT app.org_id())
        GROUP BY d.stage, d.status
     ), stages AS (
       SELECT s.stage,

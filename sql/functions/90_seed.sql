@@ -59,25 +59,25 @@ BEGIN
     SELECT v_org, v_users[1 + (n % array_length(v_users, 1))], format('Contact %s', n),
            format('contact%s@customer%s.example', n, n % 997), format('+1-555-%s', lpad((n % 10000)::text, 4, '0')),
            ts, ts
-      FROM generate_series(1, greatest(1, p_deals_per_org / 10)) n,
-           LATERAL (SELECT now() - random() * interval '730 days' AS ts) x;
+      FROM (SELECT n, now() - random() * interval '730 days' AS ts
+              FROM generate_series(1, greatest(1, p_deals_per_org / 10)) n) x;
     SELECT array_agg(c.id) INTO v_contacts FROM crm.contacts c WHERE c.organization_id = v_org;
 
+    -- random() in the select list of the inner query: one draw per row.
     INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency, status, stage, created_at, updated_at)
-    SELECT v_org, v_contacts[1 + floor(r1 * array_length(v_contacts, 1))::int],
-           v_users[1 + floor(r2 * array_length(v_users, 1))::int],
-           format('Deal %s', n),
-           round((1 + r3 * 99999)::numeric, 2),
-           CASE WHEN r2 < 0.5 THEN 'EUR' WHEN r2 < 0.85 THEN 'USD' ELSE 'GBP' END,
-           s.status, s.stage, ts, ts + random() * interval '30 days'
-      FROM generate_series(1, p_deals_per_org) n,
-           LATERAL (SELECT random() AS r1, random() AS r2, random() AS r3, random() AS r4,
-                           now() - random() * interval '730 days' AS ts) r,
-           LATERAL (SELECT CASE WHEN r4 < 0.3 THEN 'new' WHEN r4 < 0.6 THEN 'in_progress'
-                                WHEN r4 < 0.8 THEN 'won' ELSE 'lost' END::crm.deal_status AS status,
-                           CASE WHEN r4 < 0.3 THEN 'qualification'
-                                WHEN r4 < 0.45 THEN 'proposal' WHEN r4 < 0.6 THEN 'negotiation'
-                                ELSE 'closed' END::crm.deal_stage AS stage) s;
+    SELECT v_org, v_contacts[1 + floor(r.r1 * array_length(v_contacts, 1))::int],
+           v_users[1 + floor(r.r2 * array_length(v_users, 1))::int],
+           format('Deal %s', r.n),
+           round((1 + r.r3 * 99999)::numeric, 2),
+           CASE WHEN r.r5 < 0.5 THEN 'EUR' WHEN r.r5 < 0.85 THEN 'USD' ELSE 'GBP' END,
+           CASE WHEN r.r4 < 0.3 THEN 'new' WHEN r.r4 < 0.6 THEN 'in_progress'
+                WHEN r.r4 < 0.8 THEN 'won' ELSE 'lost' END::crm.deal_status,
+           CASE WHEN r.r4 < 0.3 THEN 'qualification' WHEN r.r4 < 0.45 THEN 'proposal'
+                WHEN r.r4 < 0.6 THEN 'negotiation' ELSE 'closed' END::crm.deal_stage,
+           r.ts, r.ts + r.r6 * interval '30 days'
+      FROM (SELECT n, random() AS r1, random() AS r2, random() AS r3, random() AS r4, random() AS r5, random() AS r6,
+                   now() - random() * interval '730 days' AS ts
+              FROM generate_series(1, p_deals_per_org) n) r;
 
     -- The timeline the triggers would have written: creation, then the status change.
     INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload, created_at)

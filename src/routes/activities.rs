@@ -37,6 +37,8 @@ pub struct ActivityPage {
     pub page: i32,
     pub page_size: i32,
     pub total: i64,
+    /// False when `total` is an estimate (see README, *Counting*).
+    pub total_exact: bool,
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -40,6 +40,8 @@ pub struct DealPage {
     pub page: i32,
     pub page_size: i32,
     pub total: i64,
+    /// False when `total` is an estimate (see README, *Counting*).
+    pub total_exact: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]

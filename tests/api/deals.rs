@@ -1193,3 +1193,49 @@ async fn deals_of_another_organization_are_404_r8() {
     );
     assert_eq!(list_ids(&app, &bob, bob.org_id, "").await, vec![bobs_deal]);
 }
+
+#[tokio::test]
+async fn very_large_totals_are_estimated_and_say_so() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let res = app
+        .post("/api/v1/contacts")
+        .token(&owner.access_token)
+        .org(owner.org_id)
+        .json(serde_json::json!({"name": "Client"}))
+        .send()
+        .await;
+    let contact: uuid::Uuid = res.ok(201)["id"].as_str().unwrap().parse().unwrap();
+    app.sql()
+        .await
+        .execute(
+            "INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency)
+             SELECT $1, $2, $3, 'Deal ' || n, n, 'EUR' FROM generate_series(1, 10050) n",
+            &[&owner.org_id, &contact, &owner.id],
+        )
+        .await
+        .unwrap();
+    let list = |q: &str| {
+        app.get(&format!("/api/v1/deals?{q}"))
+            .token(&owner.access_token)
+            .org(owner.org_id)
+            .send()
+    };
+    // Over 10,000 matches: the planner's estimate, never below the exact floor.
+    let res = list("page_size=5").await;
+    let body = res.ok(200);
+    assert_eq!(body["total_exact"], false);
+    assert!(
+        body["total"].as_i64().unwrap() > 10_000,
+        "{}",
+        body["total"]
+    );
+    assert_eq!(body["items"].as_array().unwrap().len(), 5);
+    // Up to 10,000: exact.
+    let res = list("min_amount=50&max_amount=9049").await;
+    let body = res.ok(200);
+    assert_eq!(
+        (body["total"].as_i64(), body["total_exact"].as_bool()),
+        (Some(9000), Some(true))
+    );
+}

@@ -264,10 +264,18 @@ pub fn assert_timestamp(value: &Value) {
 /// The items of a list envelope, after checking its page fields.
 #[track_caller]
 pub fn page_items(body: &Value, page: i64, page_size: i64, total: i64) -> Vec<Value> {
-    assert_fields(body, &["items", "page", "page_size", "total"]);
+    assert_fields(
+        body,
+        &["items", "page", "page_size", "total", "total_exact"],
+    );
     assert_eq!(
-        (&body["page"], &body["page_size"], &body["total"]),
-        (&json!(page), &json!(page_size), &json!(total)),
+        (
+            &body["page"],
+            &body["page_size"],
+            &body["total"],
+            &body["total_exact"]
+        ),
+        (&json!(page), &json!(page_size), &json!(total), &json!(true)),
         "envelope of {body}"
     );
     body["items"].as_array().unwrap().clone()

@@ -1,0 +1,40 @@
+-- The indexes that keep lists, search and analytics fast (issue 4) exist and
+-- lead with organization_id.
+BEGIN;
+SELECT plan(20);
+
+SELECT has_index('crm', 'deals', 'deals_by_created', ARRAY['organization_id', 'created_at', 'id'], 'deals: default sort');
+SELECT has_index('crm', 'deals', 'deals_by_updated', ARRAY['organization_id', 'updated_at', 'id'], 'deals: order_by=updated_at');
+SELECT has_index('crm', 'deals', 'deals_by_amount', ARRAY['organization_id', 'amount', 'id'], 'deals: order_by=amount (W1)');
+SELECT has_index('crm', 'deals', 'deals_by_title', ARRAY['organization_id', 'title', 'id'], 'deals: order_by=title');
+SELECT has_index('crm', 'deals', 'deals_by_status_amount', ARRAY['organization_id', 'status', 'amount', 'id'], 'deals: status filter');
+SELECT has_index('crm', 'deals', 'deals_by_stage', ARRAY['organization_id', 'stage', 'created_at', 'id'], 'deals: stage filter');
+SELECT has_index('crm', 'deals', 'deals_by_owner', ARRAY['organization_id', 'owner_id'], 'deals: owner filter');
+SELECT has_index('crm', 'deals', 'deals_by_contact', ARRAY['organization_id', 'contact_id'], 'deals: contact filter');
+SELECT has_index('crm', 'deals', 'deals_summary', ARRAY['organization_id', 'status', 'currency', 'amount', 'created_at'], 'analytics summary (covering, amount and created_at included)');
+SELECT has_index('crm', 'deals', 'deals_funnel', ARRAY['organization_id', 'stage', 'status'], 'analytics funnel');
+SELECT has_index('crm', 'contacts', 'contacts_by_created', ARRAY['organization_id', 'created_at', 'id'], 'contacts: default sort');
+SELECT has_index('crm', 'contacts', 'contacts_by_owner', ARRAY['organization_id', 'owner_id', 'created_at', 'id'], 'contacts: owner filter');
+SELECT has_index('crm', 'contacts', 'contacts_search_name', 'contacts: trigram search on name');
+SELECT has_index('crm', 'contacts', 'contacts_search_email', 'contacts: trigram search on email');
+SELECT has_index('crm', 'tasks', 'tasks_by_due', ARRAY['organization_id', 'due_date', 'id'], 'tasks: default sort and due filters');
+SELECT has_index('crm', 'tasks', 'tasks_by_deal', ARRAY['organization_id', 'deal_id', 'due_date', 'id'], 'tasks: deal filter');
+SELECT has_index('crm', 'tasks', 'tasks_open_by_due', ARRAY['organization_id', 'due_date', 'id'], 'tasks: only_open');
+SELECT has_index('crm', 'activities', 'activities_by_deal', 'timeline per deal, newest first');
+
+-- Every index on a tenant table leads with organization_id (except the
+-- secondary lookup of memberships by user, which serves app.act_as).
+SELECT is(
+  (SELECT array_agg(i.indexrelid::regclass::text ORDER BY 1)
+     FROM pg_index i
+     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+    WHERE i.indrelid = ANY (ARRAY['crm.organization_members', 'crm.contacts', 'crm.deals', 'crm.tasks', 'crm.activities']::regclass[])
+      AND a.attname <> 'organization_id'),
+  ARRAY['crm.organization_members_by_user'],
+  'every tenant-table index leads with organization_id');
+SELECT ok(
+  (SELECT indexdef LIKE '%gin_trgm_ops%' FROM pg_indexes WHERE indexname = 'contacts_search_name'),
+  'the contact search index is a trigram index');
+
+SELECT * FROM finish();
+ROLLBACK;
