@@ -144,7 +144,7 @@ def parse_wrk(text):
 
 
 def wrk(script, secs, connections=CONNECTIONS):
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{secs}s", "--latency", "-s",
+    out = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{secs}s", "--latency", "-s",
                           f"bench/wrk/{script}.lua", f"http://{HTTP}"],
                          cwd=ROOT, capture_output=True, text=True, check=True,
                          env=dict(os.environ, BENCH_IDS=str(OUT / "ids.lua")))
@@ -195,6 +195,7 @@ def plans(db, ids):
 def run_size(cluster_db, size):
     db = cluster_db
     psql("postgres", f"CREATE DATABASE {db}")
+    psql(db, "CREATE EXTENSION pg_stat_statements")
     log(f"seeding {size} deals into {db}")
     t0 = time.time()
     seed = subprocess.run([str(ROOT / "target/release/minicrm"), "seed", "--orgs", "1", "--deals-per-org", str(size)],

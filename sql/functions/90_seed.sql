@@ -45,13 +45,11 @@ BEGIN
     PERFORM set_config('app.org_id', v_org::text, true);
     INSERT INTO crm.organizations (id, name) VALUES (v_org, format('Demo %s', i));
 
-    WITH u AS (
-      INSERT INTO crm.users (email, hashed_password, name)
-      SELECT format('seed-%s-%s-%s@example.com', v_run, i, n), p_password_hash, format('Demo user %s', n)
-        FROM generate_series(1, array_length(v_roles, 1)) n
-      RETURNING id, email
-    )
-    SELECT array_agg(u.id ORDER BY u.email) INTO v_users FROM u;
+    -- User n has role v_roles[n]; user 1 is the owner.
+    SELECT array_agg(gen_random_uuid()) INTO v_users FROM generate_series(1, array_length(v_roles, 1));
+    INSERT INTO crm.users (id, email, hashed_password, name)
+    SELECT v_users[n], format('seed-%s-%s-%s@example.com', v_run, i, n), p_password_hash, format('Demo user %s', n)
+      FROM generate_series(1, array_length(v_roles, 1)) n;
     INSERT INTO crm.organization_members (organization_id, user_id, role)
     SELECT v_org, v_users[n], v_roles[n] FROM generate_series(1, array_length(v_roles, 1)) n;
 

@@ -1,0 +1,37 @@
+-- `minicrm seed` (private.seed): realistic, consistent demo data, and the
+-- rule triggers switched back on afterwards.
+BEGIN;
+SELECT plan(11);
+
+CREATE TEMP TABLE seeded AS
+  SELECT * FROM private.seed(2, 300, '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA');
+
+SELECT is((SELECT count(*)::int FROM seeded), 2, 'one row per organization');
+SELECT is((SELECT m.role::text FROM seeded s JOIN crm.users u ON u.email = s.owner_email
+             JOIN crm.organization_members m ON m.user_id = u.id AND m.organization_id = s.organization_id LIMIT 1),
+          'owner', 'the reported login is the organization''s owner');
+SELECT is((SELECT array_agg(DISTINCT m.role::text ORDER BY m.role::text) FROM crm.organization_members m
+            WHERE m.organization_id IN (SELECT organization_id FROM seeded)),
+          ARRAY['admin', 'manager', 'member', 'owner'], 'members of every role');
+SELECT is((SELECT count(*)::int FROM crm.deals WHERE organization_id IN (SELECT organization_id FROM seeded)), 600, 'the deals asked for');
+SELECT cmp_ok((SELECT count(DISTINCT (status, stage, currency))::int FROM crm.deals), '>=', 10,
+              'deals spread over statuses, stages and currencies');
+SELECT cmp_ok((SELECT count(DISTINCT owner_id)::int FROM crm.deals), '>', 8, 'deals spread over owners');
+SELECT is((SELECT count(*)::int FROM crm.deals WHERE status = 'won' AND amount <= 0), 0, 'R1 holds in the seed');
+SELECT is((SELECT count(*)::int FROM crm.deals d
+            WHERE NOT EXISTS (SELECT 1 FROM crm.activities a WHERE a.deal_id = d.id AND a.type = 'system')),
+          0, 'every deal has its creation row on the timeline');
+SELECT is((SELECT count(*)::int FROM crm.deals d WHERE d.status <> 'new'
+              AND NOT EXISTS (SELECT 1 FROM crm.activities a WHERE a.deal_id = d.id AND a.type = 'status_changed')),
+          0, 'every status change has its timeline row');
+SELECT is((SELECT count(*)::int FROM crm.tasks t
+            WHERE NOT EXISTS (SELECT 1 FROM crm.activities a WHERE a.deal_id = t.deal_id AND a.type = 'task_created'
+                                AND a.payload ->> 'task_id' = t.id::text)),
+          0, 'every task has its task_created row');
+SELECT is((SELECT count(*)::int FROM pg_trigger
+            WHERE tgrelid = ANY (ARRAY['crm.deals', 'crm.contacts', 'crm.tasks', 'crm.activities', 'crm.organization_members']::regclass[])
+              AND NOT tgisinternal AND tgenabled = 'D'),
+          0, 'the rule triggers are enabled again');
+
+SELECT * FROM finish();
+ROLLBACK;
