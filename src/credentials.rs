@@ -2,7 +2,9 @@
 //! short-lived JWT access tokens, and opaque refresh tokens of which the
 //! database only ever sees a SHA-256 hash.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
+
+use tokio::sync::Semaphore;
 
 use argon2::{
     password_hash::{rand_core::OsRng, rand_core::RngCore, PasswordHash, SaltString},
@@ -86,7 +88,13 @@ pub fn refresh_token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
+/// Argon2id is CPU- and memory-bound (19 MiB a hash): running more hashes at
+/// once than there are cores only adds memory and blocking threads.
+static HASHING: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    let _permit = HASHING.acquire().await?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -100,6 +108,9 @@ pub async fn hash_password(password: String) -> anyhow::Result<String> {
 /// Verifies against `hash`, or against a dummy hash when there is no user, so
 /// an unknown email costs the same time as a wrong password.
 pub async fn verify_password(password: String, hash: Option<String>, dummy: &'static str) -> bool {
+    let Ok(_permit) = HASHING.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| dummy.to_owned());

@@ -11,7 +11,7 @@ CREATE OR REPLACE FUNCTION app.deal_json(d crm.deals) RETURNS jsonb
 
 CREATE OR REPLACE FUNCTION app.exact_count_limit() RETURNS int
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
-  AS $$ SELECT 10000 $$;
+  AS $$ SELECT 1000 $$;
 
 -- p_order_by: created_at | updated_at | amount | title; p_order: asc | desc.
 -- Both are checked against these lists before they become SQL identifiers.

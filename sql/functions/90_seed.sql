@@ -96,6 +96,11 @@ BEGIN
            jsonb_build_object('task_id', t.id, 'title', t.title, 'due_date', t.due_date)
       FROM crm.tasks t WHERE t.organization_id = v_org;
 
+    INSERT INTO crm.deal_totals (organization_id, status, stage, currency, deals, amount)
+    SELECT d.organization_id, d.status, d.stage, d.currency, count(*), sum(d.amount)
+      FROM crm.deals d WHERE d.organization_id = v_org
+     GROUP BY 1, 2, 3, 4;
+
     organization_id := v_org;
     owner_email := format('seed-%s-%s-1@example.com', v_run, i);
     deals := p_deals_per_org;
