@@ -2,9 +2,12 @@
 //! short-lived JWT access tokens, and opaque refresh tokens of which the
 //! database only ever sees a SHA-256 hash.
 
-use std::{sync::LazyLock, time::Duration};
+use std::{
+    sync::{mpsc, Arc, LazyLock, Mutex},
+    time::Duration,
+};
 
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use argon2::{
     password_hash::{rand_core::OsRng, rand_core::RngCore, PasswordHash, SaltString},
@@ -88,14 +91,49 @@ pub fn refresh_token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// Argon2id is CPU- and memory-bound (19 MiB a hash): running more hashes at
-/// once than there are cores only adds memory and blocking threads.
-static HASHING: LazyLock<Semaphore> =
-    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+/// Argon2id is CPU- and memory-bound (19 MiB a hash). Hashes run on a fixed
+/// set of threads, one per core: more at once would only add memory, and
+/// fixed threads keep the allocator's per-thread arenas (which retain freed
+/// hash memory) bounded, unlike tokio's elastic blocking pool.
+type Job = Box<dyn FnOnce() + Send>;
+
+static HASHERS: LazyLock<Mutex<mpsc::Sender<Job>>> = LazyLock::new(|| {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let rx = Arc::new(Mutex::new(rx));
+    for n in 0..std::thread::available_parallelism().map_or(2, |n| n.get()) {
+        let rx = rx.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("argon2-{n}"))
+            .spawn(move || loop {
+                let job = match rx.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                match job {
+                    Ok(job) => job(),
+                    Err(_) => return,
+                }
+            });
+    }
+    Mutex::new(tx)
+});
+
+/// Runs `f` on a hashing thread.
+async fn on_hasher<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    let (tx, rx) = oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    HASHERS
+        .lock()
+        .map_err(|_| anyhow::anyhow!("hashing threads poisoned"))?
+        .send(job)
+        .map_err(|_| anyhow::anyhow!("hashing threads gone"))?;
+    Ok(rx.await?)
+}
 
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
-    let _permit = HASHING.acquire().await?;
-    tokio::task::spawn_blocking(move || {
+    on_hasher(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
@@ -108,10 +146,7 @@ pub async fn hash_password(password: String) -> anyhow::Result<String> {
 /// Verifies against `hash`, or against a dummy hash when there is no user, so
 /// an unknown email costs the same time as a wrong password.
 pub async fn verify_password(password: String, hash: Option<String>, dummy: &'static str) -> bool {
-    let Ok(_permit) = HASHING.acquire().await else {
-        return false;
-    };
-    tokio::task::spawn_blocking(move || {
+    on_hasher(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| dummy.to_owned());
         let ok = PasswordHash::new(&hash)

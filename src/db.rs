@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
 use tokio_postgres::{types::ToSql, NoTls};
 use uuid::Uuid;
 
@@ -88,14 +88,16 @@ impl Db {
         params: &[&(dyn ToSql + Sync)],
     ) -> AppResult<Option<String>> {
         let sql = format!("SELECT ({call})::text FROM app.act_as($1, $2)");
-        let client = self.pool.get().await?;
+        let mut in_flight = InFlight(Some(self.pool.get().await?));
+        let client = in_flight.client();
         let statement = client.prepare_cached(&sql).await?;
         let mut all: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(params.len() + 2);
         all.push(&ctx.user_id);
         all.push(&ctx.org_id);
         all.extend_from_slice(params);
-        let row = client.query_one(&statement, &all).await?;
-        Ok(row.get(0))
+        let row = client.query_one(&statement, &all).await;
+        in_flight.done();
+        Ok(row?.get(0))
     }
 
     /// Readiness: a pooled connection answers.
@@ -107,5 +109,37 @@ impl Db {
 
     pub fn status(&self) -> deadpool_postgres::Status {
         self.pool.status()
+    }
+}
+
+/// A pooled connection with a statement in flight. If the request is dropped
+/// before the statement ends (request timeout, client gone), the statement is
+/// cancelled, so an abandoned request never commits later; the connection
+/// leaves the pool first, so the cancel cannot hit another request's statement.
+struct InFlight(Option<Object>);
+
+impl InFlight {
+    fn client(&self) -> &Object {
+        self.0.as_ref().expect("in flight")
+    }
+
+    /// The statement finished: the connection goes back to the pool.
+    fn done(&mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            let client = Object::take(object);
+            let token = client.cancel_token();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = token.cancel_query(NoTls).await;
+                    drop(client);
+                });
+            }
+        }
     }
 }

@@ -8,6 +8,8 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::metrics::DbErrorKind;
+
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
@@ -26,6 +28,11 @@ pub struct Problem {
     #[serde(skip)]
     #[schema(ignore)]
     pub retry_after: Option<u64>,
+    /// The kind of database error this problem stands for, counted by
+    /// `metrics::observe` (`minicrm_db_errors_total`).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub db_error: Option<DbErrorKind>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -44,6 +51,7 @@ impl Problem {
             code: code.to_owned(),
             errors: Vec::new(),
             retry_after: None,
+            db_error: None,
         }
     }
 
@@ -75,7 +83,11 @@ impl IntoResponse for Problem {
         let status = self.status();
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let retry_after = self.retry_after;
+        let db_error = self.db_error;
         let mut response = (status, body).into_response();
+        if let Some(kind) = db_error {
+            response.extensions_mut().insert(kind);
+        }
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -128,11 +140,13 @@ impl From<anyhow::Error> for AppError {
 }
 
 fn unavailable() -> Problem {
-    Problem::new(
+    let mut p = Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "database_unavailable",
         "the database is unavailable; try again shortly",
-    )
+    );
+    p.db_error = Some(DbErrorKind::Unavailable);
+    p
 }
 
 /// The field a constraint is about: constraints are named
@@ -202,43 +216,56 @@ pub fn from_db(e: tokio_postgres::Error) -> Problem {
         } else {
             constraint
         };
-        let p = Problem::new(status, code, db.message());
+        let mut p = Problem::new(status, code, db.message());
+        p.db_error = Some(DbErrorKind::Rule);
         return with_field(p, db.message());
     }
 
-    let (status, code, detail) = match sqlstate {
+    use DbErrorKind as K;
+    let (status, code, detail, kind) = match sqlstate {
         "23505" => (
             StatusCode::CONFLICT,
             constraint,
             "the value is already taken",
+            K::Constraint,
         ),
         "23503" => (
             StatusCode::NOT_FOUND,
             constraint,
             "a referenced record does not exist",
+            K::Constraint,
         ),
-        "23514" => (StatusCode::BAD_REQUEST, constraint, "a value is not valid"),
+        "23514" => (
+            StatusCode::BAD_REQUEST,
+            constraint,
+            "a value is not valid",
+            K::Constraint,
+        ),
         "23502" => (
             StatusCode::BAD_REQUEST,
             "value_required",
             "a required value is missing",
+            K::Constraint,
         ),
-        "22001" | "22003" | "22007" | "22008" | "22P02" | "22023" => (
+        "22001" | "22003" | "22007" | "22008" | "22021" | "22P02" | "22023" => (
             StatusCode::BAD_REQUEST,
             "invalid_value",
             "a value is not valid",
+            K::InvalidValue,
         ),
         // Row-level security refused a write: the target is not in this organization.
-        "42501" => (StatusCode::NOT_FOUND, "not_found", "not found"),
+        "42501" => (StatusCode::NOT_FOUND, "not_found", "not found", K::Refused),
         "40001" | "40P01" | "55P03" => (
             StatusCode::SERVICE_UNAVAILABLE,
             "transaction_conflict",
             "the request conflicted with a concurrent one; try again",
+            K::Conflict,
         ),
         "57014" => (
             StatusCode::SERVICE_UNAVAILABLE,
             "statement_timeout",
             "the database took too long to answer",
+            K::Timeout,
         ),
         s if s.starts_with("08") || s.starts_with("53") || s.starts_with("57P") => {
             tracing::warn!(sqlstate = s, error = %db, "database unavailable");
@@ -246,7 +273,10 @@ pub fn from_db(e: tokio_postgres::Error) -> Problem {
         }
         _ => {
             tracing::error!(sqlstate, error = %db, "unexpected database error");
-            return AppError::Internal(anyhow::anyhow!("database error {sqlstate}")).into_problem();
+            let mut p =
+                AppError::Internal(anyhow::anyhow!("database error {sqlstate}")).into_problem();
+            p.db_error = Some(K::Internal);
+            return p;
         }
     };
     let code = if code.is_empty() {
@@ -254,7 +284,9 @@ pub fn from_db(e: tokio_postgres::Error) -> Problem {
     } else {
         code
     };
-    with_field(Problem::new(status, code, detail), detail)
+    let mut p = Problem::new(status, code, detail);
+    p.db_error = Some(kind);
+    with_field(p, detail)
 }
 
 impl IntoResponse for AppError {

@@ -8,6 +8,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod localdb;
+pub mod metrics;
 pub mod migrate;
 pub mod openapi;
 pub mod ratelimit;
@@ -25,7 +26,6 @@ use axum::{
     routing::{get, patch, post},
     Router,
 };
-use tower_http::trace::TraceLayer;
 
 use crate::{error::Problem, routes::*, state::AppState};
 
@@ -85,6 +85,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .merge(openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -92,7 +93,12 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             time_limit(request_timeout, req, next)
         }))
-        .layer(TraceLayer::new_for_http())
+        // Outermost, so the request id, the span, the metrics and the log line
+        // cover every answer, the timeout's and the fallbacks' included.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::observe,
+        ))
         .with_state(state)
 }
 

@@ -15,7 +15,7 @@ use crate::{error, routes, state::AppState};
     info(title = "minicrm", description = "A multi-tenant CRM whose rules live in PostgreSQL. \
         Every error is `application/problem+json` with a stable `code`."),
     paths(
-        routes::health::healthz, routes::health::readyz,
+        routes::health::healthz, routes::health::readyz, crate::metrics::metrics,
         routes::auth::register, routes::auth::login, routes::auth::refresh, routes::auth::logout,
         routes::users::me,
         routes::organizations::mine, routes::organizations::create, routes::organizations::get,

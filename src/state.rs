@@ -10,6 +10,7 @@ use crate::{
     credentials::Tokens,
     db::Db,
     error::{AppResult, Problem},
+    metrics::Metrics,
     ratelimit::RateLimiter,
 };
 
@@ -18,6 +19,8 @@ pub struct App {
     pub db: Db,
     pub tokens: Tokens,
     pub analytics: AnalyticsCache,
+    /// Served by `GET /metrics`.
+    pub metrics: Metrics,
     /// Verified against when an email is unknown, so login takes as long.
     pub dummy_hash: &'static str,
     auth_by_email: RateLimiter,
@@ -39,6 +42,7 @@ impl App {
             db,
             tokens,
             analytics: AnalyticsCache::new(config.cache_ttl),
+            metrics: Metrics::default(),
             auth_by_email: RateLimiter::new(config.auth_attempts_per_email, minute),
             auth_by_address: RateLimiter::new(config.auth_attempts_per_address, minute),
             dummy_hash: Box::leak(crate::credentials::dummy_hash().into_boxed_str()),

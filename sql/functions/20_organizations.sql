@@ -36,7 +36,9 @@ BEGIN
   -- Serialize membership changes per organization, so two concurrent
   -- demotions cannot both see "another owner remains". A missing row means the
   -- organization itself is being deleted and its members go with it.
-  PERFORM 1 FROM crm.organizations o WHERE o.id = v_org FOR UPDATE;
+  -- NO KEY UPDATE: it does not conflict with the key-share locks that
+  -- concurrent inserts' foreign-key checks take on the organization row.
+  PERFORM 1 FROM crm.organizations o WHERE o.id = v_org FOR NO KEY UPDATE;
   IF NOT FOUND THEN
     IF TG_OP = 'DELETE' THEN
       RETURN OLD;
@@ -124,7 +126,7 @@ CREATE OR REPLACE FUNCTION api.organizations_delete() RETURNS void
 -- Members --------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION app.member_json(m crm.organization_members, u_email text, u_name text) RETURNS jsonb
-  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  LANGUAGE sql STABLE PARALLEL SAFE
   AS $$ SELECT jsonb_build_object('user_id', m.user_id, 'email', u_email, 'name', u_name,
                                   'role', m.role, 'created_at', app.ts(m.created_at)) $$;
 
@@ -178,8 +180,13 @@ CREATE OR REPLACE FUNCTION api.members_remove(p_user_id uuid, p_reassign_to uuid
   LANGUAGE plpgsql
   AS $$
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM crm.organization_members m
-                  WHERE m.organization_id = (SELECT app.org_id()) AND m.user_id = p_user_id) THEN
+  -- Lock the membership first: records the member creates meanwhile wait
+  -- (their owner foreign key) and then fail, instead of appearing between the
+  -- reassignment and the delete.
+  PERFORM 1 FROM crm.organization_members m
+   WHERE m.organization_id = (SELECT app.org_id()) AND m.user_id = p_user_id
+     FOR UPDATE;
+  IF NOT FOUND THEN
     PERFORM app.fail('MC404', 'member_not_found', 'no such member in this organization');
   END IF;
   IF p_reassign_to IS NOT NULL THEN

@@ -2,7 +2,7 @@
 -- in 30_pipeline_rules.sql; these functions shape requests and responses.
 
 CREATE OR REPLACE FUNCTION app.contact_json(c crm.contacts) RETURNS jsonb
-  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  LANGUAGE sql STABLE PARALLEL SAFE
   AS $$
     SELECT jsonb_build_object('id', c.id, 'organization_id', c.organization_id, 'owner_id', c.owner_id,
       'name', c.name, 'email', c.email, 'phone', c.phone,
@@ -12,7 +12,7 @@ CREATE OR REPLACE FUNCTION app.contact_json(c crm.contacts) RETURNS jsonb
 -- The list envelope of SPEC §5, plus total_exact (false when total is the
 -- planner's estimate of a very large result, see api.deals_list).
 CREATE OR REPLACE FUNCTION app.page_json(p_items jsonb, p_page int, p_page_size int, p_total bigint, p_exact boolean DEFAULT true)
-  RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURNS jsonb LANGUAGE sql STABLE PARALLEL SAFE
   AS $$ SELECT jsonb_build_object('items', coalesce(p_items, '[]'::jsonb), 'page', p_page, 'page_size', p_page_size,
                                   'total', p_total, 'total_exact', p_exact) $$;
 

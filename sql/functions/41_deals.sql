@@ -1,7 +1,7 @@
 -- Deals: list / create / get / update / delete.
 
 CREATE OR REPLACE FUNCTION app.deal_json(d crm.deals) RETURNS jsonb
-  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  LANGUAGE sql STABLE PARALLEL SAFE
   AS $$
     SELECT jsonb_build_object('id', d.id, 'organization_id', d.organization_id, 'contact_id', d.contact_id,
       'owner_id', d.owner_id, 'title', d.title, 'amount', to_char(d.amount, 'FM999999999990.00'),

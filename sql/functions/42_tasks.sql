@@ -1,7 +1,7 @@
 -- Tasks: list / create / get / update / delete.
 
 CREATE OR REPLACE FUNCTION app.task_json(t crm.tasks) RETURNS jsonb
-  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  LANGUAGE sql STABLE PARALLEL SAFE
   AS $$
     SELECT jsonb_build_object('id', t.id, 'organization_id', t.organization_id, 'deal_id', t.deal_id,
       'title', t.title, 'description', t.description, 'due_date', to_char(t.due_date, 'YYYY-MM-DD'),

@@ -2,7 +2,7 @@
 -- by the activities_rules trigger).
 
 CREATE OR REPLACE FUNCTION app.activity_json(a crm.activities) RETURNS jsonb
-  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  LANGUAGE sql STABLE PARALLEL SAFE
   AS $$
     SELECT jsonb_build_object('id', a.id, 'organization_id', a.organization_id, 'deal_id', a.deal_id,
       'author_id', a.author_id, 'type', a.type, 'payload', a.payload, 'created_at', app.ts(a.created_at))

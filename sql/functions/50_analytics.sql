@@ -4,7 +4,7 @@
 -- ten; only new_deals reads deals, as an index range on created_at.
 
 CREATE OR REPLACE FUNCTION app.money(p numeric) RETURNS text
-  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  LANGUAGE sql STABLE PARALLEL SAFE
   AS $$ SELECT to_char(round(p, 2), 'FM99999999999999990.00') $$;
 
 CREATE OR REPLACE FUNCTION api.analytics_summary(p_days int DEFAULT 30) RETURNS jsonb

@@ -78,6 +78,7 @@ pub struct ChangeRoleRequest {
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RemoveMemberQuery {
     /// The member who receives the removed member's contacts and deals.
     pub reassign_to: Option<Uuid>,

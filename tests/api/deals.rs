@@ -1225,11 +1225,7 @@ async fn very_large_totals_are_estimated_and_say_so() {
     let res = list("page_size=5").await;
     let body = res.ok(200);
     assert_eq!(body["total_exact"], false);
-    assert!(
-        body["total"].as_i64().unwrap() > 1_000,
-        "{}",
-        body["total"]
-    );
+    assert!(body["total"].as_i64().unwrap() > 1_000, "{}", body["total"]);
     assert_eq!(body["items"].as_array().unwrap().len(), 5);
     // Up to 1,000: exact.
     let res = list("min_amount=50&max_amount=949").await;

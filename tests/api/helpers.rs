@@ -203,24 +203,33 @@ impl Req<'_> {
         self
     }
     pub async fn send(self) -> TestResponse {
+        self.send_owned().await
+    }
+
+    /// The request as a `'static` future, for `tokio::spawn`.
+    pub fn send_owned(self) -> impl std::future::Future<Output = TestResponse> + Send + 'static {
+        let router = self.app.router.clone();
         let request = self.builder.body(self.body).unwrap();
-        let response = self.app.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        TestResponse {
-            status,
-            headers,
-            body,
-        }
+        async move { read_response(router.oneshot(request).await.unwrap()).await }
+    }
+}
+
+async fn read_response(response: axum::response::Response) -> TestResponse {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    TestResponse {
+        status,
+        headers,
+        body,
     }
 }
 

@@ -4,10 +4,15 @@
 mod activities;
 mod analytics;
 mod auth;
+mod concurrency;
 mod contacts;
 mod deals;
 mod helpers;
+mod limits;
+mod observability;
 mod organizations;
 mod scenario;
+mod security;
 mod service;
 mod tasks;
+mod tenancy_probes;

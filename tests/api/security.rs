@@ -1,0 +1,673 @@
+//! Security: no secrets in logs, SQL metacharacters are plain data, error
+//! bodies leak neither SQL nor other tenants, tampered tokens are refused.
+//! (Forged, expired, `alg: none` and wrong-type tokens: see auth.rs.)
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::{
+    helpers::{id_of, today_plus, TestApp, TestResponse},
+    observability::Logs,
+};
+
+#[tokio::test]
+async fn logs_never_contain_passwords_or_tokens() {
+    let (logs, _guard) = Logs::capture();
+    let app = TestApp::spawn().await;
+    let password = "Pw-7c1e5b9a-secret";
+    let wrong = "Wrong-4d2f8a-guess";
+    let shape = "Shape-9e3b17-secret";
+    let mut secrets: Vec<String> = vec![password.into(), wrong.into(), shape.into()];
+    let mut ids = Vec::new();
+    let mut id = |name: &str| {
+        let id = format!("req-{name}-{}", Uuid::new_v4().simple());
+        ids.push(id.clone());
+        id
+    };
+
+    let res = app
+        .post("/api/v1/auth/register")
+        .header("X-Request-Id", &id("register"))
+        .json(json!({"email": "ann@example.com", "password": password, "name": "Ann", "organization_name": "Acme"}))
+        .send()
+        .await;
+    let registered = res.ok(201).clone();
+    let res = app
+        .post("/api/v1/auth/login")
+        .header("X-Request-Id", &id("login"))
+        .json(json!({"email": "ann@example.com", "password": password}))
+        .send()
+        .await;
+    let login = res.ok(200).clone();
+    let res = app
+        .post("/api/v1/auth/refresh")
+        .header("X-Request-Id", &id("refresh"))
+        .json(json!({"refresh_token": login["refresh_token"]}))
+        .send()
+        .await;
+    let refreshed = res.ok(200).clone();
+    app.post("/api/v1/auth/login")
+        .header("X-Request-Id", &id("failed-login"))
+        .json(json!({"email": "ann@example.com", "password": wrong}))
+        .send()
+        .await
+        .problem(401, "invalid_credentials");
+    app.post("/api/v1/auth/login")
+        .header("X-Request-Id", &id("bad-shape"))
+        .json(json!({"email": "ann@example.com", "password": shape, "remember": true}))
+        .send()
+        .await
+        .problem(400, "validation_failed");
+    // A spent refresh token: reuse revokes the login.
+    app.post("/api/v1/auth/refresh")
+        .header("X-Request-Id", &id("reuse"))
+        .json(json!({"refresh_token": login["refresh_token"]}))
+        .send()
+        .await
+        .problem(401, "refresh_token_reused");
+    app.get("/api/v1/users/me")
+        .header("X-Request-Id", &id("me"))
+        .token(refreshed["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .ok(200);
+    app.get("/api/v1/users/me")
+        .header("X-Request-Id", &id("bad-token"))
+        .token("not.a.jwt-secret-looking-thing")
+        .send()
+        .await
+        .problem(401, "invalid_token");
+    app.post("/api/v1/auth/logout")
+        .header("X-Request-Id", &id("logout"))
+        .json(json!({"refresh_token": refreshed["refresh_token"]}))
+        .send()
+        .await
+        .ok(204);
+
+    for body in [&registered, &login, &refreshed] {
+        for field in ["access_token", "refresh_token"] {
+            secrets.push(body[field].as_str().unwrap().to_owned());
+        }
+    }
+    secrets.push("not.a.jwt-secret-looking-thing".into());
+    secrets.push(app.state.config.jwt_secret.clone().unwrap());
+
+    let text = logs.text();
+    assert!(!text.is_empty(), "nothing was captured");
+    for secret in &secrets {
+        assert!(
+            !text.contains(secret.as_str()),
+            "{secret} is in the logs:\n{text}"
+        );
+        // Nor any recognisable part of one (a JWT's payload or signature).
+        for part in secret.split('.').filter(|p| p.len() >= 16) {
+            assert!(!text.contains(part), "{part} is in the logs:\n{text}");
+        }
+    }
+    let lower = text.to_lowercase();
+    for header in ["authorization", "bearer ", "password\":\""] {
+        assert!(!lower.contains(header), "{header} is in the logs:\n{text}");
+    }
+    for id in &ids {
+        assert!(
+            text.contains(id.as_str()),
+            "request id {id} is not logged:\n{text}"
+        );
+    }
+}
+
+/// Strings that would break naively built SQL, LIKE patterns or JSON.
+const NASTY: [&str; 9] = [
+    "Robert'); DROP TABLE crm.deals;--",
+    "%_\\",
+    "\"quoted\" and 'single'",
+    "Zoë 山田 🚀 ñ ß",
+    "$1",
+    "'; SELECT pg_sleep(10); --",
+    "\\x27 \\' \\\\ E'\\n'",
+    "{\"json\": [1, null]}",
+    "a ; b -- c /* d */ e",
+];
+
+#[tokio::test]
+async fn sql_metacharacters_are_stored_and_returned_verbatim() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("ann").await;
+    let org = ann.org_id;
+    for nasty in NASTY {
+        // Contacts: name, email, phone; read back after writing.
+        let email = format!("o'brien+%_{}@example.com", Uuid::new_v4().simple());
+        let contact = app
+            .create_contact(
+                &ann,
+                org,
+                json!({"name": nasty, "email": email, "phone": nasty}),
+            )
+            .await;
+        assert_eq!(
+            (&contact["name"], &contact["email"], &contact["phone"]),
+            (&json!(nasty), &json!(email), &json!(nasty))
+        );
+        let contact_id = id_of(&contact);
+        let read = app
+            .read(&ann, org, &format!("/api/v1/contacts/{contact_id}"))
+            .await;
+        assert_eq!(read["name"], nasty);
+
+        // Deals: title on create and on update.
+        let deal = app
+            .create_deal(
+                &ann,
+                org,
+                json!({"contact_id": contact_id, "title": nasty, "amount": "1.00", "currency": "EUR"}),
+            )
+            .await;
+        assert_eq!(deal["title"], nasty);
+        let deal_id = id_of(&deal);
+        let renamed = format!("{nasty} (2)");
+        app.patch(&format!("/api/v1/deals/{deal_id}"))
+            .token(&ann.access_token)
+            .org(org)
+            .json(json!({"title": renamed}))
+            .send()
+            .await
+            .ok(200);
+        assert_eq!(
+            app.read(&ann, org, &format!("/api/v1/deals/{deal_id}"))
+                .await["title"],
+            renamed.as_str()
+        );
+
+        // Tasks: title and description.
+        let task = app
+            .create_task(
+                &ann,
+                org,
+                json!({"deal_id": deal_id, "title": nasty, "description": nasty, "due_date": today_plus(1)}),
+            )
+            .await;
+        assert_eq!(
+            (&task["title"], &task["description"]),
+            (&json!(nasty), &json!(nasty))
+        );
+
+        // A comment on the timeline.
+        app.post(&format!("/api/v1/deals/{deal_id}/activities"))
+            .token(&ann.access_token)
+            .org(org)
+            .json(json!({"type": "comment", "payload": {"text": nasty}}))
+            .send()
+            .await
+            .ok(201);
+        let timeline = app.timeline(&ann, org, deal_id).await;
+        assert_eq!(timeline[0]["payload"]["text"], nasty, "{timeline:?}");
+
+        // The organization's name.
+        let res = app
+            .patch(&format!("/api/v1/organizations/{org}"))
+            .token(&ann.access_token)
+            .json(json!({"name": nasty}))
+            .send()
+            .await;
+        assert_eq!(res.ok(200)["name"], nasty);
+    }
+    // A user's name at registration.
+    let res = app
+        .post("/api/v1/auth/register")
+        .json(json!({"email": "bobby@example.com", "password": "correct horse", "name": NASTY[0], "organization_name": NASTY[1]}))
+        .send()
+        .await;
+    let body = res.ok(201);
+    assert_eq!(
+        (&body["user"]["name"], &body["organization"]["name"]),
+        (&json!(NASTY[0]), &json!(NASTY[1]))
+    );
+
+    // Nothing was executed: every table is still there, every row was written.
+    let sql = app.sql().await;
+    let count = |table: &'static str| {
+        let sql = &sql;
+        async move {
+            sql.query_one(&format!("SELECT count(*) FROM crm.{table}"), &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(count("contacts").await, NASTY.len() as i64);
+    assert_eq!(count("deals").await, NASTY.len() as i64);
+    assert_eq!(count("tasks").await, NASTY.len() as i64);
+    assert_eq!(count("users").await, 2);
+}
+
+#[tokio::test]
+async fn contact_search_matches_metacharacters_literally() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("ann").await;
+    let org = ann.org_id;
+    let names = [
+        "100% sure",
+        "100 percent",
+        "a_b",
+        "axb",
+        "O'Brien",
+        "OBrien",
+        "back\\slash",
+        "backslash",
+        "%_\\",
+        "$1 dollar",
+        "Zoë 山田",
+        "Robert'); DROP TABLE crm.contacts;--",
+    ];
+    for name in names {
+        app.contact(&ann, org, name).await;
+    }
+    let search = |term: &str| {
+        let q: String = form_urlencoded::byte_serialize(term.as_bytes()).collect();
+        let path = format!("/api/v1/contacts?page_size=100&search={q}");
+        let ann = &ann;
+        let app = &app;
+        async move {
+            let body = app.read(ann, org, &path).await;
+            let mut found: Vec<String> = body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["name"].as_str().unwrap().to_owned())
+                .collect();
+            found.sort();
+            assert_eq!(body["total"], found.len(), "{body}");
+            found
+        }
+    };
+    let cases: [(&str, &[&str]); 12] = [
+        ("%", &["%_\\", "100% sure"]),
+        ("_", &["%_\\", "a_b"]),
+        ("'", &["O'Brien", "Robert'); DROP TABLE crm.contacts;--"]),
+        ("\\", &["%_\\", "back\\slash"]),
+        ("%_\\", &["%_\\"]),
+        ("0%", &["100% sure"]),
+        ("a_b", &["a_b"]),
+        ("o'b", &["O'Brien"]),
+        ("$1", &["$1 dollar"]),
+        ("山田", &["Zoë 山田"]),
+        ("'); DROP", &["Robert'); DROP TABLE crm.contacts;--"]),
+        ("' OR '1'='1", &[]),
+    ];
+    for (term, want) in cases {
+        let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(search(term).await, want, "search {term:?}");
+    }
+    assert_eq!(search("").await.len(), names.len());
+}
+
+/// Words that betray SQL, the database or the server's internals.
+const LEAKS: [&str; 10] = [
+    "SELECT",
+    "INSERT",
+    "crm.",
+    "violates",
+    "constraint \"",
+    "ERROR",
+    "postgres",
+    "stack",
+    "panicked",
+    "app.act_as",
+];
+
+#[tokio::test]
+async fn error_bodies_leak_no_sql_internals_or_other_tenants() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let carl = app.register("carl").await;
+    let (a, b) = (ann.org_id, bob.org_id);
+    let ann_contact = app.contact(&ann, a, "Ann's client").await;
+    let ann_deal = app.deal(&ann, a, ann_contact, "Ann's deal", "10").await;
+    let bob_contact = app.contact(&bob, b, "Bob's client").await;
+    let bob_deal = app.deal(&bob, b, bob_contact, "Bob's deal", "10").await;
+    let bob_task = app.task(&bob, b, bob_deal, "Bob's task", 1).await;
+    let foreign: Vec<String> = [bob.id, b, bob_contact, bob_deal, bob_task]
+        .iter()
+        .map(Uuid::to_string)
+        .collect();
+    app.post(&format!("/api/v1/organizations/{a}/members"))
+        .token(&ann.access_token)
+        .json(json!({"email": carl.email, "role": "member"}))
+        .send()
+        .await
+        .ok(201);
+
+    let t = &ann.access_token;
+    let deals = "/api/v1/deals";
+    let deal = format!("/api/v1/deals/{ann_deal}");
+    let mut answers: Vec<(&str, TestResponse)> = Vec::new();
+    macro_rules! answer {
+        ($what:expr, $req:expr) => {
+            answers.push(($what, $req.send().await))
+        };
+    }
+    // Unique violations.
+    answer!(
+        "unique: email",
+        app.post("/api/v1/auth/register").json(json!({"email": "ANN@example.com", "password": "correct horse", "name": "Ann", "organization_name": "X"}))
+    );
+    answer!(
+        "unique: member",
+        app.post(&format!("/api/v1/organizations/{a}/members"))
+            .token(t)
+            .json(json!({"email": carl.email, "role": "member"}))
+    );
+    // Foreign keys, pointing into the other tenant.
+    answer!(
+        "fk: contact of another tenant",
+        app.post(deals).token(t).org(a).json(
+            json!({"contact_id": bob_contact, "title": "x", "amount": "1", "currency": "EUR"})
+        )
+    );
+    answer!(
+        "fk: owner of another tenant",
+        app.post("/api/v1/contacts")
+            .token(t)
+            .org(a)
+            .json(json!({"name": "x", "owner_id": bob.id}))
+    );
+    answer!(
+        "fk: deal of another tenant",
+        app.post("/api/v1/tasks")
+            .token(t)
+            .org(a)
+            .json(json!({"deal_id": bob_deal, "title": "x", "due_date": today_plus(1)}))
+    );
+    answer!(
+        "fk: move a deal to another tenant's contact",
+        app.patch(&deal)
+            .token(t)
+            .org(a)
+            .json(json!({"contact_id": bob_contact}))
+    );
+    answer!(
+        "fk: give a deal to a non-member",
+        app.patch(&deal)
+            .token(t)
+            .org(a)
+            .json(json!({"owner_id": bob.id}))
+    );
+    answer!(
+        "another tenant's deal",
+        app.get(&format!("/api/v1/deals/{bob_deal}"))
+            .token(t)
+            .org(a)
+    );
+    answer!(
+        "another tenant's task",
+        app.patch(&format!("/api/v1/tasks/{bob_task}"))
+            .token(t)
+            .org(a)
+            .json(json!({"title": "mine"}))
+    );
+    answer!(
+        "another tenant's timeline",
+        app.post(&format!("/api/v1/deals/{bob_deal}/activities"))
+            .token(t)
+            .org(a)
+            .json(json!({"type": "comment", "payload": {"text": "hi"}}))
+    );
+    answer!(
+        "another tenant's organization",
+        app.get(deals).token(t).org(b)
+    );
+    answer!(
+        "another tenant's members",
+        app.get(&format!("/api/v1/organizations/{b}/members"))
+            .token(t)
+    );
+    answer!(
+        "filter by another tenant's ids",
+        app.get(&format!(
+            "{deals}?owner_id={}&contact_id={bob_contact}",
+            bob.id
+        ))
+        .token(&carl.access_token)
+        .org(a)
+    );
+    // Check violations.
+    answer!(
+        "check: currency",
+        app.post(deals).token(t).org(a).json(
+            json!({"contact_id": ann_contact, "title": "x", "amount": "1", "currency": "eur"})
+        )
+    );
+    answer!(
+        "check: email",
+        app.post("/api/v1/contacts")
+            .token(t)
+            .org(a)
+            .json(json!({"name": "x", "email": "not an email"}))
+    );
+    answer!(
+        "check: blank name",
+        app.patch(&format!("/api/v1/organizations/{a}"))
+            .token(t)
+            .json(json!({"name": "   "}))
+    );
+    answer!(
+        "check: long title",
+        app.patch(&deal)
+            .token(t)
+            .org(a)
+            .json(json!({"title": "x".repeat(201)}))
+    );
+    answer!(
+        "check: negative amount",
+        app.patch(&deal)
+            .token(t)
+            .org(a)
+            .json(json!({"amount": "-1"}))
+    );
+    answer!(
+        "rule: won without amount",
+        app.patch(&deal)
+            .token(t)
+            .org(a)
+            .json(json!({"status": "won", "amount": "0"}))
+    );
+    // Bad enums.
+    answer!(
+        "enum: status in a body",
+        app.patch(&deal)
+            .token(t)
+            .org(a)
+            .json(json!({"status": "bogus'; --"}))
+    );
+    answer!(
+        "enum: status in a query",
+        app.get(&format!("{deals}?status=bogus")).token(t).org(a)
+    );
+    answer!(
+        "enum: role",
+        app.post(&format!("/api/v1/organizations/{a}/members"))
+            .token(t)
+            .json(json!({"email": carl.email, "role": "god"}))
+    );
+    // Bad UUIDs.
+    answer!(
+        "uuid: path",
+        app.get("/api/v1/deals/not-a-uuid").token(t).org(a)
+    );
+    answer!(
+        "uuid: header",
+        app.get(deals)
+            .token(t)
+            .header("X-Organization-Id", "1' OR '1'='1")
+    );
+    answer!(
+        "uuid: body",
+        app.post(deals)
+            .token(t)
+            .org(a)
+            .json(json!({"contact_id": "nope", "title": "x", "amount": "1", "currency": "EUR"}))
+    );
+    answer!(
+        "uuid: query",
+        app.get(&format!("{deals}?owner_id=nope")).token(t).org(a)
+    );
+    // Values the statement itself refuses.
+    answer!(
+        "statement: NUL in a string",
+        app.post("/api/v1/contacts")
+            .token(t)
+            .org(a)
+            .json(json!({"name": "nul\u{0}byte"}))
+    );
+    answer!(
+        "statement: huge amount",
+        app.patch(&deal)
+            .token(t)
+            .org(a)
+            .json(json!({"amount": "99999999999999999999.99"}))
+    );
+    answer!(
+        "shape: far-off date",
+        app.post("/api/v1/tasks")
+            .token(t)
+            .org(a)
+            .json(json!({"deal_id": ann_deal, "title": "x", "due_date": "+262143-12-31"}))
+    );
+    answer!(
+        "shape: due_before out of range",
+        app.get("/api/v1/tasks?due_before=99999-01-01")
+            .token(t)
+            .org(a)
+    );
+    // Requests that never reach the database.
+    answer!(
+        "malformed json",
+        app.post(deals)
+            .token(t)
+            .org(a)
+            .raw("application/json", "{\"title\": 'x'}")
+    );
+    answer!("no route", app.get("/api/v1/users/me'--"));
+
+    for (what, res) in &answers {
+        let body = res.body.to_string();
+        assert!(
+            res.status.is_client_error(),
+            "{what}: {} {body}",
+            res.status
+        );
+        assert_eq!(
+            res.headers["content-type"], "application/problem+json",
+            "{what}"
+        );
+        for leak in LEAKS {
+            assert!(!body.contains(leak), "{what}: {leak:?} in {body}");
+        }
+        for id in &foreign {
+            assert!(
+                !body.contains(id.as_str()),
+                "{what}: another tenant's id in {body}"
+            );
+        }
+    }
+    // Nothing the refused requests tried happened.
+    let sql = app.sql().await;
+    let row = sql
+        .query_one(
+            "SELECT (SELECT count(*) FROM crm.deals WHERE organization_id = $1),
+                    (SELECT count(*) FROM crm.contacts WHERE organization_id = $1),
+                    (SELECT title FROM crm.tasks WHERE id = $2)",
+            &[&a, &bob_task],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, String>(2)
+        ),
+        (1, 1, "Bob's task".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_token_with_a_tampered_payload_is_refused() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let me = |token: String| {
+        let app = &app;
+        async move { app.get("/api/v1/users/me").token(&token).send().await }
+    };
+    assert_eq!(
+        me(ann.access_token.clone()).await.ok(200)["id"],
+        ann.id.to_string()
+    );
+
+    let parts: Vec<&str> = ann.access_token.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let mut claims: Value = serde_json::from_slice(&base64url_decode(parts[1])).unwrap();
+    assert_eq!(claims["sub"], ann.id.to_string());
+    let tampered = |claims: &Value| {
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            base64url_encode(claims.to_string().as_bytes()),
+            parts[2]
+        )
+    };
+    // Another user's id, the original signature kept.
+    claims["sub"] = json!(bob.id);
+    me(tampered(&claims)).await.problem(401, "invalid_token");
+    // A longer life, the original signature kept.
+    claims["sub"] = json!(ann.id);
+    let exp = claims["exp"].as_i64().unwrap();
+    claims["exp"] = json!(exp + 365 * 24 * 3600);
+    me(tampered(&claims)).await.problem(401, "invalid_token");
+    // A flipped signature bit.
+    let mut signature = base64url_decode(parts[2]);
+    signature[0] ^= 1;
+    me(format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        base64url_encode(&signature)
+    ))
+    .await
+    .problem(401, "invalid_token");
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+fn base64url_encode(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn base64url_decode(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        let v = B64.iter().position(|x| *x == c).expect("base64url") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}

@@ -1,0 +1,701 @@
+//! Tenancy probes generated from the OpenAPI document: every operation that
+//! takes an id in its path, or a reference in its query or body, is aimed at
+//! organization B's records by a user of organization A (the owner of A, so
+//! that only tenancy can stop it). Each probe must answer exactly 404 (list
+//! filters: an empty page), exactly as for an id that does not exist, and B's
+//! data must be unchanged. Every organization-scoped operation is also sent
+//! with `X-Organization-Id: B` (404 `organization_not_found`).
+//!
+//! The tables below say which of B's records each path parameter and each
+//! reference field names. A new route, parameter or field that they do not
+//! cover fails the test, so a new route cannot be forgotten.
+
+use std::collections::BTreeMap;
+
+use axum::http::Method;
+use serde_json::{json, Map, Value};
+use utoipa::OpenApi;
+use uuid::Uuid;
+
+use crate::helpers::{id_of, today_plus, TestApp, TestResponse, TestUser};
+
+/// The kinds of record an id can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Org,
+    Contact,
+    Deal,
+    Task,
+    /// A member's user id.
+    Member,
+}
+
+/// (path template, path parameter) → the kind of record it names.
+const PATH_PARAMS: &[(&str, &str, Kind)] = &[
+    ("/api/v1/organizations/{org_id}", "org_id", Kind::Org),
+    (
+        "/api/v1/organizations/{org_id}/members",
+        "org_id",
+        Kind::Org,
+    ),
+    (
+        "/api/v1/organizations/{org_id}/members/{user_id}",
+        "org_id",
+        Kind::Org,
+    ),
+    (
+        "/api/v1/organizations/{org_id}/members/{user_id}",
+        "user_id",
+        Kind::Member,
+    ),
+    ("/api/v1/contacts/{id}", "id", Kind::Contact),
+    ("/api/v1/deals/{id}", "id", Kind::Deal),
+    ("/api/v1/deals/{deal_id}/activities", "deal_id", Kind::Deal),
+    ("/api/v1/tasks/{id}", "id", Kind::Task),
+];
+
+/// Body fields and query parameters that reference a record, by name.
+const REFERENCE_FIELDS: &[(&str, Kind)] = &[
+    ("contact_id", Kind::Contact),
+    ("deal_id", Kind::Deal),
+    ("owner_id", Kind::Member),
+    ("reassign_to", Kind::Member),
+];
+
+/// A body or query field that names a record (and so must be in the table).
+fn is_reference(name: &str) -> bool {
+    name.ends_with("_id") || name == "reassign_to"
+}
+
+fn path_kind(template: &str, param: &str) -> Option<Kind> {
+    PATH_PARAMS
+        .iter()
+        .find(|(t, p, _)| *t == template && *p == param)
+        .map(|(_, _, k)| *k)
+}
+
+fn field_kind(name: &str) -> Option<Kind> {
+    REFERENCE_FIELDS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, k)| *k)
+}
+
+/// One organization's records.
+struct Tenant {
+    org: Uuid,
+    contact: Uuid,
+    deal: Uuid,
+    task: Uuid,
+    /// A member (role `member`) other than the owner.
+    member: Uuid,
+}
+
+impl Tenant {
+    fn id(&self, kind: Kind) -> Uuid {
+        match kind {
+            Kind::Org => self.org,
+            Kind::Contact => self.contact,
+            Kind::Deal => self.deal,
+            Kind::Task => self.task,
+            Kind::Member => self.member,
+        }
+    }
+}
+
+/// Valid values for the non-reference body fields, chosen so that a request
+/// that got through would change something (and the fingerprint would show it).
+fn sample(field: &str, loner_email: &str) -> Option<Value> {
+    Some(match field {
+        "name" | "title" => json!("Probe"),
+        "organization_name" => json!("Probe Inc"),
+        "email" => json!(loner_email),
+        "password" => json!("correct horse"),
+        "refresh_token" => json!("not-a-token"),
+        "phone" => json!("+1 555 0100"),
+        "amount" => json!("123.00"),
+        "currency" => json!("USD"),
+        "status" => json!("in_progress"),
+        "stage" => json!("proposal"),
+        "due_date" => json!(today_plus(3)),
+        "description" => json!("probe"),
+        "is_done" => json!(true),
+        "role" => json!("admin"),
+        "type" => json!("comment"),
+        "payload" => json!({"text": "probe"}),
+        _ => return None,
+    })
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Slot {
+    Path(String),
+    Query(String),
+    Body(String),
+}
+
+impl Slot {
+    fn name(&self) -> &str {
+        match self {
+            Slot::Path(n) | Slot::Query(n) | Slot::Body(n) => n,
+        }
+    }
+}
+
+/// One operation of the document, as far as the probes need it.
+struct Operation {
+    method: Method,
+    path: String,
+    org_header: bool,
+    path_params: Vec<String>,
+    /// Query parameters that reference a record.
+    query_refs: Vec<String>,
+    /// Body properties: (name, required).
+    body: Option<Vec<(String, bool)>>,
+    /// Where the document disagrees with the path template.
+    doc_issues: Vec<String>,
+}
+
+impl Operation {
+    fn label(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+
+    fn slots(&self) -> Vec<Slot> {
+        let mut slots: Vec<Slot> = self.path_params.iter().cloned().map(Slot::Path).collect();
+        slots.extend(self.query_refs.iter().cloned().map(Slot::Query));
+        if let Some(body) = &self.body {
+            slots.extend(
+                body.iter()
+                    .filter(|(n, _)| is_reference(n))
+                    .map(|(n, _)| Slot::Body(n.clone())),
+            );
+        }
+        slots
+    }
+
+    fn kind(&self, slot: &Slot) -> Option<Kind> {
+        match slot {
+            Slot::Path(p) => path_kind(&self.path, p),
+            Slot::Query(n) | Slot::Body(n) => field_kind(n),
+        }
+    }
+
+    /// A list read that only filters by the reference (no path id).
+    fn is_list_filter(&self, slot: &Slot) -> bool {
+        matches!(slot, Slot::Query(_)) && self.method == Method::GET && self.path_params.is_empty()
+    }
+}
+
+/// Follows a local `$ref` into the document's components.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let pointer = r.strip_prefix('#').expect("a local $ref");
+            resolve(
+                doc,
+                doc.pointer(pointer)
+                    .unwrap_or_else(|| panic!("dangling $ref {r}")),
+            )
+        }
+        None => schema,
+    }
+}
+
+/// The properties of a request body schema: (name, required).
+fn body_properties(doc: &Value, schema: &Value, out: &mut Vec<(String, bool)>) {
+    let schema = resolve(doc, schema);
+    if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
+        for part in parts {
+            body_properties(doc, part, out);
+        }
+    }
+    for combinator in ["oneOf", "anyOf"] {
+        assert!(
+            schema.get(combinator).is_none(),
+            "request body schema with {combinator}: teach the tenancy probes about it: {schema}"
+        );
+    }
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for name in props.keys() {
+            out.push((name.clone(), required.contains(&name.as_str())));
+        }
+    }
+}
+
+fn operations(doc: &Value) -> Vec<Operation> {
+    let mut ops = Vec::new();
+    let paths = doc["paths"].as_object().expect("paths in the document");
+    for (path, item) in paths {
+        let shared: Vec<Value> = item
+            .get("parameters")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for (method, op) in item.as_object().unwrap() {
+            let method = match method.as_str() {
+                "get" => Method::GET,
+                "put" => Method::PUT,
+                "post" => Method::POST,
+                "delete" => Method::DELETE,
+                "patch" => Method::PATCH,
+                "options" => Method::OPTIONS,
+                "head" => Method::HEAD,
+                "trace" => Method::TRACE,
+                _ => continue,
+            };
+            let mut params = shared.clone();
+            params.extend(
+                op.get("parameters")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            // Every `{name}` of the template is a path parameter, whatever the
+            // document says about it (a mismatch is a documentation bug,
+            // reported by `path_parameters_are_documented_as_path_parameters`).
+            let path_params: Vec<String> = path
+                .split('/')
+                .filter_map(|piece| piece.strip_prefix('{')?.strip_suffix('}'))
+                .map(str::to_owned)
+                .collect();
+            let mut query_refs = Vec::new();
+            let mut org_header = false;
+            let mut doc_issues = Vec::new();
+            for p in &params {
+                let p = resolve(doc, p);
+                let name = p["name"].as_str().expect("a parameter name").to_owned();
+                let placeholder = path_params.contains(&name);
+                match p["in"].as_str() {
+                    Some("header") => {
+                        org_header |= name.eq_ignore_ascii_case("x-organization-id");
+                    }
+                    Some("path") if placeholder => {}
+                    Some(other) if placeholder => doc_issues.push(format!(
+                        "{method} {path}: {{{name}}} is documented as a {other} parameter, not a path parameter"
+                    )),
+                    // Not in the template, so a client can only send it in the
+                    // query string, whatever the document says: probe it there.
+                    location => {
+                        if location != Some("query") {
+                            doc_issues.push(format!(
+                                "{method} {path}: {name:?} is documented as a {} parameter, but it is not in the path (the server reads it from the query string)",
+                                location.unwrap_or("?")
+                            ));
+                        }
+                        if is_reference(&name) {
+                            query_refs.push(name);
+                        }
+                    }
+                }
+            }
+            for name in &path_params {
+                if !params
+                    .iter()
+                    .any(|p| resolve(doc, p)["name"] == name.as_str())
+                {
+                    doc_issues.push(format!("{method} {path}: {{{name}}} is not documented"));
+                }
+            }
+            let body = op.get("requestBody").map(|rb| {
+                let rb = resolve(doc, rb);
+                let content = rb["content"].as_object().expect("request body content");
+                let schema = content
+                    .get("application/json")
+                    .unwrap_or_else(|| {
+                        panic!("{method} {path}: a request body that is not application/json: {rb}")
+                    })
+                    .get("schema")
+                    .expect("a request body schema");
+                let mut props = Vec::new();
+                body_properties(doc, schema, &mut props);
+                props
+            });
+            ops.push(Operation {
+                method,
+                path: path.clone(),
+                org_header,
+                path_params,
+                query_refs,
+                body,
+                doc_issues,
+            });
+        }
+    }
+    ops
+}
+
+/// Where a probe points.
+enum Aim<'a> {
+    /// Everything in A except this one slot, which names `id`.
+    One(&'a Slot, Uuid),
+    /// Everything in B, header included.
+    AllB,
+}
+
+struct World {
+    a: Tenant,
+    b: Tenant,
+    caller: TestUser,
+    loner_email: String,
+}
+
+struct Probe {
+    method: Method,
+    uri: String,
+    org: Option<Uuid>,
+    body: Option<Value>,
+}
+
+impl World {
+    fn target(&self, op: &Operation, aim: &Aim, slot: &Slot) -> Option<Uuid> {
+        let kind = op.kind(slot).expect("a covered slot");
+        match aim {
+            Aim::One(probed, id) if *probed == slot => Some(*id),
+            Aim::AllB => Some(self.b.id(kind)),
+            Aim::One(..) => Some(self.a.id(kind)),
+        }
+    }
+
+    fn build(&self, op: &Operation, aim: &Aim) -> Probe {
+        let mut uri = op.path.clone();
+        for p in &op.path_params {
+            let id = self.target(op, aim, &Slot::Path(p.clone())).unwrap();
+            uri = uri.replace(&format!("{{{p}}}"), &id.to_string());
+        }
+        // Query references are sent only when probed (or all into B).
+        let query: Vec<String> = op
+            .query_refs
+            .iter()
+            .filter(|n| match aim {
+                Aim::One(slot, _) => **slot == Slot::Query((*n).clone()),
+                Aim::AllB => true,
+            })
+            .map(|n| {
+                let id = self.target(op, aim, &Slot::Query(n.clone())).unwrap();
+                format!("{n}={id}")
+            })
+            .collect();
+        if !query.is_empty() {
+            uri = format!("{uri}?{}", query.join("&"));
+        }
+        let body = op.body.as_ref().map(|props| {
+            let mut body = Map::new();
+            for (name, required) in props {
+                if is_reference(name) {
+                    let slot = Slot::Body(name.clone());
+                    let probed = match aim {
+                        Aim::One(s, _) => **s == slot,
+                        Aim::AllB => true,
+                    };
+                    if *required || probed {
+                        let id = self.target(op, aim, &slot).unwrap();
+                        body.insert(name.clone(), json!(id));
+                    }
+                } else if let Some(value) = sample(name, &self.loner_email) {
+                    body.insert(name.clone(), value);
+                }
+            }
+            Value::Object(body)
+        });
+        let org = op.org_header.then_some(match aim {
+            Aim::AllB => self.b.org,
+            Aim::One(..) => self.a.org,
+        });
+        Probe {
+            method: op.method.clone(),
+            uri,
+            org,
+            body,
+        }
+    }
+}
+
+impl Probe {
+    async fn send(&self, app: &TestApp, token: &str) -> TestResponse {
+        let mut req = app.req(self.method.clone(), &self.uri).token(token);
+        if let Some(org) = self.org {
+            req = req.org(org);
+        }
+        if let Some(body) = &self.body {
+            req = req.json(body.clone());
+        }
+        req.send().await
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} {} [X-Organization-Id: {}] body {}",
+            self.method,
+            self.uri,
+            self.org.map_or("-".into(), |o| o.to_string()),
+            self.body.as_ref().map_or("-".into(), Value::to_string)
+        )
+    }
+}
+
+/// A fingerprint of everything an organization holds, read as the superuser.
+async fn fingerprint(app: &TestApp, org: Uuid) -> BTreeMap<String, String> {
+    let db = app.sql().await;
+    let tables: Vec<String> = db
+        .query(
+            "SELECT table_name::text FROM information_schema.columns
+              WHERE table_schema = 'crm' AND column_name = 'organization_id'
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        tables.len() >= 6,
+        "expected the tenant tables of crm, found {tables:?}"
+    );
+    let mut out = BTreeMap::new();
+    let mut queries: Vec<(String, String)> = tables
+        .iter()
+        .map(|t| {
+            (
+                t.clone(),
+                format!("SELECT count(*)::text || ':' || coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '')
+                           FROM crm.{t} t WHERE t.organization_id = $1"),
+            )
+        })
+        .collect();
+    queries.push((
+        "organizations".into(),
+        "SELECT count(*)::text || ':' || coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '')
+           FROM crm.organizations t WHERE t.id = $1"
+            .into(),
+    ));
+    queries.push((
+        "users of its members".into(),
+        "SELECT count(*)::text || ':' || coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '')
+           FROM crm.users t
+          WHERE t.id IN (SELECT user_id FROM crm.organization_members WHERE organization_id = $1)"
+            .into(),
+    ));
+    for (name, sql) in queries {
+        let row = db.query_one(&sql, &[&org]).await.unwrap();
+        out.insert(name, row.get::<_, String>(0));
+    }
+    out
+}
+
+async fn tenant(app: &TestApp, owner: &TestUser, member: &TestUser, name: &str) -> Tenant {
+    let org = owner.org_id;
+    let contact = app.contact(member, org, &format!("{name} contact")).await;
+    let deal = app
+        .deal(member, org, contact, &format!("{name} deal"), "500.00")
+        .await;
+    let task = app
+        .task(member, org, deal, &format!("{name} task"), 2)
+        .await;
+    let comment = app
+        .post(&format!("/api/v1/deals/{deal}/activities"))
+        .token(&member.access_token)
+        .org(org)
+        .json(json!({"type": "comment", "payload": {"text": format!("{name} note")}}))
+        .send()
+        .await;
+    id_of(comment.ok(201));
+    Tenant {
+        org,
+        contact,
+        deal,
+        task,
+        member: member.id,
+    }
+}
+
+fn document() -> Value {
+    serde_json::to_value(minicrm::openapi::ApiDoc::openapi()).unwrap()
+}
+
+/// The probes take path parameters from the templates; the document must
+/// describe them as path parameters too (clients are generated from it).
+#[test]
+fn path_parameters_are_documented_as_path_parameters() {
+    let doc = document();
+    let issues: Vec<String> = operations(&doc)
+        .into_iter()
+        .flat_map(|op| op.doc_issues)
+        .collect();
+    assert!(
+        issues.is_empty(),
+        "the OpenAPI document misdescribes path parameters:\n  {}",
+        issues.join("\n  ")
+    );
+}
+
+#[tokio::test]
+async fn no_operation_reaches_another_organizations_records() {
+    let doc = document();
+    let ops = operations(&doc);
+    assert!(
+        ops.len() >= 30,
+        "only {} operations in the document",
+        ops.len()
+    );
+
+    // Coverage first: everything that can name a record must be in the tables,
+    // and every body must be buildable.
+    let mut uncovered = Vec::new();
+    for op in &ops {
+        for slot in op.slots() {
+            if op.kind(&slot).is_none() {
+                uncovered.push(format!(
+                    "{}: {slot:?} is not in PATH_PARAMS / REFERENCE_FIELDS",
+                    op.label()
+                ));
+            }
+        }
+        for (name, required) in op.body.iter().flatten() {
+            if *required && !is_reference(name) && sample(name, "x@example.com").is_none() {
+                uncovered.push(format!(
+                    "{}: required body field {name:?} has no sample value",
+                    op.label()
+                ));
+            }
+        }
+    }
+    assert!(
+        uncovered.is_empty(),
+        "the tenancy probe tables do not cover:\n  {}",
+        uncovered.join("\n  ")
+    );
+    // And the tables name nothing that is not in the document (a stale entry
+    // would hide a renamed route).
+    for (template, param, _) in PATH_PARAMS {
+        assert!(
+            ops.iter()
+                .any(|op| op.path == *template && op.path_params.iter().any(|p| p == param)),
+            "PATH_PARAMS names {template} {{{param}}}, which the document does not have"
+        );
+    }
+
+    let app = TestApp::spawn().await;
+    let a_owner = app.register("probe-a-owner").await;
+    let a_member = app.member_of(&a_owner, "probe-a-member", "member").await;
+    let b_owner = app.register("probe-b-owner").await;
+    let b_member = app.member_of(&b_owner, "probe-b-member", "member").await;
+    let loner = app.register("probe-loner").await;
+    // A's records belong to its owner; Kind::Member names A's other member.
+    let mut a = tenant(&app, &a_owner, &a_owner, "A").await;
+    a.member = a_member.id;
+    let world = World {
+        a,
+        b: tenant(&app, &b_owner, &b_member, "B").await,
+        caller: a_owner,
+        loner_email: loner.email.clone(),
+    };
+
+    let before_b = fingerprint(&app, world.b.org).await;
+    let before_a = fingerprint(&app, world.a.org).await;
+
+    let mut failures = Vec::new();
+    let mut report = Vec::new();
+    let mut probes = 0;
+    for op in &ops {
+        let slots = op.slots();
+        for slot in &slots {
+            let kind = op.kind(slot).unwrap();
+            let into_b = world.build(op, &Aim::One(slot, world.b.id(kind)));
+            let random = world.build(op, &Aim::One(slot, Uuid::new_v4()));
+            let got = into_b.send(&app, &world.caller.access_token).await;
+            let baseline = random.send(&app, &world.caller.access_token).await;
+            probes += 1;
+            let code = got.body["code"].as_str().unwrap_or("").to_owned();
+            report.push(format!(
+                "{} {} → {} {}",
+                op.label(),
+                slot.name(),
+                got.status.as_u16(),
+                code
+            ));
+            let problem = if op.is_list_filter(slot) {
+                let empty = got.status == 200
+                    && got.body["total"] == 0
+                    && got.body["items"].as_array().is_some_and(Vec::is_empty);
+                (!empty || got.body != baseline.body).then(|| {
+                    format!(
+                        "expected an empty page like for an unknown id ({}), got {} {}",
+                        baseline.body, got.status, got.body
+                    )
+                })
+            } else if got.status != 404 || code.is_empty() || code == "route_not_found" {
+                Some(format!("expected 404, got {} {}", got.status, got.body))
+            } else if (baseline.status, &baseline.body["code"]) != (got.status, &got.body["code"]) {
+                Some(format!(
+                    "answers {} {} for B's record but {} {} for an unknown id: it reveals that the record exists",
+                    got.status, code, baseline.status, baseline.body["code"]
+                ))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                failures.push(format!("{}: {problem}", into_b.describe()));
+            }
+        }
+        let org_path = op
+            .path_params
+            .iter()
+            .any(|p| path_kind(&op.path, p) == Some(Kind::Org));
+        if op.org_header || org_path {
+            let probe = world.build(op, &Aim::AllB);
+            let got = probe.send(&app, &world.caller.access_token).await;
+            probes += 1;
+            report.push(format!(
+                "{} as B → {} {}",
+                op.label(),
+                got.status.as_u16(),
+                got.body["code"].as_str().unwrap_or("")
+            ));
+            if (got.status.as_u16(), got.body["code"].as_str())
+                != (404, Some("organization_not_found"))
+            {
+                failures.push(format!(
+                    "{}: expected 404 organization_not_found, got {} {}",
+                    probe.describe(),
+                    got.status,
+                    got.body
+                ));
+            }
+        }
+    }
+    println!("tenancy probes ({probes}):\n  {}", report.join("\n  "));
+
+    let after_b = fingerprint(&app, world.b.org).await;
+    let after_a = fingerprint(&app, world.a.org).await;
+    assert!(
+        failures.is_empty(),
+        "{} tenancy probe(s) failed:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+    assert_eq!(before_b, after_b, "organization B's data changed");
+    assert_eq!(before_a, after_a, "organization A's data changed");
+    // Every operation with a reference was probed, and every scoped one as B.
+    let expected: usize = ops
+        .iter()
+        .map(|op| {
+            op.slots().len()
+                + usize::from(
+                    op.org_header
+                        || op
+                            .path_params
+                            .iter()
+                            .any(|p| path_kind(&op.path, p) == Some(Kind::Org)),
+                )
+        })
+        .sum();
+    assert_eq!(probes, expected);
+    assert!(probes >= 40, "only {probes} probes ran");
+}
