@@ -325,7 +325,11 @@ def main():
     }
     target = Path(os.environ.get("BENCH_REPORT", ROOT / "docs" / "benchmarks.md"))
     target.parent.mkdir(exist_ok=True)
-    target.write_text(report(results, meta))
+    notes = ROOT / "bench" / "notes.md"  # the analysis, written by people
+    text = report(results, meta)
+    if notes.exists():
+        text = text.replace("\n## ", "\n" + notes.read_text() + "\n## ", 1)
+    target.write_text(text)
     log(f"wrote {target}")
 
 
