@@ -23,9 +23,17 @@ pub enum Report {
 /// (organization, report) → (computed at, JSON).
 type Reports = HashMap<(Uuid, Report), (Instant, Arc<str>)>;
 
+#[derive(Default)]
+struct Entries {
+    reports: Reports,
+    /// Bumped by every invalidation of an organization: a report computed
+    /// before a write must not be stored after that write's invalidation.
+    generations: HashMap<Uuid, u64>,
+}
+
 pub struct AnalyticsCache {
     ttl: Duration,
-    reports: Mutex<Reports>,
+    entries: Mutex<Entries>,
     members: Mutex<HashMap<(Uuid, Uuid), Instant>>,
 }
 
@@ -33,7 +41,7 @@ impl AnalyticsCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            reports: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
             members: Mutex::new(HashMap::new()),
         }
     }
@@ -53,33 +61,49 @@ impl AnalyticsCache {
         if !known {
             return None;
         }
-        lock(&self.reports)
+        lock(&self.entries)
+            .reports
             .get(&(org, report))
             .filter(|(at, _)| self.fresh(*at))
             .map(|(_, json)| json.clone())
     }
 
-    /// Remembers a report the database produced for `user`, a member of `org`.
-    pub fn put(&self, user: Uuid, org: Uuid, report: Report, json: Arc<str>) {
+    /// Read before computing a report; hand it back to [`put`](Self::put).
+    pub fn generation(&self, org: Uuid) -> u64 {
+        lock(&self.entries)
+            .generations
+            .get(&org)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Remembers a report the database produced for `user`, a member of `org`,
+    /// unless the organization was invalidated since `generation` was read.
+    pub fn put(&self, user: Uuid, org: Uuid, report: Report, json: Arc<str>, generation: u64) {
         if self.ttl.is_zero() {
             return;
         }
         let now = Instant::now();
         let mut members = lock(&self.members);
+        let mut entries = lock(&self.entries);
+        if entries.generations.get(&org).copied().unwrap_or(0) != generation {
+            return;
+        }
         if members.len() > 100_000 {
             members.retain(|_, at| self.fresh(*at));
         }
         members.insert((user, org), now);
-        let mut reports = lock(&self.reports);
-        if reports.len() > 100_000 {
-            reports.retain(|_, (at, _)| self.fresh(*at));
+        if entries.reports.len() > 100_000 {
+            entries.reports.retain(|_, (at, _)| self.fresh(*at));
         }
-        reports.insert((org, report), (now, json));
+        entries.reports.insert((org, report), (now, json));
     }
 
     /// The organization's deals changed.
     pub fn invalidate_reports(&self, org: Uuid) {
-        lock(&self.reports).retain(|(o, _), _| *o != org);
+        let mut entries = lock(&self.entries);
+        *entries.generations.entry(org).or_insert(0) += 1;
+        entries.reports.retain(|(o, _), _| *o != org);
     }
 
     /// The organization's membership changed (or it is gone).
@@ -103,17 +127,30 @@ mod tests {
         let (user, other, org) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let r = Report::Summary { days: 30 };
         assert!(cache.get(user, org, r).is_none());
-        cache.put(user, org, r, Arc::from("{}"));
+        cache.put(user, org, r, Arc::from("{}"), cache.generation(org));
         assert_eq!(cache.get(user, org, r).as_deref(), Some("{}"));
         assert!(cache.get(other, org, r).is_none());
         assert!(cache.get(user, org, Report::Summary { days: 7 }).is_none());
         cache.invalidate_reports(org);
         assert!(cache.get(user, org, r).is_none());
-        cache.put(user, org, r, Arc::from("{}"));
+        cache.put(user, org, r, Arc::from("{}"), cache.generation(org));
         cache.invalidate_members(org);
         assert!(cache.get(user, org, r).is_none());
-        cache.put(user, org, r, Arc::from("{}"));
+        cache.put(user, org, r, Arc::from("{}"), cache.generation(org));
         std::thread::sleep(Duration::from_millis(100));
         assert!(cache.get(user, org, r).is_none());
+    }
+
+    #[test]
+    fn a_report_computed_before_an_invalidation_is_not_stored() {
+        let cache = AnalyticsCache::new(Duration::from_secs(30));
+        let (user, org) = (Uuid::new_v4(), Uuid::new_v4());
+        let r = Report::Funnel;
+        let before = cache.generation(org);
+        cache.invalidate_reports(org); // a write commits while the report is computed
+        cache.put(user, org, r, Arc::from("stale"), before);
+        assert!(cache.get(user, org, r).is_none());
+        cache.put(user, org, r, Arc::from("fresh"), cache.generation(org));
+        assert_eq!(cache.get(user, org, r).as_deref(), Some("fresh"));
     }
 }

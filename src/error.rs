@@ -247,7 +247,9 @@ pub fn from_db(e: tokio_postgres::Error) -> Problem {
             "a required value is missing",
             K::Constraint,
         ),
-        "22001" | "22003" | "22007" | "22008" | "22021" | "22P02" | "22023" => (
+        // Data exceptions: a value the database will not take (too long, out
+        // of range, a NUL character, malformed input...).
+        s if s.starts_with("22") => (
             StatusCode::BAD_REQUEST,
             "invalid_value",
             "a value is not valid",

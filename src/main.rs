@@ -17,8 +17,7 @@ const USAGE: &str = "usage: minicrm [serve|migrate|seed]
 Configuration is read from the environment; see README.md.";
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal, not in log files.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

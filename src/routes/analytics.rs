@@ -120,6 +120,7 @@ async fn report(app: &AppState, ctx: crate::db::Ctx, report: Report) -> AppResul
     if let Some(json) = app.analytics.get(user, org, report) {
         return Ok(respond(json, "hit"));
     }
+    let generation = app.analytics.generation(org);
     let json = match report {
         Report::Summary { days } => {
             app.db
@@ -129,7 +130,8 @@ async fn report(app: &AppState, ctx: crate::db::Ctx, report: Report) -> AppResul
         Report::Funnel => app.db.call(ctx, "api.analytics_funnel()", &[]).await?,
     };
     let json: Arc<str> = Arc::from(json.ok_or_else(|| anyhow::anyhow!("no analytics result"))?);
-    app.analytics.put(user, org, report, json.clone());
+    app.analytics
+        .put(user, org, report, json.clone(), generation);
     Ok(respond(json, "miss"))
 }
 

@@ -183,6 +183,7 @@ pub async fn rename(
     security(("bearer" = [])), params(OrgPath),
     responses(
         (status = 204, description = "Deleted, with everything in it"),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only an owner may delete: `owner_required`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found or not a member", body = Problem, content_type = "application/problem+json"),
@@ -207,6 +208,7 @@ pub async fn delete(
     security(("bearer" = [])), params(OrgPath),
     responses(
         (status = 200, description = "Every member, oldest first", body = MemberList),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found or not a member", body = Problem, content_type = "application/problem+json"),
     ))]
