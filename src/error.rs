@@ -63,16 +63,6 @@ impl Problem {
         self
     }
 
-    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
-        let message = message.into();
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "validation_failed",
-            message.clone(),
-        )
-        .with_field(field, message)
-    }
-
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }

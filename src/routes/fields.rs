@@ -1,8 +1,6 @@
 //! Request field types that validate by parsing (shape only: the database
 //! owns every rule about values).
 
-use std::str::FromStr;
-
 use postgres_types::{FromSql, ToSql};
 use rust_decimal::Decimal;
 use serde::{de::Error, Deserialize, Deserializer, Serialize};
@@ -106,13 +104,6 @@ impl<'de> Deserialize<'de> for QueryAmount {
         Amount::parse(text.trim())
             .map(QueryAmount)
             .map_err(D::Error::custom)
-    }
-}
-
-impl FromStr for Amount {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Amount::parse(s).map(Amount)
     }
 }
 
