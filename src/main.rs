@@ -2,8 +2,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use minicrm::{
-    config::{Config, LogFormat},
-    localdb, migrate,
+    db::localdb,
+    db::migrate,
+    ops::config::{Config, LogFormat},
     state::App,
 };
 use tracing_subscriber::EnvFilter;
@@ -59,9 +60,9 @@ async fn main() -> ExitCode {
     let result = match command.as_deref() {
         None | Some("serve") => serve(config).await,
         Some("migrate") => database(&config).await.map(|_| ()),
-        Some("seed") => match minicrm::seed::SeedArgs::parse(&args[2..]) {
+        Some("seed") => match minicrm::db::seed::SeedArgs::parse(&args[2..]) {
             Ok(seed) => match database(&config).await {
-                Ok((url, _)) => minicrm::seed::run(&url, seed).await,
+                Ok((url, _)) => minicrm::db::seed::run(&url, seed).await,
                 Err(e) => Err(e),
             },
             Err(e) => {

@@ -2,16 +2,9 @@
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
-use axum::http::StatusCode;
-
 use crate::{
-    cache::AnalyticsCache,
-    config::Config,
-    credentials::Tokens,
-    db::Db,
-    error::{AppResult, Problem},
-    metrics::Metrics,
-    ratelimit::RateLimiter,
+    auth::credentials::Tokens, auth::ratelimit::RateLimiter, db::Db, http::cache::AnalyticsCache,
+    ops::config::Config, ops::metrics::Metrics,
 };
 
 pub struct App {
@@ -20,7 +13,7 @@ pub struct App {
     pub tokens: Tokens,
     pub analytics: AnalyticsCache,
     /// Served by `GET /metrics`.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Verified against when an email is unknown, so login takes as long.
     pub dummy_hash: &'static str,
     auth_by_email: RateLimiter,
@@ -31,7 +24,7 @@ pub type AppState = Arc<App>;
 
 impl App {
     pub fn new(config: Config, database_url: &str, jwt_secret: &str) -> anyhow::Result<AppState> {
-        let db = Db::connect(&config, database_url)?;
+        let db = Db::connect(&config.pool, database_url)?;
         let tokens = Tokens::new(
             jwt_secret,
             config.access_token_ttl,
@@ -42,32 +35,23 @@ impl App {
             db,
             tokens,
             analytics: AnalyticsCache::new(config.cache_ttl),
-            metrics: Metrics::default(),
+            metrics: Arc::default(),
             auth_by_email: RateLimiter::new(config.auth_attempts_per_email, minute),
             auth_by_address: RateLimiter::new(config.auth_attempts_per_address, minute),
-            dummy_hash: Box::leak(crate::credentials::dummy_hash().into_boxed_str()),
+            dummy_hash: Box::leak(crate::auth::credentials::dummy_hash().into_boxed_str()),
             config,
         }))
     }
 }
 
 impl App {
-    /// Counts a login or registration attempt; 429 past the per-email or
-    /// per-address limit.
-    pub fn limit_auth_attempt(&self, address: Option<IpAddr>, email: &str) -> AppResult<()> {
+    /// Counts a login or registration attempt; past the per-address or
+    /// per-email limit, `Err(seconds until the caller may try again)`.
+    pub fn limit_auth_attempt(&self, address: Option<IpAddr>, email: &str) -> Result<(), u64> {
         let address = address.map(|a| a.to_string()).unwrap_or_default();
         self.auth_by_address
             .check(&address)
             .and_then(|()| self.auth_by_email.check(&email.trim().to_lowercase()))
-            .map_err(|seconds| {
-                let mut p = Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "too many attempts; try again later",
-                );
-                p.retry_after = Some(seconds);
-                p.into()
-            })
     }
 }
 

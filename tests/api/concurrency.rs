@@ -91,8 +91,8 @@ async fn send(router: Router, call: Call) -> TestResponse {
 /// about what the database makes of concurrent requests, not about latency.
 async fn patient_app() -> TestApp {
     TestApp::spawn_with(|c| {
-        c.pool_wait_timeout = Duration::from_secs(60);
-        c.statement_timeout = Duration::from_secs(60);
+        c.pool.wait_timeout = Duration::from_secs(60);
+        c.pool.statement_timeout = Duration::from_secs(60);
         c.request_timeout = Duration::from_secs(120);
     })
     .await

@@ -6,7 +6,7 @@ use axum::{
     http::{header, HeaderMap, Method, Request, StatusCode},
     Router,
 };
-use minicrm::{config::Config, state::App};
+use minicrm::{ops::config::Config, state::App};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use uuid::Uuid;

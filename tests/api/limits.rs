@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use minicrm::config::Config;
+use minicrm::ops::config::Config;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -37,7 +37,7 @@ async fn status_changes(app: &TestApp, deal: Uuid) -> i64 {
 
 #[tokio::test]
 async fn a_statement_over_statement_timeout_is_503_and_changes_nothing() {
-    let app = TestApp::spawn_with(|c| c.statement_timeout = Duration::from_millis(400)).await;
+    let app = TestApp::spawn_with(|c| c.pool.statement_timeout = Duration::from_millis(400)).await;
     let owner = app.register("owner").await;
     let (deal, lock) = locked_deal(&app, &owner).await;
     let started = Instant::now();
@@ -106,8 +106,8 @@ async fn a_request_over_the_request_timeout_is_503_not_a_hang() {
 #[tokio::test]
 async fn an_exhausted_pool_is_503_with_retry_after() {
     let app = TestApp::spawn_with(|c| {
-        c.pool_size = 1;
-        c.pool_wait_timeout = Duration::from_millis(300);
+        c.pool.size = 1;
+        c.pool.wait_timeout = Duration::from_millis(300);
     })
     .await;
     let owner = app.register("owner").await;

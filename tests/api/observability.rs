@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use minicrm::config::Config;
+use minicrm::ops::config::Config;
 use serde_json::{json, Value};
 use tracing::Dispatch;
 use tracing_subscriber::fmt::MakeWriter;
@@ -145,7 +145,7 @@ async fn timeout_answers_carry_a_request_id() {
     lock.batch_execute("ROLLBACK").await.unwrap();
 
     // The statement timeout (the database gave up): also a database error.
-    let fast = impatient(|c| c.statement_timeout = Duration::from_millis(300));
+    let fast = impatient(|c| c.pool.statement_timeout = Duration::from_millis(300));
     let (deal, lock) = locked_deal(&app, &ann).await;
     let res = patch(&fast, &ann, deal).send().await;
     res.problem(503, "statement_timeout");

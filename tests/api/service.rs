@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use minicrm::config::Config;
+use minicrm::ops::config::Config;
 use serde_json::json;
 
 use crate::helpers::TestApp;
@@ -16,7 +16,7 @@ async fn healthz_and_readyz_answer_when_the_database_is_up() {
 async fn an_unreachable_database_is_503_quickly_not_a_hang() {
     // Nothing listens on port 1.
     let mut config = Config::for_database("postgres://postgres@127.0.0.1:1/none".into());
-    config.pool_wait_timeout = Duration::from_millis(500);
+    config.pool.wait_timeout = Duration::from_millis(500);
     let app = TestApp::with_config(config);
     let started = Instant::now();
     let res = app.get("/readyz").send().await;

@@ -516,7 +516,7 @@ async fn tenant(app: &TestApp, owner: &TestUser, member: &TestUser, name: &str) 
 }
 
 fn document() -> Value {
-    serde_json::to_value(minicrm::openapi::ApiDoc::openapi()).unwrap()
+    serde_json::to_value(minicrm::http::openapi::ApiDoc::openapi()).unwrap()
 }
 
 /// The probes take path parameters from the templates; the document must

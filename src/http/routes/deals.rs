@@ -7,9 +7,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::{
-    error::{AppResult, Problem},
-    extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
-    routes::fields::{Amount, DealStage, DealStatus, Page, PageSize, QueryAmount},
+    http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
+    http::problem::{AppResult, Problem},
+    http::routes::fields::{Amount, DealStage, DealStatus, Page, PageSize, QueryAmount},
     state::AppState,
 };
 
@@ -144,7 +144,7 @@ pub struct DealPatch {
 }
 
 #[utoipa::path(get, path = "/api/v1/deals", tag = "deals",
-    security(("bearer" = [])), params(crate::routes::OrgHeader, DealQuery),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, DealQuery),
     responses(
         (status = 200, description = "One page, in the requested order, ties broken by id", body = DealPage),
         (status = 400, description = "Bad query value (unknown status, order_by, page_size > 100, ...) or header", body = Problem, content_type = "application/problem+json"),
@@ -183,7 +183,7 @@ pub async fn list(
 }
 
 #[utoipa::path(post, path = "/api/v1/deals", tag = "deals",
-    security(("bearer" = [])), params(crate::routes::OrgHeader),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader),
     request_body = NewDeal,
     responses(
         (status = 201, description = "Created, status new, stage qualification", body = Deal),
@@ -216,7 +216,7 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/deals/{id}", tag = "deals",
-    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The deal", body = Deal),
         (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
@@ -232,7 +232,7 @@ pub async fn get(
 }
 
 #[utoipa::path(patch, path = "/api/v1/deals/{id}", tag = "deals",
-    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     request_body = DealPatch,
     responses(
         (status = 200, description = "Updated; status and stage changes are on the timeline", body = Deal),
@@ -270,7 +270,7 @@ pub async fn update(
 }
 
 #[utoipa::path(delete, path = "/api/v1/deals/{id}", tag = "deals",
-    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Deleted, with its tasks and timeline"),
         (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),

@@ -8,12 +8,14 @@
 
 use std::time::Duration;
 
+pub mod localdb;
+pub mod migrate;
+pub mod seed;
+
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
 use tokio_postgres::{types::ToSql, NoTls};
 use uuid::Uuid;
-
-use crate::{config::Config, error::AppResult};
 
 /// Who is acting, and in which organization.
 #[derive(Clone, Copy, Debug, Default)]
@@ -41,19 +43,98 @@ impl Ctx {
     }
 }
 
+/// A request statement that failed: the database answered with an error, the
+/// connection failed, or no connection could be had from the pool. The HTTP
+/// layer decides what each means for the client (`http::problem`).
+#[derive(Debug)]
+pub enum DbError {
+    Statement(tokio_postgres::Error),
+    Pool(deadpool_postgres::PoolError),
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::Statement(e)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        DbError::Pool(e)
+    }
+}
+
+/// What kind of database error a problem came from (`minicrm_db_errors_total{kind}`);
+/// set by `http::problem` and counted by `ops::metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbErrorKind {
+    /// A business rule raised with `app.fail` (SQLSTATE `MC4xx`).
+    Rule,
+    /// An integrity constraint (SQLSTATE class 23).
+    Constraint,
+    /// A value the database would not take (SQLSTATE class 22).
+    InvalidValue,
+    /// Row-level security refused a write (42501).
+    Refused,
+    /// Serialization failure, deadlock, lock not available.
+    Conflict,
+    /// `statement_timeout`.
+    Timeout,
+    /// Unreachable, out of resources, shutting down, lost connection, pool timeout.
+    Unavailable,
+    /// Anything else (a 500).
+    Internal,
+}
+
+impl DbErrorKind {
+    pub const ALL: [DbErrorKind; 8] = [
+        DbErrorKind::Rule,
+        DbErrorKind::Constraint,
+        DbErrorKind::InvalidValue,
+        DbErrorKind::Refused,
+        DbErrorKind::Conflict,
+        DbErrorKind::Timeout,
+        DbErrorKind::Unavailable,
+        DbErrorKind::Internal,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DbErrorKind::Rule => "rule",
+            DbErrorKind::Constraint => "constraint",
+            DbErrorKind::InvalidValue => "invalid_value",
+            DbErrorKind::Refused => "refused",
+            DbErrorKind::Conflict => "conflict",
+            DbErrorKind::Timeout => "timeout",
+            DbErrorKind::Unavailable => "unavailable",
+            DbErrorKind::Internal => "internal",
+        }
+    }
+}
+
+/// How the request pool connects and waits (from `ops::config`).
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    pub size: usize,
+    /// How long a request waits for a free connection before a 503.
+    pub wait_timeout: Duration,
+    /// The database's `statement_timeout` for request statements.
+    pub statement_timeout: Duration,
+}
+
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
 }
 
 impl Db {
-    pub fn connect(config: &Config, database_url: &str) -> anyhow::Result<Self> {
+    pub fn connect(settings: &PoolSettings, database_url: &str) -> anyhow::Result<Self> {
         let mut pg: tokio_postgres::Config =
             database_url.parse().context("parsing DATABASE_URL")?;
         let options = format!(
             "{} -c TimeZone=UTC -c statement_timeout={}",
             pg.get_options().unwrap_or_default(),
-            config.statement_timeout.as_millis()
+            settings.statement_timeout.as_millis()
         );
         pg.options(options.trim())
             .application_name("minicrm")
@@ -66,9 +147,9 @@ impl Db {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
+            .max_size(settings.size)
             .timeouts(Timeouts {
-                wait: Some(config.pool_wait_timeout),
+                wait: Some(settings.wait_timeout),
                 create: Some(Duration::from_secs(3)),
                 recycle: Some(Duration::from_secs(3)),
             })
@@ -86,7 +167,7 @@ impl Db {
         ctx: Ctx,
         call: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> AppResult<Option<String>> {
+    ) -> Result<Option<String>, DbError> {
         let sql = format!("SELECT ({call})::text FROM app.act_as($1, $2)");
         let mut in_flight = InFlight(Some(self.pool.get().await?));
         let client = in_flight.client();
@@ -101,7 +182,7 @@ impl Db {
     }
 
     /// Readiness: a pooled connection answers.
-    pub async fn ping(&self) -> AppResult<()> {
+    pub async fn ping(&self) -> Result<(), DbError> {
         let client = self.pool.get().await?;
         client.simple_query("SELECT 1").await?;
         Ok(())

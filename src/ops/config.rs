@@ -4,6 +4,8 @@ use std::{env, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context};
 
+use crate::db::PoolSettings;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `None`: start (or reuse) the local cluster under `data_dir`.
@@ -14,9 +16,7 @@ pub struct Config {
     pub local_pg_port: u16,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
-    pub pool_size: usize,
-    pub pool_wait_timeout: Duration,
-    pub statement_timeout: Duration,
+    pub pool: PoolSettings,
     pub request_timeout: Duration,
     pub cache_ttl: Duration,
     pub log_format: LogFormat,
@@ -79,9 +79,11 @@ impl Config {
             local_pg_port: parsed("MINICRM_LOCAL_PG_PORT", 54320)?,
             access_token_ttl: seconds("ACCESS_TOKEN_TTL_SECS", 15 * 60)?,
             refresh_token_ttl: seconds("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
-            pool_size: parsed("DB_POOL_SIZE", 16)?,
-            pool_wait_timeout: Duration::from_millis(parsed("DB_POOL_TIMEOUT_MS", 2000)?),
-            statement_timeout: Duration::from_millis(parsed("DB_STATEMENT_TIMEOUT_MS", 5000)?),
+            pool: PoolSettings {
+                size: parsed("DB_POOL_SIZE", 16)?,
+                wait_timeout: Duration::from_millis(parsed("DB_POOL_TIMEOUT_MS", 2000)?),
+                statement_timeout: Duration::from_millis(parsed("DB_STATEMENT_TIMEOUT_MS", 5000)?),
+            },
             request_timeout: Duration::from_millis(parsed("REQUEST_TIMEOUT_MS", 10000)?),
             cache_ttl: seconds("ANALYTICS_CACHE_TTL_SECS", 30)?,
             log_format,
@@ -101,9 +103,11 @@ impl Config {
             local_pg_port: 54320,
             access_token_ttl: Duration::from_secs(900),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
-            pool_size: 4,
-            pool_wait_timeout: Duration::from_millis(2000),
-            statement_timeout: Duration::from_millis(5000),
+            pool: PoolSettings {
+                size: 4,
+                wait_timeout: Duration::from_millis(2000),
+                statement_timeout: Duration::from_millis(5000),
+            },
             request_timeout: Duration::from_millis(10000),
             cache_ttl: Duration::from_secs(30),
             log_format: LogFormat::Text,

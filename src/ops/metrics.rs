@@ -21,14 +21,14 @@ use std::{
 
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::{header, HeaderMap, HeaderName, HeaderValue, Method},
+    http::{HeaderMap, HeaderName, HeaderValue, Method},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::state::AppState;
+use crate::db::DbErrorKind;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -40,54 +40,6 @@ pub const UNMATCHED: &str = "unmatched";
 pub const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
-
-/// What kind of database error a problem came from (`minicrm_db_errors_total{kind}`);
-/// set by `error::from_db` and carried to [`observe`] in the response's extensions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DbErrorKind {
-    /// A business rule raised with `app.fail` (SQLSTATE `MC4xx`).
-    Rule,
-    /// An integrity constraint (SQLSTATE class 23).
-    Constraint,
-    /// A value the database would not take (SQLSTATE class 22).
-    InvalidValue,
-    /// Row-level security refused a write (42501).
-    Refused,
-    /// Serialization failure, deadlock, lock not available.
-    Conflict,
-    /// `statement_timeout`.
-    Timeout,
-    /// Unreachable, out of resources, shutting down, lost connection, pool timeout.
-    Unavailable,
-    /// Anything else (a 500).
-    Internal,
-}
-
-impl DbErrorKind {
-    pub const ALL: [DbErrorKind; 8] = [
-        DbErrorKind::Rule,
-        DbErrorKind::Constraint,
-        DbErrorKind::InvalidValue,
-        DbErrorKind::Refused,
-        DbErrorKind::Conflict,
-        DbErrorKind::Timeout,
-        DbErrorKind::Unavailable,
-        DbErrorKind::Internal,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            DbErrorKind::Rule => "rule",
-            DbErrorKind::Constraint => "constraint",
-            DbErrorKind::InvalidValue => "invalid_value",
-            DbErrorKind::Refused => "refused",
-            DbErrorKind::Conflict => "conflict",
-            DbErrorKind::Timeout => "timeout",
-            DbErrorKind::Unavailable => "unavailable",
-            DbErrorKind::Internal => "internal",
-        }
-    }
-}
 
 #[derive(Default)]
 struct Histogram {
@@ -305,7 +257,11 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// The outermost layer: request id, span, metrics and the per-request log line.
-pub async fn observe(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn observe(
+    State(metrics): State<Arc<Metrics>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let id = request_id(req.headers());
     // A sane id or a UUID is always a valid header value.
@@ -323,30 +279,14 @@ pub async fn observe(State(app): State<AppState>, mut req: Request, next: Next) 
 
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    app.metrics.record_request(&route, method, status, elapsed);
+    metrics.record_request(&route, method, status, elapsed);
     if let Some(kind) = response.extensions().get::<DbErrorKind>() {
-        app.metrics.record_db_error(*kind);
+        metrics.record_db_error(*kind);
     }
     let latency_ms = elapsed.as_micros() as f64 / 1000.0;
     span.in_scope(|| tracing::info!(status, latency_ms, "request finished"));
     response.headers_mut().insert(REQUEST_ID, id_value);
     response
-}
-
-/// GET /metrics: Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "service",
-    responses((status = 200, description = "Request counters and durations by route, \
-        connection pool gauges and database errors by kind, in the Prometheus text \
-        exposition format (version 0.0.4)", content_type = "text/plain", body = String)))]
-pub async fn metrics(State(app): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        app.metrics.render(app.db.status()),
-    )
-        .into_response()
 }
 
 #[cfg(test)]

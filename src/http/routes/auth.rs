@@ -6,11 +6,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
-    credentials::{hash_password, new_refresh_token, refresh_token_hash, verify_password},
+    auth::credentials::{hash_password, new_refresh_token, refresh_token_hash, verify_password},
     db::Ctx,
-    error::{AppResult, Problem},
-    extract::{ApiJson, ClientAddr, Created},
-    routes::{organizations::Organization, users::User, Password},
+    http::extract::{ApiJson, ClientAddr, Created},
+    http::problem::{AppResult, Problem},
+    http::routes::{organizations::Organization, users::User, Password},
     state::AppState,
 };
 
@@ -66,6 +66,19 @@ fn invalid_credentials() -> Problem {
     )
 }
 
+/// 429 past the attempt limits (`App::limit_auth_attempt`).
+fn limit(app: &AppState, addr: Option<std::net::IpAddr>, email: &str) -> AppResult<()> {
+    app.limit_auth_attempt(addr, email).map_err(|seconds| {
+        let mut p = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many attempts; try again later",
+        );
+        p.retry_after = Some(seconds);
+        p.into()
+    })
+}
+
 fn tokens(app: &AppState, user_id: Uuid, refresh_token: String) -> AppResult<TokenPair> {
     Ok(TokenPair {
         access_token: app.tokens.access_token(user_id)?,
@@ -93,7 +106,7 @@ pub async fn register(
     ClientAddr(addr): ClientAddr,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> AppResult<Created<Json<RegisterResponse>>> {
-    app.limit_auth_attempt(addr, &req.email)?;
+    limit(&app, addr, &req.email)?;
     let hashed = hash_password(req.password.0).await?;
     let (refresh, refresh_hash) = new_refresh_token();
     let expires = app.tokens.refresh_expires_at();
@@ -136,7 +149,7 @@ pub async fn login(
     ClientAddr(addr): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> AppResult<Json<TokenPair>> {
-    app.limit_auth_attempt(addr, &req.email)?;
+    limit(&app, addr, &req.email)?;
     let json = app
         .db
         .call(

@@ -8,9 +8,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::{
-    error::{AppResult, Problem},
-    extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
-    routes::fields::{present, present_fields, Page, PageSize},
+    http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
+    http::problem::{AppResult, Problem},
+    http::routes::fields::{present, present_fields, Page, PageSize},
     state::AppState,
 };
 
@@ -88,7 +88,7 @@ pub struct TaskPatch {
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
-    security(("bearer" = [])), params(crate::routes::OrgHeader, TaskQuery),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, TaskQuery),
     responses(
         (status = 200, description = "Soonest due first, ties broken by id", body = TaskPage),
         (status = 400, description = "Bad query value (a bad date, page_size > 100, ...) or header", body = Problem, content_type = "application/problem+json"),
@@ -119,7 +119,7 @@ pub async fn list(
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks",
-    security(("bearer" = [])), params(crate::routes::OrgHeader),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader),
     request_body = NewTask,
     responses(
         (status = 201, description = "Created; a `task_created` row joins the deal's timeline", body = Task),
@@ -145,7 +145,7 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
-    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The task", body = Task),
         (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
@@ -161,7 +161,7 @@ pub async fn get(
 }
 
 #[utoipa::path(patch, path = "/api/v1/tasks/{id}", tag = "tasks",
-    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     request_body = TaskPatch,
     responses(
         (status = 200, description = "Updated", body = Task),
@@ -201,7 +201,7 @@ pub async fn update(
 }
 
 #[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks",
-    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),

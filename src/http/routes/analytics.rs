@@ -12,10 +12,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
-    cache::Report,
-    error::{AppResult, Problem},
-    extract::{ApiQuery, OrgActor},
-    routes::fields::{DealStage, DealStatus},
+    http::cache::Report,
+    http::extract::{ApiQuery, OrgActor},
+    http::problem::{AppResult, Problem},
+    http::routes::fields::{DealStage, DealStatus},
     state::AppState,
 };
 
@@ -147,7 +147,7 @@ fn respond(json: Arc<str>, cache: &'static str) -> Response {
 }
 
 #[utoipa::path(get, path = "/api/v1/analytics/deals/summary", tag = "analytics",
-    security(("bearer" = [])), params(crate::routes::OrgHeader, SummaryQuery),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, SummaryQuery),
     responses(
         (status = 200, description = "Counts and per-currency totals by status, won average per currency, new deals. `X-Cache: hit|miss`", body = Summary),
         (status = 400, description = "days outside 1–3650, or a bad header", body = Problem, content_type = "application/problem+json"),
@@ -163,7 +163,7 @@ pub async fn summary(
 }
 
 #[utoipa::path(get, path = "/api/v1/analytics/deals/funnel", tag = "analytics",
-    security(("bearer" = [])), params(crate::routes::OrgHeader),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader),
     responses(
         (status = 200, description = "Deals per stage, split by status, with stage-to-stage conversion. `X-Cache: hit|miss`", body = Funnel),
         (status = 400, description = "A bad header or an unknown query parameter", body = Problem, content_type = "application/problem+json"),

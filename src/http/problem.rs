@@ -8,7 +8,7 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::metrics::DbErrorKind;
+use crate::db::{DbError, DbErrorKind};
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -113,14 +113,12 @@ impl From<Problem> for AppError {
         AppError::Problem(Box::new(p))
     }
 }
-impl From<tokio_postgres::Error> for AppError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        AppError::Db(e)
-    }
-}
-impl From<deadpool_postgres::PoolError> for AppError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        AppError::Pool(e)
+impl From<DbError> for AppError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Statement(e) => AppError::Db(e),
+            DbError::Pool(e) => AppError::Pool(e),
+        }
     }
 }
 impl From<anyhow::Error> for AppError {
@@ -184,8 +182,7 @@ impl AppError {
 /// generic detail so no SQL text ever reaches a client.
 pub fn from_db(e: tokio_postgres::Error) -> Problem {
     let Some(db) = e.as_db_error() else {
-        tracing::warn!(error = %e, "database connection");
-        return unavailable();
+        return from_driver(e);
     };
     let sqlstate = db.code().code();
     let constraint = db.constraint().unwrap_or("");
@@ -279,6 +276,20 @@ pub fn from_db(e: tokio_postgres::Error) -> Problem {
     let mut p = Problem::new(status, code, detail);
     p.db_error = Some(kind);
     with_field(p, detail)
+}
+
+/// A driver error that is not the database's answer: a lost or failed
+/// connection means the database is unavailable (503); anything else (a value
+/// that could not be encoded or decoded, a protocol surprise) is our bug (500).
+fn from_driver(e: tokio_postgres::Error) -> Problem {
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    if e.is_closed() || io {
+        tracing::warn!(error = %e, "database connection");
+        return unavailable();
+    }
+    let mut p = AppError::Internal(anyhow::Error::new(e).context("database driver")).into_problem();
+    p.db_error = Some(DbErrorKind::Internal);
+    p
 }
 
 impl IntoResponse for AppError {

@@ -39,7 +39,7 @@ impl SeedArgs {
 pub async fn run(database_url: &str, args: SeedArgs) -> anyhow::Result<()> {
     let (client, connection) = tokio_postgres::connect(database_url, NoTls).await?;
     let connection = tokio::spawn(connection);
-    let hash = crate::credentials::hash_password(DEMO_PASSWORD.to_owned()).await?;
+    let hash = crate::auth::credentials::hash_password(DEMO_PASSWORD.to_owned()).await?;
     let started = Instant::now();
     client
         .batch_execute("SET statement_timeout = 0; SET client_min_messages = warning")

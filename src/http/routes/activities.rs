@@ -8,9 +8,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::{
-    error::{AppResult, Problem},
-    extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
-    routes::fields::{ActivityType, Page, PageSize},
+    http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
+    http::problem::{AppResult, Problem},
+    http::routes::fields::{ActivityType, Page, PageSize},
     state::AppState,
 };
 
@@ -64,7 +64,7 @@ pub struct NewActivity {
 }
 
 #[utoipa::path(get, path = "/api/v1/deals/{deal_id}/activities", tag = "activities",
-    security(("bearer" = [])), params(crate::routes::OrgHeader, ("deal_id" = Uuid, Path), ActivityQuery),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("deal_id" = Uuid, Path), ActivityQuery),
     responses(
         (status = 200, description = "Newest first", body = ActivityPage),
         (status = 400, description = "Malformed id, query or header", body = Problem, content_type = "application/problem+json"),
@@ -89,7 +89,7 @@ pub async fn list(
 }
 
 #[utoipa::path(post, path = "/api/v1/deals/{deal_id}/activities", tag = "activities",
-    security(("bearer" = [])), params(crate::routes::OrgHeader, ("deal_id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("deal_id" = Uuid, Path)),
     request_body = NewActivity,
     responses(
         (status = 201, description = "The comment, authored by the caller", body = Activity),

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use crate::{
     db::Ctx,
-    error::{AppResult, Problem},
-    extract::{ApiJson, ApiPath, ApiQuery, AuthUser, Created, JsonText},
+    http::extract::{ApiJson, ApiPath, ApiQuery, AuthUser, Created, JsonText},
+    http::problem::{AppResult, Problem},
     state::AppState,
 };
 

@@ -8,14 +8,17 @@ use utoipa::{
 };
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{error, routes, state::AppState};
+use crate::{
+    http::{problem, routes},
+    state::AppState,
+};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "minicrm", description = "A multi-tenant CRM whose rules live in PostgreSQL. \
         Every error is `application/problem+json` with a stable `code`."),
     paths(
-        routes::health::healthz, routes::health::readyz, crate::metrics::metrics,
+        routes::health::healthz, routes::health::readyz, routes::health::metrics,
         routes::auth::register, routes::auth::login, routes::auth::refresh, routes::auth::logout,
         routes::users::me,
         routes::organizations::mine, routes::organizations::create, routes::organizations::get,
@@ -31,7 +34,7 @@ use crate::{error, routes, state::AppState};
         routes::activities::list, routes::activities::create,
         routes::analytics::summary, routes::analytics::funnel,
     ),
-    components(schemas(error::Problem, error::FieldError)),
+    components(schemas(problem::Problem, problem::FieldError)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

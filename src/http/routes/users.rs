@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use crate::{
     db::Ctx,
-    error::{AppResult, Problem},
-    extract::{AuthUser, JsonText},
+    http::extract::{AuthUser, JsonText},
+    http::problem::{AppResult, Problem},
     state::AppState,
 };
 

@@ -6,9 +6,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::{
-    error::{AppResult, Problem},
-    extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
-    routes::fields::{present, present_fields, Page, PageSize},
+    http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
+    http::problem::{AppResult, Problem},
+    http::routes::fields::{present, present_fields, Page, PageSize},
     state::AppState,
 };
 
@@ -81,7 +81,7 @@ pub struct ContactPatch {
 }
 
 #[utoipa::path(get, path = "/api/v1/contacts", tag = "contacts",
-    security(("bearer" = [])), params(crate::routes::OrgHeader, ContactQuery),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ContactQuery),
     responses(
         (status = 200, description = "Newest first", body = ContactPage),
         (status = 400, description = "Bad query value or organization header", body = Problem, content_type = "application/problem+json"),
@@ -106,7 +106,7 @@ pub async fn list(
 }
 
 #[utoipa::path(post, path = "/api/v1/contacts", tag = "contacts",
-    security(("bearer" = [])), params(crate::routes::OrgHeader),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader),
     request_body = NewContact,
     responses(
         (status = 201, description = "Created", body = Contact),
@@ -132,7 +132,7 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/contacts/{id}", tag = "contacts",
-    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The contact", body = Contact),
         (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
@@ -148,7 +148,7 @@ pub async fn get(
 }
 
 #[utoipa::path(patch, path = "/api/v1/contacts/{id}", tag = "contacts",
-    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     request_body = ContactPatch,
     responses(
         (status = 200, description = "Updated", body = Contact),
@@ -188,7 +188,7 @@ pub async fn update(
 }
 
 #[utoipa::path(delete, path = "/api/v1/contacts/{id}", tag = "contacts",
-    security(("bearer" = [])), params(crate::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),

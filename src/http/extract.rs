@@ -10,7 +10,7 @@ use axum::{
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::{error::Problem, state::AppState};
+use crate::{http::problem::Problem, state::AppState};
 
 /// The authenticated user, from `Authorization: Bearer <access token>`.
 #[derive(Clone, Copy, Debug)]
@@ -235,7 +235,7 @@ impl<T: IntoResponse> IntoResponse for Created<T> {
 
 impl JsonText {
     /// The result of an API function that always returns a document.
-    pub fn from_db(json: Option<String>) -> crate::error::AppResult<Self> {
+    pub fn from_db(json: Option<String>) -> crate::http::problem::AppResult<Self> {
         json.map(JsonText)
             .ok_or_else(|| anyhow::anyhow!("the database returned no result").into())
     }

@@ -1,0 +1,4 @@
+//! Running the service: configuration and metrics.
+
+pub mod config;
+pub mod metrics;
