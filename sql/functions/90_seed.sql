@@ -103,7 +103,7 @@ BEGIN
 
     organization_id := v_org;
     owner_email := format('seed-%s-%s-1@example.com', v_run, i);
-    deals := p_deals_per_org;
+    deals := p_deals_per_org::bigint;
     RETURN NEXT;
   END LOOP;
 
