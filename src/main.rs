@@ -70,6 +70,15 @@ async fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+        Some("openapi") => {
+            println!(
+                "{}",
+                minicrm::http::openapi()
+                    .to_pretty_json()
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())

@@ -14,9 +14,10 @@ use axum::{
     http::StatusCode,
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, patch, post},
     Router,
 };
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
     http::{problem::Problem, routes::*},
@@ -26,61 +27,35 @@ use crate::{
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// Every route, each registered with its OpenAPI operation: a route cannot
+/// exist undocumented, and the document's paths are the router's paths.
+pub fn registry() -> OpenApiRouter<AppState> {
+    let v1 = OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(organizations::router())
+        .merge(contacts::router())
+        .merge(deals::router())
+        .merge(activities::router())
+        .merge(tasks::router())
+        .merge(analytics::router());
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest("/api/v1", v1)
+        .merge(health::router())
+}
+
+/// The OpenAPI document served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, doc) = registry().split_for_parts();
+    openapi::finish(doc)
+}
+
 /// The whole HTTP application, so tests can drive it in-process.
 pub fn app(state: AppState) -> Router {
     let request_timeout = state.config.request_timeout;
-    let api = Router::new()
-        .route("/auth/register", post(auth::register))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/logout", post(auth::logout))
-        .route("/users/me", get(users::me))
-        .route("/organizations", post(organizations::create))
-        .route("/organizations/me", get(organizations::mine))
-        .route(
-            "/organizations/{org_id}",
-            get(organizations::get)
-                .patch(organizations::rename)
-                .delete(organizations::delete),
-        )
-        .route(
-            "/organizations/{org_id}/members",
-            get(organizations::members).post(organizations::add_member),
-        )
-        .route(
-            "/organizations/{org_id}/members/{user_id}",
-            patch(organizations::change_role).delete(organizations::remove_member),
-        )
-        .route("/contacts", get(contacts::list).post(contacts::create))
-        .route(
-            "/contacts/{id}",
-            get(contacts::get)
-                .patch(contacts::update)
-                .delete(contacts::delete),
-        )
-        .route("/deals", get(deals::list).post(deals::create))
-        .route(
-            "/deals/{id}",
-            get(deals::get).patch(deals::update).delete(deals::delete),
-        )
-        .route(
-            "/deals/{id}/activities",
-            get(activities::list).post(activities::create),
-        )
-        .route("/analytics/deals/summary", get(analytics::summary))
-        .route("/analytics/deals/funnel", get(analytics::funnel))
-        .route("/tasks", get(tasks::list).post(tasks::create))
-        .route(
-            "/tasks/{id}",
-            get(tasks::get).patch(tasks::update).delete(tasks::delete),
-        );
-
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .merge(openapi::routes())
+    let (routes, doc) = registry().split_for_parts();
+    routes
+        .merge(openapi::docs(openapi::finish(doc)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -1,63 +1,294 @@
-//! GET /openapi.json (OpenAPI 3.1, generated from the handlers) and GET /docs
-//! (Swagger UI, served from the binary: it works with no internet access).
+//! The OpenAPI 3.1 document and the Swagger UI at `/docs` (served from the
+//! binary: it works with no internet access).
+//!
+//! Operations come from the route registry (`http::registry`); this module
+//! adds what every operation shares, once: the bearer scheme, the answers any
+//! authenticated, organization-scoped or body-carrying request can get (401,
+//! 400 for the organization header or the body, 413, 503), and the response
+//! headers (`X-Request-Id` everywhere, `Location` on 201, `Retry-After` on 429
+//! and 503, `WWW-Authenticate` on 401).
 
 use axum::Router;
-use utoipa::{
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-    Modify, OpenApi,
+use utoipa::openapi::{
+    header::HeaderBuilder,
+    security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
+    ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBuilder, Server,
 };
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::{
-    http::{problem, routes},
-    state::AppState,
-};
+use crate::{http::problem, state::AppState};
 
-#[derive(OpenApi)]
+#[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "minicrm", description = "A multi-tenant CRM whose rules live in PostgreSQL. \
-        Every error is `application/problem+json` with a stable `code`."),
-    paths(
-        routes::health::healthz, routes::health::readyz, routes::health::metrics,
-        routes::auth::register, routes::auth::login, routes::auth::refresh, routes::auth::logout,
-        routes::users::me,
-        routes::organizations::mine, routes::organizations::create, routes::organizations::get,
-        routes::organizations::rename, routes::organizations::delete,
-        routes::organizations::members, routes::organizations::add_member,
-        routes::organizations::change_role, routes::organizations::remove_member,
-        routes::contacts::list, routes::contacts::create, routes::contacts::get,
-        routes::contacts::update, routes::contacts::delete,
-        routes::deals::list, routes::deals::create, routes::deals::get,
-        routes::deals::update, routes::deals::delete,
-        routes::tasks::list, routes::tasks::create, routes::tasks::get,
-        routes::tasks::update, routes::tasks::delete,
-        routes::activities::list, routes::activities::create,
-        routes::analytics::summary, routes::analytics::funnel,
+    info(
+        title = "minicrm",
+        license(name = "Proprietary", identifier = "LicenseRef-Proprietary"),
+        description = "A multi-tenant CRM whose rules live in PostgreSQL.\n\n\
+            **Authentication.** `POST /api/v1/auth/register` or `POST /api/v1/auth/login` \
+            returns an `access_token`; send it as `Authorization: Bearer <token>`. \
+            Organization-scoped routes also take `X-Organization-Id` (your organizations: \
+            `GET /api/v1/organizations/me`).\n\n\
+            **Errors.** Every error is `application/problem+json` (RFC 9457) with a stable \
+            `code`. A method a path does not accept is 405 `method_not_allowed`; an unknown \
+            path is 404 `route_not_found`.",
+    ),
+    servers((url = "/", description = "This server")),
+    tags(
+        (name = "health", description = "Liveness, readiness and metrics, for operators"),
+        (name = "auth", description = "Registration, login and the token lifecycle"),
+        (name = "users", description = "The calling user"),
+        (name = "organizations", description = "Organizations (tenants) and the caller's place in them"),
+        (name = "members", description = "Who belongs to an organization, with which role"),
+        (name = "contacts", description = "People and companies deals are made with"),
+        (name = "deals", description = "The sales pipeline"),
+        (name = "tasks", description = "Things to do on a deal"),
+        (name = "activities", description = "A deal's timeline: comments and what happened"),
+        (name = "analytics", description = "Pipeline reports, computed in the database"),
     ),
     components(schemas(problem::Problem, problem::FieldError)),
-    modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
+const PROBLEM: &str = "application/problem+json";
+const REQUEST_ID_HEADER: &str = "X-Request-Id";
 
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
+fn problem_content() -> utoipa::openapi::Content {
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Problem")))
+        .build()
 }
 
-pub fn routes() -> Router<AppState> {
+fn header(
+    description: &str,
+    schema: utoipa::openapi::schema::Type,
+) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(utoipa::openapi::ObjectBuilder::new().schema_type(schema))
+        .description(Some(description))
+        .build()
+}
+
+fn request_id_header() -> utoipa::openapi::header::Header {
+    header(
+        "The request's id: the client's `X-Request-Id` when it is 1 to 64 characters of \
+         `[A-Za-z0-9._-]`, otherwise a new UUID. It is on the server's log line too.",
+        utoipa::openapi::schema::Type::String,
+    )
+}
+
+/// A shared problem answer, referenced from the operations as `#/components/responses/<name>`.
+fn shared(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new()
+        .description(description)
+        .content(PROBLEM, problem_content())
+        .header(REQUEST_ID_HEADER, request_id_header())
+}
+
+fn retry_after() -> utoipa::openapi::header::Header {
+    header(
+        "Seconds to wait before trying again.",
+        utoipa::openapi::schema::Type::Integer,
+    )
+}
+
+/// The shared answers: (name, status, response).
+fn shared_responses() -> Vec<(&'static str, &'static str, Response)> {
+    vec![
+        (
+            "Unauthenticated",
+            "401",
+            shared(
+                "No valid access token: `unauthenticated` (none sent) or `invalid_token` \
+                (malformed, expired or forged)",
+            )
+            .header(
+                "WWW-Authenticate",
+                header("Always `Bearer`.", utoipa::openapi::schema::Type::String),
+            )
+            .build(),
+        ),
+        (
+            "BodyTooLarge",
+            "413",
+            shared("The request body is over 64 KiB: `body_too_large`").build(),
+        ),
+        (
+            "Unavailable",
+            "503",
+            shared(
+                "The database is unavailable (`database_unavailable`), took too long \
+                (`statement_timeout`, `request_timeout`) or the request conflicted with a \
+                concurrent one (`transaction_conflict`); retry after `Retry-After` seconds",
+            )
+            .header("Retry-After", retry_after())
+            .build(),
+        ),
+    ]
+}
+
+/// Adds what every operation shares (see the module comment).
+pub fn finish(mut doc: OpenApi) -> OpenApi {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .description(Some(
+                    "An access token from `POST /api/v1/auth/login` or `POST /api/v1/auth/register` \
+                     (`access_token`), valid for 15 minutes; renew it with `POST /api/v1/auth/refresh`.",
+                ))
+                .build(),
+        ),
+    );
+    for (name, _, response) in shared_responses() {
+        components
+            .responses
+            .insert(name.to_owned(), RefOr::T(response));
+    }
+    let statuses: Vec<(&str, &str)> = shared_responses()
+        .into_iter()
+        .map(|(name, status, _)| (name, status))
+        .collect();
+    for item in doc.paths.paths.values_mut() {
+        for op in operations(item) {
+            let authenticated = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            if !authenticated {
+                // Said explicitly: this operation needs no credentials.
+                op.security = Some(vec![SecurityRequirement::default()]);
+            }
+            let org_scoped = op
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| p.name == "X-Organization-Id");
+            let has_body = op.request_body.is_some();
+            let mut add = |status: &str, name: &str| {
+                op.responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| {
+                        RefOr::Ref(Ref::new(format!("#/components/responses/{name}")))
+                    });
+            };
+            for (name, status) in &statuses {
+                match *name {
+                    "Unauthenticated" if authenticated => add(status, name),
+                    "BodyTooLarge" if has_body => add(status, name),
+                    "Unavailable" => add(status, name),
+                    _ => {}
+                }
+            }
+            let mut bad_request = Vec::new();
+            if org_scoped {
+                bad_request.push(
+                    "the `X-Organization-Id` header is missing (`organization_header_missing`) \
+                     or not a UUID (`organization_header_invalid`)",
+                );
+            }
+            if has_body {
+                bad_request.push(
+                    "the body is not JSON (`unsupported_content_type`, `malformed_json`) or a \
+                     field is missing, unknown or of the wrong type (`validation_failed`, with \
+                     `errors[].field`)",
+                );
+            }
+            if !bad_request.is_empty() {
+                let extra = bad_request.join("; or ");
+                match op.responses.responses.get_mut("400") {
+                    Some(RefOr::T(response)) => {
+                        response.description = format!("{}; or {extra}", response.description);
+                    }
+                    _ => {
+                        op.responses.responses.insert(
+                            "400".to_owned(),
+                            RefOr::T(shared(&capitalize(&extra)).build()),
+                        );
+                    }
+                }
+            }
+            if org_scoped && !op.responses.responses.contains_key("404") {
+                op.responses.responses.insert(
+                    "404".to_owned(),
+                    RefOr::T(
+                        shared(
+                            "The organization does not exist or the caller is not a member: \
+                            `organization_not_found`",
+                        )
+                        .build(),
+                    ),
+                );
+            }
+            for (status, response) in op.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                response
+                    .headers
+                    .entry(REQUEST_ID_HEADER.to_owned())
+                    .or_insert_with(request_id_header);
+                match status.as_str() {
+                    "201" => {
+                        response
+                            .headers
+                            .entry("Location".to_owned())
+                            .or_insert_with(|| {
+                                header(
+                                    "The URL of the created resource.",
+                                    utoipa::openapi::schema::Type::String,
+                                )
+                            });
+                    }
+                    "429" => {
+                        response
+                            .headers
+                            .entry("Retry-After".to_owned())
+                            .or_insert_with(retry_after);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    doc.servers = Some(vec![Server::new("/")]);
+    doc
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.options.as_mut(),
+        item.head.as_mut(),
+        item.patch.as_mut(),
+        item.trace.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// `/openapi.json` and Swagger UI at `/docs`. The validator is off: Swagger UI
+/// would otherwise send the document to validator.swagger.io.
+pub fn docs(doc: OpenApi) -> Router<AppState> {
     SwaggerUi::new("/docs")
-        .url("/openapi.json", ApiDoc::openapi())
+        .url("/openapi.json", doc)
+        .config(
+            Config::default()
+                .validator_url("none")
+                .persist_authorization(true),
+        )
         .into()
 }

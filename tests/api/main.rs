@@ -6,6 +6,7 @@ mod analytics;
 mod auth;
 mod concurrency;
 mod contacts;
+mod conventions;
 mod deals;
 mod helpers;
 mod limits;

@@ -5,12 +5,13 @@ use postgres_types::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
     http::problem::{AppResult, Problem},
-    http::routes::fields::{ActivityType, Page, PageSize},
+    http::routes::fields::{ActivityType, DealStage, DealStatus, Page, PageSize},
     state::AppState,
 };
 
@@ -23,12 +24,55 @@ pub struct Activity {
     pub author_id: Option<Uuid>,
     #[serde(rename = "type")]
     pub type_: ActivityType,
-    /// `{text}` for comments; `{from, to}` for status and stage changes;
-    /// `{task_id, title, due_date}` for task_created.
-    #[schema(value_type = Object)]
+    #[schema(value_type = ActivityPayload)]
     pub payload: Value,
     #[schema(format = DateTime)]
     pub created_at: String,
+}
+
+/// `payload` of a `comment`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"text": "Called, they want a discount"}))]
+pub struct CommentPayload {
+    /// Not blank (R9).
+    #[schema(min_length = 1)]
+    pub text: String,
+}
+
+/// `payload` of `status_changed` and `stage_changed`.
+#[derive(Serialize, ToSchema)]
+pub struct ChangePayload {
+    pub from: String,
+    pub to: String,
+}
+
+/// `payload` of `task_created`.
+#[derive(Serialize, ToSchema)]
+pub struct TaskCreatedPayload {
+    pub task_id: Uuid,
+    pub title: String,
+    pub due_date: chrono::NaiveDate,
+}
+
+/// `payload` of `system`: what happened (`event`, e.g. `deal_created`) and
+/// the deal's state then.
+#[derive(Serialize, ToSchema)]
+pub struct SystemPayload {
+    #[schema(example = "deal_created")]
+    pub event: String,
+    pub status: Option<DealStatus>,
+    pub stage: Option<DealStage>,
+}
+
+/// The payload, by the activity's `type`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // a schema only: payloads pass through from the database
+pub enum ActivityPayload {
+    Comment(CommentPayload),
+    Change(ChangePayload),
+    TaskCreated(TaskCreatedPayload),
+    System(SystemPayload),
 }
 
 #[derive(Serialize, ToSchema)]
@@ -59,16 +103,17 @@ pub struct ActivityQuery {
 pub struct NewActivity {
     #[serde(rename = "type")]
     pub type_: ActivityType,
-    #[schema(value_type = Object, example = json!({"text": "Called, they want a discount"}))]
+    #[schema(value_type = CommentPayload)]
     pub payload: Value,
 }
 
-#[utoipa::path(get, path = "/api/v1/deals/{deal_id}/activities", tag = "activities",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("deal_id" = Uuid, Path), ActivityQuery),
+/// A deal's timeline, newest first.
+#[utoipa::path(get, operation_id = "activities_list",
+    path = "/deals/{id}/activities", tag = "activities",
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path, description = "The deal"), ActivityQuery),
     responses(
         (status = 200, description = "Newest first", body = ActivityPage),
         (status = 400, description = "Malformed id, query or header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Deal not found in this organization: `deal_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
@@ -88,13 +133,14 @@ pub async fn list(
     JsonText::from_db(json)
 }
 
-#[utoipa::path(post, path = "/api/v1/deals/{deal_id}/activities", tag = "activities",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("deal_id" = Uuid, Path)),
+/// Comment on a deal.
+#[utoipa::path(post, operation_id = "activities_create",
+    path = "/deals/{id}/activities", tag = "activities",
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path, description = "The deal")),
     request_body = NewActivity,
     responses(
         (status = 201, description = "The comment, authored by the caller", body = Activity),
         (status = 400, description = "Not a comment (`activity_type_forbidden`) or no text (`comment_text_required`)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Deal not found in this organization: `activities_deal_id_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
@@ -112,4 +158,9 @@ pub async fn create(
         )
         .await?;
     Ok(Created(JsonText::from_db(json)?))
+}
+
+/// The routes of this module, each registered with its OpenAPI operation.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create))
 }

@@ -2,6 +2,7 @@
 //! SQL and cached per organization (see `cache`).
 
 use std::sync::Arc;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use axum::{
     extract::State,
@@ -104,6 +105,7 @@ pub struct FunnelStage {
     pub by_status: StatusCounts,
     /// reached(stage) / reached(previous) × 100, two decimals; null for the
     /// first stage and when the previous stage was reached by none.
+    #[schema(required = true)]
     pub conversion_pct: Option<f64>,
 }
 
@@ -146,12 +148,13 @@ fn respond(json: Arc<str>, cache: &'static str) -> Response {
         .into_response()
 }
 
-#[utoipa::path(get, path = "/api/v1/analytics/deals/summary", tag = "analytics",
+/// Deal counts and amounts by status.
+#[utoipa::path(get, operation_id = "analytics_summary",
+    path = "/analytics/deals/summary", tag = "analytics",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, SummaryQuery),
     responses(
         (status = 200, description = "Counts and per-currency totals by status, won average per currency, new deals. `X-Cache: hit|miss`", body = Summary),
         (status = 400, description = "days outside 1–3650, or a bad header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn summary(
@@ -162,12 +165,13 @@ pub async fn summary(
     report(&app, ctx, Report::Summary { days: q.days.0 }).await
 }
 
-#[utoipa::path(get, path = "/api/v1/analytics/deals/funnel", tag = "analytics",
+/// Deals by stage with conversion between stages.
+#[utoipa::path(get, operation_id = "analytics_funnel",
+    path = "/analytics/deals/funnel", tag = "analytics",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader),
     responses(
         (status = 200, description = "Deals per stage, split by status, with stage-to-stage conversion. `X-Cache: hit|miss`", body = Funnel),
         (status = 400, description = "A bad header or an unknown query parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn funnel(
@@ -176,4 +180,11 @@ pub async fn funnel(
     ApiQuery(_no_parameters): ApiQuery<NoQuery>,
 ) -> AppResult<Response> {
     report(&app, ctx, Report::Funnel).await
+}
+
+/// The routes of this module, each registered with its OpenAPI operation.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(summary))
+        .routes(routes!(funnel))
 }

@@ -3,6 +3,7 @@
 use axum::{extract::State, http::StatusCode, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
@@ -17,12 +18,19 @@ use crate::{
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^@\s]+@[^@\s]+$",
+        example = "ada@example.com"
+    )]
     pub email: String,
     /// 8 to 128 characters.
     #[schema(value_type = String, min_length = 8, max_length = 128)]
     pub password: Password,
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    /// The organization the new user will own.
+    #[schema(min_length = 1, max_length = 200)]
     pub organization_name: String,
 }
 
@@ -49,13 +57,24 @@ pub struct TokenPair {
     pub expires_in: u64,
 }
 
-#[derive(Deserialize, Serialize, ToSchema)]
+/// What `api.auth_register` returns.
+#[derive(Deserialize)]
+struct Registered {
+    user: User,
+    organization: Organization,
+}
+
+/// The new user, their organization and a token pair, side by side.
+#[derive(Serialize, ToSchema)]
 pub struct RegisterResponse {
     pub user: User,
     pub organization: Organization,
-    #[serde(flatten, skip_deserializing)]
-    #[schema(inline)]
-    pub tokens: Option<TokenPair>,
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
 }
 
 fn invalid_credentials() -> Problem {
@@ -93,7 +112,9 @@ fn parse<T: serde::de::DeserializeOwned>(json: Option<String>) -> AppResult<T> {
     Ok(serde_json::from_str(&json).map_err(anyhow::Error::from)?)
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
+/// Register a user with an organization of their own.
+#[utoipa::path(post, operation_id = "auth_register",
+    path = "/auth/register", tag = "auth",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Registered; the caller owns the new organization", body = RegisterResponse),
@@ -125,9 +146,16 @@ pub async fn register(
             ],
         )
         .await?;
-    let mut out: RegisterResponse = parse(json)?;
-    out.tokens = Some(tokens(&app, out.user.id, refresh)?);
-    Ok(Created(Json(out)))
+    let Registered { user, organization } = parse(json)?;
+    let tokens = tokens(&app, user.id, refresh)?;
+    Ok(Created(Json(RegisterResponse {
+        user,
+        organization,
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token,
+        token_type: tokens.token_type,
+        expires_in: tokens.expires_in,
+    })))
 }
 
 #[derive(Deserialize)]
@@ -136,12 +164,13 @@ struct Credentials {
     hashed_password: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+/// Log in with email and password.
+#[utoipa::path(post, operation_id = "auth_login",
+    path = "/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = TokenPair),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Wrong email or password (the same answer for both): `invalid_credentials`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many attempts for this email or client address: `rate_limited`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn login(
@@ -188,12 +217,13 @@ struct Rotation {
     user_id: Option<Uuid>,
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
+/// Exchange a refresh token for a new token pair.
+#[utoipa::path(post, operation_id = "auth_refresh",
+    path = "/auth/refresh", tag = "auth",
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new access and refresh token; the presented refresh token stops working", body = TokenPair),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unknown, expired or revoked refresh token (`invalid_refresh_token`), or an already-used one, which revokes the whole login (`refresh_token_reused`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn refresh(
     State(app): State<AppState>,
@@ -227,7 +257,9 @@ pub async fn refresh(
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+/// Revoke the login of a refresh token.
+#[utoipa::path(post, operation_id = "auth_logout",
+    path = "/auth/logout", tag = "auth",
     request_body = RefreshRequest,
     responses(
         (status = 204, description = "The login of this refresh token is revoked (also when it was unknown)"),
@@ -245,4 +277,13 @@ pub async fn logout(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The routes of this module, each registered with its OpenAPI operation.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
 }

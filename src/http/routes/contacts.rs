@@ -3,6 +3,7 @@
 use axum::{extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
@@ -55,8 +56,16 @@ pub struct ContactQuery {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewContact {
+    /// Not blank; surrounding white space is trimmed.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^@\s]+@[^@\s]+$",
+        example = "ada@example.com"
+    )]
     pub email: Option<String>,
+    #[schema(min_length = 1, max_length = 50)]
     pub phone: Option<String>,
     /// Defaults to the caller; another member needs manager or above.
     pub owner_id: Option<Uuid>,
@@ -67,25 +76,26 @@ pub struct NewContact {
 #[serde(deny_unknown_fields)]
 pub struct ContactPatch {
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
     pub name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 254, pattern = r"^[^@\s]+@[^@\s]+$")]
     pub email: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 50)]
     pub phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Uuid>)]
     pub owner_id: Option<Option<Uuid>>,
 }
 
-#[utoipa::path(get, path = "/api/v1/contacts", tag = "contacts",
+/// List contacts.
+#[utoipa::path(get, operation_id = "contacts_list",
+    path = "/contacts", tag = "contacts",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ContactQuery),
     responses(
         (status = 200, description = "Newest first", body = ContactPage),
         (status = 400, description = "Bad query value or organization header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member filtering by another member's owner_id: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -105,13 +115,14 @@ pub async fn list(
     JsonText::from_db(json)
 }
 
-#[utoipa::path(post, path = "/api/v1/contacts", tag = "contacts",
+/// Create a contact.
+#[utoipa::path(post, operation_id = "contacts_create",
+    path = "/contacts", tag = "contacts",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader),
     request_body = NewContact,
     responses(
         (status = 201, description = "Created", body = Contact),
         (status = 400, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member creating a contact for another member: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found, or owner_id is not a member (`contacts_owner_id_not_member`)", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -131,12 +142,13 @@ pub async fn create(
     Ok(Created(JsonText::from_db(json)?))
 }
 
-#[utoipa::path(get, path = "/api/v1/contacts/{id}", tag = "contacts",
+/// Get a contact.
+#[utoipa::path(get, operation_id = "contacts_get",
+    path = "/contacts/{id}", tag = "contacts",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The contact", body = Contact),
         (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found in this organization: `contact_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
@@ -147,13 +159,14 @@ pub async fn get(
     JsonText::from_db(app.db.call(ctx, "api.contacts_get($3)", &[&id]).await?)
 }
 
-#[utoipa::path(patch, path = "/api/v1/contacts/{id}", tag = "contacts",
+/// Update a contact (only the fields given).
+#[utoipa::path(patch, operation_id = "contacts_update",
+    path = "/contacts/{id}", tag = "contacts",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     request_body = ContactPatch,
     responses(
         (status = 200, description = "Updated", body = Contact),
         (status = 400, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member changing another member's contact or reassigning it: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found in this organization, or owner_id not a member", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -187,12 +200,13 @@ pub async fn update(
     JsonText::from_db(json)
 }
 
-#[utoipa::path(delete, path = "/api/v1/contacts/{id}", tag = "contacts",
+/// Delete a contact.
+#[utoipa::path(delete, operation_id = "contacts_delete",
+    path = "/contacts/{id}", tag = "contacts",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member deleting another member's contact: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found in this organization", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The contact has deals (R2): `contact_has_deals`", body = Problem, content_type = "application/problem+json"),
@@ -204,4 +218,11 @@ pub async fn delete(
 ) -> AppResult<StatusCode> {
     app.db.call(ctx, "api.contacts_delete($3)", &[&id]).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The routes of this module, each registered with its OpenAPI operation.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get, update, delete))
 }

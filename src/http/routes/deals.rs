@@ -4,12 +4,16 @@ use axum::{extract::State, http::StatusCode};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
     http::problem::{AppResult, Problem},
-    http::routes::fields::{Amount, DealStage, DealStatus, Page, PageSize, QueryAmount},
+    http::routes::fields::{
+        money_request, money_request_or_null, Amount, DealStage, DealStatus, Page, PageSize,
+        QueryAmount,
+    },
     state::AppState,
 };
 
@@ -21,10 +25,10 @@ pub struct Deal {
     pub owner_id: Uuid,
     pub title: String,
     /// Decimal string with two decimals.
-    #[schema(example = "10000.00")]
+    #[schema(pattern = r"^[0-9]+\.[0-9]{2}$", example = "10000.00")]
     pub amount: String,
     /// ISO 4217 code.
-    #[schema(example = "EUR")]
+    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: String,
     pub status: DealStatus,
     pub stage: DealStage,
@@ -97,9 +101,9 @@ pub struct DealQuery {
     #[param(explode = true, style = Form)]
     pub status: Vec<DealStatus>,
     pub stage: Option<DealStage>,
-    #[param(value_type = Option<String>, example = "100.00")]
+    #[param(value_type = Option<String>, pattern = r"^[0-9]+(\.[0-9]{1,2})?$", example = "100.00")]
     pub min_amount: Option<QueryAmount>,
-    #[param(value_type = Option<String>, example = "5000.00")]
+    #[param(value_type = Option<String>, pattern = r"^[0-9]+(\.[0-9]{1,2})?$", example = "5000.00")]
     pub max_amount: Option<QueryAmount>,
     /// Members may only name themselves.
     pub owner_id: Option<Uuid>,
@@ -118,11 +122,12 @@ pub struct DealQuery {
 #[serde(deny_unknown_fields)]
 pub struct NewDeal {
     pub contact_id: Uuid,
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
-    /// A JSON number or decimal string, ≥ 0, at most two decimals.
-    #[schema(value_type = String, example = "10000.00")]
+    #[schema(schema_with = money_request)]
     pub amount: Amount,
-    #[schema(example = "EUR")]
+    /// ISO 4217 code.
+    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: String,
     /// Defaults to the caller; another member needs manager or above.
     pub owner_id: Option<Uuid>,
@@ -135,20 +140,23 @@ pub struct DealPatch {
     pub status: Option<DealStatus>,
     /// Backwards moves need owner or admin (R5).
     pub stage: Option<DealStage>,
+    #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
-    #[schema(value_type = Option<String>, example = "10000.00")]
+    #[schema(schema_with = money_request_or_null)]
     pub amount: Option<Amount>,
+    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: Option<String>,
     pub contact_id: Option<Uuid>,
     pub owner_id: Option<Uuid>,
 }
 
-#[utoipa::path(get, path = "/api/v1/deals", tag = "deals",
+/// List deals.
+#[utoipa::path(get, operation_id = "deals_list",
+    path = "/deals", tag = "deals",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, DealQuery),
     responses(
         (status = 200, description = "One page, in the requested order, ties broken by id", body = DealPage),
         (status = 400, description = "Bad query value (unknown status, order_by, page_size > 100, ...) or header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member filtering by another member's owner_id: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -182,13 +190,14 @@ pub async fn list(
     JsonText::from_db(json)
 }
 
-#[utoipa::path(post, path = "/api/v1/deals", tag = "deals",
+/// Create a deal.
+#[utoipa::path(post, operation_id = "deals_create",
+    path = "/deals", tag = "deals",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader),
     request_body = NewDeal,
     responses(
         (status = 201, description = "Created, status new, stage qualification", body = Deal),
         (status = 400, description = "Validation failed (amount < 0: `deals_amount_negative`, currency: `deals_currency_invalid`, ...)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member creating a deal for another member: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The contact is not in this organization (`deals_contact_id_not_found`), or owner_id is not a member", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -215,12 +224,13 @@ pub async fn create(
     Ok(Created(JsonText::from_db(json)?))
 }
 
-#[utoipa::path(get, path = "/api/v1/deals/{id}", tag = "deals",
+/// Get a deal.
+#[utoipa::path(get, operation_id = "deals_get",
+    path = "/deals/{id}", tag = "deals",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The deal", body = Deal),
         (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found in this organization: `deal_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
@@ -231,13 +241,14 @@ pub async fn get(
     JsonText::from_db(app.db.call(ctx, "api.deals_get($3)", &[&id]).await?)
 }
 
-#[utoipa::path(patch, path = "/api/v1/deals/{id}", tag = "deals",
+/// Update a deal (only the fields given).
+#[utoipa::path(patch, operation_id = "deals_update",
+    path = "/deals/{id}", tag = "deals",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     request_body = DealPatch,
     responses(
         (status = 200, description = "Updated; status and stage changes are on the timeline", body = Deal),
         (status = 400, description = "Validation failed, or won without an amount (R1): `deal_won_requires_amount`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member changing another member's deal (`role_forbidden`); a stage moved back by a manager or member (R5): `stage_rollback_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Deal, contact_id or owner_id not in this organization", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -269,12 +280,13 @@ pub async fn update(
     JsonText::from_db(json)
 }
 
-#[utoipa::path(delete, path = "/api/v1/deals/{id}", tag = "deals",
+/// Delete a deal.
+#[utoipa::path(delete, operation_id = "deals_delete",
+    path = "/deals/{id}", tag = "deals",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Deleted, with its tasks and timeline"),
         (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member deleting another member's deal: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found in this organization", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -286,4 +298,11 @@ pub async fn delete(
     app.db.call(ctx, "api.deals_delete($3)", &[&id]).await?;
     app.deals_changed(ctx);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The routes of this module, each registered with its OpenAPI operation.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get, update, delete))
 }

@@ -94,6 +94,47 @@ impl<'de> Deserialize<'de> for Amount {
     }
 }
 
+/// The schema of money in a request: a decimal string or a JSON number,
+/// 0 ≤ amount < 10¹², at most two decimals (the database's `deals_amount_*`
+/// constraints; the database is what enforces them).
+pub fn money_request() -> utoipa::openapi::schema::Schema {
+    money_one_of().into()
+}
+
+fn money_one_of() -> utoipa::openapi::schema::OneOf {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^[0-9]{1,12}(\.[0-9]{1,2})?$"))
+                .examples(["10000.00"]),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .minimum(Some(0))
+                .exclusive_maximum(Some(1_000_000_000_000_i64))
+                .examples([10000]),
+        )
+        .description(Some(
+            "A decimal string or a JSON number, read exactly (never through a float): \
+             0 or more, below 10^12, at most two decimals.",
+        ))
+        .build()
+}
+
+/// [`money_request`], or null for "not given" in a partial update.
+pub fn money_request_or_null() -> utoipa::openapi::schema::Schema {
+    let mut schema = money_one_of();
+    schema.items.push(
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Null)
+            .into(),
+    );
+    schema.into()
+}
+
 /// Money in a query string.
 #[derive(Clone, Copy, Debug)]
 pub struct QueryAmount(pub Decimal);

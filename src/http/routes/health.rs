@@ -7,16 +7,21 @@ use axum::{
     Json,
 };
 use serde_json::{json, Value};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{http::problem::AppResult, state::AppState};
 
-#[utoipa::path(get, path = "/healthz", tag = "service",
+/// Liveness: the process is up.
+#[utoipa::path(get, operation_id = "health_live",
+    path = "/healthz", tag = "health",
     responses((status = 200, description = "The process is up")))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "service",
+/// Readiness: the database answers.
+#[utoipa::path(get, operation_id = "health_ready",
+    path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "The database answers"),
         (status = 503, description = "The database is unreachable", body = crate::http::problem::Problem, content_type = "application/problem+json"),
@@ -27,7 +32,8 @@ pub async fn readyz(State(app): State<AppState>) -> AppResult<(StatusCode, Json<
 }
 
 /// GET /metrics: Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "service",
+#[utoipa::path(get, operation_id = "metrics_get",
+    path = "/metrics", tag = "health",
     responses((status = 200, description = "Request counters and durations by route, \
         connection pool gauges and database errors by kind, in the Prometheus text \
         exposition format (version 0.0.4)", content_type = "text/plain", body = String)))]
@@ -40,4 +46,12 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         app.metrics.render(app.db.status()),
     )
         .into_response()
+}
+
+/// The routes of this module, each registered with its OpenAPI operation.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }

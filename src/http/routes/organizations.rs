@@ -6,6 +6,7 @@ use axum::{extract::State, http::StatusCode};
 use postgres_types::{FromSql, ToSql};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
@@ -59,6 +60,8 @@ pub struct MemberList {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrganizationRequest {
+    /// Not blank; surrounding white space is trimmed.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
 }
 
@@ -66,6 +69,11 @@ pub struct OrganizationRequest {
 #[serde(deny_unknown_fields)]
 pub struct AddMemberRequest {
     /// A registered user's email address.
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^@\s]+@[^@\s]+$",
+        example = "ada@example.com"
+    )]
     pub email: String,
     pub role: MemberRole,
 }
@@ -97,11 +105,12 @@ pub struct MemberPath {
     pub user_id: Uuid,
 }
 
-#[utoipa::path(get, path = "/api/v1/organizations/me", tag = "organizations",
+/// The caller's organizations, with the caller's role in each.
+#[utoipa::path(get, operation_id = "organizations_list_mine",
+    path = "/organizations/me", tag = "organizations",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's organizations, with the caller's role in each", body = OrganizationList),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn mine(State(app): State<AppState>, AuthUser(user): AuthUser) -> AppResult<JsonText> {
     JsonText::from_db(
@@ -111,13 +120,14 @@ pub async fn mine(State(app): State<AppState>, AuthUser(user): AuthUser) -> AppR
     )
 }
 
-#[utoipa::path(post, path = "/api/v1/organizations", tag = "organizations",
+/// Create an organization owned by the caller.
+#[utoipa::path(post, operation_id = "organizations_create",
+    path = "/organizations", tag = "organizations",
     security(("bearer" = [])),
     request_body = OrganizationRequest,
     responses(
         (status = 201, description = "Created; the caller is its owner", body = Organization),
         (status = 400, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(app): State<AppState>,
@@ -135,12 +145,13 @@ pub async fn create(
     Ok(Created(JsonText::from_db(json)?))
 }
 
-#[utoipa::path(get, path = "/api/v1/organizations/{org_id}", tag = "organizations",
+/// An organization the caller belongs to.
+#[utoipa::path(get, operation_id = "organizations_get",
+    path = "/organizations/{org_id}", tag = "organizations",
     security(("bearer" = [])), params(OrgPath),
     responses(
         (status = 200, description = "The organization, with the caller's role", body = Organization),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization, or the caller is not a member", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
@@ -155,13 +166,14 @@ pub async fn get(
     )
 }
 
-#[utoipa::path(patch, path = "/api/v1/organizations/{org_id}", tag = "organizations",
+/// Rename an organization.
+#[utoipa::path(patch, operation_id = "organizations_update",
+    path = "/organizations/{org_id}", tag = "organizations",
     security(("bearer" = [])), params(OrgPath),
     request_body = OrganizationRequest,
     responses(
         (status = 200, description = "Renamed", body = Organization),
         (status = 400, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only an owner or admin may rename: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found or not a member", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -179,12 +191,13 @@ pub async fn rename(
     )
 }
 
-#[utoipa::path(delete, path = "/api/v1/organizations/{org_id}", tag = "organizations",
+/// Delete an organization with all its data.
+#[utoipa::path(delete, operation_id = "organizations_delete",
+    path = "/organizations/{org_id}", tag = "organizations",
     security(("bearer" = [])), params(OrgPath),
     responses(
         (status = 204, description = "Deleted, with everything in it"),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only an owner may delete: `owner_required`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found or not a member", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -204,12 +217,13 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/organizations/{org_id}/members", tag = "members",
+/// List the members of an organization.
+#[utoipa::path(get, operation_id = "members_list",
+    path = "/organizations/{org_id}/members", tag = "members",
     security(("bearer" = [])), params(OrgPath),
     responses(
         (status = 200, description = "Every member, oldest first", body = MemberList),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found or not a member", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn members(
@@ -224,13 +238,14 @@ pub async fn members(
     )
 }
 
-#[utoipa::path(post, path = "/api/v1/organizations/{org_id}/members", tag = "members",
+/// Add a registered user as a member.
+#[utoipa::path(post, operation_id = "members_add",
+    path = "/organizations/{org_id}/members", tag = "members",
     security(("bearer" = [])), params(OrgPath),
     request_body = AddMemberRequest,
     responses(
         (status = 201, description = "Added", body = Member),
         (status = 400, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Manager or member (`role_forbidden`), or an admin granting the owner role (`owner_required`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found, or no registered user has this email (`user_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already a member: `organization_members_user_id_taken`", body = Problem, content_type = "application/problem+json"),
@@ -249,13 +264,14 @@ pub async fn add_member(
     Ok(Created(JsonText::from_db(json)?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/organizations/{org_id}/members/{user_id}", tag = "members",
+/// Change a member's role.
+#[utoipa::path(patch, operation_id = "members_update",
+    path = "/organizations/{org_id}/members/{user_id}", tag = "members",
     security(("bearer" = [])), params(MemberPath),
     request_body = ChangeRoleRequest,
     responses(
         (status = 200, description = "Role changed", body = Member),
         (status = 400, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Manager or member (`role_forbidden`), or an admin making or changing an owner (`owner_required`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization or member not found (`member_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Demoting the last owner: `last_owner`", body = Problem, content_type = "application/problem+json"),
@@ -279,12 +295,13 @@ pub async fn change_role(
     JsonText::from_db(json)
 }
 
-#[utoipa::path(delete, path = "/api/v1/organizations/{org_id}/members/{user_id}", tag = "members",
+/// Remove a member.
+#[utoipa::path(delete, operation_id = "members_remove",
+    path = "/organizations/{org_id}/members/{user_id}", tag = "members",
     security(("bearer" = [])), params(MemberPath, RemoveMemberQuery),
     responses(
         (status = 204, description = "Removed; their contacts and deals now belong to `reassign_to`"),
         (status = 400, description = "Malformed id or query, or reassign_to names the removed member", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Manager or member removing someone else (`role_forbidden`), or an admin removing an owner (`owner_required`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization, member (`member_not_found`) or reassign_to (`reassign_to_not_found`) not found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The last owner (`last_owner`), or a member who owns records and no reassign_to (`member_owns_records`)", body = Problem, content_type = "application/problem+json"),
@@ -305,4 +322,14 @@ pub async fn remove_member(
         .await?;
     app.analytics.invalidate_members(path.org_id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The routes of this module, each registered with its OpenAPI operation.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(mine))
+        .routes(routes!(get, rename, delete))
+        .routes(routes!(members, add_member))
+        .routes(routes!(change_role, remove_member))
 }

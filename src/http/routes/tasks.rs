@@ -5,6 +5,7 @@ use axum::{extract::State, http::StatusCode};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
@@ -63,7 +64,9 @@ pub struct TaskQuery {
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
     pub deal_id: Uuid,
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
+    #[schema(max_length = 10000)]
     pub description: Option<String>,
     /// Today (UTC) or later (R4).
     pub due_date: NaiveDate,
@@ -74,10 +77,10 @@ pub struct NewTask {
 #[serde(deny_unknown_fields)]
 pub struct TaskPatch {
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
     pub title: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<NaiveDate>)]
@@ -87,12 +90,13 @@ pub struct TaskPatch {
     pub is_done: Option<Option<bool>>,
 }
 
-#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
+/// List tasks.
+#[utoipa::path(get, operation_id = "tasks_list",
+    path = "/tasks", tag = "tasks",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, TaskQuery),
     responses(
         (status = 200, description = "Soonest due first, ties broken by id", body = TaskPage),
         (status = 400, description = "Bad query value (a bad date, page_size > 100, ...) or header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
@@ -118,13 +122,14 @@ pub async fn list(
     JsonText::from_db(json)
 }
 
-#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks",
+/// Create a task.
+#[utoipa::path(post, operation_id = "tasks_create",
+    path = "/tasks", tag = "tasks",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader),
     request_body = NewTask,
     responses(
         (status = 201, description = "Created; a `task_created` row joins the deal's timeline", body = Task),
         (status = 400, description = "Validation failed, or due_date in the past (R4): `tasks_due_date_past`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member adding a task to another user's deal (R3): `deal_not_owned`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The deal is not in this organization: `tasks_deal_id_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -144,12 +149,13 @@ pub async fn create(
     Ok(Created(JsonText::from_db(json)?))
 }
 
-#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
+/// Get a task.
+#[utoipa::path(get, operation_id = "tasks_get",
+    path = "/tasks/{id}", tag = "tasks",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The task", body = Task),
         (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found in this organization: `task_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
@@ -160,13 +166,14 @@ pub async fn get(
     JsonText::from_db(app.db.call(ctx, "api.tasks_get($3)", &[&id]).await?)
 }
 
-#[utoipa::path(patch, path = "/api/v1/tasks/{id}", tag = "tasks",
+/// Update a task (only the fields given).
+#[utoipa::path(patch, operation_id = "tasks_update",
+    path = "/tasks/{id}", tag = "tasks",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     request_body = TaskPatch,
     responses(
         (status = 200, description = "Updated", body = Task),
         (status = 400, description = "Validation failed, or a changed due_date in the past (R4)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member changing a task of another user's deal: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found in this organization", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -200,12 +207,13 @@ pub async fn update(
     JsonText::from_db(json)
 }
 
-#[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks",
+/// Delete a task.
+#[utoipa::path(delete, operation_id = "tasks_delete",
+    path = "/tasks/{id}", tag = "tasks",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member deleting a task of another user's deal: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found in this organization", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -216,4 +224,11 @@ pub async fn delete(
 ) -> AppResult<StatusCode> {
     app.db.call(ctx, "api.tasks_delete($3)", &[&id]).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The routes of this module, each registered with its OpenAPI operation.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get, update, delete))
 }

@@ -3,12 +3,13 @@
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
     db::Ctx,
     http::extract::{AuthUser, JsonText},
-    http::problem::{AppResult, Problem},
+    http::problem::AppResult,
     state::AppState,
 };
 
@@ -22,13 +23,19 @@ pub struct User {
     pub created_at: String,
 }
 
-#[utoipa::path(get, path = "/api/v1/users/me", tag = "users",
+/// The calling user.
+#[utoipa::path(get, operation_id = "users_me",
+    path = "/users/me", tag = "users",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = User),
-        (status = 401, description = "Missing, invalid or expired access token", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn me(State(app): State<AppState>, AuthUser(user): AuthUser) -> AppResult<JsonText> {
     let json = app.db.call(Ctx::user(user), "api.users_me()", &[]).await?;
     JsonText::from_db(json)
+}
+
+/// The routes of this module, each registered with its OpenAPI operation.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(me))
 }
