@@ -15,6 +15,19 @@ include!(concat!(env!("OUT_DIR"), "/repeatable_sql.rs"));
 /// Arbitrary, fixed: "minicrm" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6d_69_6e_69_63_72_6d;
 
+/// The `api` schema is the callable surface and holds nothing but functions
+/// (no data, nothing depends on it): it is dropped and created anew, inside
+/// the migration transaction, so a function whose signature changed leaves no
+/// stale overload behind. `app` and `private` hold what policies and
+/// triggers depend on and are replaced in place; pgTAP checks that none of
+/// the three has an overloaded name (tests/sql/06_no_overloads.sql).
+const RECREATE_API: &str = "
+    DROP SCHEMA IF EXISTS api CASCADE;
+    CREATE SCHEMA api;
+    ALTER DEFAULT PRIVILEGES IN SCHEMA api REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+    GRANT USAGE ON SCHEMA api TO minicrm_api;
+";
+
 pub async fn run(database_url: &str) -> anyhow::Result<()> {
     let (mut client, connection) = tokio_postgres::connect(database_url, NoTls)
         .await
@@ -42,6 +55,9 @@ async fn apply(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
     let tx = client.transaction().await?;
     tx.batch_execute("SET LOCAL client_min_messages = warning")
         .await?;
+    tx.batch_execute(RECREATE_API)
+        .await
+        .context("recreating the api schema")?;
     for (name, sql) in REPEATABLE {
         tx.batch_execute(sql)
             .await

@@ -122,6 +122,23 @@ pub struct PoolSettings {
     pub statement_timeout: Duration,
 }
 
+/// A named argument of an API function call: (parameter name, value).
+pub type Arg<'a> = (&'static str, &'a (dyn ToSql + Sync));
+
+/// `SELECT (function(name => $3, ...))::text FROM app.act_as($1, $2)`: the
+/// context is `$1` (user) and `$2` (organization).
+fn call_sql(function: &str, args: &[Arg<'_>]) -> String {
+    let named: Vec<String> = args
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| format!("{name} => ${}", i + 3))
+        .collect();
+    format!(
+        "SELECT ({function}({}))::text FROM app.act_as($1, $2)",
+        named.join(", ")
+    )
+}
+
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
@@ -159,24 +176,26 @@ impl Db {
         Ok(Self { pool })
     }
 
-    /// Calls `call` (an API function call whose arguments are `$3`, `$4`, ...)
-    /// in the given context and returns its result as JSON text (None for void
-    /// functions and SQL NULL).
+    /// Calls the API function `function` with named arguments
+    /// (`api.deals_update(p_id => $3, p_title => $4, ...)`: a swapped pair of
+    /// same-typed arguments cannot go unnoticed, and a renamed parameter
+    /// fails loudly) in the given context, and returns its result as JSON
+    /// text (None for void functions and SQL NULL).
     pub async fn call(
         &self,
         ctx: Ctx,
-        call: &str,
-        params: &[&(dyn ToSql + Sync)],
+        function: &str,
+        args: &[Arg<'_>],
     ) -> Result<Option<String>, DbError> {
-        let sql = format!("SELECT ({call})::text FROM app.act_as($1, $2)");
+        let sql = call_sql(function, args);
         let mut in_flight = InFlight(Some(self.pool.get().await?));
         let client = in_flight.client();
         let statement = client.prepare_cached(&sql).await?;
-        let mut all: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(params.len() + 2);
-        all.push(&ctx.user_id);
-        all.push(&ctx.org_id);
-        all.extend_from_slice(params);
-        let row = client.query_one(&statement, &all).await;
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(args.len() + 2);
+        params.push(&ctx.user_id);
+        params.push(&ctx.org_id);
+        params.extend(args.iter().map(|(_, value)| *value));
+        let row = client.query_one(&statement, &params).await;
         in_flight.done();
         Ok(row?.get(0))
     }
@@ -222,5 +241,23 @@ impl Drop for InFlight {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_name_every_argument() {
+        let (id, title) = (Uuid::nil(), "t".to_owned());
+        assert_eq!(
+            call_sql("api.deals_update", &[("p_id", &id), ("p_title", &title)]),
+            "SELECT (api.deals_update(p_id => $3, p_title => $4))::text FROM app.act_as($1, $2)"
+        );
+        assert_eq!(
+            call_sql("api.users_me", &[]),
+            "SELECT (api.users_me())::text FROM app.act_as($1, $2)"
+        );
     }
 }

@@ -10,6 +10,7 @@ mod conventions;
 mod deals;
 mod helpers;
 mod limits;
+mod migrations;
 mod observability;
 mod organizations;
 mod scenario;

@@ -126,8 +126,12 @@ pub async fn list(
         .db
         .call(
             ctx,
-            "api.activities_list($3, $4, $5)",
-            &[&deal_id, &q.page.0, &q.page_size.0],
+            "api.activities_list",
+            &[
+                ("p_deal_id", &deal_id),
+                ("p_page", &q.page.0),
+                ("p_page_size", &q.page_size.0),
+            ],
         )
         .await?;
     JsonText::from_db(json)
@@ -153,8 +157,12 @@ pub async fn create(
         .db
         .call(
             ctx,
-            "api.activities_create($3, $4, $5)",
-            &[&deal_id, &a.type_, &Json(&a.payload)],
+            "api.activities_create",
+            &[
+                ("p_deal_id", &deal_id),
+                ("p_type", &a.type_),
+                ("p_payload", &Json(&a.payload)),
+            ],
         )
         .await?;
     Ok(Created(JsonText::from_db(json)?))

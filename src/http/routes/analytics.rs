@@ -126,10 +126,10 @@ async fn report(app: &AppState, ctx: crate::db::Ctx, report: Report) -> AppResul
     let json = match report {
         Report::Summary { days } => {
             app.db
-                .call(ctx, "api.analytics_summary($3)", &[&days])
+                .call(ctx, "api.analytics_summary", &[("p_days", &days)])
                 .await?
         }
-        Report::Funnel => app.db.call(ctx, "api.analytics_funnel()", &[]).await?,
+        Report::Funnel => app.db.call(ctx, "api.analytics_funnel", &[]).await?,
     };
     let json: Arc<str> = Arc::from(json.ok_or_else(|| anyhow::anyhow!("no analytics result"))?);
     app.analytics

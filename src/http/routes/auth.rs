@@ -135,14 +135,14 @@ pub async fn register(
         .db
         .call(
             Ctx::ANONYMOUS,
-            "api.auth_register($3, $4, $5, $6, $7, $8)",
+            "api.auth_register",
             &[
-                &req.email,
-                &hashed,
-                &req.name,
-                &req.organization_name,
-                &refresh_hash,
-                &expires,
+                ("p_email", &req.email),
+                ("p_hashed_password", &hashed),
+                ("p_name", &req.name),
+                ("p_organization_name", &req.organization_name),
+                ("p_refresh_hash", &refresh_hash),
+                ("p_refresh_expires_at", &expires),
             ],
         )
         .await?;
@@ -171,6 +171,7 @@ struct Credentials {
     responses(
         (status = 200, description = "Logged in", body = TokenPair),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong email or password (the same answer for both): `invalid_credentials`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many attempts for this email or client address: `rate_limited`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn login(
@@ -183,8 +184,8 @@ pub async fn login(
         .db
         .call(
             Ctx::ANONYMOUS,
-            "api.auth_login_credentials($3)",
-            &[&req.email],
+            "api.auth_login_credentials",
+            &[("p_email", &req.email)],
         )
         .await?;
     let credentials: Option<Credentials> = match json {
@@ -204,8 +205,12 @@ pub async fn login(
     app.db
         .call(
             Ctx::ANONYMOUS,
-            "api.auth_session_start($3, $4, $5)",
-            &[&user_id, &refresh_hash, &expires],
+            "api.auth_session_start",
+            &[
+                ("p_user_id", &user_id),
+                ("p_refresh_hash", &refresh_hash),
+                ("p_refresh_expires_at", &expires),
+            ],
         )
         .await?;
     Ok(Json(tokens(&app, user_id, refresh)?))
@@ -224,6 +229,7 @@ struct Rotation {
     responses(
         (status = 200, description = "A new access and refresh token; the presented refresh token stops working", body = TokenPair),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown, expired or revoked refresh token (`invalid_refresh_token`), or an already-used one, which revokes the whole login (`refresh_token_reused`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn refresh(
     State(app): State<AppState>,
@@ -235,8 +241,12 @@ pub async fn refresh(
         .db
         .call(
             Ctx::ANONYMOUS,
-            "api.auth_refresh($3, $4, $5)",
-            &[&refresh_token_hash(&req.refresh_token), &new_hash, &expires],
+            "api.auth_refresh",
+            &[
+                ("p_refresh_hash", &refresh_token_hash(&req.refresh_token)),
+                ("p_new_refresh_hash", &new_hash),
+                ("p_refresh_expires_at", &expires),
+            ],
         )
         .await?;
     let rotation: Rotation = parse(json)?;
@@ -272,8 +282,8 @@ pub async fn logout(
     app.db
         .call(
             Ctx::ANONYMOUS,
-            "api.auth_logout($3)",
-            &[&refresh_token_hash(&req.refresh_token)],
+            "api.auth_logout",
+            &[("p_refresh_hash", &refresh_token_hash(&req.refresh_token))],
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)

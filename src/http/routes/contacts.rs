@@ -108,8 +108,13 @@ pub async fn list(
         .db
         .call(
             ctx,
-            "api.contacts_list($3, $4, $5, $6)",
-            &[&q.page.0, &q.page_size.0, &q.search, &q.owner_id],
+            "api.contacts_list",
+            &[
+                ("p_page", &q.page.0),
+                ("p_page_size", &q.page_size.0),
+                ("p_search", &q.search),
+                ("p_owner_id", &q.owner_id),
+            ],
         )
         .await?;
     JsonText::from_db(json)
@@ -135,8 +140,13 @@ pub async fn create(
         .db
         .call(
             ctx,
-            "api.contacts_create($3, $4, $5, $6)",
-            &[&c.name, &c.email, &c.phone, &c.owner_id],
+            "api.contacts_create",
+            &[
+                ("p_name", &c.name),
+                ("p_email", &c.email),
+                ("p_phone", &c.phone),
+                ("p_owner_id", &c.owner_id),
+            ],
         )
         .await?;
     Ok(Created(JsonText::from_db(json)?))
@@ -156,7 +166,11 @@ pub async fn get(
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
 ) -> AppResult<JsonText> {
-    JsonText::from_db(app.db.call(ctx, "api.contacts_get($3)", &[&id]).await?)
+    JsonText::from_db(
+        app.db
+            .call(ctx, "api.contacts_get", &[("p_id", &id)])
+            .await?,
+    )
 }
 
 /// Update a contact (only the fields given).
@@ -186,14 +200,14 @@ pub async fn update(
         .db
         .call(
             ctx,
-            "api.contacts_update($3, $4, $5, $6, $7, $8)",
+            "api.contacts_update",
             &[
-                &id,
-                &fields,
-                &p.name.flatten(),
-                &p.email.flatten(),
-                &p.phone.flatten(),
-                &p.owner_id.flatten(),
+                ("p_id", &id),
+                ("p_fields", &fields),
+                ("p_name", &p.name.flatten()),
+                ("p_email", &p.email.flatten()),
+                ("p_phone", &p.phone.flatten()),
+                ("p_owner_id", &p.owner_id.flatten()),
             ],
         )
         .await?;
@@ -216,7 +230,9 @@ pub async fn delete(
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
 ) -> AppResult<StatusCode> {
-    app.db.call(ctx, "api.contacts_delete($3)", &[&id]).await?;
+    app.db
+        .call(ctx, "api.contacts_delete", &[("p_id", &id)])
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -172,18 +172,18 @@ pub async fn list(
         .db
         .call(
             ctx,
-            "api.deals_list($3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "api.deals_list",
             &[
-                &q.page.0,
-                &q.page_size.0,
-                &statuses,
-                &q.stage,
-                &min,
-                &max,
-                &q.owner_id,
-                &q.contact_id,
-                &q.order_by.column(),
-                &q.order.keyword(),
+                ("p_page", &q.page.0),
+                ("p_page_size", &q.page_size.0),
+                ("p_statuses", &statuses),
+                ("p_stage", &q.stage),
+                ("p_min_amount", &min),
+                ("p_max_amount", &max),
+                ("p_owner_id", &q.owner_id),
+                ("p_contact_id", &q.contact_id),
+                ("p_order_by", &q.order_by.column()),
+                ("p_order", &q.order.keyword()),
             ],
         )
         .await?;
@@ -210,13 +210,13 @@ pub async fn create(
         .db
         .call(
             ctx,
-            "api.deals_create($3, $4, $5, $6, $7)",
+            "api.deals_create",
             &[
-                &d.contact_id,
-                &d.title,
-                &d.amount.0,
-                &d.currency,
-                &d.owner_id,
+                ("p_contact_id", &d.contact_id),
+                ("p_title", &d.title),
+                ("p_amount", &d.amount.0),
+                ("p_currency", &d.currency),
+                ("p_owner_id", &d.owner_id),
             ],
         )
         .await?;
@@ -238,7 +238,7 @@ pub async fn get(
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
 ) -> AppResult<JsonText> {
-    JsonText::from_db(app.db.call(ctx, "api.deals_get($3)", &[&id]).await?)
+    JsonText::from_db(app.db.call(ctx, "api.deals_get", &[("p_id", &id)]).await?)
 }
 
 /// Update a deal (only the fields given).
@@ -263,16 +263,16 @@ pub async fn update(
         .db
         .call(
             ctx,
-            "api.deals_update($3, $4, $5, $6, $7, $8, $9, $10)",
+            "api.deals_update",
             &[
-                &id,
-                &p.status,
-                &p.stage,
-                &p.title,
-                &amount,
-                &p.currency,
-                &p.contact_id,
-                &p.owner_id,
+                ("p_id", &id),
+                ("p_status", &p.status),
+                ("p_stage", &p.stage),
+                ("p_title", &p.title),
+                ("p_amount", &amount),
+                ("p_currency", &p.currency),
+                ("p_contact_id", &p.contact_id),
+                ("p_owner_id", &p.owner_id),
             ],
         )
         .await?;
@@ -295,7 +295,9 @@ pub async fn delete(
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
 ) -> AppResult<StatusCode> {
-    app.db.call(ctx, "api.deals_delete($3)", &[&id]).await?;
+    app.db
+        .call(ctx, "api.deals_delete", &[("p_id", &id)])
+        .await?;
     app.deals_changed(ctx);
     Ok(StatusCode::NO_CONTENT)
 }

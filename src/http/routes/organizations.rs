@@ -115,7 +115,7 @@ pub struct MemberPath {
 pub async fn mine(State(app): State<AppState>, AuthUser(user): AuthUser) -> AppResult<JsonText> {
     JsonText::from_db(
         app.db
-            .call(Ctx::user(user), "api.organizations_mine()", &[])
+            .call(Ctx::user(user), "api.organizations_mine", &[])
             .await?,
     )
 }
@@ -138,8 +138,8 @@ pub async fn create(
         .db
         .call(
             Ctx::user(user),
-            "api.organizations_create($3)",
-            &[&req.name],
+            "api.organizations_create",
+            &[("p_name", &req.name)],
         )
         .await?;
     Ok(Created(JsonText::from_db(json)?))
@@ -161,7 +161,7 @@ pub async fn get(
 ) -> AppResult<JsonText> {
     JsonText::from_db(
         app.db
-            .call(Ctx::org(user, path.org_id), "api.organizations_get()", &[])
+            .call(Ctx::org(user, path.org_id), "api.organizations_get", &[])
             .await?,
     )
 }
@@ -186,7 +186,7 @@ pub async fn rename(
     let ctx = Ctx::org(user, path.org_id);
     JsonText::from_db(
         app.db
-            .call(ctx, "api.organizations_rename($3)", &[&req.name])
+            .call(ctx, "api.organizations_rename", &[("p_name", &req.name)])
             .await?,
     )
 }
@@ -207,11 +207,7 @@ pub async fn delete(
     ApiPath(path): ApiPath<OrgPath>,
 ) -> AppResult<StatusCode> {
     app.db
-        .call(
-            Ctx::org(user, path.org_id),
-            "api.organizations_delete()",
-            &[],
-        )
+        .call(Ctx::org(user, path.org_id), "api.organizations_delete", &[])
         .await?;
     app.analytics.invalidate_members(path.org_id);
     Ok(StatusCode::NO_CONTENT)
@@ -233,7 +229,7 @@ pub async fn members(
 ) -> AppResult<JsonText> {
     JsonText::from_db(
         app.db
-            .call(Ctx::org(user, path.org_id), "api.members_list()", &[])
+            .call(Ctx::org(user, path.org_id), "api.members_list", &[])
             .await?,
     )
 }
@@ -259,7 +255,11 @@ pub async fn add_member(
     let ctx = Ctx::org(user, path.org_id);
     let json = app
         .db
-        .call(ctx, "api.members_add($3, $4)", &[&req.email, &req.role])
+        .call(
+            ctx,
+            "api.members_add",
+            &[("p_email", &req.email), ("p_role", &req.role)],
+        )
         .await?;
     Ok(Created(JsonText::from_db(json)?))
 }
@@ -287,8 +287,8 @@ pub async fn change_role(
         .db
         .call(
             ctx,
-            "api.members_set_role($3, $4)",
-            &[&path.user_id, &req.role],
+            "api.members_set_role",
+            &[("p_user_id", &path.user_id), ("p_role", &req.role)],
         )
         .await?;
     app.analytics.invalidate_members(path.org_id);
@@ -316,8 +316,11 @@ pub async fn remove_member(
     app.db
         .call(
             ctx,
-            "api.members_remove($3, $4)",
-            &[&path.user_id, &query.reassign_to],
+            "api.members_remove",
+            &[
+                ("p_user_id", &path.user_id),
+                ("p_reassign_to", &query.reassign_to),
+            ],
         )
         .await?;
     app.analytics.invalidate_members(path.org_id);

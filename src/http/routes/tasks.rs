@@ -108,14 +108,14 @@ pub async fn list(
         .db
         .call(
             ctx,
-            "api.tasks_list($3, $4, $5, $6, $7, $8)",
+            "api.tasks_list",
             &[
-                &q.page.0,
-                &q.page_size.0,
-                &q.deal_id,
-                &q.only_open,
-                &q.due_before,
-                &q.due_after,
+                ("p_page", &q.page.0),
+                ("p_page_size", &q.page_size.0),
+                ("p_deal_id", &q.deal_id),
+                ("p_only_open", &q.only_open),
+                ("p_due_before", &q.due_before),
+                ("p_due_after", &q.due_after),
             ],
         )
         .await?;
@@ -142,8 +142,13 @@ pub async fn create(
         .db
         .call(
             ctx,
-            "api.tasks_create($3, $4, $5, $6)",
-            &[&t.deal_id, &t.title, &t.description, &t.due_date],
+            "api.tasks_create",
+            &[
+                ("p_deal_id", &t.deal_id),
+                ("p_title", &t.title),
+                ("p_description", &t.description),
+                ("p_due_date", &t.due_date),
+            ],
         )
         .await?;
     Ok(Created(JsonText::from_db(json)?))
@@ -163,7 +168,7 @@ pub async fn get(
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
 ) -> AppResult<JsonText> {
-    JsonText::from_db(app.db.call(ctx, "api.tasks_get($3)", &[&id]).await?)
+    JsonText::from_db(app.db.call(ctx, "api.tasks_get", &[("p_id", &id)]).await?)
 }
 
 /// Update a task (only the fields given).
@@ -193,14 +198,14 @@ pub async fn update(
         .db
         .call(
             ctx,
-            "api.tasks_update($3, $4, $5, $6, $7, $8)",
+            "api.tasks_update",
             &[
-                &id,
-                &fields,
-                &p.title.flatten(),
-                &p.description.flatten(),
-                &p.due_date.flatten(),
-                &p.is_done.flatten(),
+                ("p_id", &id),
+                ("p_fields", &fields),
+                ("p_title", &p.title.flatten()),
+                ("p_description", &p.description.flatten()),
+                ("p_due_date", &p.due_date.flatten()),
+                ("p_is_done", &p.is_done.flatten()),
             ],
         )
         .await?;
@@ -222,7 +227,9 @@ pub async fn delete(
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
 ) -> AppResult<StatusCode> {
-    app.db.call(ctx, "api.tasks_delete($3)", &[&id]).await?;
+    app.db
+        .call(ctx, "api.tasks_delete", &[("p_id", &id)])
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
