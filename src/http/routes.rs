@@ -20,8 +20,11 @@ use uuid::Uuid;
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct OrgHeader {
-    /// The organization the request acts in.
+    /// The organization the request acts in (a UUID). Declared as a
+    /// patterned string rather than `format: uuid` so generated clients send
+    /// it as text (openapi-python-client cannot serialize a UUID header).
     #[serde(rename = "X-Organization-Id")]
+    #[param(value_type = String, pattern = "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")]
     pub x_organization_id: Uuid,
 }
 
