@@ -4,7 +4,6 @@
 //! migrate once, one after another.
 
 use anyhow::Context;
-use tokio_postgres::NoTls;
 
 mod embedded {
     refinery::embed_migrations!("sql/migrations");
@@ -16,9 +15,11 @@ include!(concat!(env!("OUT_DIR"), "/repeatable_sql.rs"));
 const MIGRATION_LOCK: i64 = 0x6d_69_6e_69_63_72_6d;
 
 pub async fn run(database_url: &str) -> anyhow::Result<()> {
-    let (mut client, connection) = tokio_postgres::connect(database_url, NoTls)
-        .await
-        .context("connecting to the database to migrate")?;
+    let db = super::tls::parse(database_url).context("parsing DATABASE_URL")?;
+    let (mut client, connection) =
+        db.config.connect(db.tls.clone()).await.with_context(|| {
+            format!("connecting to the database to migrate ({})", db.describe())
+        })?;
     let connection = tokio::spawn(connection);
 
     client
