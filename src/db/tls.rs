@@ -223,9 +223,13 @@ impl std::error::Error for TlsConfigError {
 /// `sslmode` (default `prefer`) and `sslrootcert` (read and checked now).
 pub fn parse(database_url: &str) -> Result<DbConnect, TlsConfigError> {
     let (rest, params) = take_tls_params(database_url)?;
-    let mut config: tokio_postgres::Config = rest
-        .parse()
-        .map_err(|e: tokio_postgres::Error| TlsConfigError::Syntax(e.to_string()))?;
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|e: tokio_postgres::Error| {
+        // Its text is "invalid connection string"; the reason is the source.
+        TlsConfigError::Syntax(match std::error::Error::source(&e) {
+            Some(reason) => error_chain(reason),
+            None => e.to_string(),
+        })
+    })?;
 
     let system_roots = params.sslrootcert.as_deref() == Some("system");
     let mode = match params.sslmode.as_deref() {
@@ -274,6 +278,19 @@ pub fn parse(database_url: &str) -> Result<DbConnect, TlsConfigError> {
         verification,
         roots,
     })
+}
+
+/// An error and its sources, `: `-separated (tokio-postgres errors name
+/// only their kind; the cause is the source).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 /// The crypto provider: ring, passed explicitly (no process-wide default).
