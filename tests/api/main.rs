@@ -16,3 +16,4 @@ mod security;
 mod service;
 mod tasks;
 mod tenancy_probes;
+mod tls;
