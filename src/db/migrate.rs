@@ -4,7 +4,6 @@
 //! migrate once, one after another.
 
 use anyhow::Context;
-use tokio_postgres::NoTls;
 
 mod embedded {
     refinery::embed_migrations!("sql/migrations");
@@ -29,9 +28,11 @@ const RECREATE_API: &str = "
 ";
 
 pub async fn run(database_url: &str) -> anyhow::Result<()> {
-    let (mut client, connection) = tokio_postgres::connect(database_url, NoTls)
-        .await
-        .context("connecting to the database to migrate")?;
+    let db = super::tls::parse(database_url).context("parsing DATABASE_URL")?;
+    let (mut client, connection) =
+        db.config.connect(db.tls.clone()).await.with_context(|| {
+            format!("connecting to the database to migrate ({})", db.describe())
+        })?;
     let connection = tokio::spawn(connection);
 
     client

@@ -11,10 +11,11 @@ use std::time::Duration;
 pub mod localdb;
 pub mod migrate;
 pub mod seed;
+pub mod tls;
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
-use tokio_postgres::{types::ToSql, NoTls};
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 /// Who is acting, and in which organization.
@@ -142,12 +143,17 @@ fn call_sql(function: &str, args: &[Arg<'_>]) -> String {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// For the cancel requests of abandoned statements.
+    tls: tls::MakeRustlsConnect,
 }
 
 impl Db {
     pub fn connect(settings: &PoolSettings, database_url: &str) -> anyhow::Result<Self> {
-        let mut pg: tokio_postgres::Config =
-            database_url.parse().context("parsing DATABASE_URL")?;
+        let tls::DbConnect {
+            config: mut pg,
+            tls,
+            ..
+        } = tls::parse(database_url).context("parsing DATABASE_URL")?;
         let options = format!(
             "{} -c TimeZone=UTC -c statement_timeout={}",
             pg.get_options().unwrap_or_default(),
@@ -158,7 +164,7 @@ impl Db {
             .connect_timeout(Duration::from_secs(3));
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -173,7 +179,7 @@ impl Db {
             .runtime(Runtime::Tokio1)
             .build()
             .context("building the connection pool")?;
-        Ok(Self { pool })
+        Ok(Self { pool, tls })
     }
 
     /// Calls the API function `function` with named arguments
@@ -188,7 +194,7 @@ impl Db {
         args: &[Arg<'_>],
     ) -> Result<Option<String>, DbError> {
         let sql = call_sql(function, args);
-        let mut in_flight = InFlight(Some(self.pool.get().await?));
+        let mut in_flight = InFlight(Some(self.pool.get().await?), &self.tls);
         let client = in_flight.client();
         let statement = client.prepare_cached(&sql).await?;
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(args.len() + 2);
@@ -216,9 +222,9 @@ impl Db {
 /// before the statement ends (request timeout, client gone), the statement is
 /// cancelled, so an abandoned request never commits later; the connection
 /// leaves the pool first, so the cancel cannot hit another request's statement.
-struct InFlight(Option<Object>);
+struct InFlight<'a>(Option<Object>, &'a tls::MakeRustlsConnect);
 
-impl InFlight {
+impl InFlight<'_> {
     fn client(&self) -> &Object {
         self.0.as_ref().expect("in flight")
     }
@@ -229,14 +235,15 @@ impl InFlight {
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if let Some(object) = self.0.take() {
             let client = Object::take(object);
             let token = client.cancel_token();
+            let tls = self.1.clone();
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
-                    let _ = token.cancel_query(NoTls).await;
+                    let _ = token.cancel_query(tls).await;
                     drop(client);
                 });
             }

@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use tokio_postgres::NoTls;
 
 /// Every seeded user's password.
 pub const DEMO_PASSWORD: &str = "demo-password";
@@ -37,7 +36,12 @@ impl SeedArgs {
 }
 
 pub async fn run(database_url: &str, args: SeedArgs) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(database_url, NoTls).await?;
+    let db = super::tls::parse(database_url).context("parsing DATABASE_URL")?;
+    let (client, connection) = db
+        .config
+        .connect(db.tls.clone())
+        .await
+        .with_context(|| format!("connecting to the database to seed ({})", db.describe()))?;
     let connection = tokio::spawn(connection);
     let hash = crate::auth::credentials::hash_password(DEMO_PASSWORD.to_owned()).await?;
     let started = Instant::now();

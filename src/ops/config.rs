@@ -59,6 +59,11 @@ impl Config {
         if database_url.is_some() && jwt_secret.is_none() {
             bail!("JWT_SECRET is required when DATABASE_URL is set");
         }
+        if let Some(url) = &database_url {
+            // sslmode and sslrootcert (the CA file is read now): refused here,
+            // before anything connects.
+            crate::db::tls::parse(url).context("DATABASE_URL")?;
+        }
         if let Some(secret) = &jwt_secret {
             if secret.len() < 32 {
                 bail!("JWT_SECRET must be at least 32 characters");

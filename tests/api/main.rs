@@ -18,3 +18,4 @@ mod security;
 mod service;
 mod tasks;
 mod tenancy_probes;
+mod tls;
