@@ -1,21 +1,41 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
 use minicrm::{
     db::localdb,
-    db::migrate,
+    db::{migrate, seed::SeedArgs},
     ops::config::{Config, LogFormat},
     state::App,
 };
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: minicrm [serve|migrate|seed]
-  serve    apply pending migrations, then serve HTTP (the default)
-  migrate  apply pending migrations and exit
-  seed [--orgs N] [--deals-per-org M]
-           migrate, then add demo organizations with users of every role,
-           contacts, deals, tasks and timelines (password: demo-password)
-Configuration is read from the environment; see README.md.";
+/// A multi-tenant CRM whose rules live in PostgreSQL: the HTTP server and
+/// its maintenance commands.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = "Configuration is read from the environment (DATABASE_URL, JWT_SECRET, \
+                  LISTEN_ADDR, CORS_ALLOWED_ORIGINS, ...); see README.md, \"Configuration\". \
+                  Without DATABASE_URL a local PostgreSQL cluster is started under .data/."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations, then serve HTTP (the default)
+    Serve,
+    /// Apply pending migrations and exit
+    Migrate,
+    /// Migrate, then add demo organizations with users of every role, contacts,
+    /// deals, tasks and timelines (every password: demo-password)
+    Seed(SeedArgs),
+    /// Print the OpenAPI document (no database needed)
+    Openapi,
+}
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -47,8 +67,18 @@ fn return_large_allocations() {}
 #[tokio::main]
 async fn main() -> ExitCode {
     return_large_allocations();
-    let args: Vec<String> = std::env::args().collect();
-    let command = args.get(1).cloned();
+    // Bad arguments exit 2 with usage; --help and --version exit 0.
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
+        println!(
+            "{}",
+            minicrm::http::openapi()
+                .to_pretty_json()
+                .unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -57,36 +87,14 @@ async fn main() -> ExitCode {
         }
     };
     init_logging(config.log_format);
-    let result = match command.as_deref() {
-        None | Some("serve") => serve(config).await,
-        Some("migrate") => database(&config).await.map(|_| ()),
-        Some("seed") => match minicrm::db::seed::SeedArgs::parse(&args[2..]) {
-            Ok(seed) => match database(&config).await {
-                Ok((url, _)) => minicrm::db::seed::run(&url, seed).await,
-                Err(e) => Err(e),
-            },
-            Err(e) => {
-                eprintln!("minicrm: {e:#}");
-                return ExitCode::from(2);
-            }
+    let result = match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => database(&config).await.map(|_| ()),
+        Command::Seed(seed) => match database(&config).await {
+            Ok((url, _)) => minicrm::db::seed::run(&url, seed).await,
+            Err(e) => Err(e),
         },
-        Some("openapi") => {
-            println!(
-                "{}",
-                minicrm::http::openapi()
-                    .to_pretty_json()
-                    .unwrap_or_default()
-            );
-            Ok(())
-        }
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Some(other) => {
-            eprintln!("minicrm: unknown command {other:?}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+        Command::Openapi => unreachable!("handled before the configuration is read"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

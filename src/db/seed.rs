@@ -3,36 +3,19 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 /// Every seeded user's password.
 pub const DEMO_PASSWORD: &str = "demo-password";
 
+#[derive(Clone, Copy, Debug, clap::Args)]
 pub struct SeedArgs {
+    /// Demo organizations to add.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub orgs: i32,
+    /// Deals in each organization (with contacts, tasks and timelines to match).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i32).range(1..=10_000_000))]
     pub deals_per_org: i32,
-}
-
-impl SeedArgs {
-    pub fn parse(args: &[String]) -> anyhow::Result<Self> {
-        let mut seed = SeedArgs {
-            orgs: 1,
-            deals_per_org: 1000,
-        };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-            let n: i32 = value
-                .parse()
-                .with_context(|| format!("{flag} {value}: not a number"))?;
-            match flag.as_str() {
-                "--orgs" if (1..=10_000).contains(&n) => seed.orgs = n,
-                "--deals-per-org" if (1..=10_000_000).contains(&n) => seed.deals_per_org = n,
-                _ => bail!("usage: minicrm seed [--orgs 1..10000] [--deals-per-org 1..10000000]"),
-            }
-        }
-        Ok(seed)
-    }
 }
 
 pub async fn run(database_url: &str, args: SeedArgs) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 mod activities;
 mod analytics;
 mod auth;
+mod cli;
 mod concurrency;
 mod contacts;
 mod conventions;
