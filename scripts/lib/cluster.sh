@@ -1,4 +1,4 @@
-# Shared by scripts/fuzz, scripts/soak and scripts/faults (sourced, not run).
+# Shared by scripts/fuzz, scripts/soak, scripts/faults and scripts/openapi-check (sourced, not run).
 #
 # A throwaway PostgreSQL cluster in a temporary directory (trust auth, C.UTF-8,
 # as the postgres OS user when root), the release binary, minicrm servers
@@ -69,7 +69,7 @@ mc_cleanup() {
     if [ "$rc" != 0 ] || [ -n "${MC_KEEP_LOGS:-}" ]; then
       local keep
       keep=$(mktemp -d "/tmp/minicrm-$MC_NAME-logs.XXXXXX")
-      cp "$MC_TMP"/*.log "$MC_TMP"/*.jsonl "$MC_TMP"/*.txt "$keep"/ 2>/dev/null
+      cp "$MC_TMP"/*.log "$MC_TMP"/*.jsonl "$MC_TMP"/*.txt "$MC_TMP"/*.json "$keep"/ 2>/dev/null
       cp -r "$MC_TMP/report" "$keep"/ 2>/dev/null
       echo "logs kept in $keep" >&2
     fi
