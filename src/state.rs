@@ -3,8 +3,12 @@
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use crate::{
-    auth::credentials::Tokens, auth::ratelimit::RateLimiter, db::Db, http::cache::AnalyticsCache,
-    ops::config::Config, ops::metrics::Metrics,
+    auth::credentials::Tokens,
+    auth::ratelimit::{Quota, RateLimiter},
+    db::Db,
+    http::cache::AnalyticsCache,
+    ops::config::Config,
+    ops::metrics::Metrics,
 };
 
 pub struct App {
@@ -45,13 +49,18 @@ impl App {
 }
 
 impl App {
-    /// Counts a login or registration attempt; past the per-address or
-    /// per-email limit, `Err(seconds until the caller may try again)`.
-    pub fn limit_auth_attempt(&self, address: Option<IpAddr>, email: &str) -> Result<(), u64> {
+    /// Counts a login or registration attempt against the per-address and
+    /// the per-email limit. The answer is the tighter of the two: `Err` when
+    /// either is exceeded.
+    pub fn limit_auth_attempt(&self, address: Option<IpAddr>, email: &str) -> Result<Quota, Quota> {
         let address = address.map(|a| a.to_string()).unwrap_or_default();
-        self.auth_by_address
-            .check(&address)
-            .and_then(|()| self.auth_by_email.check(&email.trim().to_lowercase()))
+        let by_address = self.auth_by_address.check(&address)?;
+        let by_email = self.auth_by_email.check(&email.trim().to_lowercase())?;
+        Ok(if by_email.remaining < by_address.remaining {
+            by_email
+        } else {
+            by_address
+        })
     }
 }
 

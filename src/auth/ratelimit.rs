@@ -7,6 +7,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// Where a key stands in its window, for the `RateLimit-*` headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the window resets (at least 1).
+    pub reset: u64,
+}
+
 pub struct RateLimiter {
     limit: u32,
     window: Duration,
@@ -22,9 +31,9 @@ impl RateLimiter {
         }
     }
 
-    /// Counts an attempt for `key`; `Err(seconds until the window resets)`
-    /// when the key is over its limit.
-    pub fn check(&self, key: &str) -> Result<(), u64> {
+    /// Counts an attempt for `key`: `Ok` with what is left of the window, or
+    /// `Err` when the key is over its limit.
+    pub fn check(&self, key: &str) -> Result<Quota, Quota> {
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if windows.len() > 100_000 {
@@ -34,12 +43,17 @@ impl RateLimiter {
         if now.duration_since(entry.0) >= self.window {
             *entry = (now, 0);
         }
-        entry.1 += 1;
+        entry.1 = entry.1.saturating_add(1);
+        let left = self.window.saturating_sub(now.duration_since(entry.0));
+        let quota = Quota {
+            limit: self.limit,
+            remaining: self.limit.saturating_sub(entry.1),
+            reset: left.as_secs().max(1),
+        };
         if entry.1 > self.limit {
-            let left = self.window.saturating_sub(now.duration_since(entry.0));
-            return Err(left.as_secs().max(1));
+            return Err(quota);
         }
-        Ok(())
+        Ok(quota)
     }
 }
 
@@ -50,9 +64,12 @@ mod tests {
     #[test]
     fn a_key_over_its_limit_is_refused_until_the_window_ends() {
         let limiter = RateLimiter::new(2, Duration::from_millis(50));
-        assert!(limiter.check("a").is_ok());
-        assert!(limiter.check("a").is_ok());
-        assert!(limiter.check("a").is_err());
+        assert_eq!(limiter.check("a").map(|q| q.remaining), Ok(1));
+        assert_eq!(
+            limiter.check("a").map(|q| (q.limit, q.remaining)),
+            Ok((2, 0))
+        );
+        assert_eq!(limiter.check("a").map_err(|q| q.remaining), Err(0));
         assert!(limiter.check("b").is_ok());
         std::thread::sleep(Duration::from_millis(60));
         assert!(limiter.check("a").is_ok());

@@ -4,7 +4,7 @@
 use axum::{
     body::Bytes,
     extract::{rejection::BytesRejection, FromRequest, FromRequestParts, Request},
-    http::{header, request::Parts, StatusCode},
+    http::{header, request::Parts, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde::de::DeserializeOwned;
@@ -224,12 +224,22 @@ impl IntoResponse for JsonText {
     }
 }
 
-/// 201 Created with a JSON body.
-pub struct Created<T>(pub T);
+/// 201 Created with a JSON body and the `Location` of what was created.
+pub struct Created<T> {
+    pub location: String,
+    pub body: T,
+}
 
 impl<T: IntoResponse> IntoResponse for Created<T> {
     fn into_response(self) -> Response {
-        (StatusCode::CREATED, self.0).into_response()
+        let location =
+            HeaderValue::try_from(self.location).unwrap_or_else(|_| HeaderValue::from_static("/"));
+        (
+            StatusCode::CREATED,
+            [(header::LOCATION, location)],
+            self.body,
+        )
+            .into_response()
     }
 }
 
@@ -238,6 +248,25 @@ impl JsonText {
     pub fn from_db(json: Option<String>) -> crate::http::problem::AppResult<Self> {
         json.map(JsonText)
             .ok_or_else(|| anyhow::anyhow!("the database returned no result").into())
+    }
+
+    /// A created record, found at `{collection}/{its key field}` (the key is
+    /// usually `id`).
+    pub fn created(
+        json: Option<String>,
+        collection: &str,
+        key: &str,
+    ) -> crate::http::problem::AppResult<Created<Self>> {
+        let body = Self::from_db(json)?;
+        let record: serde_json::Value =
+            serde_json::from_str(&body.0).map_err(anyhow::Error::from)?;
+        let id = record[key]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("the created record has no {key}"))?;
+        Ok(Created {
+            location: format!("{collection}/{id}"),
+            body,
+        })
     }
 }
 

@@ -11,16 +11,21 @@ use std::time::Duration;
 
 use axum::{
     extract::{DefaultBodyLimit, Request},
-    http::StatusCode,
+    http::{header, HeaderName, HeaderValue, Method, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     Router,
+};
+use tower_http::{
+    compression::CompressionLayer,
+    cors::{AllowOrigin, CorsLayer},
 };
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
     http::{problem::Problem, routes::*},
+    ops::config::CorsOrigins,
     state::AppState,
 };
 
@@ -54,21 +59,69 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn app(state: AppState) -> Router {
     let request_timeout = state.config.request_timeout;
     let (routes, doc) = registry().split_for_parts();
-    routes
+    let mut router = routes
         .merge(openapi::docs(openapi::finish(doc)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // tower-http's TimeoutLayer answers with an empty body; ours is a problem.
         .layer(middleware::from_fn(move |req, next| {
             time_limit(request_timeout, req, next)
         }))
-        // Outermost, so the request id, the span, the metrics and the log line
-        // cover every answer, the timeout's and the fallbacks' included.
+        .layer(compression());
+    // Preflights are answered before routing (no 405 for OPTIONS).
+    if let Some(origins) = &state.config.cors_allowed_origins {
+        router = router.layer(cors(origins));
+    }
+    // Outermost, so the request id, the span, the metrics and the log line
+    // cover every answer, the timeout's, the preflights' and the fallbacks'.
+    router
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             crate::ops::metrics::observe,
         ))
         .with_state(state)
+}
+
+/// gzip or br when the client accepts it; tower-http's default predicate
+/// never compresses `text/event-stream` (nor images, gRPC, bodies under 32 bytes).
+pub fn compression() -> CompressionLayer {
+    CompressionLayer::new().gzip(true).br(true)
+}
+
+/// CORS for browser front ends on the configured origins. Tokens travel in
+/// `Authorization`, never in cookies, so credentials are not allowed.
+fn cors(origins: &CorsOrigins) -> CorsLayer {
+    let allow_origin = match origins {
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => {
+            AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        }
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            HeaderName::from_static(extract::ORG_HEADER),
+            crate::ops::metrics::REQUEST_ID,
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([
+            header::LOCATION,
+            header::ETAG,
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+            crate::ops::metrics::REQUEST_ID,
+            routes::auth::RATELIMIT_LIMIT,
+            routes::auth::RATELIMIT_REMAINING,
+            routes::auth::RATELIMIT_RESET,
+            HeaderName::from_static("x-cache"),
+        ])
+        .max_age(Duration::from_secs(3600))
 }
 
 /// A request that takes longer than `limit` is answered 503 rather than left

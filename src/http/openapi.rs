@@ -126,6 +126,12 @@ fn shared_responses() -> Vec<(&'static str, &'static str, Response)> {
     ]
 }
 
+/// Operations limited per client address and per email (`App::limit_auth_attempt`):
+/// every answer carries the `RateLimit-*` headers.
+const RATE_LIMITED: [&str; 2] = ["auth_register", "auth_login"];
+/// Operations whose success carries tokens: `Cache-Control: no-store`.
+const CARRIES_TOKENS: [&str; 3] = ["auth_register", "auth_login", "auth_refresh"];
+
 /// Adds what every operation shares (see the module comment).
 pub fn finish(mut doc: OpenApi) -> OpenApi {
     let components = doc.components.get_or_insert_with(Default::default);
@@ -220,10 +226,44 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
                     ),
                 );
             }
+            let id = op.operation_id.clone().unwrap_or_default();
+            let rate_limited = RATE_LIMITED.contains(&id.as_str());
+            if rate_limited {
+                op.responses.responses.insert(
+                    "429".to_owned(),
+                    RefOr::T(
+                        shared(
+                            "Too many attempts for this email or client address: `rate_limited`",
+                        )
+                        .build(),
+                    ),
+                );
+            }
             for (status, response) in op.responses.responses.iter_mut() {
                 let RefOr::T(response) = response else {
                     continue;
                 };
+                if rate_limited {
+                    for (name, text) in [
+                        ("RateLimit-Limit", "Attempts allowed per window (a minute)."),
+                        ("RateLimit-Remaining", "Attempts left in this window."),
+                        ("RateLimit-Reset", "Seconds until the window resets."),
+                    ] {
+                        response.headers.insert(
+                            name.to_owned(),
+                            header(text, utoipa::openapi::schema::Type::Integer),
+                        );
+                    }
+                }
+                if CARRIES_TOKENS.contains(&id.as_str()) && status.starts_with('2') {
+                    response.headers.insert(
+                        "Cache-Control".to_owned(),
+                        header(
+                            "`no-store`: the body holds credentials.",
+                            utoipa::openapi::schema::Type::String,
+                        ),
+                    );
+                }
                 response
                     .headers
                     .entry(REQUEST_ID_HEADER.to_owned())

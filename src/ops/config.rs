@@ -23,6 +23,57 @@ pub struct Config {
     /// Login and registration attempts per email, and per client address, per minute.
     pub auth_attempts_per_email: u32,
     pub auth_attempts_per_address: u32,
+    /// Origins a browser may call the API from (`CORS_ALLOWED_ORIGINS`);
+    /// `None`: no CORS headers at all (the default).
+    pub cors_allowed_origins: Option<CorsOrigins>,
+}
+
+/// `CORS_ALLOWED_ORIGINS`: `*`, or a comma-separated list of origins
+/// (`scheme://host[:port]`, http or https, nothing after the authority).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorsOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+impl std::str::FromStr for CorsOrigins {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.trim() == "*" {
+            return Ok(CorsOrigins::Any);
+        }
+        let origins: Vec<String> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|origin| {
+                let uri: axum::http::Uri = origin
+                    .parse()
+                    .map_err(|_| format!("{origin:?} is not an origin"))?;
+                let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+                    return Err(format!(
+                        "{origin:?} is not an origin (scheme://host[:port])"
+                    ));
+                };
+                if !matches!(scheme, "http" | "https") {
+                    return Err(format!("{origin:?}: the scheme must be http or https"));
+                }
+                let canonical = format!("{scheme}://{authority}");
+                if origin != canonical || authority.as_str().contains('@') {
+                    return Err(format!(
+                        "{origin:?} is not an origin: no path, query, user or trailing slash \
+                         (did you mean {canonical:?}?)"
+                    ));
+                }
+                Ok(canonical)
+            })
+            .collect::<Result<_, _>>()?;
+        if origins.is_empty() {
+            return Err("no origin given (use * or a comma-separated list)".into());
+        }
+        Ok(CorsOrigins::List(origins))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +145,12 @@ impl Config {
             log_format,
             auth_attempts_per_email: parsed("AUTH_ATTEMPTS_PER_EMAIL_PER_MINUTE", 10)?,
             auth_attempts_per_address: parsed("AUTH_ATTEMPTS_PER_ADDRESS_PER_MINUTE", 60)?,
+            cors_allowed_origins: var("CORS_ALLOWED_ORIGINS")
+                .map(|v| {
+                    v.parse()
+                        .map_err(|e| anyhow::anyhow!("CORS_ALLOWED_ORIGINS is not valid: {e}"))
+                })
+                .transpose()?,
         })
         .context("reading configuration")
     }
@@ -118,6 +175,36 @@ impl Config {
             log_format: LogFormat::Text,
             auth_attempts_per_email: 10,
             auth_attempts_per_address: 60,
+            cors_allowed_origins: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CorsOrigins;
+
+    #[test]
+    fn cors_origins_are_origins_and_nothing_more() {
+        assert_eq!("*".parse(), Ok(CorsOrigins::Any));
+        assert_eq!(
+            "https://app.example.com, http://localhost:3000".parse(),
+            Ok(CorsOrigins::List(vec![
+                "https://app.example.com".into(),
+                "http://localhost:3000".into()
+            ]))
+        );
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "ftp://example.com",
+            "https://user@example.com",
+            "https://example.com?x=1",
+            ",",
+            "https://exa mple.com",
+        ] {
+            assert!(bad.parse::<CorsOrigins>().is_err(), "{bad} accepted");
         }
     }
 }

@@ -80,3 +80,16 @@ fn openapi_prints_the_document_without_a_database() {
         "the printed document is the served one"
     );
 }
+
+#[test]
+fn a_malformed_cors_setting_is_refused_at_startup() {
+    let out = Command::new(env!("CARGO_BIN_EXE_minicrm"))
+        .arg("migrate")
+        .env_remove("DATABASE_URL")
+        .env("CORS_ALLOWED_ORIGINS", "https://app.example.com/")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("CORS_ALLOWED_ORIGINS"), "{err}");
+}

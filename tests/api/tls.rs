@@ -128,19 +128,30 @@ async fn require_migrates_and_serves_over_tls() {
     assert_eq!(all_ssl, Some(true), "a pooled session is not encrypted");
 
     // An abandoned statement is cancelled (InFlight::drop), over TLS too.
+    // Db::call takes named arguments, which pg_sleep has not: a wrapper.
+    app_connect(&url)
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE FUNCTION public.sleep_for(p_seconds float8) RETURNS void \
+             LANGUAGE sql AS 'SELECT pg_sleep(p_seconds)'; \
+             GRANT EXECUTE ON FUNCTION public.sleep_for(float8) TO minicrm_api",
+        )
+        .await
+        .unwrap();
     let db = Db::connect(&settings(), &url).unwrap();
     let abandoned = tokio::time::timeout(
         Duration::from_millis(300),
-        db.call(Ctx::ANONYMOUS, "pg_sleep(30)", &[]),
+        db.call(Ctx::ANONYMOUS, "public.sleep_for", &[("p_seconds", &30f64)]),
     )
     .await;
-    assert!(abandoned.is_err(), "pg_sleep(30) ended: {abandoned:?}");
+    assert!(abandoned.is_err(), "sleep_for(30) ended: {abandoned:?}");
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let running: i64 = admin
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = $1 AND state = 'active' AND query LIKE '%pg_sleep(30)%app.act_as%'",
+                 WHERE datname = $1 AND state = 'active' AND query LIKE '%sleep_for(p_seconds => $3)%app.act_as%'",
                 &[&name],
             )
             .await

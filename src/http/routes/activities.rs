@@ -165,7 +165,11 @@ pub async fn create(
             ],
         )
         .await?;
-    Ok(Created(JsonText::from_db(json)?))
+    // There is no URL per activity: the Location is the timeline it is on.
+    Ok(Created {
+        location: format!("/api/v1/deals/{deal_id}/activities"),
+        body: JsonText::from_db(json)?,
+    })
 }
 
 /// The routes of this module, each registered with its OpenAPI operation.

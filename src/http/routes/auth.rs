@@ -1,6 +1,11 @@
 //! POST /auth/register, /auth/login, /auth/refresh, /auth/logout.
 
-use axum::{extract::State, http::StatusCode, Json};
+use axum::{
+    extract::State,
+    http::{header, HeaderName, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -8,6 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::credentials::{hash_password, new_refresh_token, refresh_token_hash, verify_password},
+    auth::ratelimit::Quota,
     db::Ctx,
     http::extract::{ApiJson, ClientAddr, Created},
     http::problem::{AppResult, Problem},
@@ -77,6 +83,22 @@ pub struct RegisterResponse {
     pub expires_in: u64,
 }
 
+/// A response that carries credentials: no cache may keep it (RFC 6749 §5.1).
+pub struct NoStore<T>(pub T);
+
+impl<T: IntoResponse> IntoResponse for NoStore<T> {
+    fn into_response(self) -> Response {
+        (
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::PRAGMA, "no-cache"),
+            ],
+            self.0,
+        )
+            .into_response()
+    }
+}
+
 fn invalid_credentials() -> Problem {
     Problem::new(
         StatusCode::UNAUTHORIZED,
@@ -85,18 +107,35 @@ fn invalid_credentials() -> Problem {
     )
 }
 
-/// 429 past the attempt limits (`App::limit_auth_attempt`).
-fn limit(app: &AppState, addr: Option<std::net::IpAddr>, email: &str) -> AppResult<()> {
-    app.limit_auth_attempt(addr, email).map_err(|seconds| {
-        let mut p = Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many attempts; try again later",
-        );
-        p.retry_after = Some(seconds);
-        p.into()
-    })
+/// Runs `attempt` unless the attempt limits are exceeded (429 with
+/// `Retry-After`), and tells the client where it stands on every answer:
+/// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds).
+async fn limited<R: IntoResponse>(
+    quota: Result<Quota, Quota>,
+    attempt: impl std::future::Future<Output = AppResult<R>>,
+) -> Response {
+    let (mut response, quota) = match quota {
+        Ok(quota) => (attempt.await.into_response(), quota),
+        Err(quota) => {
+            let mut p = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many attempts; try again later",
+            );
+            p.retry_after = Some(quota.reset);
+            (p.into_response(), quota)
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(RATELIMIT_LIMIT, quota.limit.into());
+    headers.insert(RATELIMIT_REMAINING, quota.remaining.into());
+    headers.insert(RATELIMIT_RESET, quota.reset.into());
+    response
 }
+
+pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 fn tokens(app: &AppState, user_id: Uuid, refresh_token: String) -> AppResult<TokenPair> {
     Ok(TokenPair {
@@ -120,14 +159,20 @@ fn parse<T: serde::de::DeserializeOwned>(json: Option<String>) -> AppResult<T> {
         (status = 201, description = "Registered; the caller owns the new organization", body = RegisterResponse),
         (status = 400, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Email already registered (any case): `users_email_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts for this email or client address: `rate_limited`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn register(
     State(app): State<AppState>,
     ClientAddr(addr): ClientAddr,
     ApiJson(req): ApiJson<RegisterRequest>,
-) -> AppResult<Created<Json<RegisterResponse>>> {
-    limit(&app, addr, &req.email)?;
+) -> Response {
+    let quota = app.limit_auth_attempt(addr, &req.email);
+    limited(quota, register_attempt(app, req)).await
+}
+
+async fn register_attempt(
+    app: AppState,
+    req: RegisterRequest,
+) -> AppResult<Created<NoStore<Json<RegisterResponse>>>> {
     let hashed = hash_password(req.password.0).await?;
     let (refresh, refresh_hash) = new_refresh_token();
     let expires = app.tokens.refresh_expires_at();
@@ -148,14 +193,17 @@ pub async fn register(
         .await?;
     let Registered { user, organization } = parse(json)?;
     let tokens = tokens(&app, user.id, refresh)?;
-    Ok(Created(Json(RegisterResponse {
-        user,
-        organization,
-        access_token: tokens.access_token,
-        refresh_token: tokens.refresh_token,
-        token_type: tokens.token_type,
-        expires_in: tokens.expires_in,
-    })))
+    Ok(Created {
+        location: "/api/v1/users/me".to_owned(),
+        body: NoStore(Json(RegisterResponse {
+            user,
+            organization,
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            token_type: tokens.token_type,
+            expires_in: tokens.expires_in,
+        })),
+    })
 }
 
 #[derive(Deserialize)]
@@ -172,14 +220,17 @@ struct Credentials {
         (status = 200, description = "Logged in", body = TokenPair),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Wrong email or password (the same answer for both): `invalid_credentials`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts for this email or client address: `rate_limited`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn login(
     State(app): State<AppState>,
     ClientAddr(addr): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> AppResult<Json<TokenPair>> {
-    limit(&app, addr, &req.email)?;
+) -> Response {
+    let quota = app.limit_auth_attempt(addr, &req.email);
+    limited(quota, login_attempt(app, req)).await
+}
+
+async fn login_attempt(app: AppState, req: LoginRequest) -> AppResult<NoStore<Json<TokenPair>>> {
     let json = app
         .db
         .call(
@@ -213,7 +264,7 @@ pub async fn login(
             ],
         )
         .await?;
-    Ok(Json(tokens(&app, user_id, refresh)?))
+    Ok(NoStore(Json(tokens(&app, user_id, refresh)?)))
 }
 
 #[derive(Deserialize)]
@@ -234,7 +285,7 @@ struct Rotation {
 pub async fn refresh(
     State(app): State<AppState>,
     ApiJson(req): ApiJson<RefreshRequest>,
-) -> AppResult<Json<TokenPair>> {
+) -> AppResult<NoStore<Json<TokenPair>>> {
     let (refresh, new_hash) = new_refresh_token();
     let expires = app.tokens.refresh_expires_at();
     let json = app
@@ -251,7 +302,7 @@ pub async fn refresh(
         .await?;
     let rotation: Rotation = parse(json)?;
     match (rotation.outcome.as_str(), rotation.user_id) {
-        ("ok", Some(user_id)) => Ok(Json(tokens(&app, user_id, refresh)?)),
+        ("ok", Some(user_id)) => Ok(NoStore(Json(tokens(&app, user_id, refresh)?))),
         ("reused", _) => Err(Problem::new(
             StatusCode::UNAUTHORIZED,
             "refresh_token_reused",

@@ -149,7 +149,7 @@ pub async fn create(
             ],
         )
         .await?;
-    Ok(Created(JsonText::from_db(json)?))
+    JsonText::created(json, "/api/v1/contacts", "id")
 }
 
 /// Get a contact.

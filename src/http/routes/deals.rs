@@ -221,7 +221,7 @@ pub async fn create(
         )
         .await?;
     app.deals_changed(ctx);
-    Ok(Created(JsonText::from_db(json)?))
+    JsonText::created(json, "/api/v1/deals", "id")
 }
 
 /// Get a deal.

@@ -142,7 +142,7 @@ pub async fn create(
             &[("p_name", &req.name)],
         )
         .await?;
-    Ok(Created(JsonText::from_db(json)?))
+    JsonText::created(json, "/api/v1/organizations", "id")
 }
 
 /// An organization the caller belongs to.
@@ -261,7 +261,11 @@ pub async fn add_member(
             &[("p_email", &req.email), ("p_role", &req.role)],
         )
         .await?;
-    Ok(Created(JsonText::from_db(json)?))
+    JsonText::created(
+        json,
+        &format!("/api/v1/organizations/{}/members", path.org_id),
+        "user_id",
+    )
 }
 
 /// Change a member's role.

@@ -151,7 +151,7 @@ pub async fn create(
             ],
         )
         .await?;
-    Ok(Created(JsonText::from_db(json)?))
+    JsonText::created(json, "/api/v1/tasks", "id")
 }
 
 /// Get a task.
