@@ -127,6 +127,14 @@ impl From<anyhow::Error> for AppError {
     }
 }
 
+fn internal() -> Problem {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "an unexpected error occurred",
+    )
+}
+
 fn unavailable() -> Problem {
     let mut p = Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -165,11 +173,7 @@ impl AppError {
             }
             AppError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "an unexpected error occurred",
-                )
+                internal()
             }
             AppError::Db(e) => from_db(e),
         }
@@ -261,9 +265,9 @@ pub fn from_db(e: tokio_postgres::Error) -> Problem {
             return unavailable();
         }
         _ => {
+            // Logged once, here, with the SQLSTATE (not again as an internal error).
             tracing::error!(sqlstate, error = %db, "unexpected database error");
-            let mut p =
-                AppError::Internal(anyhow::anyhow!("database error {sqlstate}")).into_problem();
+            let mut p = internal();
             p.db_error = Some(K::Internal);
             return p;
         }
