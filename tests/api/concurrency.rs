@@ -176,14 +176,8 @@ async fn audit(app: &TestApp, deal: Uuid) -> Vec<Audit> {
 }
 
 /// (from, to, author) of a deal's timeline rows of one type, oldest first.
-async fn changes(
-    app: &TestApp,
-    user: &TestUser,
-    org: Uuid,
-    deal: Uuid,
-    kind: &str,
-) -> Vec<(String, String, Option<Uuid>)> {
-    let mut rows = app.timeline(user, org, deal).await;
+async fn changes(user: &TestUser, deal: Uuid, kind: &str) -> Vec<(String, String, Option<Uuid>)> {
+    let mut rows = user.timeline(deal).await;
     let total = rows.len();
     assert!(total < 100, "the timeline has more than one page");
     rows.reverse();
@@ -255,8 +249,8 @@ async fn concurrent_status_and_stage_changes_each_leave_exactly_one_timeline_row
     let owner = app.register("ann").await;
     let admin = app.member_of(&owner, "ada", "admin").await;
     let org = owner.org_id;
-    let contact = app.contact(&owner, org, "Client").await;
-    let deal = app.deal(&owner, org, contact, "Big one", "1000.00").await;
+    let contact = owner.contact("Client").await;
+    let deal = owner.deal(contact, "Big one", "1000.00").await;
     install_deal_audit(&app).await;
     warm_up(&app, &owner, org, 16).await;
 
@@ -322,9 +316,7 @@ async fn concurrent_status_and_stage_changes_each_leave_exactly_one_timeline_row
         status = a.new_status.clone();
         stage = a.new_stage.clone();
     }
-    let current = app
-        .read(&owner, org, &format!("/api/v1/deals/{deal}"))
-        .await;
+    let current = owner.read(&format!("/api/v1/deals/{deal}")).await;
     assert_eq!(
         (
             current["status"].as_str().unwrap(),
@@ -334,8 +326,8 @@ async fn concurrent_status_and_stage_changes_each_leave_exactly_one_timeline_row
     );
 
     // The timeline: one row per actual change, in order, by the right author.
-    let status_rows = changes(&app, &owner, org, deal, "status_changed").await;
-    let stage_rows = changes(&app, &owner, org, deal, "stage_changed").await;
+    let status_rows = changes(&owner, deal, "status_changed").await;
+    let stage_rows = changes(&owner, deal, "stage_changed").await;
     let want_status: Vec<_> = applied
         .iter()
         .filter(|a| a.old_status != a.new_status)
@@ -381,13 +373,10 @@ async fn a_manager_cannot_slip_a_stage_rollback_past_r5_while_the_owner_moves_fo
     let org = boss.org_id;
     let seller = app.member_of(&boss, "sam", "member").await;
     let manager = app.member_of(&boss, "max", "manager").await;
-    let contact = app.contact(&seller, org, "Client").await;
+    let contact = seller.contact("Client").await;
     let mut deals = Vec::new();
     for i in 0..DEALS {
-        deals.push(
-            app.deal(&seller, org, contact, &format!("Deal {i}"), "100.00")
-                .await,
-        );
+        deals.push(seller.deal(contact, &format!("Deal {i}"), "100.00").await);
     }
     install_deal_audit(&app).await;
     warm_up(&app, &boss, org, 2 * DEALS).await;
@@ -504,7 +493,7 @@ async fn a_manager_cannot_slip_a_stage_rollback_past_r5_while_the_owner_moves_fo
                 );
             }
         }
-        let rows = changes(&app, &boss, org, deal, "stage_changed").await;
+        let rows = changes(&boss, deal, "stage_changed").await;
         for (from, to, author) in &rows {
             assert!(
                 stage_rank(to) > stage_rank(from),
@@ -517,7 +506,7 @@ async fn a_manager_cannot_slip_a_stage_rollback_past_r5_while_the_owner_moves_fo
             );
         }
         assert_chain(&rows, "qualification", "closed", "stage_changed");
-        let current = app.read(&boss, org, &format!("/api/v1/deals/{deal}")).await;
+        let current = boss.read(&format!("/api/v1/deals/{deal}")).await;
         assert_eq!(current["stage"], "closed");
     }
     assert_totals_match(&app, org).await;
@@ -532,7 +521,7 @@ async fn removing_a_member_while_they_create_leaves_nothing_owned_by_a_non_membe
     let owner = app.register("olga").await;
     let admin = app.member_of(&owner, "adam", "admin").await;
     let org = owner.org_id;
-    let shared = app.contact(&owner, org, "Shared client").await;
+    let shared = owner.contact("Shared client").await;
     let db = app.sql().await;
 
     let mut anomalies = Vec::new();
@@ -542,7 +531,7 @@ async fn removing_a_member_while_they_create_leaves_nothing_owned_by_a_non_membe
             .member_of(&owner, &format!("leaver{round}"), "member")
             .await;
         // They own something already, so the removal has to reassign.
-        let first = app.contact(&leaver, org, "Own client").await;
+        let first = leaver.contact("Own client").await;
         warm_up(&app, &owner, org, WORKERS + 1).await;
 
         let barrier = Arc::new(Barrier::new(WORKERS + 1));

@@ -1,3 +1,4 @@
+use axum::http::Method;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -20,12 +21,11 @@ async fn contacts_create_get_update_delete() {
     let ann = app.register("ann").await;
     let org = ann.org_id;
 
-    let created = app
-        .post("/api/v1/contacts")
-        .token(&ann.access_token)
-        .org(org)
-        .json(json!({"name": "  Grace Hopper ", "email": "grace@navy.mil", "phone": "+1 555 0100"}))
-        .send()
+    let created = ann
+        .post(
+            "/api/v1/contacts",
+            json!({"name": "  Grace Hopper ", "email": "grace@navy.mil", "phone": "+1 555 0100"}),
+        )
         .await;
     let c = created.ok(201).clone();
     assert_fields(&c, &CONTACT_FIELDS);
@@ -40,23 +40,19 @@ async fn contacts_create_get_update_delete() {
     let path = format!("/api/v1/contacts/{id}");
 
     // Email and phone are optional.
-    let bare = app
-        .create_contact(&ann, org, json!({"name": "No Details"}))
+    let bare = ann
+        .create("/api/v1/contacts", json!({"name": "No Details"}))
         .await;
     assert_fields(&bare, &CONTACT_FIELDS);
     assert_eq!(bare["email"], json!(null));
     assert_eq!(bare["phone"], json!(null));
 
-    let got = app.read(&ann, org, &path).await;
+    let got = ann.read(&path).await;
     assert_eq!(got, c);
 
     // PATCH is partial; email and phone may be cleared with null.
-    let res = app
-        .patch(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .json(json!({"name": "Rear Admiral Hopper", "phone": null}))
-        .send()
+    let res = ann
+        .patch(&path, json!({"name": "Rear Admiral Hopper", "phone": null}))
         .await;
     let updated = res.ok(200).clone();
     assert_fields(&updated, &CONTACT_FIELDS);
@@ -65,7 +61,7 @@ async fn contacts_create_get_update_delete() {
     assert_eq!(updated["phone"], json!(null));
     assert_eq!(updated["created_at"], c["created_at"]);
     assert_ne!(updated["updated_at"], c["updated_at"]);
-    assert_eq!(app.read(&ann, org, &path).await, updated);
+    assert_eq!(ann.read(&path).await, updated);
 
     // Invalid values are 400 and change nothing.
     for (body, code) in [
@@ -75,15 +71,9 @@ async fn contacts_create_get_update_delete() {
         (json!({"colour": "blue"}), "validation_failed"),
         (json!({"name": 42}), "validation_failed"),
     ] {
-        app.patch(&path)
-            .token(&ann.access_token)
-            .org(org)
-            .json(body)
-            .send()
-            .await
-            .problem(400, code);
+        ann.patch(&path, body).await.problem(400, code);
     }
-    assert_eq!(app.read(&ann, org, &path).await, updated);
+    assert_eq!(ann.read(&path).await, updated);
     for (body, code) in [
         (json!({"name": ""}), "contacts_name_invalid"),
         (
@@ -93,61 +83,31 @@ async fn contacts_create_get_update_delete() {
         (json!({"email": "x@example.com"}), "validation_failed"),
         (json!({"name": "X", "extra": 1}), "validation_failed"),
     ] {
-        app.post("/api/v1/contacts")
-            .token(&ann.access_token)
-            .org(org)
-            .json(body)
-            .send()
-            .await
-            .problem(400, code);
+        ann.post("/api/v1/contacts", body).await.problem(400, code);
     }
-    app.post("/api/v1/contacts")
-        .token(&ann.access_token)
-        .org(org)
+    ann.req(Method::POST, "/api/v1/contacts")
         .raw("application/json", "{\"name\": ")
-        .send()
         .await
         .problem(400, "malformed_json");
-    app.post("/api/v1/contacts")
-        .token(&ann.access_token)
-        .org(org)
+    ann.req(Method::POST, "/api/v1/contacts")
         .raw("text/plain", "name=x")
-        .send()
         .await
         .problem(400, "unsupported_content_type");
-    let list = app.read(&ann, org, "/api/v1/contacts").await;
+    let list = ann.read("/api/v1/contacts").await;
     assert_eq!(page_items(&list, 1, 20, 2).len(), 2);
 
     // Delete: 204, then 404 everywhere.
-    let res = app
-        .delete(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await;
+    let res = ann.delete(&path).await;
     assert_eq!(res.status, 204);
     assert_eq!(res.body, json!(null));
     for res in [
-        app.get(&path)
-            .token(&ann.access_token)
-            .org(org)
-            .send()
-            .await,
-        app.patch(&path)
-            .token(&ann.access_token)
-            .org(org)
-            .json(json!({"name": "ghost"}))
-            .send()
-            .await,
-        app.delete(&path)
-            .token(&ann.access_token)
-            .org(org)
-            .send()
-            .await,
+        ann.get(&path).await,
+        ann.patch(&path, json!({"name": "ghost"})).await,
+        ann.delete(&path).await,
     ] {
         res.problem(404, "contact_not_found");
     }
-    let list = app.read(&ann, org, "/api/v1/contacts").await;
+    let list = ann.read("/api/v1/contacts").await;
     assert_eq!(ids(&page_items(&list, 1, 20, 1)), vec![id_of(&bare)]);
 }
 
@@ -155,40 +115,31 @@ async fn contacts_create_get_update_delete() {
 async fn contacts_list_pages_newest_first() {
     let app = TestApp::spawn().await;
     let ann = app.register("ann").await;
-    let org = ann.org_id;
     let mut created = Vec::new();
     for i in 0..25 {
-        created.push(app.contact(&ann, org, &format!("Contact {i:02}")).await);
+        created.push(ann.contact(&format!("Contact {i:02}")).await);
     }
     let newest_first: Vec<Uuid> = created.iter().rev().copied().collect();
 
     // Defaults: page 1, page_size 20.
-    let body = app.read(&ann, org, "/api/v1/contacts").await;
+    let body = ann.read("/api/v1/contacts").await;
     let items = page_items(&body, 1, 20, 25);
     assert_eq!(ids(&items), newest_first[..20]);
     for item in &items {
         assert_fields(item, &CONTACT_FIELDS);
     }
-    let body = app.read(&ann, org, "/api/v1/contacts?page=2").await;
+    let body = ann.read("/api/v1/contacts?page=2").await;
     assert_eq!(ids(&page_items(&body, 2, 20, 25)), newest_first[20..]);
-    let body = app
-        .read(&ann, org, "/api/v1/contacts?page=3&page_size=10")
-        .await;
+    let body = ann.read("/api/v1/contacts?page=3&page_size=10").await;
     assert_eq!(ids(&page_items(&body, 3, 10, 25)), newest_first[20..]);
-    let body = app
-        .read(&ann, org, "/api/v1/contacts?page=2&page_size=7")
-        .await;
+    let body = ann.read("/api/v1/contacts?page=2&page_size=7").await;
     assert_eq!(ids(&page_items(&body, 2, 7, 25)), newest_first[7..14]);
-    let body = app
-        .read(&ann, org, "/api/v1/contacts?page=1&page_size=100")
-        .await;
+    let body = ann.read("/api/v1/contacts?page=1&page_size=100").await;
     assert_eq!(ids(&page_items(&body, 1, 100, 25)), newest_first);
-    let body = app
-        .read(&ann, org, "/api/v1/contacts?page=9&page_size=1")
-        .await;
+    let body = ann.read("/api/v1/contacts?page=9&page_size=1").await;
     assert_eq!(ids(&page_items(&body, 9, 1, 25)), newest_first[8..9]);
     // Past the end: an empty page, same total.
-    let body = app.read(&ann, org, "/api/v1/contacts?page=4").await;
+    let body = ann.read("/api/v1/contacts?page=4").await;
     assert!(page_items(&body, 4, 20, 25).is_empty());
 }
 
@@ -196,15 +147,13 @@ async fn contacts_list_pages_newest_first() {
 async fn contacts_search_is_case_insensitive_and_literal() {
     let app = TestApp::spawn().await;
     let ann = app.register("ann").await;
-    let org = ann.org_id;
     let mk = |name: &str, email: Option<&str>| {
         let body = match email {
             Some(e) => json!({"name": name, "email": e}),
             None => json!({"name": name}),
         };
-        let app = &app;
         let ann = &ann;
-        async move { id_of(&app.create_contact(ann, org, body).await) }
+        async move { id_of(&ann.create("/api/v1/contacts", body).await) }
     };
     let alice = mk("Alice Smith", Some("alice@wonder.land")).await;
     let bob = mk("Bob", Some("BOB.SMITH@example.com")).await;
@@ -215,12 +164,9 @@ async fn contacts_search_is_case_insensitive_and_literal() {
     let backslash = mk("Back\\slash", None).await;
 
     let search = |q: &'static str| {
-        let app = &app;
         let ann = &ann;
         async move {
-            let body = app
-                .read(ann, org, &format!("/api/v1/contacts?search={q}"))
-                .await;
+            let body = ann.read(&format!("/api/v1/contacts?search={q}")).await;
             let mut got = ids(body["items"].as_array().unwrap());
             assert_eq!(body["total"], json!(got.len()), "total for {q}");
             got.sort();
@@ -251,8 +197,8 @@ async fn contacts_search_is_case_insensitive_and_literal() {
         "plain letters still match"
     );
     // Search combines with paging.
-    let body = app
-        .read(&ann, org, "/api/v1/contacts?search=GMBH&page_size=1&page=2")
+    let body = ann
+        .read("/api/v1/contacts?search=GMBH&page_size=1&page=2")
         .await;
     let items = page_items(&body, 2, 1, 2);
     // Newest first: snakeXcase, then snake_case.
@@ -266,36 +212,36 @@ async fn contacts_owner_filter_and_the_role_table() {
     let manager = app.member_of(&owner, "manager", "manager").await;
     let mia = app.member_of(&owner, "mia", "member").await;
     let max = app.member_of(&owner, "max", "member").await;
-    let org = owner.org_id;
 
     // Members create contacts owned by themselves.
-    let mias = app.contact(&mia, org, "Mia's client").await;
-    let maxs = app.contact(&max, org, "Max's client").await;
-    let owners = app.contact(&owner, org, "Owner's client").await;
+    let mias = mia.contact("Mia's client").await;
+    let maxs = max.contact("Max's client").await;
+    let owners = owner.contact("Owner's client").await;
     // ... and may name themselves explicitly.
-    let c = app
-        .create_contact(&mia, org, json!({"name": "Mine too", "owner_id": mia.id}))
+    let c = mia
+        .create(
+            "/api/v1/contacts",
+            json!({"name": "Mine too", "owner_id": mia.id}),
+        )
         .await;
     assert_eq!(c["owner_id"], mia.id.to_string());
     let mias2 = id_of(&c);
 
     // A member may not create a contact for someone else.
-    let p = app
-        .post("/api/v1/contacts")
-        .token(&mia.access_token)
-        .org(org)
-        .json(json!({"name": "For Max", "owner_id": max.id}))
-        .send()
+    let p = mia
+        .post(
+            "/api/v1/contacts",
+            json!({"name": "For Max", "owner_id": max.id}),
+        )
         .await;
     assert_eq!(
         p.problem(403, "role_forbidden")["errors"][0]["field"],
         "owner_id"
     );
     // A manager may.
-    let c = app
-        .create_contact(
-            &manager,
-            org,
+    let c = manager
+        .create(
+            "/api/v1/contacts",
             json!({"name": "For Max", "owner_id": max.id}),
         )
         .await;
@@ -303,132 +249,79 @@ async fn contacts_owner_filter_and_the_role_table() {
     let for_max = id_of(&c);
     // owner_id must be a member of this organization.
     let stranger = app.register("stranger").await;
-    app.post("/api/v1/contacts")
-        .token(&owner.access_token)
-        .org(org)
-        .json(json!({"name": "Nobody's", "owner_id": stranger.id}))
-        .send()
+    owner
+        .post(
+            "/api/v1/contacts",
+            json!({"name": "Nobody's", "owner_id": stranger.id}),
+        )
         .await
         .problem(404, "contacts_owner_id_not_member");
 
     // Everyone reads everything.
-    let all = app.read(&mia, org, "/api/v1/contacts").await;
+    let all = mia.read("/api/v1/contacts").await;
     assert_eq!(page_items(&all, 1, 20, 5).len(), 5);
-    app.read(&mia, org, &format!("/api/v1/contacts/{maxs}"))
-        .await;
+    mia.read(&format!("/api/v1/contacts/{maxs}")).await;
 
     // owner_id filter: members only by themselves.
-    let mine = app
-        .read(&mia, org, &format!("/api/v1/contacts?owner_id={}", mia.id))
+    let mine = mia
+        .read(&format!("/api/v1/contacts?owner_id={}", mia.id))
         .await;
     assert_eq!(ids(&page_items(&mine, 1, 20, 2)), vec![mias2, mias]);
-    app.get(&format!("/api/v1/contacts?owner_id={}", max.id))
-        .token(&mia.access_token)
-        .org(org)
-        .send()
+    mia.get(&format!("/api/v1/contacts?owner_id={}", max.id))
         .await
         .problem(403, "role_forbidden");
-    let maxes = app
-        .read(
-            &manager,
-            org,
-            &format!("/api/v1/contacts?owner_id={}", max.id),
-        )
+    let maxes = manager
+        .read(&format!("/api/v1/contacts?owner_id={}", max.id))
         .await;
     assert_eq!(ids(&page_items(&maxes, 1, 20, 2)), vec![for_max, maxs]);
-    let combined = app
-        .read(
-            &owner,
-            org,
-            &format!("/api/v1/contacts?owner_id={}&search=for", max.id),
-        )
+    let combined = owner
+        .read(&format!("/api/v1/contacts?owner_id={}&search=for", max.id))
         .await;
     assert_eq!(ids(&page_items(&combined, 1, 20, 1)), vec![for_max]);
 
     // A member may not change, reassign or delete someone else's contact.
     let maxs_path = format!("/api/v1/contacts/{maxs}");
-    let before = app.read(&owner, org, &maxs_path).await;
-    app.patch(&maxs_path)
-        .token(&mia.access_token)
-        .org(org)
-        .json(json!({"name": "Stolen"}))
-        .send()
+    let before = owner.read(&maxs_path).await;
+    mia.patch(&maxs_path, json!({"name": "Stolen"}))
         .await
         .problem(403, "role_forbidden");
-    app.patch(&maxs_path)
-        .token(&mia.access_token)
-        .org(org)
-        .json(json!({"owner_id": mia.id}))
-        .send()
+    mia.patch(&maxs_path, json!({"owner_id": mia.id}))
         .await
         .problem(403, "role_forbidden");
-    app.delete(&maxs_path)
-        .token(&mia.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(403, "role_forbidden");
-    assert_eq!(app.read(&owner, org, &maxs_path).await, before);
+    mia.delete(&maxs_path).await.problem(403, "role_forbidden");
+    assert_eq!(owner.read(&maxs_path).await, before);
     // Nor give away their own.
     let mias_path = format!("/api/v1/contacts/{mias}");
-    app.patch(&mias_path)
-        .token(&mia.access_token)
-        .org(org)
-        .json(json!({"owner_id": max.id}))
-        .send()
+    mia.patch(&mias_path, json!({"owner_id": max.id}))
         .await
         .problem(403, "role_forbidden");
-    assert_eq!(
-        app.read(&owner, org, &mias_path).await["owner_id"],
-        mia.id.to_string()
-    );
+    assert_eq!(owner.read(&mias_path).await["owner_id"], mia.id.to_string());
     // But may change and delete their own.
-    let res = app
-        .patch(&mias_path)
-        .token(&mia.access_token)
-        .org(org)
-        .json(json!({"email": "client@mia.example"}))
-        .send()
+    let res = mia
+        .patch(&mias_path, json!({"email": "client@mia.example"}))
         .await;
     assert_eq!(res.ok(200)["email"], "client@mia.example");
 
     // A manager may change, reassign and delete other members' contacts.
-    let res = app
-        .patch(&maxs_path)
-        .token(&manager.access_token)
-        .org(org)
-        .json(json!({"name": "Handed over", "owner_id": mia.id}))
-        .send()
+    let res = manager
+        .patch(
+            &maxs_path,
+            json!({"name": "Handed over", "owner_id": mia.id}),
+        )
         .await;
     let body = res.ok(200);
     assert_eq!(body["owner_id"], mia.id.to_string());
     assert_eq!(body["name"], "Handed over");
-    app.patch(&maxs_path)
-        .token(&manager.access_token)
-        .org(org)
-        .json(json!({"owner_id": stranger.id}))
-        .send()
+    manager
+        .patch(&maxs_path, json!({"owner_id": stranger.id}))
         .await
         .problem(404, "contacts_owner_id_not_member");
-    assert_eq!(
-        app.read(&owner, org, &maxs_path).await["owner_id"],
-        mia.id.to_string()
-    );
-    let res = app
-        .delete(&format!("/api/v1/contacts/{for_max}"))
-        .token(&manager.access_token)
-        .org(org)
-        .send()
-        .await;
+    assert_eq!(owner.read(&maxs_path).await["owner_id"], mia.id.to_string());
+    let res = manager.delete(&format!("/api/v1/contacts/{for_max}")).await;
     assert_eq!(res.status, 204);
-    let res = app
-        .delete(&mias_path)
-        .token(&mia.access_token)
-        .org(org)
-        .send()
-        .await;
+    let res = mia.delete(&mias_path).await;
     assert_eq!(res.status, 204);
-    let left = app.read(&owner, org, "/api/v1/contacts").await;
+    let left = owner.read("/api/v1/contacts").await;
     let mut left = ids(&page_items(&left, 1, 20, 3));
     left.sort();
     let mut want = vec![maxs, owners, mias2];
@@ -441,7 +334,7 @@ async fn contacts_reject_bad_query_values_and_headers() {
     let app = TestApp::spawn().await;
     let ann = app.register("ann").await;
     let org = ann.org_id;
-    let id = app.contact(&ann, org, "Someone").await;
+    let id = ann.contact("Someone").await;
     for query in [
         "page_size=500",
         "page_size=101",
@@ -454,38 +347,20 @@ async fn contacts_reject_bad_query_values_and_headers() {
         "colour=blue",
         "order_by=name",
     ] {
-        let res = app
-            .get(&format!("/api/v1/contacts?{query}"))
-            .token(&ann.access_token)
-            .org(org)
-            .send()
-            .await;
+        let res = ann.get(&format!("/api/v1/contacts?{query}")).await;
         let p = res.problem(400, "invalid_query_parameter");
         assert!(p["errors"][0]["field"].is_string(), "{query}: {p}");
     }
-    app.get("/api/v1/contacts/not-a-uuid")
-        .token(&ann.access_token)
-        .org(org)
-        .send()
+    ann.get("/api/v1/contacts/not-a-uuid")
         .await
         .problem(400, "invalid_path_parameter");
-    app.patch("/api/v1/contacts/not-a-uuid")
-        .token(&ann.access_token)
-        .org(org)
-        .json(json!({"name": "x"}))
-        .send()
+    ann.patch("/api/v1/contacts/not-a-uuid", json!({"name": "x"}))
         .await
         .problem(400, "invalid_path_parameter");
-    app.delete("/api/v1/contacts/1234")
-        .token(&ann.access_token)
-        .org(org)
-        .send()
+    ann.delete("/api/v1/contacts/1234")
         .await
         .problem(400, "invalid_path_parameter");
-    app.get(&format!("/api/v1/contacts/{}", Uuid::new_v4()))
-        .token(&ann.access_token)
-        .org(org)
-        .send()
+    ann.get(&format!("/api/v1/contacts/{}", Uuid::new_v4()))
         .await
         .problem(404, "contact_not_found");
 
@@ -496,28 +371,23 @@ async fn contacts_reject_bad_query_values_and_headers() {
         res.problem(401, "unauthenticated");
         assert_eq!(res.headers["www-authenticate"], "Bearer");
         app.get(p).send().await.problem(401, "unauthenticated");
-        let res = app.get(p).token(&ann.access_token).send().await;
+        let res = ann.no_org().get(p).await;
         assert_eq!(
             res.problem(400, "organization_header_missing")["errors"][0]["field"],
             "X-Organization-Id"
         );
-        app.get(p)
-            .token(&ann.access_token)
+        ann.no_org()
+            .req(Method::GET, p)
             .header("X-Organization-Id", "acme")
-            .send()
             .await
             .problem(400, "organization_header_invalid");
-        app.get(p)
-            .token(&ann.access_token)
-            .org(Uuid::new_v4())
-            .send()
+        ann.in_org(Uuid::new_v4())
+            .get(p)
             .await
             .problem(404, "organization_not_found");
     }
-    app.post("/api/v1/contacts")
-        .token(&ann.access_token)
-        .json(json!({"name": "x"}))
-        .send()
+    ann.no_org()
+        .post("/api/v1/contacts", json!({"name": "x"}))
         .await
         .problem(400, "organization_header_missing");
     app.post("/api/v1/contacts")
@@ -536,37 +406,19 @@ async fn contacts_reject_bad_query_values_and_headers() {
     // An organization the user is not a member of: 404 for reads and writes.
     let eve = app.register("eve").await;
     for res in [
-        app.get("/api/v1/contacts")
-            .token(&eve.access_token)
-            .org(org)
-            .send()
+        eve.in_org(org).get("/api/v1/contacts").await,
+        eve.in_org(org).get(&path).await,
+        eve.in_org(org)
+            .post("/api/v1/contacts", json!({"name": "Planted"}))
             .await,
-        app.get(&path)
-            .token(&eve.access_token)
-            .org(org)
-            .send()
+        eve.in_org(org)
+            .patch(&path, json!({"name": "Defaced"}))
             .await,
-        app.post("/api/v1/contacts")
-            .token(&eve.access_token)
-            .org(org)
-            .json(json!({"name": "Planted"}))
-            .send()
-            .await,
-        app.patch(&path)
-            .token(&eve.access_token)
-            .org(org)
-            .json(json!({"name": "Defaced"}))
-            .send()
-            .await,
-        app.delete(&path)
-            .token(&eve.access_token)
-            .org(org)
-            .send()
-            .await,
+        eve.in_org(org).delete(&path).await,
     ] {
         res.problem(404, "organization_not_found");
     }
-    let list = app.read(&ann, org, "/api/v1/contacts").await;
+    let list = ann.read("/api/v1/contacts").await;
     let items = page_items(&list, 1, 20, 1);
     assert_eq!(items[0]["name"], "Someone");
 }
@@ -579,99 +431,60 @@ async fn contacts_of_another_organization_are_404_r8() {
     // ann2 also belongs to Bob's organization (her token is valid there), yet
     // a request acting in her own organization cannot touch Bob's records.
     let ann_in_b = app.member_of(&bob, "ann2", "admin").await;
-    let theirs = app.contact(&bob, bob.org_id, "Bob's client").await;
+    let theirs = bob.contact("Bob's client").await;
     let path = format!("/api/v1/contacts/{theirs}");
-    let before = app.read(&bob, bob.org_id, &path).await;
+    let before = bob.read(&path).await;
     for (user, org) in [(&ann, ann.org_id), (&ann_in_b, ann_in_b.org_id)] {
-        app.get(&path)
-            .token(&user.access_token)
-            .org(org)
-            .send()
+        user.in_org(org)
+            .get(&path)
             .await
             .problem(404, "contact_not_found");
-        app.patch(&path)
-            .token(&user.access_token)
-            .org(org)
-            .json(json!({"name": "Defaced"}))
-            .send()
+        user.in_org(org)
+            .patch(&path, json!({"name": "Defaced"}))
             .await
             .problem(404, "contact_not_found");
-        app.delete(&path)
-            .token(&user.access_token)
-            .org(org)
-            .send()
+        user.in_org(org)
+            .delete(&path)
             .await
             .problem(404, "contact_not_found");
-        let list = app.read(user, org, "/api/v1/contacts").await;
+        let list = user.in_org(org).read("/api/v1/contacts").await;
         assert!(page_items(&list, 1, 20, 0).is_empty());
     }
-    assert_eq!(app.read(&bob, bob.org_id, &path).await, before);
+    assert_eq!(bob.read(&path).await, before);
     // The same user, acting in Bob's organization, sees it.
-    assert_eq!(app.read(&ann_in_b, bob.org_id, &path).await, before);
+    assert_eq!(ann_in_b.read(&path).await, before);
 }
 
 #[tokio::test]
 async fn a_contact_with_deals_cannot_be_deleted_r2() {
     let app = TestApp::spawn().await;
     let ann = app.register("ann").await;
-    let org = ann.org_id;
-    let contact = app.contact(&ann, org, "Client").await;
+    let contact = ann.contact("Client").await;
     let path = format!("/api/v1/contacts/{contact}");
-    let open = app.deal(&ann, org, contact, "Open deal", "100").await;
-    let lost = app.deal(&ann, org, contact, "Lost deal", "50").await;
-    app.patch(&format!("/api/v1/deals/{lost}"))
-        .token(&ann.access_token)
-        .org(org)
-        .json(json!({"status": "lost", "stage": "closed"}))
-        .send()
-        .await
-        .ok(200);
-    let before = app.read(&ann, org, &path).await;
-    app.delete(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(409, "contact_has_deals");
-    assert_eq!(app.read(&ann, org, &path).await, before);
+    let open = ann.deal(contact, "Open deal", "100").await;
+    let lost = ann.deal(contact, "Lost deal", "50").await;
+    ann.patch(
+        &format!("/api/v1/deals/{lost}"),
+        json!({"status": "lost", "stage": "closed"}),
+    )
+    .await
+    .ok(200);
+    let before = ann.read(&path).await;
+    ann.delete(&path).await.problem(409, "contact_has_deals");
+    assert_eq!(ann.read(&path).await, before);
     // Still refused with only a closed, lost deal left.
-    let res = app
-        .delete(&format!("/api/v1/deals/{open}"))
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await;
+    let res = ann.delete(&format!("/api/v1/deals/{open}")).await;
     assert_eq!(res.status, 204);
-    app.delete(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(409, "contact_has_deals");
-    assert_eq!(app.read(&ann, org, &path).await, before);
-    let deals = app
-        .read(&ann, org, &format!("/api/v1/deals?contact_id={contact}"))
+    ann.delete(&path).await.problem(409, "contact_has_deals");
+    assert_eq!(ann.read(&path).await, before);
+    let deals = ann
+        .read(&format!("/api/v1/deals?contact_id={contact}"))
         .await;
     assert_eq!(ids(&page_items(&deals, 1, 20, 1)), vec![lost]);
     // With no deals left, it can go.
-    let res = app
-        .delete(&format!("/api/v1/deals/{lost}"))
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await;
+    let res = ann.delete(&format!("/api/v1/deals/{lost}")).await;
     assert_eq!(res.status, 204);
-    let res = app
-        .delete(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await;
+    let res = ann.delete(&path).await;
     assert_eq!(res.status, 204);
-    app.get(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(404, "contact_not_found");
+    ann.get(&path).await.problem(404, "contact_not_found");
 }

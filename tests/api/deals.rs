@@ -1,3 +1,4 @@
+use axum::http::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -21,25 +22,9 @@ fn deal_path(id: Uuid) -> String {
     format!("/api/v1/deals/{id}")
 }
 
-/// PATCH /deals/{id} as `user` in `org`.
-async fn patch_deal(
-    app: &TestApp,
-    user: &TestUser,
-    org: Uuid,
-    id: Uuid,
-    body: Value,
-) -> crate::helpers::TestResponse {
-    app.patch(&deal_path(id))
-        .token(&user.access_token)
-        .org(org)
-        .json(body)
-        .send()
-        .await
-}
-
 /// The deal list's ids for a query string.
-async fn list_ids(app: &TestApp, user: &TestUser, org: Uuid, query: &str) -> Vec<Uuid> {
-    let body = app.read(user, org, &format!("/api/v1/deals?{query}")).await;
+async fn list_ids(user: &TestUser, query: &str) -> Vec<Uuid> {
+    let body = user.read(&format!("/api/v1/deals?{query}")).await;
     let items = body["items"].as_array().unwrap().clone();
     assert_eq!(body["total"], json!(items.len()), "total for {query}");
     for item in &items {
@@ -53,14 +38,8 @@ async fn deals_create_get_update_delete() {
     let app = TestApp::spawn().await;
     let ann = app.register("ann").await;
     let org = ann.org_id;
-    let contact = app.contact(&ann, org, "Client").await;
-    let res = app
-        .post("/api/v1/deals")
-        .token(&ann.access_token)
-        .org(org)
-        .json(json!({"contact_id": contact, "title": " Big deal ", "amount": 10000, "currency": "EUR"}))
-        .send()
-        .await;
+    let contact = ann.contact("Client").await;
+    let res = ann.post("/api/v1/deals", json!({"contact_id": contact, "title": " Big deal ", "amount": 10000, "currency": "EUR"})).await;
     let deal = res.ok(201).clone();
     assert_fields(&deal, &DEAL_FIELDS);
     assert_eq!(deal["organization_id"], org.to_string());
@@ -75,23 +54,21 @@ async fn deals_create_get_update_delete() {
     assert_timestamp(&deal["updated_at"]);
     let id = id_of(&deal);
     let path = deal_path(id);
-    assert_eq!(app.read(&ann, org, &path).await, deal);
+    assert_eq!(ann.read(&path).await, deal);
 
     // A new deal's timeline holds its creation.
-    let timeline = app.timeline(&ann, org, id).await;
+    let timeline = ann.timeline(id).await;
     assert_eq!(timeline.len(), 1);
     assert_eq!(timeline[0]["type"], "system");
     assert_eq!(timeline[0]["deal_id"], id.to_string());
 
     // PATCH is partial.
-    let res = patch_deal(
-        &app,
-        &ann,
-        org,
-        id,
-        json!({"title": "Bigger deal", "amount": "12000.5", "currency": "USD"}),
-    )
-    .await;
+    let res = ann
+        .patch(
+            &deal_path(id),
+            json!({"title": "Bigger deal", "amount": "12000.5", "currency": "USD"}),
+        )
+        .await;
     let updated = res.ok(200).clone();
     assert_fields(&updated, &DEAL_FIELDS);
     assert_eq!(updated["title"], "Bigger deal");
@@ -102,14 +79,16 @@ async fn deals_create_get_update_delete() {
     assert_eq!(updated["created_at"], deal["created_at"]);
     assert_ne!(updated["updated_at"], deal["updated_at"]);
     // null means "not given".
-    let res = patch_deal(&app, &ann, org, id, json!({"title": null, "amount": null})).await;
+    let res = ann
+        .patch(&deal_path(id), json!({"title": null, "amount": null}))
+        .await;
     assert_eq!(res.ok(200)["title"], "Bigger deal");
     assert_eq!(res.body["amount"], "12000.50");
     // Neither title nor amount changes are on the timeline.
-    assert_eq!(app.timeline_types(&ann, org, id).await, ["system"]);
+    assert_eq!(ann.timeline_types(id).await, ["system"]);
 
     // Invalid patches change nothing.
-    let current = app.read(&ann, org, &path).await;
+    let current = ann.read(&path).await;
     for (body, status, code) in [
         (json!({"title": " "}), 400, "deals_title_invalid"),
         (json!({"status": "pending"}), 400, "validation_failed"),
@@ -126,61 +105,36 @@ async fn deals_create_get_update_delete() {
             "deals_contact_id_not_found",
         ),
     ] {
-        patch_deal(&app, &ann, org, id, body)
-            .await
-            .problem(status, code);
+        ann.patch(&deal_path(id), body).await.problem(status, code);
     }
-    assert_eq!(app.read(&ann, org, &path).await, current);
+    assert_eq!(ann.read(&path).await, current);
 
     // Delete takes the timeline and tasks along.
-    let task = app.task(&ann, org, id, "Follow up", 1).await;
-    let res = app
-        .delete(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await;
+    let task = ann.task(id, "Follow up", 1).await;
+    let res = ann.delete(&path).await;
     assert_eq!(res.status, 204);
     assert_eq!(res.body, json!(null));
-    app.get(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
+    ann.get(&path).await.problem(404, "deal_not_found");
+    ann.patch(&deal_path(id), json!({"title": "ghost"}))
         .await
         .problem(404, "deal_not_found");
-    patch_deal(&app, &ann, org, id, json!({"title": "ghost"}))
+    ann.delete(&path).await.problem(404, "deal_not_found");
+    ann.get(&format!("{path}/activities"))
         .await
         .problem(404, "deal_not_found");
-    app.delete(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(404, "deal_not_found");
-    app.get(&format!("{path}/activities"))
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(404, "deal_not_found");
-    app.get(&format!("/api/v1/tasks/{task}"))
-        .token(&ann.access_token)
-        .org(org)
-        .send()
+    ann.get(&format!("/api/v1/tasks/{task}"))
         .await
         .problem(404, "task_not_found");
-    assert!(list_ids(&app, &ann, org, "").await.is_empty());
+    assert!(list_ids(&ann, "").await.is_empty());
     // The contact stays.
-    app.read(&ann, org, &format!("/api/v1/contacts/{contact}"))
-        .await;
+    ann.read(&format!("/api/v1/contacts/{contact}")).await;
 }
 
 #[tokio::test]
 async fn deal_amounts_are_exact_and_validated() {
     let app = TestApp::spawn().await;
     let ann = app.register("ann").await;
-    let org = ann.org_id;
-    let contact = app.contact(&ann, org, "Client").await;
+    let contact = ann.contact("Client").await;
     let raw = |amount: &str, currency: &str| {
         format!(
             r#"{{"contact_id": "{contact}", "title": "Deal", "amount": {amount}, "currency": "{currency}"}}"#
@@ -199,17 +153,14 @@ async fn deal_amounts_are_exact_and_validated() {
         ("1.50", "1.50"),
         ("1e2", "100.00"),
     ] {
-        let res = app
-            .post("/api/v1/deals")
-            .token(&ann.access_token)
-            .org(org)
+        let res = ann
+            .req(Method::POST, "/api/v1/deals")
             .raw("application/json", raw(amount, "EUR"))
-            .send()
             .await;
         assert_eq!(res.ok(201)["amount"], want, "amount {amount}");
         created += 1;
         // And it reads back the same.
-        let got = app.read(&ann, org, &deal_path(id_of(&res.body))).await;
+        let got = ann.read(&deal_path(id_of(&res.body))).await;
         assert_eq!(got["amount"], want);
     }
     for (amount, currency, code) in [
@@ -227,12 +178,9 @@ async fn deal_amounts_are_exact_and_validated() {
         ("10", "EU", "deals_currency_invalid"),
         ("10", "E1R", "deals_currency_invalid"),
     ] {
-        let res = app
-            .post("/api/v1/deals")
-            .token(&ann.access_token)
-            .org(org)
+        let res = ann
+            .req(Method::POST, "/api/v1/deals")
             .raw("application/json", raw(amount, currency))
-            .send()
             .await;
         let p = res.problem(400, code);
         let field = if code == "deals_currency_invalid" {
@@ -250,36 +198,30 @@ async fn deal_amounts_are_exact_and_validated() {
         json!({"contact_id": contact, "title": "Deal", "amount": 1}),
         json!({"contact_id": contact, "title": "Deal", "amount": 1, "currency": "EUR", "status": "won"}),
     ] {
-        app.post("/api/v1/deals")
-            .token(&ann.access_token)
-            .org(org)
-            .json(body)
-            .send()
+        ann.post("/api/v1/deals", body)
             .await
             .problem(400, "validation_failed");
     }
-    let body = app.read(&ann, org, "/api/v1/deals?page_size=100").await;
+    let body = ann.read("/api/v1/deals?page_size=100").await;
     page_items(&body, 1, 100, created);
 
     // The same rules on PATCH, and a rejected PATCH changes nothing.
     let id = id_of(&body["items"][0]);
     let path = deal_path(id);
-    let res = patch_deal(&app, &ann, org, id, json!({"amount": 0.5})).await;
+    let res = ann.patch(&deal_path(id), json!({"amount": 0.5})).await;
     assert_eq!(res.ok(200)["amount"], "0.50");
-    let res = patch_deal(&app, &ann, org, id, json!({"amount": "77.7"})).await;
+    let res = ann.patch(&deal_path(id), json!({"amount": "77.7"})).await;
     assert_eq!(res.ok(200)["amount"], "77.70");
-    let before = app.read(&ann, org, &path).await;
+    let before = ann.read(&path).await;
     for (body, code) in [
         (json!({"amount": "0.001"}), "validation_failed"),
         (json!({"amount": -1}), "deals_amount_negative"),
         (json!({"amount": "x"}), "validation_failed"),
         (json!({"currency": "usd"}), "deals_currency_invalid"),
     ] {
-        patch_deal(&app, &ann, org, id, body)
-            .await
-            .problem(400, code);
+        ann.patch(&deal_path(id), body).await.problem(400, code);
     }
-    assert_eq!(app.read(&ann, org, &path).await, before);
+    assert_eq!(ann.read(&path).await, before);
 }
 
 /// Out-of-range amounts and over-long currencies are validation errors like
@@ -288,8 +230,7 @@ async fn deal_amounts_are_exact_and_validated() {
 async fn deal_amount_overflow_and_long_currency_name_their_field() {
     let app = TestApp::spawn().await;
     let ann = app.register("ann").await;
-    let org = ann.org_id;
-    let contact = app.contact(&ann, org, "Client").await;
+    let contact = ann.contact("Client").await;
     let mut got = Vec::new();
     let mut want = Vec::new();
     for (amount, currency, field) in [
@@ -297,13 +238,7 @@ async fn deal_amount_overflow_and_long_currency_name_their_field() {
         (json!(1e20), "EUR", "amount"),
         (json!(1), "EURO", "currency"),
     ] {
-        let res = app
-            .post("/api/v1/deals")
-            .token(&ann.access_token)
-            .org(org)
-            .json(json!({"contact_id": contact, "title": "Huge", "amount": amount, "currency": currency}))
-            .send()
-            .await;
+        let res = ann.post("/api/v1/deals", json!({"contact_id": contact, "title": "Huge", "amount": amount, "currency": currency})).await;
         let case = format!("amount {amount}, currency {currency}");
         got.push((
             case.clone(),
@@ -313,7 +248,7 @@ async fn deal_amount_overflow_and_long_currency_name_their_field() {
         want.push((case, 400, json!(field)));
     }
     assert_eq!(got, want);
-    let body = app.read(&ann, org, "/api/v1/deals").await;
+    let body = ann.read("/api/v1/deals").await;
     assert!(page_items(&body, 1, 20, 0).is_empty());
 }
 
@@ -341,18 +276,14 @@ async fn pipeline() -> Pipeline {
     let mo = app.member_of(&ann, "mo", "manager").await;
     let mia = app.member_of(&ann, "mia", "member").await;
     let org = ann.org_id;
-    let c1 = app.contact(&ann, org, "First client").await;
-    let c2 = app.contact(&mia, org, "Second client").await;
-    let d1 = app.deal(&ann, org, c1, "alpha", "100").await;
-    let d2 = app.deal(&ann, org, c1, "bravo", "250.50").await;
-    let d3 = app.deal(&mia, org, c2, "charlie", "1000").await;
-    let d4 = app.deal(&mia, org, c2, "delta", "0").await;
+    let c1 = ann.contact("First client").await;
+    let c2 = mia.contact("Second client").await;
+    let d1 = ann.deal(c1, "alpha", "100").await;
+    let d2 = ann.deal(c1, "bravo", "250.50").await;
+    let d3 = mia.deal(c2, "charlie", "1000").await;
+    let d4 = mia.deal(c2, "delta", "0").await;
     let d5 = id_of(
-        &app.create_deal(
-            &mo,
-            org,
-            json!({"contact_id": c1, "title": "echo", "amount": 250.5, "currency": "EUR", "owner_id": mia.id}),
-        )
+        &mo.create("/api/v1/deals", json!({"contact_id": c1, "title": "echo", "amount": 250.5, "currency": "EUR", "owner_id": mia.id}))
         .await,
     );
     for (user, id, body) in [
@@ -366,7 +297,7 @@ async fn pipeline() -> Pipeline {
         (&mia, d5, json!({"stage": "negotiation"})),
         (&ann, d1, json!({"title": "alpha"})),
     ] {
-        patch_deal(&app, user, org, id, body).await.ok(200);
+        user.in_org(org).patch(&deal_path(id), body).await.ok(200);
     }
     Pipeline {
         app,
@@ -383,18 +314,17 @@ async fn pipeline() -> Pipeline {
 #[tokio::test]
 async fn deals_list_filters() {
     let Pipeline {
-        app,
         ann,
         mo,
         mia,
-        org,
         c1,
         c2,
         d: [d1, d2, d3, d4, d5],
+        ..
     } = pipeline().await;
-    let q = |query: &'static str| list_ids(&app, &ann, org, query);
+    let q = |query: &'static str| list_ids(&ann, query);
     // Default: newest first, envelope with page 1, page_size 20.
-    let body = app.read(&ann, org, "/api/v1/deals").await;
+    let body = ann.read("/api/v1/deals").await;
     assert_eq!(ids(&page_items(&body, 1, 20, 5)), vec![d5, d4, d3, d2, d1]);
     let d5_item = &body["items"][0];
     assert_eq!(d5_item["owner_id"], mia.id.to_string());
@@ -426,47 +356,39 @@ async fn deals_list_filters() {
     );
     assert_eq!(q("min_amount=2000").await, Vec::<Uuid>::new());
     // Owner and contact.
-    let by_mia = list_ids(&app, &ann, org, &format!("owner_id={}", mia.id)).await;
+    let by_mia = list_ids(&ann, &format!("owner_id={}", mia.id)).await;
     assert_eq!(by_mia, vec![d5, d4, d3]);
-    let by_ann = list_ids(&app, &mo, org, &format!("owner_id={}", ann.id)).await;
+    let by_ann = list_ids(&mo, &format!("owner_id={}", ann.id)).await;
     assert_eq!(by_ann, vec![d2, d1]);
-    let by_c1 = list_ids(&app, &ann, org, &format!("contact_id={c1}")).await;
+    let by_c1 = list_ids(&ann, &format!("contact_id={c1}")).await;
     assert_eq!(by_c1, vec![d5, d2, d1]);
-    let by_c2 = list_ids(&app, &ann, org, &format!("contact_id={c2}")).await;
+    let by_c2 = list_ids(&ann, &format!("contact_id={c2}")).await;
     assert_eq!(by_c2, vec![d4, d3]);
-    let none = list_ids(&app, &ann, org, &format!("contact_id={}", Uuid::new_v4())).await;
+    let none = list_ids(&ann, &format!("contact_id={}", Uuid::new_v4())).await;
     assert!(none.is_empty());
     // Combined.
     let combo = list_ids(
-        &app,
         &ann,
-        org,
         &format!("owner_id={}&status=new&status=lost&min_amount=1", mia.id),
     )
     .await;
     assert_eq!(combo, vec![d5]);
-    let body = app
-        .read(
-            &ann,
-            org,
-            &format!("/api/v1/deals?contact_id={c1}&max_amount=250.50&order_by=amount&order=asc&page_size=2"),
-        )
+    let body = ann
+        .read(&format!(
+            "/api/v1/deals?contact_id={c1}&max_amount=250.50&order_by=amount&order=asc&page_size=2"
+        ))
         .await;
     let items = page_items(&body, 1, 2, 3);
     assert_eq!(items[0]["id"], d1.to_string());
     assert_eq!(items[1]["amount"], "250.50");
     // Paged filters keep the full total.
-    let body = app
-        .read(
-            &ann,
-            org,
-            "/api/v1/deals?status=new&status=won&page=2&page_size=2",
-        )
+    let body = ann
+        .read("/api/v1/deals?status=new&status=won&page=2&page_size=2")
         .await;
     assert_eq!(ids(&page_items(&body, 2, 2, 3)), vec![d1]);
     // The largest page number is just an empty page.
-    let body = app
-        .read(&ann, org, "/api/v1/deals?page=2147483647&page_size=100")
+    let body = ann
+        .read("/api/v1/deals?page=2147483647&page_size=100")
         .await;
     assert!(page_items(&body, 2147483647, 100, 5).is_empty());
 }
@@ -474,13 +396,11 @@ async fn deals_list_filters() {
 #[tokio::test]
 async fn deals_list_sorts_with_ties_broken_by_id() {
     let Pipeline {
-        app,
         ann,
-        org,
         d: [d1, d2, d3, d4, d5],
         ..
     } = pipeline().await;
-    let q = |query: &'static str| list_ids(&app, &ann, org, query);
+    let q = |query: &'static str| list_ids(&ann, query);
     // d2 and d5 share an amount (250.50): ties go by id.
     let (lo, hi) = if d2 < d5 { (d2, d5) } else { (d5, d2) };
 
@@ -520,12 +440,8 @@ async fn deals_list_sorts_with_ties_broken_by_id() {
     ] {
         let mut paged = Vec::new();
         for page in 1..=3 {
-            let body = app
-                .read(
-                    &ann,
-                    org,
-                    &format!("/api/v1/deals?{query}&page={page}&page_size=2"),
-                )
+            let body = ann
+                .read(&format!("/api/v1/deals?{query}&page={page}&page_size=2"))
                 .await;
             let items = page_items(&body, page, 2, 5);
             paged.extend(ids(&items));
@@ -533,27 +449,20 @@ async fn deals_list_sorts_with_ties_broken_by_id() {
         assert_eq!(paged, whole, "{query}");
     }
     // Many equal amounts: ties are in id order, in the sort's direction.
-    let contact = app.contact(&ann, org, "Tied").await;
+    let contact = ann.contact("Tied").await;
     let mut tied = Vec::new();
     for i in 0..6 {
-        tied.push(
-            app.deal(&ann, org, contact, &format!("tie {i}"), "42")
-                .await,
-        );
+        tied.push(ann.deal(contact, &format!("tie {i}"), "42").await);
     }
     tied.sort();
     let asc = list_ids(
-        &app,
         &ann,
-        org,
         &format!("contact_id={contact}&order_by=amount&order=asc"),
     )
     .await;
     assert_eq!(asc, tied);
     let desc = list_ids(
-        &app,
         &ann,
-        org,
         &format!("contact_id={contact}&order_by=amount&order=desc"),
     )
     .await;
@@ -589,12 +498,7 @@ async fn deals_reject_bad_query_values_and_headers() {
         "colour=blue",
         "search=alpha",
     ] {
-        let res = app
-            .get(&format!("/api/v1/deals?{query}"))
-            .token(&ann.access_token)
-            .org(org)
-            .send()
-            .await;
+        let res = ann.get(&format!("/api/v1/deals?{query}")).await;
         assert_eq!(res.status, 400, "{query}: {}", res.body);
         res.problem(400, "invalid_query_parameter");
     }
@@ -602,24 +506,12 @@ async fn deals_reject_bad_query_values_and_headers() {
         "/api/v1/deals/not-a-uuid",
         "/api/v1/deals/not-a-uuid/activities",
     ] {
-        app.get(path)
-            .token(&ann.access_token)
-            .org(org)
-            .send()
-            .await
-            .problem(400, "invalid_path_parameter");
+        ann.get(path).await.problem(400, "invalid_path_parameter");
     }
-    app.patch("/api/v1/deals/42")
-        .token(&ann.access_token)
-        .org(org)
-        .json(json!({"title": "x"}))
-        .send()
+    ann.patch("/api/v1/deals/42", json!({"title": "x"}))
         .await
         .problem(400, "invalid_path_parameter");
-    app.delete("/api/v1/deals/42")
-        .token(&ann.access_token)
-        .org(org)
-        .send()
+    ann.delete("/api/v1/deals/42")
         .await
         .problem(400, "invalid_path_parameter");
     let path = deal_path(d[0]);
@@ -629,50 +521,36 @@ async fn deals_reject_bad_query_values_and_headers() {
             .send()
             .await
             .problem(401, "unauthenticated");
-        app.get(p)
-            .token(&ann.access_token)
-            .send()
+        ann.no_org()
+            .get(p)
             .await
             .problem(400, "organization_header_missing");
-        app.get(p)
-            .token(&ann.access_token)
+        ann.no_org()
+            .req(Method::GET, p)
             .header("X-Organization-Id", "12345")
-            .send()
             .await
             .problem(400, "organization_header_invalid");
-        app.get(p)
-            .token(&ann.access_token)
-            .org(Uuid::new_v4())
-            .send()
+        ann.in_org(Uuid::new_v4())
+            .get(p)
             .await
             .problem(404, "organization_not_found");
     }
     // Not a member: 404 for reads and writes, and nothing changes.
     let eve = app.register("eve").await;
-    let before = app.read(&ann, org, &path).await;
-    app.patch(&path)
-        .token(&eve.access_token)
-        .org(org)
-        .json(json!({"status": "lost"}))
-        .send()
+    let before = ann.read(&path).await;
+    eve.in_org(org)
+        .patch(&path, json!({"status": "lost"}))
         .await
         .problem(404, "organization_not_found");
-    app.delete(&path)
-        .token(&eve.access_token)
-        .org(org)
-        .send()
+    eve.in_org(org)
+        .delete(&path)
         .await
         .problem(404, "organization_not_found");
-    app.post("/api/v1/deals")
-        .token(&eve.access_token)
-        .org(org)
-        .json(json!({"contact_id": before["contact_id"], "title": "x", "amount": 1, "currency": "EUR"}))
-        .send()
-        .await
+    eve.in_org(org).post("/api/v1/deals", json!({"contact_id": before["contact_id"], "title": "x", "amount": 1, "currency": "EUR"})).await
         .problem(404, "organization_not_found");
-    assert_eq!(app.read(&ann, org, &path).await, before);
-    assert_eq!(app.timeline_types(&ann, org, d[0]).await, ["system"]);
-    assert_eq!(list_ids(&app, &ann, org, "").await.len(), 5);
+    assert_eq!(ann.read(&path).await, before);
+    assert_eq!(ann.timeline_types(d[0]).await, ["system"]);
+    assert_eq!(list_ids(&ann, "").await.len(), 5);
 }
 
 #[tokio::test]
@@ -683,8 +561,7 @@ async fn deals_follow_the_role_table() {
     let mia = app.member_of(&owner, "mia", "member").await;
     let max = app.member_of(&owner, "max", "member").await;
     let stranger = app.register("stranger").await;
-    let org = owner.org_id;
-    let contact = app.contact(&owner, org, "Shared client").await;
+    let contact = owner.contact("Shared client").await;
     let new_deal = |owner_id: Option<Uuid>| {
         let mut body =
             json!({"contact_id": contact, "title": "Deal", "amount": "10", "currency": "EUR"});
@@ -695,197 +572,159 @@ async fn deals_follow_the_role_table() {
     };
 
     // Members create deals owned by themselves, even on others' contacts.
-    let mias = app.create_deal(&mia, org, new_deal(None)).await;
+    let mias = mia.create("/api/v1/deals", new_deal(None)).await;
     assert_eq!(mias["owner_id"], mia.id.to_string());
     let mias = id_of(&mias);
-    let explicit = app.create_deal(&mia, org, new_deal(Some(mia.id))).await;
+    let explicit = mia.create("/api/v1/deals", new_deal(Some(mia.id))).await;
     assert_eq!(explicit["owner_id"], mia.id.to_string());
     // Not for someone else; a manager may.
-    let p = app
-        .post("/api/v1/deals")
-        .token(&mia.access_token)
-        .org(org)
-        .json(new_deal(Some(max.id)))
-        .send()
-        .await;
+    let p = mia.post("/api/v1/deals", new_deal(Some(max.id))).await;
     assert_eq!(
         p.problem(403, "role_forbidden")["errors"][0]["field"],
         "owner_id"
     );
-    let maxs = app.create_deal(&manager, org, new_deal(Some(max.id))).await;
+    let maxs = manager
+        .create("/api/v1/deals", new_deal(Some(max.id)))
+        .await;
     assert_eq!(maxs["owner_id"], max.id.to_string());
     let maxs = id_of(&maxs);
-    app.post("/api/v1/deals")
-        .token(&owner.access_token)
-        .org(org)
-        .json(new_deal(Some(stranger.id)))
-        .send()
+    owner
+        .post("/api/v1/deals", new_deal(Some(stranger.id)))
         .await
         .problem(404, "deals_owner_id_not_member");
-    assert_eq!(list_ids(&app, &owner, org, "").await.len(), 3);
+    assert_eq!(list_ids(&owner, "").await.len(), 3);
 
     // Everyone reads every deal.
-    app.read(&mia, org, &deal_path(maxs)).await;
-    assert_eq!(list_ids(&app, &mia, org, "").await.len(), 3);
+    mia.read(&deal_path(maxs)).await;
+    assert_eq!(list_ids(&mia, "").await.len(), 3);
 
     // owner_id filter: a member only by themselves.
-    let own = list_ids(&app, &mia, org, &format!("owner_id={}", mia.id)).await;
+    let own = list_ids(&mia, &format!("owner_id={}", mia.id)).await;
     assert_eq!(own.len(), 2);
     assert!(own.contains(&mias));
-    app.get(&format!("/api/v1/deals?owner_id={}", max.id))
-        .token(&mia.access_token)
-        .org(org)
-        .send()
+    mia.get(&format!("/api/v1/deals?owner_id={}", max.id))
         .await
         .problem(403, "role_forbidden");
     assert_eq!(
-        list_ids(&app, &manager, org, &format!("owner_id={}", max.id)).await,
+        list_ids(&manager, &format!("owner_id={}", max.id)).await,
         vec![maxs]
     );
 
     // A member may not touch another member's deal.
-    let before = app.read(&owner, org, &deal_path(maxs)).await;
+    let before = owner.read(&deal_path(maxs)).await;
     for body in [
         json!({"title": "Mine now"}),
         json!({"status": "in_progress"}),
         json!({"stage": "proposal"}),
         json!({"owner_id": mia.id}),
     ] {
-        patch_deal(&app, &mia, org, maxs, body)
+        mia.patch(&deal_path(maxs), body)
             .await
             .problem(403, "role_forbidden");
     }
-    app.delete(&deal_path(maxs))
-        .token(&mia.access_token)
-        .org(org)
-        .send()
+    mia.delete(&deal_path(maxs))
         .await
         .problem(403, "role_forbidden");
-    assert_eq!(app.read(&owner, org, &deal_path(maxs)).await, before);
-    assert_eq!(app.timeline_types(&owner, org, maxs).await, ["system"]);
+    assert_eq!(owner.read(&deal_path(maxs)).await, before);
+    assert_eq!(owner.timeline_types(maxs).await, ["system"]);
     // Nor give their own away.
-    patch_deal(&app, &mia, org, mias, json!({"owner_id": max.id}))
+    mia.patch(&deal_path(mias), json!({"owner_id": max.id}))
         .await
         .problem(403, "role_forbidden");
     assert_eq!(
-        app.read(&owner, org, &deal_path(mias)).await["owner_id"],
+        owner.read(&deal_path(mias)).await["owner_id"],
         mia.id.to_string()
     );
     // Their own they may change and delete.
-    let res = patch_deal(
-        &app,
-        &mia,
-        org,
-        mias,
-        json!({"title": "Mia's big one", "status": "in_progress"}),
-    )
-    .await;
+    let res = mia
+        .patch(
+            &deal_path(mias),
+            json!({"title": "Mia's big one", "status": "in_progress"}),
+        )
+        .await;
     assert_eq!(res.ok(200)["title"], "Mia's big one");
     assert_eq!(res.body["status"], "in_progress");
-    let res = app
-        .delete(&deal_path(id_of(&explicit)))
-        .token(&mia.access_token)
-        .org(org)
-        .send()
-        .await;
+    let res = mia.delete(&deal_path(id_of(&explicit))).await;
     assert_eq!(res.status, 204);
 
     // A manager may change, reassign and delete other members' deals.
-    let res = patch_deal(
-        &app,
-        &manager,
-        org,
-        maxs,
-        json!({"owner_id": mia.id, "title": "Reassigned"}),
-    )
-    .await;
+    let res = manager
+        .patch(
+            &deal_path(maxs),
+            json!({"owner_id": mia.id, "title": "Reassigned"}),
+        )
+        .await;
     assert_eq!(res.ok(200)["owner_id"], mia.id.to_string());
-    patch_deal(&app, &manager, org, maxs, json!({"owner_id": stranger.id}))
+    manager
+        .patch(&deal_path(maxs), json!({"owner_id": stranger.id}))
         .await
         .problem(404, "deals_owner_id_not_member");
     assert_eq!(
-        app.read(&owner, org, &deal_path(maxs)).await["owner_id"],
+        owner.read(&deal_path(maxs)).await["owner_id"],
         mia.id.to_string()
     );
     // Now Mia's, so Mia may change it, and Max may not.
-    patch_deal(&app, &mia, org, maxs, json!({"title": "Mine"}))
+    mia.patch(&deal_path(maxs), json!({"title": "Mine"}))
         .await
         .ok(200);
-    patch_deal(&app, &max, org, maxs, json!({"title": "Back"}))
+    max.patch(&deal_path(maxs), json!({"title": "Back"}))
         .await
         .problem(403, "role_forbidden");
-    let res = app
-        .delete(&deal_path(mias))
-        .token(&manager.access_token)
-        .org(org)
-        .send()
-        .await;
+    let res = manager.delete(&deal_path(mias)).await;
     assert_eq!(res.status, 204);
-    assert_eq!(list_ids(&app, &owner, org, "").await, vec![maxs]);
+    assert_eq!(list_ids(&owner, "").await, vec![maxs]);
 }
 
 #[tokio::test]
 async fn won_requires_an_amount_r1() {
     let app = TestApp::spawn().await;
     let ann = app.register("ann").await;
-    let org = ann.org_id;
-    let contact = app.contact(&ann, org, "Client").await;
-    let free = app.deal(&ann, org, contact, "Free", "0").await;
+    let contact = ann.contact("Client").await;
+    let free = ann.deal(contact, "Free", "0").await;
     let path = deal_path(free);
-    let before = app.read(&ann, org, &path).await;
-    let p = patch_deal(&app, &ann, org, free, json!({"status": "won"})).await;
+    let before = ann.read(&path).await;
+    let p = ann.patch(&deal_path(free), json!({"status": "won"})).await;
     assert_eq!(
         p.problem(400, "deal_won_requires_amount")["errors"][0]["field"],
         "status"
     );
     // Also when it comes with a stage change: nothing of it is kept.
-    patch_deal(
-        &app,
-        &ann,
-        org,
-        free,
+    ann.patch(
+        &deal_path(free),
         json!({"status": "won", "stage": "closed"}),
     )
     .await
     .problem(400, "deal_won_requires_amount");
-    assert_eq!(app.read(&ann, org, &path).await, before);
-    assert_eq!(app.timeline_types(&ann, org, free).await, ["system"]);
+    assert_eq!(ann.read(&path).await, before);
+    assert_eq!(ann.timeline_types(free).await, ["system"]);
     // Other statuses are fine at 0.
-    let res = patch_deal(&app, &ann, org, free, json!({"status": "lost"})).await;
+    let res = ann.patch(&deal_path(free), json!({"status": "lost"})).await;
     assert_eq!(res.ok(200)["status"], "lost");
     // Won together with an amount is fine.
-    let res = patch_deal(
-        &app,
-        &ann,
-        org,
-        free,
-        json!({"status": "won", "amount": "0.01"}),
-    )
-    .await;
+    let res = ann
+        .patch(&deal_path(free), json!({"status": "won", "amount": "0.01"}))
+        .await;
     assert_eq!(res.ok(200)["status"], "won");
     assert_eq!(res.body["amount"], "0.01");
     // Lowering a won deal's amount to 0 is not.
-    let before = app.read(&ann, org, &path).await;
-    let p = patch_deal(&app, &ann, org, free, json!({"amount": 0})).await;
+    let before = ann.read(&path).await;
+    let p = ann.patch(&deal_path(free), json!({"amount": 0})).await;
     assert_eq!(
         p.problem(400, "deal_won_requires_amount")["errors"][0]["field"],
         "amount"
     );
-    patch_deal(
-        &app,
-        &ann,
-        org,
-        free,
+    ann.patch(
+        &deal_path(free),
         json!({"amount": "0.00", "title": "Free again"}),
     )
     .await
     .problem(400, "deal_won_requires_amount");
-    assert_eq!(app.read(&ann, org, &path).await, before);
+    assert_eq!(ann.read(&path).await, before);
     // Lowering to something above 0 is allowed.
-    let res = patch_deal(&app, &ann, org, free, json!({"amount": "5"})).await;
+    let res = ann.patch(&deal_path(free), json!({"amount": "5"})).await;
     assert_eq!(res.ok(200)["amount"], "5.00");
     assert_eq!(
-        app.timeline_types(&ann, org, free).await,
+        ann.timeline_types(free).await,
         ["status_changed", "status_changed", "system"]
     );
 }
@@ -897,28 +736,16 @@ async fn stage_moves_backwards_only_for_owner_and_admin_r5() {
     let admin = app.member_of(&owner, "admin", "admin").await;
     let manager = app.member_of(&owner, "manager", "manager").await;
     let mia = app.member_of(&owner, "mia", "member").await;
-    let org = owner.org_id;
-    let contact = app.contact(&mia, org, "Client").await;
-    let deal = app.deal(&mia, org, contact, "Deal", "100").await;
+    let contact = mia.contact("Client").await;
+    let deal = mia.deal(contact, "Deal", "100").await;
     let path = deal_path(deal);
-    let stage = |user: &TestUser, to: &'static str| {
-        let app = &app;
-        let user_token = user.access_token.clone();
-        async move {
-            app.patch(&deal_path(deal))
-                .token(&user_token)
-                .org(org)
-                .json(json!({"stage": to}))
-                .send()
-                .await
-        }
-    };
+    let stage = |user: &TestUser, to: &str| user.patch(&path, json!({"stage": to}));
 
     // Forward, skipping a stage: free for a member on their own deal.
     let res = stage(&mia, "negotiation").await;
     assert_eq!(res.ok(200)["stage"], "negotiation");
     // Backwards: not for a member, nor a manager.
-    let before = app.read(&owner, org, &path).await;
+    let before = owner.read(&path).await;
     for user in [&mia, &manager] {
         for to in ["proposal", "qualification"] {
             let p = stage(user, to).await;
@@ -929,18 +756,16 @@ async fn stage_moves_backwards_only_for_owner_and_admin_r5() {
         }
     }
     // Not even with another change riding along.
-    patch_deal(
-        &app,
-        &manager,
-        org,
-        deal,
-        json!({"stage": "proposal", "status": "in_progress"}),
-    )
-    .await
-    .problem(403, "stage_rollback_forbidden");
-    assert_eq!(app.read(&owner, org, &path).await, before);
+    manager
+        .patch(
+            &deal_path(deal),
+            json!({"stage": "proposal", "status": "in_progress"}),
+        )
+        .await
+        .problem(403, "stage_rollback_forbidden");
+    assert_eq!(owner.read(&path).await, before);
     assert_eq!(
-        app.timeline_types(&owner, org, deal).await,
+        owner.timeline_types(deal).await,
         ["stage_changed", "system"]
     );
     // Owner and admin may.
@@ -962,7 +787,7 @@ async fn stage_moves_backwards_only_for_owner_and_admin_r5() {
         .await
         .problem(403, "stage_rollback_forbidden");
 
-    let timeline = app.timeline(&owner, org, deal).await;
+    let timeline = owner.timeline(deal).await;
     let moves: Vec<(String, String, String, String)> = timeline
         .iter()
         .filter(|a| a["type"] == "stage_changed")
@@ -994,7 +819,7 @@ async fn stage_moves_backwards_only_for_owner_and_admin_r5() {
         ]
     );
     assert_eq!(timeline.len(), 6);
-    assert_eq!(app.read(&owner, org, &path).await["stage"], "closed");
+    assert_eq!(owner.read(&path).await["stage"], "closed");
 }
 
 #[tokio::test]
@@ -1004,8 +829,8 @@ async fn status_and_stage_changes_are_on_the_timeline_r6() {
     let manager = app.member_of(&owner, "manager", "manager").await;
     let mia = app.member_of(&owner, "mia", "member").await;
     let org = owner.org_id;
-    let contact = app.contact(&mia, org, "Client").await;
-    let deal = app.deal(&mia, org, contact, "Deal", "100").await;
+    let contact = mia.contact("Client").await;
+    let deal = mia.deal(contact, "Deal", "100").await;
 
     for (user, body) in [
         (&mia, json!({"status": "in_progress"})),
@@ -1021,29 +846,20 @@ async fn status_and_stage_changes_are_on_the_timeline_r6() {
             json!({"status": "won", "stage": "closed", "amount": 300}),
         ),
     ] {
-        patch_deal(&app, user, org, deal, body).await.ok(200);
+        user.in_org(org).patch(&deal_path(deal), body).await.ok(200);
     }
     // A rejected change writes nothing.
-    patch_deal(
-        &app,
-        &mia,
-        org,
-        deal,
+    mia.patch(
+        &deal_path(deal),
         json!({"status": "lost", "stage": "negotiation"}),
     )
     .await
     .problem(403, "stage_rollback_forbidden");
-    patch_deal(
-        &app,
-        &mia,
-        org,
-        deal,
-        json!({"status": "lost", "amount": "-1"}),
-    )
-    .await
-    .problem(400, "deals_amount_negative");
+    mia.patch(&deal_path(deal), json!({"status": "lost", "amount": "-1"}))
+        .await
+        .problem(400, "deals_amount_negative");
 
-    let timeline = app.timeline(&mia, org, deal).await;
+    let timeline = mia.timeline(deal).await;
     let got: Vec<(String, Value, String)> = timeline
         .iter()
         .map(|a| {
@@ -1090,7 +906,7 @@ async fn status_and_stage_changes_are_on_the_timeline_r6() {
     );
     assert_eq!(got.len(), 7);
     assert_eq!(got[6].0, "system");
-    let deal_now = app.read(&mia, org, &deal_path(deal)).await;
+    let deal_now = mia.read(&deal_path(deal)).await;
     assert_eq!(
         (&deal_now["status"], &deal_now["stage"], &deal_now["amount"]),
         (&json!("won"), &json!("closed"), &json!("300.00"))
@@ -1104,106 +920,66 @@ async fn deals_of_another_organization_are_404_r8() {
     let bob = app.register("bob").await;
     // Ann is also an admin in Bob's organization, so the only thing keeping
     // her out of Bob's data below is the organization she acts in.
-    app.post(&format!("/api/v1/organizations/{}/members", bob.org_id))
-        .token(&bob.access_token)
-        .json(json!({"email": ann.email, "role": "admin"}))
-        .send()
+    bob.no_org()
+        .post(
+            &format!("/api/v1/organizations/{}/members", bob.org_id),
+            json!({"email": ann.email, "role": "admin"}),
+        )
         .await
         .ok(201);
-    let bobs_contact = app.contact(&bob, bob.org_id, "Bob's client").await;
-    let bobs_deal = app
-        .deal(&bob, bob.org_id, bobs_contact, "Bob's deal", "500")
-        .await;
-    let anns_contact = app.contact(&ann, ann.org_id, "Ann's client").await;
-    let anns_deal = app
-        .deal(&ann, ann.org_id, anns_contact, "Ann's deal", "10")
-        .await;
-    let bobs_before = app.read(&bob, bob.org_id, &deal_path(bobs_deal)).await;
-    let anns_before = app.read(&ann, ann.org_id, &deal_path(anns_deal)).await;
+    let bobs_contact = bob.contact("Bob's client").await;
+    let bobs_deal = bob.deal(bobs_contact, "Bob's deal", "500").await;
+    let anns_contact = ann.contact("Ann's client").await;
+    let anns_deal = ann.deal(anns_contact, "Ann's deal", "10").await;
+    let bobs_before = bob.read(&deal_path(bobs_deal)).await;
+    let anns_before = ann.read(&deal_path(anns_deal)).await;
 
     // A body naming another organization's contact: 404.
-    let p = app
-        .post("/api/v1/deals")
-        .token(&ann.access_token)
-        .org(ann.org_id)
-        .json(
+    let p = ann
+        .post(
+            "/api/v1/deals",
             json!({"contact_id": bobs_contact, "title": "Sneaky", "amount": 1, "currency": "EUR"}),
         )
-        .send()
         .await;
     assert_eq!(
         p.problem(404, "deals_contact_id_not_found")["errors"][0]["field"],
         "contact_id"
     );
-    patch_deal(
-        &app,
-        &ann,
-        ann.org_id,
-        anns_deal,
-        json!({"contact_id": bobs_contact}),
-    )
-    .await
-    .problem(404, "deals_contact_id_not_found");
+    ann.patch(&deal_path(anns_deal), json!({"contact_id": bobs_contact}))
+        .await
+        .problem(404, "deals_contact_id_not_found");
     // Another organization's deal by id: 404.
-    app.get(&deal_path(bobs_deal))
-        .token(&ann.access_token)
-        .org(ann.org_id)
-        .send()
+    ann.get(&deal_path(bobs_deal))
         .await
         .problem(404, "deal_not_found");
-    patch_deal(
-        &app,
-        &ann,
-        ann.org_id,
-        bobs_deal,
+    ann.patch(
+        &deal_path(bobs_deal),
         json!({"status": "lost", "stage": "closed"}),
     )
     .await
     .problem(404, "deal_not_found");
-    app.delete(&deal_path(bobs_deal))
-        .token(&ann.access_token)
-        .org(ann.org_id)
-        .send()
+    ann.delete(&deal_path(bobs_deal))
         .await
         .problem(404, "deal_not_found");
     // Lists never show it.
     assert_eq!(
-        list_ids(
-            &app,
-            &ann,
-            ann.org_id,
-            &format!("contact_id={bobs_contact}")
-        )
-        .await,
+        list_ids(&ann, &format!("contact_id={bobs_contact}")).await,
         Vec::<Uuid>::new()
     );
-    assert_eq!(list_ids(&app, &ann, ann.org_id, "").await, vec![anns_deal]);
+    assert_eq!(list_ids(&ann, "").await, vec![anns_deal]);
     // Nothing changed on either side.
-    assert_eq!(
-        app.read(&bob, bob.org_id, &deal_path(bobs_deal)).await,
-        bobs_before
-    );
-    assert_eq!(
-        app.timeline_types(&bob, bob.org_id, bobs_deal).await,
-        ["system"]
-    );
-    assert_eq!(
-        app.read(&ann, ann.org_id, &deal_path(anns_deal)).await,
-        anns_before
-    );
-    assert_eq!(list_ids(&app, &bob, bob.org_id, "").await, vec![bobs_deal]);
+    assert_eq!(bob.read(&deal_path(bobs_deal)).await, bobs_before);
+    assert_eq!(bob.timeline_types(bobs_deal).await, ["system"]);
+    assert_eq!(ann.read(&deal_path(anns_deal)).await, anns_before);
+    assert_eq!(list_ids(&bob, "").await, vec![bobs_deal]);
 }
 
 #[tokio::test]
 async fn very_large_totals_are_estimated_and_say_so() {
     let app = TestApp::spawn().await;
     let owner = app.register("owner").await;
-    let res = app
-        .post("/api/v1/contacts")
-        .token(&owner.access_token)
-        .org(owner.org_id)
-        .json(serde_json::json!({"name": "Client"}))
-        .send()
+    let res = owner
+        .post("/api/v1/contacts", serde_json::json!({"name": "Client"}))
         .await;
     let contact: uuid::Uuid = res.ok(201)["id"].as_str().unwrap().parse().unwrap();
     app.sql()
@@ -1215,12 +991,7 @@ async fn very_large_totals_are_estimated_and_say_so() {
         )
         .await
         .unwrap();
-    let list = |q: &str| {
-        app.get(&format!("/api/v1/deals?{q}"))
-            .token(&owner.access_token)
-            .org(owner.org_id)
-            .send()
-    };
+    let list = |q: &str| owner.get(&format!("/api/v1/deals?{q}"));
     // Over 1,000 matches: the planner's estimate, never below the exact floor.
     let res = list("page_size=5").await;
     let body = res.ok(200);

@@ -1,5 +1,9 @@
 #![allow(dead_code)] // each test uses a different part of the toolkit
-use std::sync::Arc;
+use std::{
+    future::{Future, IntoFuture},
+    pin::Pin,
+    sync::Arc,
+};
 
 use axum::{
     body::Body,
@@ -17,12 +21,141 @@ pub struct TestApp {
     pub db_url: String,
 }
 
+/// The password of every test user.
+pub const PASSWORD: &str = "correct horse";
+
+/// A user with its tokens, able to send requests to the app it belongs to
+/// (crates.io style: `user.get(path)`, `user.post(path, body)`).
+///
+/// Requests carry the user's bearer token and `X-Organization-Id: acting_org`:
+/// the user's own organization for [`TestApp::register`], the joined one for
+/// [`TestApp::member_of`].
+/// [`TestUser::in_org`] acts in another one, [`TestUser::no_org`] sends no
+/// organization header.
+#[derive(Clone)]
 pub struct TestUser {
     pub id: Uuid,
     pub email: String,
+    /// The organization created along with the user.
     pub org_id: Uuid,
     pub access_token: String,
     pub refresh_token: String,
+    /// What its requests send as X-Organization-Id (None: no header).
+    pub acting_org: Option<Uuid>,
+    router: Router,
+}
+
+impl TestUser {
+    /// The same user, acting in `org`.
+    pub fn in_org(&self, org: Uuid) -> TestUser {
+        TestUser {
+            acting_org: Some(org),
+            ..self.clone()
+        }
+    }
+
+    /// The same user, sending no X-Organization-Id.
+    pub fn no_org(&self) -> TestUser {
+        TestUser {
+            acting_org: None,
+            ..self.clone()
+        }
+    }
+
+    /// The same user, talking to another app (e.g. one on the same database
+    /// with other settings).
+    pub fn via(&self, app: &TestApp) -> TestUser {
+        TestUser {
+            router: app.router.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// A request with the user's token and organization header, to add to.
+    pub fn req(&self, method: Method, path: &str) -> Req {
+        let req = Req::new(self.router.clone(), method, path).token(&self.access_token);
+        match self.acting_org {
+            Some(org) => req.org(org),
+            None => req,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> impl Future<Output = TestResponse> + Send + 'static {
+        self.req(Method::GET, path).send_owned()
+    }
+    pub fn post(
+        &self,
+        path: &str,
+        body: Value,
+    ) -> impl Future<Output = TestResponse> + Send + 'static {
+        self.req(Method::POST, path).json(body).send_owned()
+    }
+    pub fn patch(
+        &self,
+        path: &str,
+        body: Value,
+    ) -> impl Future<Output = TestResponse> + Send + 'static {
+        self.req(Method::PATCH, path).json(body).send_owned()
+    }
+    pub fn delete(&self, path: &str) -> impl Future<Output = TestResponse> + Send + 'static {
+        self.req(Method::DELETE, path).send_owned()
+    }
+
+    /// GET; asserts 200 and returns the body.
+    pub async fn read(&self, path: &str) -> Value {
+        self.get(path).await.ok(200).clone()
+    }
+
+    /// POST; asserts 201 and returns the body.
+    pub async fn create(&self, path: &str, body: Value) -> Value {
+        self.post(path, body).await.ok(201).clone()
+    }
+
+    /// A contact named `name`, owned by the user; returns its id.
+    pub async fn contact(&self, name: &str) -> Uuid {
+        id_of(
+            &self
+                .create("/api/v1/contacts", json!({ "name": name }))
+                .await,
+        )
+    }
+
+    /// A deal on `contact` owned by the user, amount in EUR; returns its id.
+    pub async fn deal(&self, contact: Uuid, title: &str, amount: &str) -> Uuid {
+        let body =
+            json!({"contact_id": contact, "title": title, "amount": amount, "currency": "EUR"});
+        id_of(&self.create("/api/v1/deals", body).await)
+    }
+
+    /// A task on `deal` due in `days` days; returns its id.
+    pub async fn task(&self, deal: Uuid, title: &str, days: i64) -> Uuid {
+        let body = json!({"deal_id": deal, "title": title, "due_date": today_plus(days)});
+        id_of(&self.create("/api/v1/tasks", body).await)
+    }
+
+    /// A comment on `deal`'s timeline; returns the activity.
+    pub async fn comment(&self, deal: Uuid, text: &str) -> Value {
+        let body = json!({"type": "comment", "payload": {"text": text}});
+        self.create(&format!("/api/v1/deals/{deal}/activities"), body)
+            .await
+    }
+
+    /// A deal's whole timeline, newest first.
+    pub async fn timeline(&self, deal: Uuid) -> Vec<Value> {
+        let body = self
+            .read(&format!("/api/v1/deals/{deal}/activities?page_size=100"))
+            .await;
+        body["items"].as_array().unwrap().clone()
+    }
+
+    /// The activity types of a deal's timeline, newest first.
+    pub async fn timeline_types(&self, deal: Uuid) -> Vec<String> {
+        self.timeline(deal)
+            .await
+            .iter()
+            .map(|a| a["type"].as_str().unwrap().to_owned())
+            .collect()
+    }
 }
 
 pub struct TestResponse {
@@ -60,6 +193,19 @@ impl TestResponse {
             self.body
         );
         &self.body
+    }
+
+    /// Asserts a problem and returns the field its first error names.
+    #[track_caller]
+    pub fn field(&self, status: u16, code: &str) -> &Value {
+        &self.problem(status, code)["errors"][0]["field"]
+    }
+
+    /// Asserts 204 with an empty body.
+    #[track_caller]
+    pub fn no_content(&self) {
+        self.ok(204);
+        assert_eq!(self.body, Value::Null);
     }
 }
 
@@ -109,23 +255,20 @@ impl TestApp {
         }
     }
 
-    pub fn req(&self, method: Method, path: &str) -> Req<'_> {
-        Req {
-            app: self,
-            builder: Request::builder().method(method).uri(path),
-            body: Body::empty(),
-        }
+    /// A request without credentials.
+    pub fn req(&self, method: Method, path: &str) -> Req {
+        Req::new(self.router.clone(), method, path)
     }
-    pub fn get(&self, path: &str) -> Req<'_> {
+    pub fn get(&self, path: &str) -> Req {
         self.req(Method::GET, path)
     }
-    pub fn post(&self, path: &str) -> Req<'_> {
+    pub fn post(&self, path: &str) -> Req {
         self.req(Method::POST, path)
     }
-    pub fn patch(&self, path: &str) -> Req<'_> {
+    pub fn patch(&self, path: &str) -> Req {
         self.req(Method::PATCH, path)
     }
-    pub fn delete(&self, path: &str) -> Req<'_> {
+    pub fn delete(&self, path: &str) -> Req {
         self.req(Method::DELETE, path)
     }
 
@@ -134,48 +277,61 @@ impl TestApp {
         connect(&self.db_url).await
     }
 
+    fn test_user(&self, email: String, body: &Value, access: &str, refresh: &str) -> TestUser {
+        let uuid = |v: &Value| v.as_str().unwrap().parse::<Uuid>().unwrap();
+        let org_id = uuid(&body["organization"]["id"]);
+        TestUser {
+            id: uuid(&body["user"]["id"]),
+            email,
+            org_id,
+            access_token: access.to_owned(),
+            refresh_token: refresh.to_owned(),
+            acting_org: Some(org_id),
+            router: self.router.clone(),
+        }
+    }
+
     /// Registers `<name>@example.com` with its own organization.
     pub async fn register(&self, name: &str) -> TestUser {
         let email = format!("{name}@example.com");
         let res = self
             .post("/api/v1/auth/register")
-            .json(json!({"email": email, "password": "correct horse", "name": name, "organization_name": format!("{name} Inc")}))
+            .json(json!({"email": email, "password": PASSWORD, "name": name, "organization_name": format!("{name} Inc")}))
             .send()
             .await;
         let body = res.ok(201);
-        TestUser {
-            id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
-            email,
-            org_id: body["organization"]["id"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap(),
-            access_token: body["access_token"].as_str().unwrap().to_owned(),
-            refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
-        }
+        let token = |field: &str| body[field].as_str().unwrap().to_owned();
+        self.test_user(email, body, &token("access_token"), &token("refresh_token"))
     }
 
-    /// Registers a user and adds them to `org` (as `owner`) with `role`.
+    /// Registers a user that `owner` adds to their organization with `role`;
+    /// it acts in that organization.
     pub async fn member_of(&self, owner: &TestUser, name: &str, role: &str) -> TestUser {
         let user = self.register(name).await;
-        self.post(&format!("/api/v1/organizations/{}/members", owner.org_id))
-            .token(&owner.access_token)
-            .json(json!({"email": user.email, "role": role}))
-            .send()
+        let members = format!("/api/v1/organizations/{}/members", owner.org_id);
+        owner
+            .no_org()
+            .post(&members, json!({"email": user.email, "role": role}))
             .await
             .ok(201);
-        user
+        user.in_org(owner.org_id)
     }
 }
 
-pub struct Req<'a> {
-    app: &'a TestApp,
+pub struct Req {
+    router: Router,
     builder: axum::http::request::Builder,
     body: Body,
 }
 
-impl Req<'_> {
+impl Req {
+    fn new(router: Router, method: Method, path: &str) -> Self {
+        Req {
+            router,
+            builder: Request::builder().method(method).uri(path),
+            body: Body::empty(),
+        }
+    }
     pub fn token(mut self, token: &str) -> Self {
         self.builder = self
             .builder
@@ -207,14 +363,23 @@ impl Req<'_> {
     }
 
     /// The request as a `'static` future, for `tokio::spawn`.
-    pub fn send_owned(self) -> impl std::future::Future<Output = TestResponse> + Send + 'static {
-        let router = self.app.router.clone();
+    pub fn send_owned(self) -> impl Future<Output = TestResponse> + Send + 'static {
+        let router = self.router;
         let request = self.builder.body(self.body).unwrap();
         async move { read_response(router.oneshot(request).await.unwrap()).await }
     }
 }
 
-async fn read_response(response: axum::response::Response) -> TestResponse {
+/// `req.await` sends it.
+impl IntoFuture for Req {
+    type Output = TestResponse;
+    type IntoFuture = Pin<Box<dyn Future<Output = TestResponse> + Send>>;
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.send_owned())
+    }
+}
+
+pub async fn read_response(response: axum::response::Response) -> TestResponse {
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
@@ -302,41 +467,17 @@ pub fn today_plus(days: i64) -> String {
         .to_string()
 }
 
+/// The older `app.<helper>(user, org, ..)` forms: `user.in_org(org).<helper>(..)`.
 impl TestApp {
-    /// POST /contacts as `user` in `org`; asserts 201 and returns the contact.
     pub async fn create_contact(&self, user: &TestUser, org: Uuid, body: Value) -> Value {
-        self.post("/api/v1/contacts")
-            .token(&user.access_token)
-            .org(org)
-            .json(body)
-            .send()
-            .await
-            .ok(201)
-            .clone()
+        user.in_org(org).create("/api/v1/contacts", body).await
     }
-
-    /// A contact named `name`, owned by `user`; returns its id.
     pub async fn contact(&self, user: &TestUser, org: Uuid, name: &str) -> Uuid {
-        id_of(
-            &self
-                .create_contact(user, org, json!({ "name": name }))
-                .await,
-        )
+        user.in_org(org).contact(name).await
     }
-
-    /// POST /deals as `user` in `org`; asserts 201 and returns the deal.
     pub async fn create_deal(&self, user: &TestUser, org: Uuid, body: Value) -> Value {
-        self.post("/api/v1/deals")
-            .token(&user.access_token)
-            .org(org)
-            .json(body)
-            .send()
-            .await
-            .ok(201)
-            .clone()
+        user.in_org(org).create("/api/v1/deals", body).await
     }
-
-    /// A deal on `contact` owned by `user`, amount in EUR; returns its id.
     pub async fn deal(
         &self,
         user: &TestUser,
@@ -345,30 +486,11 @@ impl TestApp {
         title: &str,
         amount: &str,
     ) -> Uuid {
-        id_of(
-            &self
-                .create_deal(
-                    user,
-                    org,
-                    json!({"contact_id": contact, "title": title, "amount": amount, "currency": "EUR"}),
-                )
-                .await,
-        )
+        user.in_org(org).deal(contact, title, amount).await
     }
-
-    /// POST /tasks as `user` in `org`; asserts 201 and returns the task.
     pub async fn create_task(&self, user: &TestUser, org: Uuid, body: Value) -> Value {
-        self.post("/api/v1/tasks")
-            .token(&user.access_token)
-            .org(org)
-            .json(body)
-            .send()
-            .await
-            .ok(201)
-            .clone()
+        user.in_org(org).create("/api/v1/tasks", body).await
     }
-
-    /// A task on `deal` due in `days` days; returns its id.
     pub async fn task(
         &self,
         user: &TestUser,
@@ -377,46 +499,29 @@ impl TestApp {
         title: &str,
         days: i64,
     ) -> Uuid {
-        id_of(
-            &self
-                .create_task(
-                    user,
-                    org,
-                    json!({"deal_id": deal, "title": title, "due_date": today_plus(days)}),
-                )
-                .await,
-        )
+        user.in_org(org).task(deal, title, days).await
     }
-
-    /// GET an organization-scoped path as `user` in `org`; asserts 200.
     pub async fn read(&self, user: &TestUser, org: Uuid, path: &str) -> Value {
-        self.get(path)
-            .token(&user.access_token)
-            .org(org)
-            .send()
-            .await
-            .ok(200)
-            .clone()
+        user.in_org(org).read(path).await
     }
-
-    /// A deal's whole timeline, newest first.
     pub async fn timeline(&self, user: &TestUser, org: Uuid, deal: Uuid) -> Vec<Value> {
-        let body = self
-            .read(
-                user,
-                org,
-                &format!("/api/v1/deals/{deal}/activities?page_size=100"),
-            )
-            .await;
-        body["items"].as_array().unwrap().clone()
+        user.in_org(org).timeline(deal).await
     }
-
-    /// The activity types of a deal's timeline, newest first.
     pub async fn timeline_types(&self, user: &TestUser, org: Uuid, deal: Uuid) -> Vec<String> {
-        self.timeline(user, org, deal)
-            .await
-            .iter()
-            .map(|a| a["type"].as_str().unwrap().to_owned())
-            .collect()
+        user.in_org(org).timeline_types(deal).await
     }
+}
+
+/// A deal of `owner` whose row a superuser transaction keeps locked, so an API
+/// write to it waits in the database.
+pub async fn locked_deal(app: &TestApp, owner: &TestUser) -> (Uuid, tokio_postgres::Client) {
+    let contact = owner.contact("Client").await;
+    let deal = owner.deal(contact, "Deal", "10").await;
+    let lock = app.sql().await;
+    lock.batch_execute(&format!(
+        "BEGIN; SELECT 1 FROM crm.deals WHERE id = '{deal}' FOR UPDATE"
+    ))
+    .await
+    .unwrap();
+    (deal, lock)
 }

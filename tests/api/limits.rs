@@ -7,21 +7,7 @@ use minicrm::ops::config::Config;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestUser};
-
-/// A deal of `owner`, and a superuser transaction holding its row lock, so an
-/// API write to it blocks in the database.
-async fn locked_deal(app: &TestApp, owner: &TestUser) -> (Uuid, tokio_postgres::Client) {
-    let contact = app.contact(owner, owner.org_id, "Client").await;
-    let deal = app.deal(owner, owner.org_id, contact, "Deal", "10").await;
-    let lock = app.sql().await;
-    lock.batch_execute(&format!(
-        "BEGIN; SELECT 1 FROM crm.deals WHERE id = '{deal}' FOR UPDATE"
-    ))
-    .await
-    .unwrap();
-    (deal, lock)
-}
+use crate::helpers::{locked_deal, TestApp};
 
 async fn status_changes(app: &TestApp, deal: Uuid) -> i64 {
     app.sql()
@@ -41,12 +27,11 @@ async fn a_statement_over_statement_timeout_is_503_and_changes_nothing() {
     let owner = app.register("owner").await;
     let (deal, lock) = locked_deal(&app, &owner).await;
     let started = Instant::now();
-    let res = app
-        .patch(&format!("/api/v1/deals/{deal}"))
-        .token(&owner.access_token)
-        .org(owner.org_id)
-        .json(json!({"status": "in_progress"}))
-        .send()
+    let res = owner
+        .patch(
+            &format!("/api/v1/deals/{deal}"),
+            json!({"status": "in_progress"}),
+        )
         .await;
     res.problem(503, "statement_timeout");
     assert_eq!(res.headers["retry-after"], "1");
@@ -56,12 +41,7 @@ async fn a_statement_over_statement_timeout_is_503_and_changes_nothing() {
         started.elapsed()
     );
     lock.batch_execute("ROLLBACK").await.unwrap();
-    let got = app
-        .get(&format!("/api/v1/deals/{deal}"))
-        .token(&owner.access_token)
-        .org(owner.org_id)
-        .send()
-        .await;
+    let got = owner.get(&format!("/api/v1/deals/{deal}")).await;
     assert_eq!(got.ok(200)["status"], "new");
     assert_eq!(status_changes(&app, deal).await, 0);
 }
@@ -76,12 +56,13 @@ async fn a_request_over_the_request_timeout_is_503_not_a_hang() {
     let mut config = Config::for_database(setup.db_url.clone());
     config.request_timeout = Duration::from_millis(300);
     let app = TestApp::with_config(config);
+    let owner = owner.via(&app);
     let started = Instant::now();
-    app.patch(&format!("/api/v1/deals/{deal}"))
-        .token(&owner.access_token)
-        .org(owner.org_id)
-        .json(json!({"status": "in_progress"}))
-        .send()
+    owner
+        .patch(
+            &format!("/api/v1/deals/{deal}"),
+            json!({"status": "in_progress"}),
+        )
         .await
         .problem(503, "request_timeout");
     assert!(
@@ -93,12 +74,7 @@ async fn a_request_over_the_request_timeout_is_503_not_a_hang() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     lock.batch_execute("ROLLBACK").await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let got = app
-        .get(&format!("/api/v1/deals/{deal}"))
-        .token(&owner.access_token)
-        .org(owner.org_id)
-        .send()
-        .await;
+    let got = owner.get(&format!("/api/v1/deals/{deal}")).await;
     assert_eq!(got.ok(200)["status"], "new");
     assert_eq!(status_changes(&app, deal).await, 0);
 }
@@ -113,22 +89,14 @@ async fn an_exhausted_pool_is_503_with_retry_after() {
     let owner = app.register("owner").await;
     let (deal, lock) = locked_deal(&app, &owner).await;
     // The only pooled connection waits on the row lock...
-    let blocked = {
-        let req = app
-            .patch(&format!("/api/v1/deals/{deal}"))
-            .token(&owner.access_token)
-            .org(owner.org_id)
-            .json(json!({"status": "in_progress"}));
-        tokio::spawn(req.send_owned())
-    };
+    let blocked = tokio::spawn(owner.patch(
+        &format!("/api/v1/deals/{deal}"),
+        json!({"status": "in_progress"}),
+    ));
     tokio::time::sleep(Duration::from_millis(200)).await;
     // ...so the next request waits for the pool, then gets a quick 503.
     let started = Instant::now();
-    let res = app
-        .get("/api/v1/users/me")
-        .token(&owner.access_token)
-        .send()
-        .await;
+    let res = owner.no_org().get("/api/v1/users/me").await;
     res.problem(503, "database_unavailable");
     assert_eq!(res.headers["retry-after"], "1");
     assert!(
@@ -147,17 +115,10 @@ async fn page_size_has_a_maximum() {
     let app = TestApp::spawn().await;
     let owner = app.register("owner").await;
     for path in ["/api/v1/contacts", "/api/v1/deals", "/api/v1/tasks"] {
-        app.get(&format!("{path}?page_size=101"))
-            .token(&owner.access_token)
-            .org(owner.org_id)
-            .send()
+        owner
+            .get(&format!("{path}?page_size=101"))
             .await
             .problem(400, "invalid_query_parameter");
-        app.get(&format!("{path}?page_size=100"))
-            .token(&owner.access_token)
-            .org(owner.org_id)
-            .send()
-            .await
-            .ok(200);
+        owner.get(&format!("{path}?page_size=100")).await.ok(200);
     }
 }

@@ -12,11 +12,7 @@ async fn organizations_me_lists_memberships_with_the_callers_role() {
     let app = TestApp::spawn().await;
     let ann = app.register("ann").await;
     let bob = app.member_of(&ann, "bob", "manager").await;
-    let res = app
-        .get("/api/v1/organizations/me")
-        .token(&bob.access_token)
-        .send()
-        .await;
+    let res = bob.no_org().get("/api/v1/organizations/me").await;
     let items = res.ok(200)["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), 2);
     let acme = items
@@ -40,48 +36,29 @@ async fn organizations_me_lists_memberships_with_the_callers_role() {
 async fn create_get_rename_and_delete_an_organization() {
     let app = TestApp::spawn().await;
     let ann = app.register("ann").await;
-    let res = app
-        .post("/api/v1/organizations")
-        .token(&ann.access_token)
-        .json(json!({"name": "  Second  "}))
-        .send()
+    let res = ann
+        .no_org()
+        .post("/api/v1/organizations", json!({"name": "  Second  "}))
         .await;
     let org = res.ok(201).clone();
     assert_eq!(org["name"], "Second");
     assert_eq!(org["role"], "owner");
     let path = format!("/api/v1/organizations/{}", org["id"].as_str().unwrap());
-    let got = app.get(&path).token(&ann.access_token).send().await;
+    let got = ann.no_org().get(&path).await;
     assert_eq!(got.ok(200)["name"], "Second");
-    let renamed = app
-        .patch(&path)
-        .token(&ann.access_token)
-        .json(json!({"name": "Renamed"}))
-        .send()
-        .await;
+    let renamed = ann.no_org().patch(&path, json!({"name": "Renamed"})).await;
     assert_eq!(renamed.ok(200)["name"], "Renamed");
-    app.patch(&path)
-        .token(&ann.access_token)
-        .json(json!({"name": ""}))
-        .send()
+    ann.no_org()
+        .patch(&path, json!({"name": ""}))
         .await
         .problem(400, "organizations_name_invalid");
-    app.post("/api/v1/organizations")
-        .token(&ann.access_token)
-        .json(json!({}))
-        .send()
+    ann.no_org()
+        .post("/api/v1/organizations", json!({}))
         .await
         .problem(400, "validation_failed");
-    assert_eq!(
-        app.delete(&path)
-            .token(&ann.access_token)
-            .send()
-            .await
-            .status,
-        204
-    );
-    app.get(&path)
-        .token(&ann.access_token)
-        .send()
+    assert_eq!(ann.no_org().delete(&path).await.status, 204);
+    ann.no_org()
+        .get(&path)
         .await
         .problem(404, "organization_not_found");
 }
@@ -94,55 +71,37 @@ async fn an_organization_you_do_not_belong_to_is_404_and_bad_ids_400() {
     let p404 = |res: crate::helpers::TestResponse| {
         res.problem(404, "organization_not_found");
     };
+    p404(eve.no_org().get(&org_path(&ann)).await);
     p404(
-        app.get(&org_path(&ann))
-            .token(&eve.access_token)
-            .send()
+        eve.no_org()
+            .patch(&org_path(&ann), json!({"name": "pwned"}))
+            .await,
+    );
+    p404(eve.no_org().delete(&org_path(&ann)).await);
+    p404(
+        eve.no_org()
+            .get(&format!("{}/members", org_path(&ann)))
             .await,
     );
     p404(
-        app.patch(&org_path(&ann))
-            .token(&eve.access_token)
-            .json(json!({"name": "pwned"}))
-            .send()
+        eve.no_org()
+            .post(
+                &format!("{}/members", org_path(&ann)),
+                json!({"email": "eve@example.com", "role": "owner"}),
+            )
             .await,
     );
     p404(
-        app.delete(&org_path(&ann))
-            .token(&eve.access_token)
-            .send()
+        ann.no_org()
+            .get(&format!("/api/v1/organizations/{}", Uuid::new_v4()))
             .await,
     );
-    p404(
-        app.get(&format!("{}/members", org_path(&ann)))
-            .token(&eve.access_token)
-            .send()
-            .await,
-    );
-    p404(
-        app.post(&format!("{}/members", org_path(&ann)))
-            .token(&eve.access_token)
-            .json(json!({"email": "eve@example.com", "role": "owner"}))
-            .send()
-            .await,
-    );
-    p404(
-        app.get(&format!("/api/v1/organizations/{}", Uuid::new_v4()))
-            .token(&ann.access_token)
-            .send()
-            .await,
-    );
-    app.get("/api/v1/organizations/not-a-uuid")
-        .token(&ann.access_token)
-        .send()
+    ann.no_org()
+        .get("/api/v1/organizations/not-a-uuid")
         .await
         .problem(400, "invalid_path_parameter");
     // Unchanged.
-    let got = app
-        .get(&org_path(&ann))
-        .token(&ann.access_token)
-        .send()
-        .await;
+    let got = ann.no_org().get(&org_path(&ann)).await;
     assert_eq!(got.ok(200)["name"], "ann Inc");
     app.get(&org_path(&ann))
         .send()
@@ -164,11 +123,9 @@ async fn settings_follow_the_role_table() {
         (&manager, false),
         (&member, false),
     ] {
-        let res = app
-            .patch(&path)
-            .token(&user.access_token)
-            .json(json!({"name": "New name"}))
-            .send()
+        let res = user
+            .no_org()
+            .patch(&path, json!({"name": "New name"}))
             .await;
         if allowed {
             res.ok(200);
@@ -177,11 +134,7 @@ async fn settings_follow_the_role_table() {
         }
     }
     // Every member may read the member list.
-    let list = app
-        .get(&format!("{path}/members"))
-        .token(&member.access_token)
-        .send()
-        .await;
+    let list = member.no_org().get(&format!("{path}/members")).await;
     let items = list.ok(200)["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), 4);
     assert_eq!(items[0]["email"], "owner@example.com");
@@ -191,59 +144,71 @@ async fn settings_follow_the_role_table() {
     // Adding members.
     let carol = app.register("carol").await;
     for user in [&manager, &member] {
-        app.post(&format!("{path}/members"))
-            .token(&user.access_token)
-            .json(json!({"email": carol.email, "role": "member"}))
-            .send()
+        user.no_org()
+            .post(
+                &format!("{path}/members"),
+                json!({"email": carol.email, "role": "member"}),
+            )
             .await
             .problem(403, "role_forbidden");
     }
     // A manager cannot even learn whether an address is registered.
-    app.post(&format!("{path}/members"))
-        .token(&manager.access_token)
-        .json(json!({"email": "nobody@example.com", "role": "member"}))
-        .send()
+    manager
+        .no_org()
+        .post(
+            &format!("{path}/members"),
+            json!({"email": "nobody@example.com", "role": "member"}),
+        )
         .await
         .problem(403, "role_forbidden");
-    app.post(&format!("{path}/members"))
-        .token(&admin.access_token)
-        .json(json!({"email": carol.email, "role": "owner"}))
-        .send()
+    admin
+        .no_org()
+        .post(
+            &format!("{path}/members"),
+            json!({"email": carol.email, "role": "owner"}),
+        )
         .await
         .problem(403, "owner_required");
-    let added = app
-        .post(&format!("{path}/members"))
-        .token(&admin.access_token)
-        .json(json!({"email": "CAROL@example.com", "role": "member"}))
-        .send()
+    let added = admin
+        .no_org()
+        .post(
+            &format!("{path}/members"),
+            json!({"email": "CAROL@example.com", "role": "member"}),
+        )
         .await;
     assert_eq!(added.ok(201)["user_id"], carol.id.to_string());
     assert_eq!(added.body["role"], "member");
-    app.post(&format!("{path}/members"))
-        .token(&admin.access_token)
-        .json(json!({"email": carol.email, "role": "member"}))
-        .send()
+    admin
+        .no_org()
+        .post(
+            &format!("{path}/members"),
+            json!({"email": carol.email, "role": "member"}),
+        )
         .await
         .problem(409, "organization_members_user_id_taken");
-    app.post(&format!("{path}/members"))
-        .token(&admin.access_token)
-        .json(json!({"email": "nobody@example.com", "role": "member"}))
-        .send()
+    admin
+        .no_org()
+        .post(
+            &format!("{path}/members"),
+            json!({"email": "nobody@example.com", "role": "member"}),
+        )
         .await
         .problem(404, "user_not_found");
-    app.post(&format!("{path}/members"))
-        .token(&admin.access_token)
-        .json(json!({"email": carol.email, "role": "emperor"}))
-        .send()
+    admin
+        .no_org()
+        .post(
+            &format!("{path}/members"),
+            json!({"email": carol.email, "role": "emperor"}),
+        )
         .await
         .problem(400, "validation_failed");
 
     // Changing roles.
     let role = |actor: &TestUser, target: &TestUser, role: &str| {
-        app.patch(&format!("{path}/members/{}", target.id))
-            .token(&actor.access_token)
-            .json(json!({"role": role}))
-            .send()
+        actor.no_org().patch(
+            &format!("{path}/members/{}", target.id),
+            json!({"role": role}),
+        )
     };
     role(&manager, &member, "admin")
         .await
@@ -275,20 +240,12 @@ async fn settings_follow_the_role_table() {
     // Deleting the organization: owners only.
     for user in [&owner, &manager, &member] {
         // (owner is an admin now)
-        app.delete(&path)
-            .token(&user.access_token)
-            .send()
+        user.no_org()
+            .delete(&path)
             .await
             .problem(403, "owner_required");
     }
-    assert_eq!(
-        app.delete(&path)
-            .token(&admin.access_token)
-            .send()
-            .await
-            .status,
-        204
-    );
+    assert_eq!(admin.no_org().delete(&path).await.status, 204);
 }
 
 #[tokio::test]
@@ -300,9 +257,9 @@ async fn removing_members() {
     let member = app.member_of(&owner, "member", "member").await;
     let path = org_path(&owner);
     let remove = |actor: &TestUser, target: &TestUser, query: &str| {
-        app.delete(&format!("{path}/members/{}{query}", target.id))
-            .token(&actor.access_token)
-            .send()
+        actor
+            .no_org()
+            .delete(&format!("{path}/members/{}{query}", target.id))
     };
     remove(&manager, &member, "")
         .await
@@ -355,9 +312,9 @@ async fn removing_members() {
         .collect();
     assert_eq!(owners, vec![member.id, member.id]);
     // The removed manager no longer sees the organization.
-    app.get(&path)
-        .token(&manager.access_token)
-        .send()
+    manager
+        .no_org()
+        .get(&path)
         .await
         .problem(404, "organization_not_found");
 
@@ -373,10 +330,6 @@ async fn removing_members() {
     assert_eq!(res.status, 204, "{}", res.body);
     let carol = app.member_of(&owner, "carol", "member").await;
     assert_eq!(remove(&carol, &carol, "").await.status, 204);
-    let list = app
-        .get(&format!("{path}/members"))
-        .token(&owner.access_token)
-        .send()
-        .await;
+    let list = owner.no_org().get(&format!("{path}/members")).await;
     assert_eq!(list.ok(200)["items"].as_array().unwrap().len(), 2);
 }

@@ -137,10 +137,9 @@ async fn sql_metacharacters_are_stored_and_returned_verbatim() {
     for nasty in NASTY {
         // Contacts: name, email, phone; read back after writing.
         let email = format!("o'brien+%_{}@example.com", Uuid::new_v4().simple());
-        let contact = app
-            .create_contact(
-                &ann,
-                org,
+        let contact = ann
+            .create(
+                "/api/v1/contacts",
                 json!({"name": nasty, "email": email, "phone": nasty}),
             )
             .await;
@@ -149,42 +148,28 @@ async fn sql_metacharacters_are_stored_and_returned_verbatim() {
             (&json!(nasty), &json!(email), &json!(nasty))
         );
         let contact_id = id_of(&contact);
-        let read = app
-            .read(&ann, org, &format!("/api/v1/contacts/{contact_id}"))
-            .await;
+        let read = ann.read(&format!("/api/v1/contacts/{contact_id}")).await;
         assert_eq!(read["name"], nasty);
 
         // Deals: title on create and on update.
-        let deal = app
-            .create_deal(
-                &ann,
-                org,
-                json!({"contact_id": contact_id, "title": nasty, "amount": "1.00", "currency": "EUR"}),
-            )
+        let deal = ann.create("/api/v1/deals", json!({"contact_id": contact_id, "title": nasty, "amount": "1.00", "currency": "EUR"}))
             .await;
         assert_eq!(deal["title"], nasty);
         let deal_id = id_of(&deal);
         let renamed = format!("{nasty} (2)");
-        app.patch(&format!("/api/v1/deals/{deal_id}"))
-            .token(&ann.access_token)
-            .org(org)
-            .json(json!({"title": renamed}))
-            .send()
-            .await
-            .ok(200);
+        ann.patch(
+            &format!("/api/v1/deals/{deal_id}"),
+            json!({"title": renamed}),
+        )
+        .await
+        .ok(200);
         assert_eq!(
-            app.read(&ann, org, &format!("/api/v1/deals/{deal_id}"))
-                .await["title"],
+            ann.read(&format!("/api/v1/deals/{deal_id}")).await["title"],
             renamed.as_str()
         );
 
         // Tasks: title and description.
-        let task = app
-            .create_task(
-                &ann,
-                org,
-                json!({"deal_id": deal_id, "title": nasty, "description": nasty, "due_date": today_plus(1)}),
-            )
+        let task = ann.create("/api/v1/tasks", json!({"deal_id": deal_id, "title": nasty, "description": nasty, "due_date": today_plus(1)}))
             .await;
         assert_eq!(
             (&task["title"], &task["description"]),
@@ -192,22 +177,22 @@ async fn sql_metacharacters_are_stored_and_returned_verbatim() {
         );
 
         // A comment on the timeline.
-        app.post(&format!("/api/v1/deals/{deal_id}/activities"))
-            .token(&ann.access_token)
-            .org(org)
-            .json(json!({"type": "comment", "payload": {"text": nasty}}))
-            .send()
-            .await
-            .ok(201);
-        let timeline = app.timeline(&ann, org, deal_id).await;
+        ann.post(
+            &format!("/api/v1/deals/{deal_id}/activities"),
+            json!({"type": "comment", "payload": {"text": nasty}}),
+        )
+        .await
+        .ok(201);
+        let timeline = ann.timeline(deal_id).await;
         assert_eq!(timeline[0]["payload"]["text"], nasty, "{timeline:?}");
 
         // The organization's name.
-        let res = app
-            .patch(&format!("/api/v1/organizations/{org}"))
-            .token(&ann.access_token)
-            .json(json!({"name": nasty}))
-            .send()
+        let res = ann
+            .no_org()
+            .patch(
+                &format!("/api/v1/organizations/{org}"),
+                json!({"name": nasty}),
+            )
             .await;
         assert_eq!(res.ok(200)["name"], nasty);
     }
@@ -244,7 +229,6 @@ async fn sql_metacharacters_are_stored_and_returned_verbatim() {
 async fn contact_search_matches_metacharacters_literally() {
     let app = TestApp::spawn().await;
     let ann = app.register("ann").await;
-    let org = ann.org_id;
     let names = [
         "100% sure",
         "100 percent",
@@ -260,15 +244,14 @@ async fn contact_search_matches_metacharacters_literally() {
         "Robert'); DROP TABLE crm.contacts;--",
     ];
     for name in names {
-        app.contact(&ann, org, name).await;
+        ann.contact(name).await;
     }
     let search = |term: &str| {
         let q: String = form_urlencoded::byte_serialize(term.as_bytes()).collect();
         let path = format!("/api/v1/contacts?page_size=100&search={q}");
         let ann = &ann;
-        let app = &app;
         async move {
-            let body = app.read(ann, org, &path).await;
+            let body = ann.read(&path).await;
             let mut found: Vec<String> = body["items"]
                 .as_array()
                 .unwrap()
@@ -323,29 +306,29 @@ async fn error_bodies_leak_no_sql_internals_or_other_tenants() {
     let bob = app.register("bob").await;
     let carl = app.register("carl").await;
     let (a, b) = (ann.org_id, bob.org_id);
-    let ann_contact = app.contact(&ann, a, "Ann's client").await;
-    let ann_deal = app.deal(&ann, a, ann_contact, "Ann's deal", "10").await;
-    let bob_contact = app.contact(&bob, b, "Bob's client").await;
-    let bob_deal = app.deal(&bob, b, bob_contact, "Bob's deal", "10").await;
-    let bob_task = app.task(&bob, b, bob_deal, "Bob's task", 1).await;
+    let ann_contact = ann.contact("Ann's client").await;
+    let ann_deal = ann.deal(ann_contact, "Ann's deal", "10").await;
+    let bob_contact = bob.contact("Bob's client").await;
+    let bob_deal = bob.deal(bob_contact, "Bob's deal", "10").await;
+    let bob_task = bob.task(bob_deal, "Bob's task", 1).await;
     let foreign: Vec<String> = [bob.id, b, bob_contact, bob_deal, bob_task]
         .iter()
         .map(Uuid::to_string)
         .collect();
-    app.post(&format!("/api/v1/organizations/{a}/members"))
-        .token(&ann.access_token)
-        .json(json!({"email": carl.email, "role": "member"}))
-        .send()
+    ann.no_org()
+        .post(
+            &format!("/api/v1/organizations/{a}/members"),
+            json!({"email": carl.email, "role": "member"}),
+        )
         .await
         .ok(201);
 
-    let t = &ann.access_token;
     let deals = "/api/v1/deals";
     let deal = format!("/api/v1/deals/{ann_deal}");
     let mut answers: Vec<(&str, TestResponse)> = Vec::new();
     macro_rules! answer {
         ($what:expr, $req:expr) => {
-            answers.push(($what, $req.send().await))
+            answers.push(($what, $req.await))
         };
     }
     // Unique violations.
@@ -355,197 +338,160 @@ async fn error_bodies_leak_no_sql_internals_or_other_tenants() {
     );
     answer!(
         "unique: member",
-        app.post(&format!("/api/v1/organizations/{a}/members"))
-            .token(t)
-            .json(json!({"email": carl.email, "role": "member"}))
+        ann.no_org().post(
+            &format!("/api/v1/organizations/{a}/members"),
+            json!({"email": carl.email, "role": "member"})
+        )
     );
     // Foreign keys, pointing into the other tenant.
     answer!(
         "fk: contact of another tenant",
-        app.post(deals).token(t).org(a).json(
+        ann.post(
+            deals,
             json!({"contact_id": bob_contact, "title": "x", "amount": "1", "currency": "EUR"})
         )
     );
     answer!(
         "fk: owner of another tenant",
-        app.post("/api/v1/contacts")
-            .token(t)
-            .org(a)
-            .json(json!({"name": "x", "owner_id": bob.id}))
+        ann.post("/api/v1/contacts", json!({"name": "x", "owner_id": bob.id}))
     );
     answer!(
         "fk: deal of another tenant",
-        app.post("/api/v1/tasks")
-            .token(t)
-            .org(a)
-            .json(json!({"deal_id": bob_deal, "title": "x", "due_date": today_plus(1)}))
+        ann.post(
+            "/api/v1/tasks",
+            json!({"deal_id": bob_deal, "title": "x", "due_date": today_plus(1)})
+        )
     );
     answer!(
         "fk: move a deal to another tenant's contact",
-        app.patch(&deal)
-            .token(t)
-            .org(a)
-            .json(json!({"contact_id": bob_contact}))
+        ann.patch(&deal, json!({"contact_id": bob_contact}))
     );
     answer!(
         "fk: give a deal to a non-member",
-        app.patch(&deal)
-            .token(t)
-            .org(a)
-            .json(json!({"owner_id": bob.id}))
+        ann.patch(&deal, json!({"owner_id": bob.id}))
     );
     answer!(
         "another tenant's deal",
-        app.get(&format!("/api/v1/deals/{bob_deal}"))
-            .token(t)
-            .org(a)
+        ann.get(&format!("/api/v1/deals/{bob_deal}"))
     );
     answer!(
         "another tenant's task",
-        app.patch(&format!("/api/v1/tasks/{bob_task}"))
-            .token(t)
-            .org(a)
-            .json(json!({"title": "mine"}))
+        ann.patch(
+            &format!("/api/v1/tasks/{bob_task}"),
+            json!({"title": "mine"})
+        )
     );
     answer!(
         "another tenant's timeline",
-        app.post(&format!("/api/v1/deals/{bob_deal}/activities"))
-            .token(t)
-            .org(a)
-            .json(json!({"type": "comment", "payload": {"text": "hi"}}))
+        ann.post(
+            &format!("/api/v1/deals/{bob_deal}/activities"),
+            json!({"type": "comment", "payload": {"text": "hi"}})
+        )
     );
-    answer!(
-        "another tenant's organization",
-        app.get(deals).token(t).org(b)
-    );
+    answer!("another tenant's organization", ann.in_org(b).get(deals));
     answer!(
         "another tenant's members",
-        app.get(&format!("/api/v1/organizations/{b}/members"))
-            .token(t)
+        ann.no_org()
+            .get(&format!("/api/v1/organizations/{b}/members"))
     );
     answer!(
         "filter by another tenant's ids",
-        app.get(&format!(
+        carl.in_org(a).get(&format!(
             "{deals}?owner_id={}&contact_id={bob_contact}",
             bob.id
         ))
-        .token(&carl.access_token)
-        .org(a)
     );
     // Check violations.
     answer!(
         "check: currency",
-        app.post(deals).token(t).org(a).json(
+        ann.post(
+            deals,
             json!({"contact_id": ann_contact, "title": "x", "amount": "1", "currency": "eur"})
         )
     );
     answer!(
         "check: email",
-        app.post("/api/v1/contacts")
-            .token(t)
-            .org(a)
-            .json(json!({"name": "x", "email": "not an email"}))
+        ann.post(
+            "/api/v1/contacts",
+            json!({"name": "x", "email": "not an email"})
+        )
     );
     answer!(
         "check: blank name",
-        app.patch(&format!("/api/v1/organizations/{a}"))
-            .token(t)
-            .json(json!({"name": "   "}))
+        ann.no_org().patch(
+            &format!("/api/v1/organizations/{a}"),
+            json!({"name": "   "})
+        )
     );
     answer!(
         "check: long title",
-        app.patch(&deal)
-            .token(t)
-            .org(a)
-            .json(json!({"title": "x".repeat(201)}))
+        ann.patch(&deal, json!({"title": "x".repeat(201)}))
     );
     answer!(
         "check: negative amount",
-        app.patch(&deal)
-            .token(t)
-            .org(a)
-            .json(json!({"amount": "-1"}))
+        ann.patch(&deal, json!({"amount": "-1"}))
     );
     answer!(
         "rule: won without amount",
-        app.patch(&deal)
-            .token(t)
-            .org(a)
-            .json(json!({"status": "won", "amount": "0"}))
+        ann.patch(&deal, json!({"status": "won", "amount": "0"}))
     );
     // Bad enums.
     answer!(
         "enum: status in a body",
-        app.patch(&deal)
-            .token(t)
-            .org(a)
-            .json(json!({"status": "bogus'; --"}))
+        ann.patch(&deal, json!({"status": "bogus'; --"}))
     );
     answer!(
         "enum: status in a query",
-        app.get(&format!("{deals}?status=bogus")).token(t).org(a)
+        ann.get(&format!("{deals}?status=bogus"))
     );
     answer!(
         "enum: role",
-        app.post(&format!("/api/v1/organizations/{a}/members"))
-            .token(t)
-            .json(json!({"email": carl.email, "role": "god"}))
+        ann.no_org().post(
+            &format!("/api/v1/organizations/{a}/members"),
+            json!({"email": carl.email, "role": "god"})
+        )
     );
     // Bad UUIDs.
-    answer!(
-        "uuid: path",
-        app.get("/api/v1/deals/not-a-uuid").token(t).org(a)
-    );
+    answer!("uuid: path", ann.get("/api/v1/deals/not-a-uuid"));
     answer!(
         "uuid: header",
         app.get(deals)
-            .token(t)
+            .token(&ann.access_token)
             .header("X-Organization-Id", "1' OR '1'='1")
     );
     answer!(
         "uuid: body",
-        app.post(deals)
-            .token(t)
-            .org(a)
-            .json(json!({"contact_id": "nope", "title": "x", "amount": "1", "currency": "EUR"}))
+        ann.post(
+            deals,
+            json!({"contact_id": "nope", "title": "x", "amount": "1", "currency": "EUR"})
+        )
     );
-    answer!(
-        "uuid: query",
-        app.get(&format!("{deals}?owner_id=nope")).token(t).org(a)
-    );
+    answer!("uuid: query", ann.get(&format!("{deals}?owner_id=nope")));
     // Values the statement itself refuses.
     answer!(
         "statement: NUL in a string",
-        app.post("/api/v1/contacts")
-            .token(t)
-            .org(a)
-            .json(json!({"name": "nul\u{0}byte"}))
+        ann.post("/api/v1/contacts", json!({"name": "nul\u{0}byte"}))
     );
     answer!(
         "statement: huge amount",
-        app.patch(&deal)
-            .token(t)
-            .org(a)
-            .json(json!({"amount": "99999999999999999999.99"}))
+        ann.patch(&deal, json!({"amount": "99999999999999999999.99"}))
     );
     answer!(
         "shape: far-off date",
-        app.post("/api/v1/tasks")
-            .token(t)
-            .org(a)
-            .json(json!({"deal_id": ann_deal, "title": "x", "due_date": "+262143-12-31"}))
+        ann.post(
+            "/api/v1/tasks",
+            json!({"deal_id": ann_deal, "title": "x", "due_date": "+262143-12-31"})
+        )
     );
     answer!(
         "shape: due_before out of range",
-        app.get("/api/v1/tasks?due_before=99999-01-01")
-            .token(t)
-            .org(a)
+        ann.get("/api/v1/tasks?due_before=99999-01-01")
     );
     // Requests that never reach the database.
     answer!(
         "malformed json",
         app.post(deals)
-            .token(t)
+            .token(&ann.access_token)
             .org(a)
             .raw("application/json", "{\"title\": 'x'}")
     );

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 use uuid::Uuid;
 
-use crate::helpers::{id_of, today_plus, TestApp, TestResponse, TestUser};
+use crate::helpers::{today_plus, TestApp, TestResponse, TestUser};
 
 /// The kinds of record an id can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -417,15 +417,16 @@ impl World {
 }
 
 impl Probe {
-    async fn send(&self, app: &TestApp, token: &str) -> TestResponse {
-        let mut req = app.req(self.method.clone(), &self.uri).token(token);
-        if let Some(org) = self.org {
-            req = req.org(org);
+    async fn send(&self, caller: &TestUser) -> TestResponse {
+        let caller = match self.org {
+            Some(org) => caller.in_org(org),
+            None => caller.no_org(),
+        };
+        let req = caller.req(self.method.clone(), &self.uri);
+        match &self.body {
+            Some(body) => req.json(body.clone()).await,
+            None => req.await,
         }
-        if let Some(body) = &self.body {
-            req = req.json(body.clone());
-        }
-        req.send().await
     }
 
     fn describe(&self) -> String {
@@ -489,23 +490,15 @@ async fn fingerprint(app: &TestApp, org: Uuid) -> BTreeMap<String, String> {
     out
 }
 
-async fn tenant(app: &TestApp, owner: &TestUser, member: &TestUser, name: &str) -> Tenant {
+async fn tenant(owner: &TestUser, member: &TestUser, name: &str) -> Tenant {
     let org = owner.org_id;
-    let contact = app.contact(member, org, &format!("{name} contact")).await;
-    let deal = app
-        .deal(member, org, contact, &format!("{name} deal"), "500.00")
+    let member = member.in_org(org);
+    let contact = member.contact(&format!("{name} contact")).await;
+    let deal = member
+        .deal(contact, &format!("{name} deal"), "500.00")
         .await;
-    let task = app
-        .task(member, org, deal, &format!("{name} task"), 2)
-        .await;
-    let comment = app
-        .post(&format!("/api/v1/deals/{deal}/activities"))
-        .token(&member.access_token)
-        .org(org)
-        .json(json!({"type": "comment", "payload": {"text": format!("{name} note")}}))
-        .send()
-        .await;
-    id_of(comment.ok(201));
+    let task = member.task(deal, &format!("{name} task"), 2).await;
+    member.comment(deal, &format!("{name} note")).await;
     Tenant {
         org,
         contact,
@@ -588,11 +581,11 @@ async fn no_operation_reaches_another_organizations_records() {
     let b_member = app.member_of(&b_owner, "probe-b-member", "member").await;
     let loner = app.register("probe-loner").await;
     // A's records belong to its owner; Kind::Member names A's other member.
-    let mut a = tenant(&app, &a_owner, &a_owner, "A").await;
+    let mut a = tenant(&a_owner, &a_owner, "A").await;
     a.member = a_member.id;
     let world = World {
         a,
-        b: tenant(&app, &b_owner, &b_member, "B").await,
+        b: tenant(&b_owner, &b_member, "B").await,
         caller: a_owner,
         loner_email: loner.email.clone(),
     };
@@ -609,8 +602,8 @@ async fn no_operation_reaches_another_organizations_records() {
             let kind = op.kind(slot).unwrap();
             let into_b = world.build(op, &Aim::One(slot, world.b.id(kind)));
             let random = world.build(op, &Aim::One(slot, Uuid::new_v4()));
-            let got = into_b.send(&app, &world.caller.access_token).await;
-            let baseline = random.send(&app, &world.caller.access_token).await;
+            let got = into_b.send(&world.caller).await;
+            let baseline = random.send(&world.caller).await;
             probes += 1;
             let code = got.body["code"].as_str().unwrap_or("").to_owned();
             report.push(format!(
@@ -650,7 +643,7 @@ async fn no_operation_reaches_another_organizations_records() {
             .any(|p| path_kind(&op.path, p) == Some(Kind::Org));
         if op.org_header || org_path {
             let probe = world.build(op, &Aim::AllB);
-            let got = probe.send(&app, &world.caller.access_token).await;
+            let got = probe.send(&world.caller).await;
             probes += 1;
             report.push(format!(
                 "{} as B → {} {}",
