@@ -21,7 +21,7 @@ fn activities_path(deal: Uuid) -> String {
 #[tokio::test]
 async fn comments_are_added_and_listed_newest_first() {
     let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
+    let owner = app.user("owner").await;
     let mia = app.member_of(&owner, "mia", "member").await;
     let org = owner.org_id;
     let contact = owner.contact("Client").await;
@@ -107,7 +107,7 @@ async fn comments_are_added_and_listed_newest_first() {
 #[tokio::test]
 async fn only_comments_with_text_can_be_created_r9() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let contact = ann.contact("Client").await;
     let deal = ann.deal(contact, "Deal", "100").await;
     let before = ann.timeline(deal).await;
@@ -175,7 +175,7 @@ async fn only_comments_with_text_can_be_created_r9() {
 #[tokio::test]
 async fn activities_reject_bad_query_values_and_headers() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let org = ann.org_id;
     let contact = ann.contact("Client").await;
     let deal = ann.deal(contact, "Deal", "100").await;
@@ -235,7 +235,7 @@ async fn activities_reject_bad_query_values_and_headers() {
         .json(json!({"type": "comment", "payload": {"text": "x"}}))
         .await
         .problem(400, "organization_header_invalid");
-    let eve = app.register("eve").await;
+    let eve = app.user("eve").await;
     eve.in_org(org)
         .get(&path)
         .await
@@ -253,8 +253,8 @@ async fn activities_reject_bad_query_values_and_headers() {
 #[tokio::test]
 async fn activities_of_another_organization_are_404_r8() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
     // Ann is a member of Bob's organization too.
     bob.no_org()
         .post(

@@ -287,7 +287,7 @@ fn sign(claims: serde_json::Value, secret: &str) -> String {
 #[tokio::test]
 async fn users_me_refuses_missing_bad_expired_and_foreign_tokens() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let me = |token: Option<String>| {
         let req = app.get("/api/v1/users/me");
         match token {

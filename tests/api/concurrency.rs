@@ -246,7 +246,7 @@ async fn concurrent_status_and_stage_changes_each_leave_exactly_one_timeline_row
     const N: usize = 32;
     const STATUSES: [&str; 4] = ["in_progress", "lost", "won", "new"];
     let app = patient_app().await;
-    let owner = app.register("ann").await;
+    let owner = app.user("ann").await;
     let admin = app.member_of(&owner, "ada", "admin").await;
     let org = owner.org_id;
     let contact = owner.contact("Client").await;
@@ -369,7 +369,7 @@ async fn a_manager_cannot_slip_a_stage_rollback_past_r5_while_the_owner_moves_fo
     const DEALS: usize = 6;
     const ATTEMPTS: usize = 12;
     let app = patient_app().await;
-    let boss = app.register("boss").await;
+    let boss = app.user("boss").await;
     let org = boss.org_id;
     let seller = app.member_of(&boss, "sam", "member").await;
     let manager = app.member_of(&boss, "max", "manager").await;
@@ -518,7 +518,7 @@ async fn removing_a_member_while_they_create_leaves_nothing_owned_by_a_non_membe
     const WORKERS: usize = 6;
     const CREATES_PER_WORKER: usize = 3;
     let app = patient_app().await;
-    let owner = app.register("olga").await;
+    let owner = app.user("olga").await;
     let admin = app.member_of(&owner, "adam", "admin").await;
     let org = owner.org_id;
     let shared = owner.contact("Shared client").await;

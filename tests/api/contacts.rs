@@ -18,7 +18,7 @@ const CONTACT_FIELDS: [&str; 8] = [
 #[tokio::test]
 async fn contacts_create_get_update_delete() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let org = ann.org_id;
 
     let created = ann
@@ -114,7 +114,7 @@ async fn contacts_create_get_update_delete() {
 #[tokio::test]
 async fn contacts_list_pages_newest_first() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let mut created = Vec::new();
     for i in 0..25 {
         created.push(ann.contact(&format!("Contact {i:02}")).await);
@@ -146,7 +146,7 @@ async fn contacts_list_pages_newest_first() {
 #[tokio::test]
 async fn contacts_search_is_case_insensitive_and_literal() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let mk = |name: &str, email: Option<&str>| {
         let body = match email {
             Some(e) => json!({"name": name, "email": e}),
@@ -208,7 +208,7 @@ async fn contacts_search_is_case_insensitive_and_literal() {
 #[tokio::test]
 async fn contacts_owner_filter_and_the_role_table() {
     let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
+    let owner = app.user("owner").await;
     let manager = app.member_of(&owner, "manager", "manager").await;
     let mia = app.member_of(&owner, "mia", "member").await;
     let max = app.member_of(&owner, "max", "member").await;
@@ -248,7 +248,7 @@ async fn contacts_owner_filter_and_the_role_table() {
     assert_eq!(c["owner_id"], max.id.to_string());
     let for_max = id_of(&c);
     // owner_id must be a member of this organization.
-    let stranger = app.register("stranger").await;
+    let stranger = app.user("stranger").await;
     owner
         .post(
             "/api/v1/contacts",
@@ -332,7 +332,7 @@ async fn contacts_owner_filter_and_the_role_table() {
 #[tokio::test]
 async fn contacts_reject_bad_query_values_and_headers() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let org = ann.org_id;
     let id = ann.contact("Someone").await;
     for query in [
@@ -404,7 +404,7 @@ async fn contacts_reject_bad_query_values_and_headers() {
         .problem(401, "invalid_token");
 
     // An organization the user is not a member of: 404 for reads and writes.
-    let eve = app.register("eve").await;
+    let eve = app.user("eve").await;
     for res in [
         eve.in_org(org).get("/api/v1/contacts").await,
         eve.in_org(org).get(&path).await,
@@ -426,8 +426,8 @@ async fn contacts_reject_bad_query_values_and_headers() {
 #[tokio::test]
 async fn contacts_of_another_organization_are_404_r8() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
     // ann2 also belongs to Bob's organization (her token is valid there), yet
     // a request acting in her own organization cannot touch Bob's records.
     let ann_in_b = app.member_of(&bob, "ann2", "admin").await;
@@ -458,7 +458,7 @@ async fn contacts_of_another_organization_are_404_r8() {
 #[tokio::test]
 async fn a_contact_with_deals_cannot_be_deleted_r2() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let contact = ann.contact("Client").await;
     let path = format!("/api/v1/contacts/{contact}");
     let open = ann.deal(contact, "Open deal", "100").await;

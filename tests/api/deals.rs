@@ -36,7 +36,7 @@ async fn list_ids(user: &TestUser, query: &str) -> Vec<Uuid> {
 #[tokio::test]
 async fn deals_create_get_update_delete() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let org = ann.org_id;
     let contact = ann.contact("Client").await;
     let res = ann.post("/api/v1/deals", json!({"contact_id": contact, "title": " Big deal ", "amount": 10000, "currency": "EUR"})).await;
@@ -133,7 +133,7 @@ async fn deals_create_get_update_delete() {
 #[tokio::test]
 async fn deal_amounts_are_exact_and_validated() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let contact = ann.contact("Client").await;
     let raw = |amount: &str, currency: &str| {
         format!(
@@ -229,7 +229,7 @@ async fn deal_amounts_are_exact_and_validated() {
 #[tokio::test]
 async fn deal_amount_overflow_and_long_currency_name_their_field() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let contact = ann.contact("Client").await;
     let mut got = Vec::new();
     let mut want = Vec::new();
@@ -272,7 +272,7 @@ struct Pipeline {
 /// Created d1..d5, then updated d2, d3, d4, d5, d1 (in that order).
 async fn pipeline() -> Pipeline {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let mo = app.member_of(&ann, "mo", "manager").await;
     let mia = app.member_of(&ann, "mia", "member").await;
     let org = ann.org_id;
@@ -536,7 +536,7 @@ async fn deals_reject_bad_query_values_and_headers() {
             .problem(404, "organization_not_found");
     }
     // Not a member: 404 for reads and writes, and nothing changes.
-    let eve = app.register("eve").await;
+    let eve = app.user("eve").await;
     let before = ann.read(&path).await;
     eve.in_org(org)
         .patch(&path, json!({"status": "lost"}))
@@ -556,11 +556,11 @@ async fn deals_reject_bad_query_values_and_headers() {
 #[tokio::test]
 async fn deals_follow_the_role_table() {
     let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
+    let owner = app.user("owner").await;
     let manager = app.member_of(&owner, "manager", "manager").await;
     let mia = app.member_of(&owner, "mia", "member").await;
     let max = app.member_of(&owner, "max", "member").await;
-    let stranger = app.register("stranger").await;
+    let stranger = app.user("stranger").await;
     let contact = owner.contact("Shared client").await;
     let new_deal = |owner_id: Option<Uuid>| {
         let mut body =
@@ -678,7 +678,7 @@ async fn deals_follow_the_role_table() {
 #[tokio::test]
 async fn won_requires_an_amount_r1() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let contact = ann.contact("Client").await;
     let free = ann.deal(contact, "Free", "0").await;
     let path = deal_path(free);
@@ -732,7 +732,7 @@ async fn won_requires_an_amount_r1() {
 #[tokio::test]
 async fn stage_moves_backwards_only_for_owner_and_admin_r5() {
     let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
+    let owner = app.user("owner").await;
     let admin = app.member_of(&owner, "admin", "admin").await;
     let manager = app.member_of(&owner, "manager", "manager").await;
     let mia = app.member_of(&owner, "mia", "member").await;
@@ -825,7 +825,7 @@ async fn stage_moves_backwards_only_for_owner_and_admin_r5() {
 #[tokio::test]
 async fn status_and_stage_changes_are_on_the_timeline_r6() {
     let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
+    let owner = app.user("owner").await;
     let manager = app.member_of(&owner, "manager", "manager").await;
     let mia = app.member_of(&owner, "mia", "member").await;
     let org = owner.org_id;
@@ -916,8 +916,8 @@ async fn status_and_stage_changes_are_on_the_timeline_r6() {
 #[tokio::test]
 async fn deals_of_another_organization_are_404_r8() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
     // Ann is also an admin in Bob's organization, so the only thing keeping
     // her out of Bob's data below is the organization she acts in.
     bob.no_org()
@@ -977,7 +977,7 @@ async fn deals_of_another_organization_are_404_r8() {
 #[tokio::test]
 async fn very_large_totals_are_estimated_and_say_so() {
     let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
+    let owner = app.user("owner").await;
     let res = owner
         .post("/api/v1/contacts", serde_json::json!({"name": "Client"}))
         .await;

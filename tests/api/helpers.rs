@@ -2,15 +2,19 @@
 use std::{
     future::{Future, IntoFuture},
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, LazyLock},
 };
 
+use argon2::{
+    password_hash::{rand_core::OsRng, SaltString},
+    Argon2, PasswordHasher,
+};
 use axum::{
     body::Body,
     http::{header, HeaderMap, Method, Request, StatusCode},
     Router,
 };
-use minicrm::{ops::config::Config, state::App};
+use minicrm::{auth::credentials, ops::config::Config, state::App};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -24,12 +28,21 @@ pub struct TestApp {
 /// The password of every test user.
 pub const PASSWORD: &str = "correct horse";
 
+/// An argon2id hash of [`PASSWORD`], computed once per test process (a hash
+/// costs a noticeable fraction of a second in a debug build).
+static PASSWORD_HASH: LazyLock<String> = LazyLock::new(|| {
+    Argon2::default()
+        .hash_password(PASSWORD.as_bytes(), &SaltString::generate(&mut OsRng))
+        .expect("hashing the test password")
+        .to_string()
+});
+
 /// A user with its tokens, able to send requests to the app it belongs to
 /// (crates.io style: `user.get(path)`, `user.post(path, body)`).
 ///
 /// Requests carry the user's bearer token and `X-Organization-Id: acting_org`:
-/// the user's own organization for [`TestApp::register`], the joined one for
-/// [`TestApp::member_of`].
+/// the user's own organization for [`TestApp::user`] and
+/// [`TestApp::register`], the joined one for [`TestApp::member_of`].
 /// [`TestUser::in_org`] acts in another one, [`TestUser::no_org`] sends no
 /// organization header.
 #[derive(Clone)]
@@ -291,7 +304,8 @@ impl TestApp {
         }
     }
 
-    /// Registers `<name>@example.com` with its own organization.
+    /// Registers `<name>@example.com` with its own organization over HTTP
+    /// (for tests of registration itself; see [`TestApp::user`]).
     pub async fn register(&self, name: &str) -> TestUser {
         let email = format!("{name}@example.com");
         let res = self
@@ -304,10 +318,41 @@ impl TestApp {
         self.test_user(email, body, &token("access_token"), &token("refresh_token"))
     }
 
-    /// Registers a user that `owner` adds to their organization with `role`;
-    /// it acts in that organization.
+    /// The same user as [`TestApp::register`] makes, without HTTP and without
+    /// hashing a password: the database's own `api.auth_register` (user,
+    /// organization, owner membership, refresh token) with a precomputed hash
+    /// of [`PASSWORD`], and tokens from the app's own token issuer.
+    pub async fn user(&self, name: &str) -> TestUser {
+        let email = format!("{name}@example.com");
+        let (refresh, refresh_hash) = credentials::new_refresh_token();
+        let row = self
+            .sql()
+            .await
+            .query_one(
+                "SELECT (api.auth_register($3, $4, $5, $6, $7, $8))::text FROM app.act_as($1, $2)",
+                &[
+                    &None::<Uuid>,
+                    &None::<Uuid>,
+                    &email,
+                    &*PASSWORD_HASH,
+                    &name,
+                    &format!("{name} Inc"),
+                    &refresh_hash,
+                    &self.state.tokens.refresh_expires_at(),
+                ],
+            )
+            .await
+            .expect("registering a test user");
+        let body: Value = serde_json::from_str(row.get(0)).unwrap();
+        let id = body["user"]["id"].as_str().unwrap().parse().unwrap();
+        let access = self.state.tokens.access_token(id).unwrap();
+        self.test_user(email, &body, &access, &refresh)
+    }
+
+    /// A new user that `owner` adds to their organization (over HTTP) with
+    /// `role`; it acts in that organization.
     pub async fn member_of(&self, owner: &TestUser, name: &str, role: &str) -> TestUser {
-        let user = self.register(name).await;
+        let user = self.user(name).await;
         let members = format!("/api/v1/organizations/{}/members", owner.org_id);
         owner
             .no_org()

@@ -24,7 +24,7 @@ async fn status_changes(app: &TestApp, deal: Uuid) -> i64 {
 #[tokio::test]
 async fn a_statement_over_statement_timeout_is_503_and_changes_nothing() {
     let app = TestApp::spawn_with(|c| c.pool.statement_timeout = Duration::from_millis(400)).await;
-    let owner = app.register("owner").await;
+    let owner = app.user("owner").await;
     let (deal, lock) = locked_deal(&app, &owner).await;
     let started = Instant::now();
     let res = owner
@@ -48,10 +48,10 @@ async fn a_statement_over_statement_timeout_is_503_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_request_over_the_request_timeout_is_503_not_a_hang() {
-    // Set up through a normal app (argon2 alone can take 300 ms in a debug
-    // build), then talk to the same database through a 300 ms one.
+    // Set up through a normal app, then talk to the same database through a
+    // 300 ms one.
     let setup = TestApp::spawn().await;
-    let owner = setup.register("owner").await;
+    let owner = setup.user("owner").await;
     let (deal, lock) = locked_deal(&setup, &owner).await;
     let mut config = Config::for_database(setup.db_url.clone());
     config.request_timeout = Duration::from_millis(300);
@@ -86,7 +86,7 @@ async fn an_exhausted_pool_is_503_with_retry_after() {
         c.pool.wait_timeout = Duration::from_millis(300);
     })
     .await;
-    let owner = app.register("owner").await;
+    let owner = app.user("owner").await;
     let (deal, lock) = locked_deal(&app, &owner).await;
     // The only pooled connection waits on the row lock...
     let blocked = tokio::spawn(owner.patch(
@@ -113,7 +113,7 @@ async fn an_exhausted_pool_is_503_with_retry_after() {
 #[tokio::test]
 async fn page_size_has_a_maximum() {
     let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
+    let owner = app.user("owner").await;
     for path in ["/api/v1/contacts", "/api/v1/deals", "/api/v1/tasks"] {
         owner
             .get(&format!("{path}?page_size=101"))

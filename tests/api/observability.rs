@@ -39,7 +39,7 @@ fn assert_generated(id: &str) {
 #[tokio::test]
 async fn every_answer_carries_a_request_id() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let answers = [
         app.get("/healthz").send().await,
         ann.no_org().get("/api/v1/users/me").await,
@@ -116,9 +116,9 @@ async fn a_sane_incoming_request_id_is_echoed_and_any_other_replaced() {
 #[tokio::test]
 async fn timeout_answers_carry_a_request_id() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    // A second server on the same database, with short timeouts (registering
-    // alone takes longer than those in a debug build).
+    let ann = app.user("ann").await;
+    // A second server on the same database, with short timeouts (setting up
+    // through it would not fit in those).
     let impatient = |tune: fn(&mut Config)| {
         let mut config = Config::for_database(app.db_url.clone());
         tune(&mut config);

@@ -10,7 +10,7 @@ fn org_path(user: &TestUser) -> String {
 #[tokio::test]
 async fn organizations_me_lists_memberships_with_the_callers_role() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let bob = app.member_of(&ann, "bob", "manager").await;
     let res = bob.no_org().get("/api/v1/organizations/me").await;
     let items = res.ok(200)["items"].as_array().unwrap().clone();
@@ -35,7 +35,7 @@ async fn organizations_me_lists_memberships_with_the_callers_role() {
 #[tokio::test]
 async fn create_get_rename_and_delete_an_organization() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let res = ann
         .no_org()
         .post("/api/v1/organizations", json!({"name": "  Second  "}))
@@ -66,8 +66,8 @@ async fn create_get_rename_and_delete_an_organization() {
 #[tokio::test]
 async fn an_organization_you_do_not_belong_to_is_404_and_bad_ids_400() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let eve = app.register("eve").await;
+    let ann = app.user("ann").await;
+    let eve = app.user("eve").await;
     let p404 = |res: crate::helpers::TestResponse| {
         res.problem(404, "organization_not_found");
     };
@@ -112,7 +112,7 @@ async fn an_organization_you_do_not_belong_to_is_404_and_bad_ids_400() {
 #[tokio::test]
 async fn settings_follow_the_role_table() {
     let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
+    let owner = app.user("owner").await;
     let admin = app.member_of(&owner, "admin", "admin").await;
     let manager = app.member_of(&owner, "manager", "manager").await;
     let member = app.member_of(&owner, "member", "member").await;
@@ -142,7 +142,7 @@ async fn settings_follow_the_role_table() {
     assert!(items[0]["created_at"].is_string() && items[0]["user_id"].is_string());
 
     // Adding members.
-    let carol = app.register("carol").await;
+    let carol = app.user("carol").await;
     for user in [&manager, &member] {
         user.no_org()
             .post(
@@ -232,7 +232,7 @@ async fn settings_follow_the_role_table() {
     assert_eq!(role(&owner, &admin, "owner").await.ok(200)["role"], "owner");
     // With a second owner, the first may step down.
     assert_eq!(role(&owner, &owner, "admin").await.ok(200)["role"], "admin");
-    let stranger = app.register("stranger").await;
+    let stranger = app.user("stranger").await;
     role(&admin, &stranger, "member")
         .await
         .problem(404, "member_not_found");
@@ -251,7 +251,7 @@ async fn settings_follow_the_role_table() {
 #[tokio::test]
 async fn removing_members() {
     let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
+    let owner = app.user("owner").await;
     let admin = app.member_of(&owner, "admin", "admin").await;
     let manager = app.member_of(&owner, "manager", "manager").await;
     let member = app.member_of(&owner, "member", "member").await;
@@ -291,7 +291,7 @@ async fn removing_members() {
     remove(&admin, &manager, &format!("?reassign_to={}", manager.id))
         .await
         .problem(400, "reassign_to_invalid");
-    let stranger = app.register("stranger").await;
+    let stranger = app.user("stranger").await;
     remove(&admin, &manager, &format!("?reassign_to={}", stranger.id))
         .await
         .problem(404, "reassign_to_not_found");

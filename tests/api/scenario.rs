@@ -11,7 +11,7 @@ async fn full_scenario_up_to_the_timeline() {
     let app = TestApp::spawn().await;
 
     // 1. Ann registers: she owns her first organization.
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
 
     // 2. She creates a second organization.
     let res = ann
@@ -26,7 +26,7 @@ async fn full_scenario_up_to_the_timeline() {
     assert_eq!(mine.ok(200)["items"].as_array().unwrap().len(), 2);
 
     // 3. She adds Bob to it as a member.
-    let bob = app.register("bob").await;
+    let bob = app.user("bob").await;
     let res = ann
         .no_org()
         .post(
@@ -217,7 +217,7 @@ async fn full_scenario_up_to_the_timeline() {
 #[tokio::test]
 async fn deleting_an_organization_takes_its_pipeline_along() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let bob = app.member_of(&ann, "bob", "member").await;
     let org = ann.org_id;
     // Ann keeps a second organization with data of its own.

@@ -132,7 +132,7 @@ const NASTY: [&str; 9] = [
 #[tokio::test]
 async fn sql_metacharacters_are_stored_and_returned_verbatim() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let org = ann.org_id;
     for nasty in NASTY {
         // Contacts: name, email, phone; read back after writing.
@@ -228,7 +228,7 @@ async fn sql_metacharacters_are_stored_and_returned_verbatim() {
 #[tokio::test]
 async fn contact_search_matches_metacharacters_literally() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let names = [
         "100% sure",
         "100 percent",
@@ -302,9 +302,9 @@ const LEAKS: [&str; 10] = [
 #[tokio::test]
 async fn error_bodies_leak_no_sql_internals_or_other_tenants() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let carl = app.register("carl").await;
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
+    let carl = app.user("carl").await;
     let (a, b) = (ann.org_id, bob.org_id);
     let ann_contact = ann.contact("Ann's client").await;
     let ann_deal = ann.deal(ann_contact, "Ann's deal", "10").await;
@@ -542,8 +542,8 @@ async fn error_bodies_leak_no_sql_internals_or_other_tenants() {
 #[tokio::test]
 async fn a_token_with_a_tampered_payload_is_refused() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
     let me = |token: String| {
         let app = &app;
         async move { app.get("/api/v1/users/me").token(&token).send().await }

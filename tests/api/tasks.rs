@@ -36,7 +36,7 @@ async fn list_ids(user: &TestUser, query: &str) -> Vec<Uuid> {
 #[tokio::test]
 async fn tasks_create_get_update_delete() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let org = ann.org_id;
     let contact = ann.contact("Client").await;
     let deal = ann.deal(contact, "Deal", "100").await;
@@ -141,7 +141,7 @@ async fn tasks_create_get_update_delete() {
 #[tokio::test]
 async fn due_dates_cannot_be_in_the_past_r4() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let contact = ann.contact("Client").await;
     let deal = ann.deal(contact, "Deal", "100").await;
     // Today (UTC) is allowed.
@@ -209,7 +209,7 @@ async fn due_dates_cannot_be_in_the_past_r4() {
 #[tokio::test]
 async fn task_creation_is_on_the_timeline_r7() {
     let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
+    let owner = app.user("owner").await;
     let manager = app.member_of(&owner, "manager", "manager").await;
     let mia = app.member_of(&owner, "mia", "member").await;
     let contact = mia.contact("Client").await;
@@ -248,7 +248,7 @@ async fn task_creation_is_on_the_timeline_r7() {
 #[tokio::test]
 async fn tasks_list_filters_and_pages() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let mia = app.member_of(&ann, "mia", "member").await;
     let contact = ann.contact("Client").await;
     let a = ann.deal(contact, "A", "100").await;
@@ -339,7 +339,7 @@ async fn tasks_list_filters_and_pages() {
 #[tokio::test]
 async fn tasks_reject_bad_query_values_and_headers() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
     let org = ann.org_id;
     let contact = ann.contact("Client").await;
     let deal = ann.deal(contact, "Deal", "100").await;
@@ -392,7 +392,7 @@ async fn tasks_reject_bad_query_values_and_headers() {
             .await
             .problem(400, "organization_header_invalid");
     }
-    let eve = app.register("eve").await;
+    let eve = app.user("eve").await;
     let before = ann.read(&path).await;
     for res in [
         eve.in_org(org).get("/api/v1/tasks").await,
@@ -417,7 +417,7 @@ async fn tasks_reject_bad_query_values_and_headers() {
 #[tokio::test]
 async fn tasks_follow_the_role_table_r3() {
     let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
+    let owner = app.user("owner").await;
     let manager = app.member_of(&owner, "manager", "manager").await;
     let mia = app.member_of(&owner, "mia", "member").await;
     let max = app.member_of(&owner, "max", "member").await;
@@ -513,8 +513,8 @@ async fn tasks_follow_the_role_table_r3() {
 #[tokio::test]
 async fn tasks_of_another_organization_are_404_r8() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
     // Ann is a member of Bob's organization too.
     bob.no_org()
         .post(

@@ -575,11 +575,11 @@ async fn no_operation_reaches_another_organizations_records() {
     }
 
     let app = TestApp::spawn().await;
-    let a_owner = app.register("probe-a-owner").await;
+    let a_owner = app.user("probe-a-owner").await;
     let a_member = app.member_of(&a_owner, "probe-a-member", "member").await;
-    let b_owner = app.register("probe-b-owner").await;
+    let b_owner = app.user("probe-b-owner").await;
     let b_member = app.member_of(&b_owner, "probe-b-member", "member").await;
-    let loner = app.register("probe-loner").await;
+    let loner = app.user("probe-loner").await;
     // A's records belong to its owner; Kind::Member names A's other member.
     let mut a = tenant(&a_owner, &a_owner, "A").await;
     a.member = a_member.id;
