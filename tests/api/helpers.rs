@@ -16,6 +16,7 @@ use axum::{
 };
 use minicrm::{auth::credentials, ops::config::Config, state::App};
 use serde_json::{json, Value};
+use tokio_postgres::types::{FromSql, ToSql};
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -288,6 +289,30 @@ impl TestApp {
     /// A superuser connection to this test's database (for setup and checks).
     pub async fn sql(&self) -> tokio_postgres::Client {
         connect(&self.db_url).await
+    }
+
+    /// The first column of every row of `query`, run as the superuser.
+    pub async fn column<T: for<'a> FromSql<'a>>(
+        &self,
+        query: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Vec<T> {
+        let rows = self.sql().await.query(query, params).await;
+        rows.unwrap_or_else(|e| panic!("{query}: {e}"))
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    /// The single value `query` returns, run as the superuser.
+    pub async fn value<T: for<'a> FromSql<'a>>(
+        &self,
+        query: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> T {
+        let mut values = self.column(query, params).await;
+        assert_eq!(values.len(), 1, "{query}: expected one row");
+        values.remove(0)
     }
 
     fn test_user(&self, email: String, body: &Value, access: &str, refresh: &str) -> TestUser {

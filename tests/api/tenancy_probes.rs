@@ -442,19 +442,14 @@ impl Probe {
 
 /// A fingerprint of everything an organization holds, read as the superuser.
 async fn fingerprint(app: &TestApp, org: Uuid) -> BTreeMap<String, String> {
-    let db = app.sql().await;
-    let tables: Vec<String> = db
-        .query(
+    let tables: Vec<String> = app
+        .column(
             "SELECT table_name::text FROM information_schema.columns
               WHERE table_schema = 'crm' AND column_name = 'organization_id'
               ORDER BY 1",
             &[],
         )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .await;
     assert!(
         tables.len() >= 6,
         "expected the tenant tables of crm, found {tables:?}"
@@ -484,8 +479,7 @@ async fn fingerprint(app: &TestApp, org: Uuid) -> BTreeMap<String, String> {
             .into(),
     ));
     for (name, sql) in queries {
-        let row = db.query_one(&sql, &[&org]).await.unwrap();
-        out.insert(name, row.get::<_, String>(0));
+        out.insert(name, app.value(&sql, &[&org]).await);
     }
     out
 }
