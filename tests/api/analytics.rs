@@ -1,7 +1,7 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{id_of, TestApp, TestUser};
+use crate::helpers::{assert_bad_queries, id_of, TestApp, TestUser};
 
 /// A deal of `user` on `contact`, then patched with `patch` (unless empty).
 async fn deal(user: &TestUser, contact: Uuid, amount: &str, currency: &str, patch: Value) -> Uuid {
@@ -215,30 +215,15 @@ async fn analytics_are_per_organization_and_the_cache_never_crosses_them() {
     as_carl(path).await.problem(404, "organization_not_found");
 }
 
+/// (Tokens, the organization header and membership: tenancy_probes.rs checks
+/// them for every operation.)
 #[tokio::test]
 async fn analytics_validate_their_query() {
     let app = TestApp::spawn().await;
     let owner = app.user("owner").await;
-    for q in ["days=0", "days=3651", "days=abc", "window=3"] {
-        owner
-            .get(&format!("/api/v1/analytics/deals/summary?{q}"))
-            .await
-            .problem(400, "invalid_query_parameter");
-    }
-    let (body, _) = get(&owner, "/api/v1/analytics/deals/summary?days=3650").await;
+    let summary = "/api/v1/analytics/deals/summary";
+    assert_bad_queries(&owner, summary, "days=0 days=3651 days=abc window=3").await;
+    let (body, _) = get(&owner, &format!("{summary}?days=3650")).await;
     assert_eq!(body["days"], 3650);
-    owner
-        .get("/api/v1/analytics/deals/funnel?x=1")
-        .await
-        .problem(400, "invalid_query_parameter");
-    owner
-        .no_org()
-        .get("/api/v1/analytics/deals/funnel")
-        .await
-        .problem(400, "organization_header_missing");
-    owner
-        .in_org(Uuid::new_v4())
-        .get("/api/v1/analytics/deals/funnel")
-        .await
-        .problem(404, "organization_not_found");
+    assert_bad_queries(&owner, "/api/v1/analytics/deals/funnel", "x=1").await;
 }

@@ -2,21 +2,11 @@ use axum::http::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_fields, assert_timestamp, id_of, ids, page_items, TestApp, TestUser};
+use crate::helpers::{
+    assert_bad_queries, assert_fields, assert_timestamp, id_of, ids, page_items, TestApp, TestUser,
+};
 
-const DEAL_FIELDS: [&str; 11] = [
-    "id",
-    "organization_id",
-    "contact_id",
-    "owner_id",
-    "title",
-    "amount",
-    "currency",
-    "status",
-    "stage",
-    "created_at",
-    "updated_at",
-];
+const DEAL_FIELDS: &str = "id organization_id contact_id owner_id title amount currency status stage created_at updated_at";
 
 fn deal_path(id: Uuid) -> String {
     format!("/api/v1/deals/{id}")
@@ -28,7 +18,7 @@ async fn list_ids(user: &TestUser, query: &str) -> Vec<Uuid> {
     let items = body["items"].as_array().unwrap().clone();
     assert_eq!(body["total"], json!(items.len()), "total for {query}");
     for item in &items {
-        assert_fields(item, &DEAL_FIELDS);
+        assert_fields(item, DEAL_FIELDS);
     }
     ids(&items)
 }
@@ -41,7 +31,7 @@ async fn deals_create_get_update_delete() {
     let contact = ann.contact("Client").await;
     let res = ann.post("/api/v1/deals", json!({"contact_id": contact, "title": " Big deal ", "amount": 10000, "currency": "EUR"})).await;
     let deal = res.ok(201).clone();
-    assert_fields(&deal, &DEAL_FIELDS);
+    assert_fields(&deal, DEAL_FIELDS);
     assert_eq!(deal["organization_id"], org.to_string());
     assert_eq!(deal["contact_id"], contact.to_string());
     assert_eq!(deal["owner_id"], ann.id.to_string());
@@ -70,7 +60,7 @@ async fn deals_create_get_update_delete() {
         )
         .await;
     let updated = res.ok(200).clone();
-    assert_fields(&updated, &DEAL_FIELDS);
+    assert_fields(&updated, DEAL_FIELDS);
     assert_eq!(updated["title"], "Bigger deal");
     assert_eq!(updated["amount"], "12000.50");
     assert_eq!(updated["currency"], "USD");
@@ -253,11 +243,9 @@ async fn deal_amount_overflow_and_long_currency_name_their_field() {
 }
 
 struct Pipeline {
-    app: TestApp,
     ann: TestUser,
     mo: TestUser,
     mia: TestUser,
-    org: Uuid,
     c1: Uuid,
     c2: Uuid,
     d: [Uuid; 5],
@@ -300,11 +288,9 @@ async fn pipeline() -> Pipeline {
         user.in_org(org).patch(&deal_path(id), body).await.ok(200);
     }
     Pipeline {
-        app,
         ann,
         mo,
         mia,
-        org,
         c1,
         c2,
         d: [d1, d2, d3, d4, d5],
@@ -471,86 +457,17 @@ async fn deals_list_sorts_with_ties_broken_by_id() {
     assert_eq!(desc, rev);
 }
 
+/// (Tokens, the organization header, membership and malformed or unknown
+/// ids in the path: tenancy_probes.rs checks them for every operation.)
 #[tokio::test]
-async fn deals_reject_bad_query_values_and_headers() {
-    let Pipeline {
-        app, ann, org, d, ..
-    } = pipeline().await;
-    for query in [
-        "page_size=500",
-        "page_size=101",
-        "page_size=0",
-        "page=0",
-        "page=x",
-        "order_by=password",
-        "order_by=amount%3Bdrop%20table%20deals",
-        "order_by=",
-        "order=sideways",
-        "order=ASC%20NULLS%20FIRST",
-        "status=pending",
-        "status=new&status=pending",
-        "status=NEW",
-        "stage=closedish",
-        "min_amount=abc",
-        "max_amount=1.234",
-        "owner_id=not-a-uuid",
-        "contact_id=123",
-        "colour=blue",
-        "search=alpha",
-    ] {
-        let res = ann.get(&format!("/api/v1/deals?{query}")).await;
-        assert_eq!(res.status, 400, "{query}: {}", res.body);
-        res.problem(400, "invalid_query_parameter");
-    }
-    for path in [
-        "/api/v1/deals/not-a-uuid",
-        "/api/v1/deals/not-a-uuid/activities",
-    ] {
-        ann.get(path).await.problem(400, "invalid_path_parameter");
-    }
-    ann.patch("/api/v1/deals/42", json!({"title": "x"}))
-        .await
-        .problem(400, "invalid_path_parameter");
-    ann.delete("/api/v1/deals/42")
-        .await
-        .problem(400, "invalid_path_parameter");
-    let path = deal_path(d[0]);
-    for p in ["/api/v1/deals", path.as_str()] {
-        app.get(p)
-            .org(org)
-            .send()
-            .await
-            .problem(401, "unauthenticated");
-        ann.no_org()
-            .get(p)
-            .await
-            .problem(400, "organization_header_missing");
-        ann.no_org()
-            .req(Method::GET, p)
-            .header("X-Organization-Id", "12345")
-            .await
-            .problem(400, "organization_header_invalid");
-        ann.in_org(Uuid::new_v4())
-            .get(p)
-            .await
-            .problem(404, "organization_not_found");
-    }
-    // Not a member: 404 for reads and writes, and nothing changes.
-    let eve = app.user("eve").await;
-    let before = ann.read(&path).await;
-    eve.in_org(org)
-        .patch(&path, json!({"status": "lost"}))
-        .await
-        .problem(404, "organization_not_found");
-    eve.in_org(org)
-        .delete(&path)
-        .await
-        .problem(404, "organization_not_found");
-    eve.in_org(org).post("/api/v1/deals", json!({"contact_id": before["contact_id"], "title": "x", "amount": 1, "currency": "EUR"})).await
-        .problem(404, "organization_not_found");
-    assert_eq!(ann.read(&path).await, before);
-    assert_eq!(ann.timeline_types(d[0]).await, ["system"]);
-    assert_eq!(list_ids(&ann, "").await.len(), 5);
+async fn deals_reject_bad_query_values() {
+    let Pipeline { ann, .. } = pipeline().await;
+    let bad = "page_size=500 page_size=101 page_size=0 page=0 page=x order_by=password \
+               order_by=amount%3Bdrop%20table%20deals order_by= order=sideways \
+               order=ASC%20NULLS%20FIRST status=pending status=new&status=pending status=NEW \
+               stage=closedish min_amount=abc max_amount=1.234 owner_id=not-a-uuid \
+               contact_id=123 colour=blue search=alpha";
+    assert_bad_queries(&ann, "/api/v1/deals", bad).await;
 }
 
 #[tokio::test]

@@ -480,9 +480,30 @@ pub fn id_of(record: &Value) -> Uuid {
         .unwrap()
 }
 
+/// Field names: an array or slice of them, or one string of names separated
+/// by white space.
+pub trait FieldNames {
+    fn names(&self) -> Vec<&str>;
+}
+impl FieldNames for str {
+    fn names(&self) -> Vec<&str> {
+        self.split_whitespace().collect()
+    }
+}
+impl FieldNames for [&str] {
+    fn names(&self) -> Vec<&str> {
+        self.to_vec()
+    }
+}
+impl<const N: usize> FieldNames for [&str; N] {
+    fn names(&self) -> Vec<&str> {
+        self.to_vec()
+    }
+}
+
 /// Asserts that a record has exactly these fields.
 #[track_caller]
-pub fn assert_fields(record: &Value, fields: &[&str]) {
+pub fn assert_fields(record: &Value, fields: &(impl FieldNames + ?Sized)) {
     let mut got: Vec<&str> = record
         .as_object()
         .unwrap_or_else(|| panic!("not an object: {record}"))
@@ -490,7 +511,7 @@ pub fn assert_fields(record: &Value, fields: &[&str]) {
         .map(String::as_str)
         .collect();
     got.sort_unstable();
-    let mut want = fields.to_vec();
+    let mut want = fields.names();
     want.sort_unstable();
     assert_eq!(got, want, "fields of {record}");
 }
@@ -523,6 +544,23 @@ pub fn page_items(body: &Value, page: i64, page_size: i64, total: i64) -> Vec<Va
         "envelope of {body}"
     );
     body["items"].as_array().unwrap().clone()
+}
+
+/// Asserts that GET `path?<query>` answers 400 invalid_query_parameter,
+/// naming a field, for each of the whitespace-separated `queries`.
+pub async fn assert_bad_queries(user: &TestUser, path: &str, queries: &str) {
+    let mut wrong = Vec::new();
+    for query in queries.split_whitespace() {
+        let res = user.get(&format!("{path}?{query}")).await;
+        let code = res.body["code"].as_str();
+        let problem = res.headers[header::CONTENT_TYPE] == "application/problem+json";
+        if (res.status.as_u16(), code, problem) != (400, Some("invalid_query_parameter"), true)
+            || !res.body["errors"][0]["field"].is_string()
+        {
+            wrong.push(format!("{query}: {} {}", res.status, res.body));
+        }
+    }
+    assert!(wrong.is_empty(), "{path}:\n  {}", wrong.join("\n  "));
 }
 
 /// The ids of a list's items, in order.

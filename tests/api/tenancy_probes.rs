@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 use uuid::Uuid;
 
-use crate::helpers::{today_plus, TestApp, TestResponse, TestUser};
+use crate::helpers::{today_plus, Req, TestApp, TestResponse, TestUser};
 
 /// The kinds of record an id can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +82,7 @@ fn field_kind(name: &str) -> Option<Kind> {
 }
 
 /// One organization's records.
+#[derive(Clone, Copy)]
 struct Tenant {
     org: Uuid,
     contact: Uuid,
@@ -336,6 +337,8 @@ enum Aim<'a> {
     One(&'a Slot, Uuid),
     /// Everything in B, header included.
     AllB,
+    /// Everything in A (nothing probed).
+    AllA,
 }
 
 struct World {
@@ -358,7 +361,7 @@ impl World {
         match aim {
             Aim::One(probed, id) if *probed == slot => Some(*id),
             Aim::AllB => Some(self.b.id(kind)),
-            Aim::One(..) => Some(self.a.id(kind)),
+            Aim::One(..) | Aim::AllA => Some(self.a.id(kind)),
         }
     }
 
@@ -375,6 +378,7 @@ impl World {
             .filter(|n| match aim {
                 Aim::One(slot, _) => **slot == Slot::Query((*n).clone()),
                 Aim::AllB => true,
+                Aim::AllA => false,
             })
             .map(|n| {
                 let id = self.target(op, aim, &Slot::Query(n.clone())).unwrap();
@@ -392,6 +396,7 @@ impl World {
                     let probed = match aim {
                         Aim::One(s, _) => **s == slot,
                         Aim::AllB => true,
+                        Aim::AllA => false,
                     };
                     if *required || probed {
                         let id = self.target(op, aim, &slot).unwrap();
@@ -405,7 +410,7 @@ impl World {
         });
         let org = op.org_header.then_some(match aim {
             Aim::AllB => self.b.org,
-            Aim::One(..) => self.a.org,
+            Aim::One(..) | Aim::AllA => self.a.org,
         });
         Probe {
             method: op.method.clone(),
@@ -426,6 +431,22 @@ impl Probe {
         match &self.body {
             Some(body) => req.json(body.clone()).await,
             None => req.await,
+        }
+    }
+
+    /// The request with `token` (if any) and `org` as X-Organization-Id (if
+    /// any), whatever the probe's own organization.
+    fn with(&self, app: &TestApp, token: Option<&str>, org: Option<&str>) -> Req {
+        let mut req = app.req(self.method.clone(), &self.uri);
+        if let Some(token) = token {
+            req = req.token(token);
+        }
+        if let Some(org) = org {
+            req = req.header("X-Organization-Id", org);
+        }
+        match &self.body {
+            Some(body) => req.json(body.clone()),
+            None => req,
         }
     }
 
@@ -685,4 +706,193 @@ async fn no_operation_reaches_another_organizations_records() {
         .sum();
     assert_eq!(probes, expected);
     assert!(probes >= 40, "only {probes} probes ran");
+}
+
+/// Whether a path belongs to one organization (rather than to the caller or
+/// to nobody): anything under /api/v1 but auth, the caller's own user, and
+/// creating or listing one's organizations.
+fn organization_scoped(path: &str) -> bool {
+    let unscoped = ["/api/v1/auth/", "/api/v1/users/"];
+    path.starts_with("/api/v1/")
+        && !unscoped.iter().any(|p| path.starts_with(p))
+        && !["/api/v1/organizations", "/api/v1/organizations/me"].contains(&path)
+}
+
+/// What a read answers for an id that names nothing.
+fn not_found_code(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Org => "organization_not_found",
+        Kind::Contact => "contact_not_found",
+        Kind::Deal => "deal_not_found",
+        Kind::Task => "task_not_found",
+        Kind::Member => "member_not_found",
+    }
+}
+
+/// Every operation of an organization checks, in this order, the token (401),
+/// the X-Organization-Id header (400) and membership (404), and refuses
+/// malformed ids in its path (400); reads answer 404 for unknown ids. None of
+/// it changes the organization's data.
+#[tokio::test]
+async fn every_operation_checks_token_header_membership_and_path_ids() {
+    let doc = document();
+    let ops = operations(&doc);
+    let undocumented: Vec<String> = ops
+        .iter()
+        .filter(|op| {
+            let under_org = op.path.starts_with("/api/v1/organizations/{org_id}");
+            organization_scoped(&op.path) && !under_org && !op.org_header
+        })
+        .map(Operation::label)
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "organization-scoped operations that do not document X-Organization-Id: {undocumented:?}"
+    );
+
+    let app = TestApp::spawn().await;
+    let owner = app.user("checks-owner").await;
+    let member = app.member_of(&owner, "checks-member", "member").await;
+    let eve = app.user("checks-eve").await;
+    let mut a = tenant(&owner, &owner, "A").await;
+    a.member = member.id;
+    let world = World {
+        a,
+        b: a,
+        caller: owner.clone(),
+        loner_email: eve.email.clone(),
+    };
+    let before = fingerprint(&app, a.org).await;
+
+    let (org, unknown) = (a.org.to_string(), Uuid::new_v4().to_string());
+    let (org, unknown) = (org.as_str(), unknown.as_str());
+    let (token, eves) = (owner.access_token.as_str(), eve.access_token.as_str());
+    let cases = [
+        ("no token", None, Some(org), 401, "unauthenticated"),
+        ("no token, no header", None, None, 401, "unauthenticated"),
+        (
+            "a token that is no JWT",
+            Some("garbage"),
+            Some(org),
+            401,
+            "invalid_token",
+        ),
+        (
+            "no header",
+            Some(token),
+            None,
+            400,
+            "organization_header_missing",
+        ),
+        (
+            "header acme",
+            Some(token),
+            Some("acme"),
+            400,
+            "organization_header_invalid",
+        ),
+        (
+            "header 12345",
+            Some(token),
+            Some("12345"),
+            400,
+            "organization_header_invalid",
+        ),
+        (
+            "header org-1",
+            Some(token),
+            Some("org-1"),
+            400,
+            "organization_header_invalid",
+        ),
+        (
+            "an unknown organization",
+            Some(token),
+            Some(unknown),
+            404,
+            "organization_not_found",
+        ),
+        (
+            "a non-member",
+            Some(eves),
+            Some(org),
+            404,
+            "organization_not_found",
+        ),
+    ];
+    let mut failures = Vec::new();
+    let mut checks = 0;
+    let mut check = |what: String, res: TestResponse, status: u16, code: &str| {
+        checks += 1;
+        let got = (res.status.as_u16(), res.body["code"].as_str());
+        let mut wrong = Vec::new();
+        if got != (status, Some(code)) {
+            wrong.push(format!(
+                "expected {status} {code}, got {} {}",
+                res.status, res.body
+            ));
+        } else if res.headers["content-type"] != "application/problem+json" {
+            wrong.push(format!("content-type {:?}", res.headers["content-type"]));
+        }
+        if status == 401
+            && res
+                .headers
+                .get("www-authenticate")
+                .is_none_or(|v| v != "Bearer")
+        {
+            wrong.push("no WWW-Authenticate: Bearer".into());
+        }
+        if code == "organization_header_missing"
+            && res.body["errors"][0]["field"] != "X-Organization-Id"
+        {
+            wrong.push(format!(
+                "the error names {}",
+                res.body["errors"][0]["field"]
+            ));
+        }
+        failures.extend(wrong.into_iter().map(|w| format!("{what}: {w}")));
+    };
+    for op in &ops {
+        let probe = world.build(op, &Aim::AllA);
+        if op.org_header {
+            for (what, token, header, status, code) in cases {
+                let res = probe.with(&app, token, header).await;
+                check(
+                    format!("{} with {what}", probe.describe()),
+                    res,
+                    status,
+                    code,
+                );
+            }
+        }
+        let header = op.org_header.then_some(org);
+        for param in &op.path_params {
+            let slot = Slot::Path(param.clone());
+            let marker = Uuid::new_v4();
+            for malformed in ["not-a-uuid", "1234", "42"] {
+                let mut bad = world.build(op, &Aim::One(&slot, marker));
+                bad.uri = bad.uri.replace(&marker.to_string(), malformed);
+                let res = bad.with(&app, Some(token), header).await;
+                check(bad.describe(), res, 400, "invalid_path_parameter");
+            }
+            if op.method == Method::GET {
+                let kind = op.kind(&slot).expect("a covered path parameter");
+                let unknown = world.build(op, &Aim::One(&slot, Uuid::new_v4()));
+                let res = unknown.with(&app, Some(token), header).await;
+                check(unknown.describe(), res, 404, not_found_code(kind));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checks} checks failed:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+    assert!(checks >= 150, "only {checks} checks ran");
+    assert_eq!(
+        fingerprint(&app, a.org).await,
+        before,
+        "the organization's data changed"
+    );
 }
