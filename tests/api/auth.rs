@@ -1,7 +1,7 @@
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{base64url_encode, TestApp};
 
 const SECRET: &str = "test-secret-test-secret-test-secret!";
 
@@ -324,8 +324,12 @@ async fn users_me_refuses_missing_bad_expired_and_foreign_tokens() {
     );
     me(Some(good)).await.ok(200);
     // alg=none is never accepted.
-    let header = base64url(r#"{"alg":"none","typ":"JWT"}"#);
-    let payload = base64url(&json!({"sub": ann.id, "exp": now + 600, "typ": "access"}).to_string());
+    let header = base64url_encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = base64url_encode(
+        json!({"sub": ann.id, "exp": now + 600, "typ": "access"})
+            .to_string()
+            .as_bytes(),
+    );
     me(Some(format!("{header}.{payload}.")))
         .await
         .problem(401, "invalid_token");
@@ -335,22 +339,6 @@ async fn users_me_refuses_missing_bad_expired_and_foreign_tokens() {
         SECRET,
     );
     me(Some(ghost)).await.problem(401, "invalid_token");
-}
-
-fn base64url(s: &str) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = s.as_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_bad_queries, assert_fields, assert_timestamp, id_of, ids, page_items, TestApp,
+    assert_bad_queries, assert_fields, assert_record, assert_updated, id_of, ids, page_items,
+    TestApp,
 };
 
 const CONTACT_FIELDS: &str = "id organization_id owner_id name email phone created_at updated_at";
@@ -14,59 +15,48 @@ async fn contacts_create_get_update_delete() {
     let ann = app.user("ann").await;
     let org = ann.org_id;
 
-    let created = ann
-        .post(
+    let c = ann
+        .create(
             "/api/v1/contacts",
             json!({"name": "  Grace Hopper ", "email": "grace@navy.mil", "phone": "+1 555 0100"}),
         )
         .await;
-    let c = created.ok(201).clone();
-    assert_fields(&c, CONTACT_FIELDS);
-    assert_eq!(c["name"], "Grace Hopper");
-    assert_eq!(c["email"], "grace@navy.mil");
-    assert_eq!(c["phone"], "+1 555 0100");
-    assert_eq!(c["organization_id"], org.to_string());
-    assert_eq!(c["owner_id"], ann.id.to_string());
-    assert_timestamp(&c["created_at"]);
-    assert_timestamp(&c["updated_at"]);
-    let id = id_of(&c);
-    let path = format!("/api/v1/contacts/{id}");
+    assert_record(
+        &c,
+        CONTACT_FIELDS,
+        json!({"name": "Grace Hopper", "email": "grace@navy.mil", "phone": "+1 555 0100",
+               "organization_id": org, "owner_id": ann.id}),
+    );
+    let path = format!("/api/v1/contacts/{}", id_of(&c));
 
     // Email and phone are optional.
     let bare = ann
         .create("/api/v1/contacts", json!({"name": "No Details"}))
         .await;
-    assert_fields(&bare, CONTACT_FIELDS);
-    assert_eq!(bare["email"], json!(null));
-    assert_eq!(bare["phone"], json!(null));
-
-    let got = ann.read(&path).await;
-    assert_eq!(got, c);
+    assert_record(&bare, CONTACT_FIELDS, json!({"email": null, "phone": null}));
+    assert_eq!(ann.read(&path).await, c);
 
     // PATCH is partial; email and phone may be cleared with null.
-    let res = ann
-        .patch(&path, json!({"name": "Rear Admiral Hopper", "phone": null}))
-        .await;
-    let updated = res.ok(200).clone();
-    assert_fields(&updated, CONTACT_FIELDS);
-    assert_eq!(updated["name"], "Rear Admiral Hopper");
-    assert_eq!(updated["email"], "grace@navy.mil");
-    assert_eq!(updated["phone"], json!(null));
-    assert_eq!(updated["created_at"], c["created_at"]);
-    assert_ne!(updated["updated_at"], c["updated_at"]);
+    let body = json!({"name": "Rear Admiral Hopper", "phone": null});
+    let updated = ann.patch(&path, body).await.ok(200).clone();
+    let want = json!({"name": "Rear Admiral Hopper", "email": "grace@navy.mil", "phone": null});
+    assert_record(&updated, CONTACT_FIELDS, want);
+    assert_updated(&c, &updated);
     assert_eq!(ann.read(&path).await, updated);
 
     // Invalid values are 400 and change nothing.
-    for (body, code) in [
-        (json!({"email": "not an email"}), "contacts_email_invalid"),
-        (json!({"name": "   "}), "contacts_name_invalid"),
-        (json!({"name": null}), "value_required"),
-        (json!({"colour": "blue"}), "validation_failed"),
-        (json!({"name": 42}), "validation_failed"),
-    ] {
-        ann.patch(&path, body).await.problem(400, code);
-    }
-    assert_eq!(ann.read(&path).await, updated);
+    let cases = vec![
+        (
+            json!({"email": "not an email"}),
+            400,
+            "contacts_email_invalid",
+        ),
+        (json!({"name": "   "}), 400, "contacts_name_invalid"),
+        (json!({"name": null}), 400, "value_required"),
+        (json!({"colour": "blue"}), 400, "validation_failed"),
+        (json!({"name": 42}), 400, "validation_failed"),
+    ];
+    ann.refused_patches(&path, cases).await;
     for (body, code) in [
         (json!({"name": ""}), "contacts_name_invalid"),
         (
@@ -90,16 +80,8 @@ async fn contacts_create_get_update_delete() {
     assert_eq!(page_items(&list, 1, 20, 2).len(), 2);
 
     // Delete: 204, then 404 everywhere.
-    let res = ann.delete(&path).await;
-    assert_eq!(res.status, 204);
-    assert_eq!(res.body, json!(null));
-    for res in [
-        ann.get(&path).await,
-        ann.patch(&path, json!({"name": "ghost"})).await,
-        ann.delete(&path).await,
-    ] {
-        res.problem(404, "contact_not_found");
-    }
+    ann.delete_for_good(&path, json!({"name": "ghost"}), "contact_not_found")
+        .await;
     let list = ann.read("/api/v1/contacts").await;
     assert_eq!(ids(&page_items(&list, 1, 20, 1)), vec![id_of(&bare)]);
 }

@@ -3,7 +3,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_bad_queries, assert_fields, assert_timestamp, id_of, ids, page_items, TestApp, TestUser,
+    assert_bad_queries, assert_fields, assert_record, assert_timestamp, assert_updated, id_of, ids,
+    page_items, TestApp, TestUser,
 };
 
 const DEAL_FIELDS: &str = "id organization_id contact_id owner_id title amount currency status stage created_at updated_at";
@@ -29,19 +30,16 @@ async fn deals_create_get_update_delete() {
     let ann = app.user("ann").await;
     let org = ann.org_id;
     let contact = ann.contact("Client").await;
-    let res = ann.post("/api/v1/deals", json!({"contact_id": contact, "title": " Big deal ", "amount": 10000, "currency": "EUR"})).await;
-    let deal = res.ok(201).clone();
-    assert_fields(&deal, DEAL_FIELDS);
-    assert_eq!(deal["organization_id"], org.to_string());
-    assert_eq!(deal["contact_id"], contact.to_string());
-    assert_eq!(deal["owner_id"], ann.id.to_string());
-    assert_eq!(deal["title"], "Big deal");
-    assert_eq!(deal["amount"], "10000.00");
-    assert_eq!(deal["currency"], "EUR");
-    assert_eq!(deal["status"], "new");
-    assert_eq!(deal["stage"], "qualification");
-    assert_timestamp(&deal["created_at"]);
-    assert_timestamp(&deal["updated_at"]);
+    let body =
+        json!({"contact_id": contact, "title": " Big deal ", "amount": 10000, "currency": "EUR"});
+    let deal = ann.create("/api/v1/deals", body).await;
+    assert_record(
+        &deal,
+        DEAL_FIELDS,
+        json!({"organization_id": org, "contact_id": contact, "owner_id": ann.id,
+               "title": "Big deal", "amount": "10000.00", "currency": "EUR",
+               "status": "new", "stage": "qualification"}),
+    );
     let id = id_of(&deal);
     let path = deal_path(id);
     assert_eq!(ann.read(&path).await, deal);
@@ -53,24 +51,18 @@ async fn deals_create_get_update_delete() {
     assert_eq!(timeline[0]["deal_id"], id.to_string());
 
     // PATCH is partial.
-    let res = ann
-        .patch(
-            &deal_path(id),
-            json!({"title": "Bigger deal", "amount": "12000.5", "currency": "USD"}),
-        )
-        .await;
-    let updated = res.ok(200).clone();
-    assert_fields(&updated, DEAL_FIELDS);
-    assert_eq!(updated["title"], "Bigger deal");
-    assert_eq!(updated["amount"], "12000.50");
-    assert_eq!(updated["currency"], "USD");
-    assert_eq!(updated["status"], "new");
-    assert_eq!(updated["stage"], "qualification");
-    assert_eq!(updated["created_at"], deal["created_at"]);
-    assert_ne!(updated["updated_at"], deal["updated_at"]);
+    let body = json!({"title": "Bigger deal", "amount": "12000.5", "currency": "USD"});
+    let updated = ann.patch(&path, body).await.ok(200).clone();
+    assert_record(
+        &updated,
+        DEAL_FIELDS,
+        json!({"title": "Bigger deal", "amount": "12000.50", "currency": "USD",
+               "status": "new", "stage": "qualification"}),
+    );
+    assert_updated(&deal, &updated);
     // null means "not given".
     let res = ann
-        .patch(&deal_path(id), json!({"title": null, "amount": null}))
+        .patch(&path, json!({"title": null, "amount": null}))
         .await;
     assert_eq!(res.ok(200)["title"], "Bigger deal");
     assert_eq!(res.body["amount"], "12000.50");
@@ -78,8 +70,7 @@ async fn deals_create_get_update_delete() {
     assert_eq!(ann.timeline_types(id).await, ["system"]);
 
     // Invalid patches change nothing.
-    let current = ann.read(&path).await;
-    for (body, status, code) in [
+    let cases = vec![
         (json!({"title": " "}), 400, "deals_title_invalid"),
         (json!({"status": "pending"}), 400, "validation_failed"),
         (json!({"stage": "closedish"}), 400, "validation_failed"),
@@ -94,21 +85,13 @@ async fn deals_create_get_update_delete() {
             404,
             "deals_contact_id_not_found",
         ),
-    ] {
-        ann.patch(&deal_path(id), body).await.problem(status, code);
-    }
-    assert_eq!(ann.read(&path).await, current);
+    ];
+    ann.refused_patches(&path, cases).await;
 
     // Delete takes the timeline and tasks along.
     let task = ann.task(id, "Follow up", 1).await;
-    let res = ann.delete(&path).await;
-    assert_eq!(res.status, 204);
-    assert_eq!(res.body, json!(null));
-    ann.get(&path).await.problem(404, "deal_not_found");
-    ann.patch(&deal_path(id), json!({"title": "ghost"}))
-        .await
-        .problem(404, "deal_not_found");
-    ann.delete(&path).await.problem(404, "deal_not_found");
+    ann.delete_for_good(&path, json!({"title": "ghost"}), "deal_not_found")
+        .await;
     ann.get(&format!("{path}/activities"))
         .await
         .problem(404, "deal_not_found");

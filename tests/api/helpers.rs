@@ -3,6 +3,7 @@ use std::{
     future::{Future, IntoFuture},
     pin::Pin,
     sync::{Arc, LazyLock},
+    time::{Duration, Instant},
 };
 
 use argon2::{
@@ -62,16 +63,17 @@ pub struct TestUser {
 impl TestUser {
     /// The same user, acting in `org`.
     pub fn in_org(&self, org: Uuid) -> TestUser {
-        TestUser {
-            acting_org: Some(org),
-            ..self.clone()
-        }
+        self.acting(Some(org))
     }
 
     /// The same user, sending no X-Organization-Id.
     pub fn no_org(&self) -> TestUser {
+        self.acting(None)
+    }
+
+    fn acting(&self, acting_org: Option<Uuid>) -> TestUser {
         TestUser {
-            acting_org: None,
+            acting_org,
             ..self.clone()
         }
     }
@@ -94,25 +96,17 @@ impl TestUser {
         }
     }
 
-    pub fn get(&self, path: &str) -> impl Future<Output = TestResponse> + Send + 'static {
-        self.req(Method::GET, path).send_owned()
+    pub fn get(&self, path: &str) -> Answer {
+        self.req(Method::GET, path).into_future()
     }
-    pub fn post(
-        &self,
-        path: &str,
-        body: Value,
-    ) -> impl Future<Output = TestResponse> + Send + 'static {
-        self.req(Method::POST, path).json(body).send_owned()
+    pub fn post(&self, path: &str, body: Value) -> Answer {
+        self.req(Method::POST, path).json(body).into_future()
     }
-    pub fn patch(
-        &self,
-        path: &str,
-        body: Value,
-    ) -> impl Future<Output = TestResponse> + Send + 'static {
-        self.req(Method::PATCH, path).json(body).send_owned()
+    pub fn patch(&self, path: &str, body: Value) -> Answer {
+        self.req(Method::PATCH, path).json(body).into_future()
     }
-    pub fn delete(&self, path: &str) -> impl Future<Output = TestResponse> + Send + 'static {
-        self.req(Method::DELETE, path).send_owned()
+    pub fn delete(&self, path: &str) -> Answer {
+        self.req(Method::DELETE, path).into_future()
     }
 
     /// GET; asserts 200 and returns the body.
@@ -152,6 +146,33 @@ impl TestUser {
         let body = json!({"type": "comment", "payload": {"text": text}});
         self.create(&format!("/api/v1/deals/{deal}/activities"), body)
             .await
+    }
+
+    /// Sends each PATCH of `cases` to `path`, asserting its problem; then the
+    /// record must read as before.
+    pub async fn refused_patches(&self, path: &str, cases: Vec<(Value, u16, &str)>) {
+        let before = self.read(path).await;
+        for (body, status, code) in cases {
+            let res = self.patch(path, body.clone()).await;
+            let got = (res.status.as_u16(), res.body["code"].as_str());
+            assert_eq!(
+                got,
+                (status, Some(code)),
+                "PATCH {path} {body}: {}",
+                res.body
+            );
+            res.problem(status, code);
+        }
+        assert_eq!(self.read(path).await, before, "{path} changed");
+    }
+
+    /// DELETE `path` answers 204 with no body; then GET, PATCH (with `patch`)
+    /// and DELETE answer 404 `code`.
+    pub async fn delete_for_good(&self, path: &str, patch: Value, code: &str) {
+        self.delete(path).await.no_content();
+        self.get(path).await.problem(404, code);
+        self.patch(path, patch).await.problem(404, code);
+        self.delete(path).await.problem(404, code);
     }
 
     /// A deal's whole timeline, newest first.
@@ -213,6 +234,13 @@ impl TestResponse {
     #[track_caller]
     pub fn field(&self, status: u16, code: &str) -> &Value {
         &self.problem(status, code)["errors"][0]["field"]
+    }
+
+    /// Asserts a 503 problem with this code that says to retry in a second.
+    #[track_caller]
+    pub fn unavailable(&self, code: &str) {
+        self.problem(503, code);
+        assert_eq!(self.headers["retry-after"], "1");
     }
 
     /// Asserts 204 with an empty body.
@@ -440,10 +468,13 @@ impl Req {
     }
 }
 
+/// A request on its way: a `'static` future, so it can be spawned.
+pub type Answer = Pin<Box<dyn Future<Output = TestResponse> + Send>>;
+
 /// `req.await` sends it.
 impl IntoFuture for Req {
     type Output = TestResponse;
-    type IntoFuture = Pin<Box<dyn Future<Output = TestResponse> + Send>>;
+    type IntoFuture = Answer;
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.send_owned())
     }
@@ -514,6 +545,29 @@ pub fn assert_fields(record: &Value, fields: &(impl FieldNames + ?Sized)) {
     let mut want = fields.names();
     want.sort_unstable();
     assert_eq!(got, want, "fields of {record}");
+}
+
+/// Asserts a record of exactly `fields`, with the values of `expected` (a JSON
+/// object; UUIDs compare as their strings) and RFC 3339 timestamps.
+#[track_caller]
+pub fn assert_record(record: &Value, fields: &str, expected: Value) {
+    assert_fields(record, fields);
+    for (field, value) in expected.as_object().expect("an object of expected values") {
+        assert_eq!(&record[field], value, "{field} of {record}");
+    }
+    for field in ["created_at", "updated_at"] {
+        if record.get(field).is_some() {
+            assert_timestamp(&record[field]);
+        }
+    }
+}
+
+/// Asserts that `after` is `before` updated: same creation time, a new
+/// update time.
+#[track_caller]
+pub fn assert_updated(before: &Value, after: &Value) {
+    assert_eq!(after["created_at"], before["created_at"]);
+    assert_ne!(after["updated_at"], before["updated_at"]);
 }
 
 /// Asserts an RFC 3339 UTC timestamp.
@@ -620,6 +674,15 @@ impl TestApp {
     }
 }
 
+/// Awaits `answer`, asserting that it came in less than `limit`.
+pub async fn within<T>(limit: Duration, answer: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let res = answer.await;
+    let took = started.elapsed();
+    assert!(took < limit, "the answer took {took:?}");
+    res
+}
+
 /// A deal of `owner` whose row a superuser transaction keeps locked, so an API
 /// write to it waits in the database.
 pub async fn locked_deal(app: &TestApp, owner: &TestUser) -> (Uuid, tokio_postgres::Client) {
@@ -632,4 +695,37 @@ pub async fn locked_deal(app: &TestApp, owner: &TestUser) -> (Uuid, tokio_postgr
     .await
     .unwrap();
     (deal, lock)
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Unpadded base64url (RFC 4648 §5), as in JWTs.
+pub fn base64url_encode(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+pub fn base64url_decode(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        let v = B64.iter().position(|x| *x == c).expect("base64url") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
 }

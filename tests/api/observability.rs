@@ -76,18 +76,10 @@ async fn a_sane_incoming_request_id_is_echoed_and_any_other_replaced() {
         longest.as_str(),
         "0",
     ] {
-        let res = app
-            .get("/healthz")
-            .header("X-Request-Id", sane)
-            .send()
-            .await;
-        assert_eq!(request_id(&res), sane);
+        let with_id = |path: &str| app.get(path).header("X-Request-Id", sane);
+        assert_eq!(request_id(&with_id("/healthz").await), sane);
         // On a problem too.
-        let res = app
-            .get("/api/v1/users/me")
-            .header("X-Request-Id", sane)
-            .send()
-            .await;
+        let res = with_id("/api/v1/users/me").await;
         res.problem(401, "unauthenticated");
         assert_eq!(request_id(&res), sane);
     }
@@ -101,11 +93,7 @@ async fn a_sane_incoming_request_id_is_echoed_and_any_other_replaced() {
         "<script>alert(1)</script>",
         "new\tline",
     ] {
-        let res = app
-            .get("/api/v1/nope")
-            .header("X-Request-Id", insane)
-            .send()
-            .await;
+        let res = app.get("/api/v1/nope").header("X-Request-Id", insane).await;
         res.problem(404, "route_not_found");
         let id = request_id(&res);
         assert_ne!(id, insane);

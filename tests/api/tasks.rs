@@ -2,8 +2,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_bad_queries, assert_fields, assert_timestamp, id_of, ids, page_items, today_plus,
-    TestApp, TestUser,
+    assert_bad_queries, assert_fields, assert_record, assert_updated, id_of, ids, page_items,
+    today_plus, TestApp, TestUser,
 };
 
 const TASK_FIELDS: &str =
@@ -32,72 +32,49 @@ async fn tasks_create_get_update_delete() {
     let contact = ann.contact("Client").await;
     let deal = ann.deal(contact, "Deal", "100").await;
     let due = today_plus(3);
-    let res = ann.post("/api/v1/tasks", json!({"deal_id": deal, "title": " Call back ", "description": "Ask about the budget", "due_date": due}))
-    .await;
-    let task = res.ok(201).clone();
-    assert_fields(&task, TASK_FIELDS);
-    assert_eq!(task["organization_id"], org.to_string());
-    assert_eq!(task["deal_id"], deal.to_string());
-    assert_eq!(task["title"], "Call back");
-    assert_eq!(task["description"], "Ask about the budget");
-    assert_eq!(task["due_date"], due);
-    assert_eq!(task["is_done"], false);
-    assert_timestamp(&task["created_at"]);
-    assert_timestamp(&task["updated_at"]);
-    let id = id_of(&task);
-    let path = task_path(id);
+    let body = json!({"deal_id": deal, "title": " Call back ", "description": "Ask about the budget", "due_date": due});
+    let task = ann.create("/api/v1/tasks", body).await;
+    assert_record(
+        &task,
+        TASK_FIELDS,
+        json!({"organization_id": org, "deal_id": deal, "title": "Call back",
+               "description": "Ask about the budget", "due_date": due, "is_done": false}),
+    );
+    let path = task_path(id_of(&task));
     assert_eq!(ann.read(&path).await, task);
     // The description is optional.
-    let bare = ann
-        .create(
-            "/api/v1/tasks",
-            json!({"deal_id": deal, "title": "Bare", "due_date": today_plus(1)}),
-        )
-        .await;
+    let body = json!({"deal_id": deal, "title": "Bare", "due_date": today_plus(1)});
+    let bare = ann.create("/api/v1/tasks", body).await;
     assert_eq!(bare["description"], json!(null));
 
     // PATCH is partial; description may be cleared.
-    let res = ann
-        .patch(
-            &task_path(id),
-            json!({"is_done": true, "description": null}),
-        )
-        .await;
-    let updated = res.ok(200).clone();
-    assert_fields(&updated, TASK_FIELDS);
-    assert_eq!(updated["is_done"], true);
-    assert_eq!(updated["description"], json!(null));
-    assert_eq!(updated["title"], "Call back");
-    assert_eq!(updated["due_date"], due);
-    assert_eq!(updated["created_at"], task["created_at"]);
-    assert_ne!(updated["updated_at"], task["updated_at"]);
-    let res = ann
-        .patch(
-            &task_path(id),
-            json!({"title": "Call back again", "due_date": today_plus(0), "is_done": false}),
-        )
-        .await;
-    let updated = res.ok(200).clone();
-    assert_eq!(updated["title"], "Call back again");
-    assert_eq!(updated["due_date"], today_plus(0));
-    assert_eq!(updated["is_done"], false);
+    let body = json!({"is_done": true, "description": null});
+    let updated = ann.patch(&path, body).await.ok(200).clone();
+    let want = json!({"is_done": true, "description": null, "title": "Call back", "due_date": due});
+    assert_record(&updated, TASK_FIELDS, want);
+    assert_updated(&task, &updated);
+    let body = json!({"title": "Call back again", "due_date": today_plus(0), "is_done": false});
+    let updated = ann.patch(&path, body.clone()).await.ok(200).clone();
+    assert_record(&updated, TASK_FIELDS, body);
     assert_eq!(ann.read(&path).await, updated);
 
     // Invalid patches change nothing.
-    for (body, code) in [
-        (json!({"due_date": "2024-13-45"}), "validation_failed"),
-        (json!({"due_date": "tomorrow"}), "validation_failed"),
-        (json!({"due_date": null}), "value_required"),
-        (json!({"title": ""}), "tasks_title_invalid"),
-        (json!({"title": null}), "value_required"),
-        (json!({"is_done": "yes"}), "validation_failed"),
-        (json!({"is_done": null}), "value_required"),
-        (json!({"deal_id": deal}), "validation_failed"),
-        (json!({"due_date": today_plus(-1)}), "tasks_due_date_past"),
-    ] {
-        ann.patch(&task_path(id), body).await.problem(400, code);
-    }
-    assert_eq!(ann.read(&path).await, updated);
+    let cases = vec![
+        (json!({"due_date": "2024-13-45"}), 400, "validation_failed"),
+        (json!({"due_date": "tomorrow"}), 400, "validation_failed"),
+        (json!({"due_date": null}), 400, "value_required"),
+        (json!({"title": ""}), 400, "tasks_title_invalid"),
+        (json!({"title": null}), 400, "value_required"),
+        (json!({"is_done": "yes"}), 400, "validation_failed"),
+        (json!({"is_done": null}), 400, "value_required"),
+        (json!({"deal_id": deal}), 400, "validation_failed"),
+        (
+            json!({"due_date": today_plus(-1)}),
+            400,
+            "tasks_due_date_past",
+        ),
+    ];
+    ann.refused_patches(&path, cases).await;
     for body in [
         json!({"title": "No deal", "due_date": today_plus(1)}),
         json!({"deal_id": deal, "due_date": today_plus(1)}),
@@ -118,14 +95,8 @@ async fn tasks_create_get_update_delete() {
     assert_eq!(list_ids(&ann, "").await.len(), 2);
 
     // Delete.
-    let res = ann.delete(&path).await;
-    assert_eq!(res.status, 204);
-    assert_eq!(res.body, json!(null));
-    ann.get(&path).await.problem(404, "task_not_found");
-    ann.patch(&task_path(id), json!({"is_done": true}))
-        .await
-        .problem(404, "task_not_found");
-    ann.delete(&path).await.problem(404, "task_not_found");
+    ann.delete_for_good(&path, json!({"is_done": true}), "task_not_found")
+        .await;
     assert_eq!(list_ids(&ann, "").await, vec![id_of(&bare)]);
 }
 

@@ -523,6 +523,26 @@ async fn tenant(owner: &TestUser, member: &TestUser, name: &str) -> Tenant {
     }
 }
 
+/// Organizations A and B with their records, A's owner as the caller, and a
+/// user who belongs to neither.
+async fn world(app: &TestApp) -> (World, TestUser) {
+    let a_owner = app.user("probe-a-owner").await;
+    let a_member = app.member_of(&a_owner, "probe-a-member", "member").await;
+    let b_owner = app.user("probe-b-owner").await;
+    let b_member = app.member_of(&b_owner, "probe-b-member", "member").await;
+    let loner = app.user("probe-loner").await;
+    // A's records belong to its owner; Kind::Member names A's other member.
+    let mut a = tenant(&a_owner, &a_owner, "A").await;
+    a.member = a_member.id;
+    let world = World {
+        a,
+        b: tenant(&b_owner, &b_member, "B").await,
+        caller: a_owner,
+        loner_email: loner.email.clone(),
+    };
+    (world, loner)
+}
+
 fn document() -> Value {
     serde_json::to_value(minicrm::http::openapi::ApiDoc::openapi()).unwrap()
 }
@@ -590,20 +610,7 @@ async fn no_operation_reaches_another_organizations_records() {
     }
 
     let app = TestApp::spawn().await;
-    let a_owner = app.user("probe-a-owner").await;
-    let a_member = app.member_of(&a_owner, "probe-a-member", "member").await;
-    let b_owner = app.user("probe-b-owner").await;
-    let b_member = app.member_of(&b_owner, "probe-b-member", "member").await;
-    let loner = app.user("probe-loner").await;
-    // A's records belong to its owner; Kind::Member names A's other member.
-    let mut a = tenant(&a_owner, &a_owner, "A").await;
-    a.member = a_member.id;
-    let world = World {
-        a,
-        b: tenant(&b_owner, &b_member, "B").await,
-        caller: a_owner,
-        loner_email: loner.email.clone(),
-    };
+    let (world, _) = world(&app).await;
 
     let before_b = fingerprint(&app, world.b.org).await;
     let before_a = fingerprint(&app, world.a.org).await;
@@ -761,17 +768,8 @@ async fn every_operation_checks_token_header_membership_and_path_ids() {
     );
 
     let app = TestApp::spawn().await;
-    let owner = app.user("checks-owner").await;
-    let member = app.member_of(&owner, "checks-member", "member").await;
-    let eve = app.user("checks-eve").await;
-    let mut a = tenant(&owner, &owner, "A").await;
-    a.member = member.id;
-    let world = World {
-        a,
-        b: a,
-        caller: owner.clone(),
-        loner_email: eve.email.clone(),
-    };
+    let (world, eve) = world(&app).await;
+    let (a, owner) = (world.a, &world.caller);
     let before = fingerprint(&app, a.org).await;
 
     let (org, unknown) = (a.org.to_string(), Uuid::new_v4().to_string());
