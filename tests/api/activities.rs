@@ -3,7 +3,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_bad_queries, assert_fields, assert_timestamp, id_of, ids, page_items, TestApp,
+    add_member, assert_bad_queries, assert_fields, assert_timestamp, id_of, ids, page_items,
+    TestApp,
 };
 
 const ACTIVITY_FIELDS: &str = "id organization_id deal_id author_id type payload created_at";
@@ -184,13 +185,7 @@ async fn activities_of_another_organization_are_404_r8() {
     let ann = app.user("ann").await;
     let bob = app.user("bob").await;
     // Ann is a member of Bob's organization too.
-    bob.no_org()
-        .post(
-            &format!("/api/v1/organizations/{}/members", bob.org_id),
-            json!({"email": ann.email, "role": "admin"}),
-        )
-        .await
-        .ok(201);
+    add_member(&bob, &ann, "admin").await;
     let bobs_contact = bob.contact("Bob's client").await;
     let bobs_deal = bob.deal(bobs_contact, "Bob's", "100").await;
     bob.comment(bobs_deal, "private note").await;

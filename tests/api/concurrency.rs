@@ -342,8 +342,9 @@ async fn a_manager_cannot_slip_a_stage_rollback_past_r5_while_the_owner_moves_fo
     let app = patient_app().await;
     let boss = app.user("boss").await;
     let org = boss.org_id;
-    let seller = app.member_of(&boss, "sam", "member").await;
-    let manager = app.member_of(&boss, "max", "manager").await;
+    let [seller, manager] = app
+        .members(&boss, [("sam", "member"), ("max", "manager")])
+        .await;
     let contact = seller.contact("Client").await;
     let mut deals = Vec::new();
     for i in 0..DEALS {

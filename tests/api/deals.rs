@@ -3,10 +3,11 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_bad_queries, assert_fields, assert_record, assert_timestamp, assert_updated, id_of, ids,
-    page_items, TestApp, TestUser,
+    add_member, assert_bad_queries, assert_fields, assert_lists, assert_record, assert_timestamp,
+    assert_updated, id_of, ids, list_ids, page_items, TestApp, TestUser, SALES,
 };
 
+const DEALS: &str = "/api/v1/deals";
 const DEAL_FIELDS: &str = "id organization_id contact_id owner_id title amount currency status stage created_at updated_at";
 
 fn deal_path(id: Uuid) -> String {
@@ -14,14 +15,8 @@ fn deal_path(id: Uuid) -> String {
 }
 
 /// The deal list's ids for a query string.
-async fn list_ids(user: &TestUser, query: &str) -> Vec<Uuid> {
-    let body = user.read(&format!("/api/v1/deals?{query}")).await;
-    let items = body["items"].as_array().unwrap().clone();
-    assert_eq!(body["total"], json!(items.len()), "total for {query}");
-    for item in &items {
-        assert_fields(item, DEAL_FIELDS);
-    }
-    ids(&items)
+async fn listed(user: &TestUser, query: &str) -> Vec<Uuid> {
+    list_ids(user, DEALS, query, DEAL_FIELDS).await
 }
 
 #[tokio::test]
@@ -98,7 +93,7 @@ async fn deals_create_get_update_delete() {
     ann.get(&format!("/api/v1/tasks/{task}"))
         .await
         .problem(404, "task_not_found");
-    assert!(list_ids(&ann, "").await.is_empty());
+    assert!(listed(&ann, "").await.is_empty());
     // The contact stays.
     ann.read(&format!("/api/v1/contacts/{contact}")).await;
 }
@@ -244,8 +239,9 @@ struct Pipeline {
 async fn pipeline() -> Pipeline {
     let app = TestApp::spawn().await;
     let ann = app.user("ann").await;
-    let mo = app.member_of(&ann, "mo", "manager").await;
-    let mia = app.member_of(&ann, "mia", "member").await;
+    let [mo, mia] = app
+        .members(&ann, [("mo", "manager"), ("mia", "member")])
+        .await;
     let org = ann.org_id;
     let c1 = ann.contact("First client").await;
     let c2 = mia.contact("Second client").await;
@@ -288,10 +284,9 @@ async fn deals_list_filters() {
         mia,
         c1,
         c2,
-        d: [d1, d2, d3, d4, d5],
-        ..
+        d,
     } = pipeline().await;
-    let q = |query: &'static str| list_ids(&ann, query);
+    let [d1, d2, d3, d4, d5] = d;
     // Default: newest first, envelope with page 1, page_size 20.
     let body = ann.read("/api/v1/deals").await;
     assert_eq!(ids(&page_items(&body, 1, 20, 5)), vec![d5, d4, d3, d2, d1]);
@@ -300,48 +295,45 @@ async fn deals_list_filters() {
     assert_eq!(d5_item["amount"], "250.50");
     assert_eq!(d5_item["stage"], "negotiation");
 
-    assert_eq!(q("status=new").await, vec![d5, d1]);
-    assert_eq!(q("status=new&status=won").await, vec![d5, d3, d1]);
-    assert_eq!(q("status=won&status=new").await, vec![d5, d3, d1]);
-    assert_eq!(q("status=in_progress").await, vec![d2]);
-    assert_eq!(q("status=lost").await, vec![d4]);
-    assert_eq!(
-        q("status=new&status=in_progress&status=won&status=lost").await,
-        vec![d5, d4, d3, d2, d1]
-    );
-    assert_eq!(q("stage=qualification").await, vec![d1]);
-    assert_eq!(q("stage=proposal").await, vec![d2]);
-    assert_eq!(q("stage=negotiation").await, vec![d5]);
-    assert_eq!(q("stage=closed").await, vec![d4, d3]);
-    assert_eq!(q("stage=closed&status=won").await, vec![d3]);
-    // Amount bounds are inclusive.
-    assert_eq!(q("min_amount=250.50").await, vec![d5, d3, d2]);
-    assert_eq!(q("min_amount=250.51").await, vec![d3]);
-    assert_eq!(q("max_amount=250.5").await, vec![d5, d4, d2, d1]);
-    assert_eq!(q("max_amount=0").await, vec![d4]);
-    assert_eq!(
-        q("min_amount=100&max_amount=250.50").await,
-        vec![d5, d2, d1]
-    );
-    assert_eq!(q("min_amount=2000").await, Vec::<Uuid>::new());
-    // Owner and contact.
-    let by_mia = list_ids(&ann, &format!("owner_id={}", mia.id)).await;
-    assert_eq!(by_mia, vec![d5, d4, d3]);
-    let by_ann = list_ids(&mo, &format!("owner_id={}", ann.id)).await;
-    assert_eq!(by_ann, vec![d2, d1]);
-    let by_c1 = list_ids(&ann, &format!("contact_id={c1}")).await;
-    assert_eq!(by_c1, vec![d5, d2, d1]);
-    let by_c2 = list_ids(&ann, &format!("contact_id={c2}")).await;
-    assert_eq!(by_c2, vec![d4, d3]);
-    let none = list_ids(&ann, &format!("contact_id={}", Uuid::new_v4())).await;
-    assert!(none.is_empty());
-    // Combined.
-    let combo = list_ids(
-        &ann,
-        &format!("owner_id={}&status=new&status=lost&min_amount=1", mia.id),
-    )
-    .await;
-    assert_eq!(combo, vec![d5]);
+    let none = Vec::<Uuid>::new();
+    let cases = [
+        ("status=new", vec![d5, d1]),
+        ("status=new&status=won", vec![d5, d3, d1]),
+        ("status=won&status=new", vec![d5, d3, d1]),
+        ("status=in_progress", vec![d2]),
+        ("status=lost", vec![d4]),
+        (
+            "status=new&status=in_progress&status=won&status=lost",
+            vec![d5, d4, d3, d2, d1],
+        ),
+        ("stage=qualification", vec![d1]),
+        ("stage=proposal", vec![d2]),
+        ("stage=negotiation", vec![d5]),
+        ("stage=closed", vec![d4, d3]),
+        ("stage=closed&status=won", vec![d3]),
+        // Amount bounds are inclusive.
+        ("min_amount=250.50", vec![d5, d3, d2]),
+        ("min_amount=250.51", vec![d3]),
+        ("max_amount=250.5", vec![d5, d4, d2, d1]),
+        ("max_amount=0", vec![d4]),
+        ("min_amount=100&max_amount=250.50", vec![d5, d2, d1]),
+        ("min_amount=2000", none.clone()),
+    ];
+    let mut cases: Vec<(String, Vec<Uuid>)> = cases.map(|(q, ids)| (q.to_owned(), ids)).into();
+    // Owner and contact, and combined.
+    cases.extend([
+        (format!("owner_id={}", mia.id), vec![d5, d4, d3]),
+        (format!("contact_id={c1}"), vec![d5, d2, d1]),
+        (format!("contact_id={c2}"), vec![d4, d3]),
+        (format!("contact_id={}", Uuid::new_v4()), none),
+        (
+            format!("owner_id={}&status=new&status=lost&min_amount=1", mia.id),
+            vec![d5],
+        ),
+    ]);
+    assert_lists(&ann, DEALS, DEAL_FIELDS, cases).await;
+    let by_ann = vec![(format!("owner_id={}", ann.id), vec![d2, d1])];
+    assert_lists(&mo, DEALS, DEAL_FIELDS, by_ann).await;
     let body = ann
         .read(&format!(
             "/api/v1/deals?contact_id={c1}&max_amount=250.50&order_by=amount&order=asc&page_size=2"
@@ -369,39 +361,24 @@ async fn deals_list_sorts_with_ties_broken_by_id() {
         d: [d1, d2, d3, d4, d5],
         ..
     } = pipeline().await;
-    let q = |query: &'static str| list_ids(&ann, query);
     // d2 and d5 share an amount (250.50): ties go by id.
     let (lo, hi) = if d2 < d5 { (d2, d5) } else { (d5, d2) };
 
-    assert_eq!(q("order_by=created_at").await, vec![d5, d4, d3, d2, d1]);
-    assert_eq!(q("order=desc").await, vec![d5, d4, d3, d2, d1]);
-    assert_eq!(
-        q("order_by=created_at&order=asc").await,
-        vec![d1, d2, d3, d4, d5]
-    );
-    assert_eq!(q("order=asc").await, vec![d1, d2, d3, d4, d5]);
-    assert_eq!(
-        q("order_by=updated_at&order=asc").await,
-        vec![d2, d3, d4, d5, d1]
-    );
-    assert_eq!(q("order_by=updated_at").await, vec![d1, d5, d4, d3, d2]);
-    assert_eq!(
-        q("order_by=amount&order=asc").await,
-        vec![d4, d1, lo, hi, d3]
-    );
-    assert_eq!(
-        q("order_by=amount&order=desc").await,
-        vec![d3, hi, lo, d1, d4]
-    );
-    assert_eq!(q("order_by=amount").await, vec![d3, hi, lo, d1, d4]);
-    assert_eq!(
-        q("order_by=title&order=asc").await,
-        vec![d1, d2, d3, d4, d5]
-    );
-    assert_eq!(
-        q("order_by=title&order=desc").await,
-        vec![d5, d4, d3, d2, d1]
-    );
+    let cases = [
+        ("order_by=created_at", vec![d5, d4, d3, d2, d1]),
+        ("order=desc", vec![d5, d4, d3, d2, d1]),
+        ("order_by=created_at&order=asc", vec![d1, d2, d3, d4, d5]),
+        ("order=asc", vec![d1, d2, d3, d4, d5]),
+        ("order_by=updated_at&order=asc", vec![d2, d3, d4, d5, d1]),
+        ("order_by=updated_at", vec![d1, d5, d4, d3, d2]),
+        ("order_by=amount&order=asc", vec![d4, d1, lo, hi, d3]),
+        ("order_by=amount&order=desc", vec![d3, hi, lo, d1, d4]),
+        ("order_by=amount", vec![d3, hi, lo, d1, d4]),
+        ("order_by=title&order=asc", vec![d1, d2, d3, d4, d5]),
+        ("order_by=title&order=desc", vec![d5, d4, d3, d2, d1]),
+    ];
+    let cases = cases.map(|(q, ids)| (q.to_owned(), ids)).into();
+    assert_lists(&ann, DEALS, DEAL_FIELDS, cases).await;
     // Paging through a sort with ties gives every deal exactly once, in order.
     for (query, whole) in [
         ("order_by=amount&order=asc", vec![d4, d1, lo, hi, d3]),
@@ -424,20 +401,19 @@ async fn deals_list_sorts_with_ties_broken_by_id() {
         tied.push(ann.deal(contact, &format!("tie {i}"), "42").await);
     }
     tied.sort();
-    let asc = list_ids(
-        &ann,
-        &format!("contact_id={contact}&order_by=amount&order=asc"),
-    )
-    .await;
-    assert_eq!(asc, tied);
-    let desc = list_ids(
-        &ann,
-        &format!("contact_id={contact}&order_by=amount&order=desc"),
-    )
-    .await;
     let mut rev = tied.clone();
     rev.reverse();
-    assert_eq!(desc, rev);
+    let cases = vec![
+        (
+            format!("contact_id={contact}&order_by=amount&order=asc"),
+            tied,
+        ),
+        (
+            format!("contact_id={contact}&order_by=amount&order=desc"),
+            rev,
+        ),
+    ];
+    assert_lists(&ann, DEALS, DEAL_FIELDS, cases).await;
 }
 
 /// (Tokens, the organization header, membership and malformed or unknown
@@ -456,10 +432,7 @@ async fn deals_reject_bad_query_values() {
 #[tokio::test]
 async fn deals_follow_the_role_table() {
     let app = TestApp::spawn().await;
-    let owner = app.user("owner").await;
-    let manager = app.member_of(&owner, "manager", "manager").await;
-    let mia = app.member_of(&owner, "mia", "member").await;
-    let max = app.member_of(&owner, "max", "member").await;
+    let (owner, [manager, mia, max]) = app.team(SALES).await;
     let stranger = app.user("stranger").await;
     let contact = owner.contact("Shared client").await;
     let new_deal = |owner_id: Option<Uuid>| {
@@ -492,21 +465,21 @@ async fn deals_follow_the_role_table() {
         .post("/api/v1/deals", new_deal(Some(stranger.id)))
         .await
         .problem(404, "deals_owner_id_not_member");
-    assert_eq!(list_ids(&owner, "").await.len(), 3);
+    assert_eq!(listed(&owner, "").await.len(), 3);
 
     // Everyone reads every deal.
     mia.read(&deal_path(maxs)).await;
-    assert_eq!(list_ids(&mia, "").await.len(), 3);
+    assert_eq!(listed(&mia, "").await.len(), 3);
 
     // owner_id filter: a member only by themselves.
-    let own = list_ids(&mia, &format!("owner_id={}", mia.id)).await;
+    let own = listed(&mia, &format!("owner_id={}", mia.id)).await;
     assert_eq!(own.len(), 2);
     assert!(own.contains(&mias));
     mia.get(&format!("/api/v1/deals?owner_id={}", max.id))
         .await
         .problem(403, "role_forbidden");
     assert_eq!(
-        list_ids(&manager, &format!("owner_id={}", max.id)).await,
+        listed(&manager, &format!("owner_id={}", max.id)).await,
         vec![maxs]
     );
 
@@ -572,7 +545,7 @@ async fn deals_follow_the_role_table() {
         .problem(403, "role_forbidden");
     let res = manager.delete(&deal_path(mias)).await;
     assert_eq!(res.status, 204);
-    assert_eq!(list_ids(&owner, "").await, vec![maxs]);
+    assert_eq!(listed(&owner, "").await, vec![maxs]);
 }
 
 #[tokio::test]
@@ -582,46 +555,41 @@ async fn won_requires_an_amount_r1() {
     let contact = ann.contact("Client").await;
     let free = ann.deal(contact, "Free", "0").await;
     let path = deal_path(free);
-    let before = ann.read(&path).await;
-    let p = ann.patch(&deal_path(free), json!({"status": "won"})).await;
-    assert_eq!(
-        p.problem(400, "deal_won_requires_amount")["errors"][0]["field"],
-        "status"
-    );
-    // Also when it comes with a stage change: nothing of it is kept.
-    ann.patch(
-        &deal_path(free),
-        json!({"status": "won", "stage": "closed"}),
-    )
-    .await
-    .problem(400, "deal_won_requires_amount");
-    assert_eq!(ann.read(&path).await, before);
+    let refused = |body: Value| (body, 400, "deal_won_requires_amount");
+    let answers = ann
+        .refused_patches(
+            &path,
+            vec![
+                refused(json!({"status": "won"})),
+                // Also when it comes with a stage change: nothing of it is kept.
+                refused(json!({"status": "won", "stage": "closed"})),
+            ],
+        )
+        .await;
+    assert_eq!(answers[0].body["errors"][0]["field"], "status");
     assert_eq!(ann.timeline_types(free).await, ["system"]);
     // Other statuses are fine at 0.
-    let res = ann.patch(&deal_path(free), json!({"status": "lost"})).await;
+    let res = ann.patch(&path, json!({"status": "lost"})).await;
     assert_eq!(res.ok(200)["status"], "lost");
     // Won together with an amount is fine.
     let res = ann
-        .patch(&deal_path(free), json!({"status": "won", "amount": "0.01"}))
+        .patch(&path, json!({"status": "won", "amount": "0.01"}))
         .await;
     assert_eq!(res.ok(200)["status"], "won");
     assert_eq!(res.body["amount"], "0.01");
     // Lowering a won deal's amount to 0 is not.
-    let before = ann.read(&path).await;
-    let p = ann.patch(&deal_path(free), json!({"amount": 0})).await;
-    assert_eq!(
-        p.problem(400, "deal_won_requires_amount")["errors"][0]["field"],
-        "amount"
-    );
-    ann.patch(
-        &deal_path(free),
-        json!({"amount": "0.00", "title": "Free again"}),
-    )
-    .await
-    .problem(400, "deal_won_requires_amount");
-    assert_eq!(ann.read(&path).await, before);
+    let answers = ann
+        .refused_patches(
+            &path,
+            vec![
+                refused(json!({"amount": 0})),
+                refused(json!({"amount": "0.00", "title": "Free again"})),
+            ],
+        )
+        .await;
+    assert_eq!(answers[0].body["errors"][0]["field"], "amount");
     // Lowering to something above 0 is allowed.
-    let res = ann.patch(&deal_path(free), json!({"amount": "5"})).await;
+    let res = ann.patch(&path, json!({"amount": "5"})).await;
     assert_eq!(res.ok(200)["amount"], "5.00");
     assert_eq!(
         ann.timeline_types(free).await,
@@ -632,10 +600,12 @@ async fn won_requires_an_amount_r1() {
 #[tokio::test]
 async fn stage_moves_backwards_only_for_owner_and_admin_r5() {
     let app = TestApp::spawn().await;
-    let owner = app.user("owner").await;
-    let admin = app.member_of(&owner, "admin", "admin").await;
-    let manager = app.member_of(&owner, "manager", "manager").await;
-    let mia = app.member_of(&owner, "mia", "member").await;
+    let who = [
+        ("admin", "admin"),
+        ("manager", "manager"),
+        ("mia", "member"),
+    ];
+    let (owner, [admin, manager, mia]) = app.team(who).await;
     let contact = mia.contact("Client").await;
     let deal = mia.deal(contact, "Deal", "100").await;
     let path = deal_path(deal);
@@ -725,9 +695,7 @@ async fn stage_moves_backwards_only_for_owner_and_admin_r5() {
 #[tokio::test]
 async fn status_and_stage_changes_are_on_the_timeline_r6() {
     let app = TestApp::spawn().await;
-    let owner = app.user("owner").await;
-    let manager = app.member_of(&owner, "manager", "manager").await;
-    let mia = app.member_of(&owner, "mia", "member").await;
+    let (owner, [manager, mia, _]) = app.team(SALES).await;
     let org = owner.org_id;
     let contact = mia.contact("Client").await;
     let deal = mia.deal(contact, "Deal", "100").await;
@@ -820,13 +788,7 @@ async fn deals_of_another_organization_are_404_r8() {
     let bob = app.user("bob").await;
     // Ann is also an admin in Bob's organization, so the only thing keeping
     // her out of Bob's data below is the organization she acts in.
-    bob.no_org()
-        .post(
-            &format!("/api/v1/organizations/{}/members", bob.org_id),
-            json!({"email": ann.email, "role": "admin"}),
-        )
-        .await
-        .ok(201);
+    add_member(&bob, &ann, "admin").await;
     let bobs_contact = bob.contact("Bob's client").await;
     let bobs_deal = bob.deal(bobs_contact, "Bob's deal", "500").await;
     let anns_contact = ann.contact("Ann's client").await;
@@ -849,29 +811,20 @@ async fn deals_of_another_organization_are_404_r8() {
         .await
         .problem(404, "deals_contact_id_not_found");
     // Another organization's deal by id: 404.
-    ann.get(&deal_path(bobs_deal))
-        .await
-        .problem(404, "deal_not_found");
-    ann.patch(
-        &deal_path(bobs_deal),
-        json!({"status": "lost", "stage": "closed"}),
-    )
-    .await
-    .problem(404, "deal_not_found");
-    ann.delete(&deal_path(bobs_deal))
-        .await
-        .problem(404, "deal_not_found");
+    let patch = json!({"status": "lost", "stage": "closed"});
+    ann.not_found(&deal_path(bobs_deal), patch, "deal_not_found")
+        .await;
     // Lists never show it.
     assert_eq!(
-        list_ids(&ann, &format!("contact_id={bobs_contact}")).await,
+        listed(&ann, &format!("contact_id={bobs_contact}")).await,
         Vec::<Uuid>::new()
     );
-    assert_eq!(list_ids(&ann, "").await, vec![anns_deal]);
+    assert_eq!(listed(&ann, "").await, vec![anns_deal]);
     // Nothing changed on either side.
     assert_eq!(bob.read(&deal_path(bobs_deal)).await, bobs_before);
     assert_eq!(bob.timeline_types(bobs_deal).await, ["system"]);
     assert_eq!(ann.read(&deal_path(anns_deal)).await, anns_before);
-    assert_eq!(list_ids(&bob, "").await, vec![bobs_deal]);
+    assert_eq!(listed(&bob, "").await, vec![bobs_deal]);
 }
 
 #[tokio::test]

@@ -149,9 +149,14 @@ impl TestUser {
     }
 
     /// Sends each PATCH of `cases` to `path`, asserting its problem; then the
-    /// record must read as before.
-    pub async fn refused_patches(&self, path: &str, cases: Vec<(Value, u16, &str)>) {
+    /// record must read as before. Returns the answers.
+    pub async fn refused_patches(
+        &self,
+        path: &str,
+        cases: Vec<(Value, u16, &str)>,
+    ) -> Vec<TestResponse> {
         let before = self.read(path).await;
+        let mut answers = Vec::new();
         for (body, status, code) in cases {
             let res = self.patch(path, body.clone()).await;
             let got = (res.status.as_u16(), res.body["code"].as_str());
@@ -162,14 +167,21 @@ impl TestUser {
                 res.body
             );
             res.problem(status, code);
+            answers.push(res);
         }
         assert_eq!(self.read(path).await, before, "{path} changed");
+        answers
     }
 
-    /// DELETE `path` answers 204 with no body; then GET, PATCH (with `patch`)
-    /// and DELETE answer 404 `code`.
+    /// DELETE `path` answers 204 with no body; then it is [not
+    /// found](TestUser::not_found).
     pub async fn delete_for_good(&self, path: &str, patch: Value, code: &str) {
         self.delete(path).await.no_content();
+        self.not_found(path, patch, code).await;
+    }
+
+    /// GET, PATCH (with `patch`) and DELETE of `path` answer 404 `code`.
+    pub async fn not_found(&self, path: &str, patch: Value, code: &str) {
         self.get(path).await.problem(404, code);
         self.patch(path, patch).await.problem(404, code);
         self.delete(path).await.problem(404, code);
@@ -406,12 +418,7 @@ impl TestApp {
     /// `role`; it acts in that organization.
     pub async fn member_of(&self, owner: &TestUser, name: &str, role: &str) -> TestUser {
         let user = self.user(name).await;
-        let members = format!("/api/v1/organizations/{}/members", owner.org_id);
-        owner
-            .no_org()
-            .post(&members, json!({"email": user.email, "role": role}))
-            .await
-            .ok(201);
+        add_member(owner, &user, role).await;
         user.in_org(owner.org_id)
     }
 }
@@ -615,6 +622,73 @@ pub async fn assert_bad_queries(user: &TestUser, path: &str, queries: &str) {
         }
     }
     assert!(wrong.is_empty(), "{path}:\n  {}", wrong.join("\n  "));
+}
+
+/// The members of the role-table tests: a manager and two plain members.
+pub const SALES: [(&str, &str); 3] = [("manager", "manager"), ("mia", "member"), ("max", "member")];
+
+impl TestApp {
+    /// A user named "owner" and the members of its organization named by
+    /// `who` (see [`TestApp::members`]).
+    pub async fn team<const N: usize>(&self, who: [(&str, &str); N]) -> (TestUser, [TestUser; N]) {
+        let owner = self.user("owner").await;
+        let members = self.members(&owner, who).await;
+        (owner, members)
+    }
+
+    /// New users that `owner` adds to their organization, one per
+    /// (name, role), as [`TestApp::member_of`] does.
+    pub async fn members<const N: usize>(
+        &self,
+        owner: &TestUser,
+        who: [(&str, &str); N],
+    ) -> [TestUser; N] {
+        let mut members = Vec::new();
+        for (name, role) in who {
+            members.push(self.member_of(owner, name, role).await);
+        }
+        members.try_into().ok().unwrap()
+    }
+}
+
+/// `owner` adds `user` to their organization with `role` (over HTTP).
+pub async fn add_member(owner: &TestUser, user: &TestUser, role: &str) {
+    let members = format!("/api/v1/organizations/{}/members", owner.org_id);
+    owner
+        .no_org()
+        .post(&members, json!({"email": user.email, "role": role}))
+        .await
+        .ok(201);
+}
+
+/// The ids a list answers for `query` (one page that holds them all), after
+/// checking its total and each item's fields.
+pub async fn list_ids(user: &TestUser, list: &str, query: &str, fields: &str) -> Vec<Uuid> {
+    let body = user.read(&format!("{list}?{query}")).await;
+    let items = body["items"].as_array().unwrap().clone();
+    assert_eq!(body["total"], json!(items.len()), "total for {query}");
+    for item in &items {
+        assert_fields(item, fields);
+    }
+    ids(&items)
+}
+
+/// Asserts, for each (query, ids) case, that `list` answers those ids in
+/// that order (see [`list_ids`]); reports every case that does not.
+pub async fn assert_lists(
+    user: &TestUser,
+    list: &str,
+    fields: &str,
+    cases: Vec<(String, Vec<Uuid>)>,
+) {
+    let mut wrong = Vec::new();
+    for (query, want) in cases {
+        let got = list_ids(user, list, &query, fields).await;
+        if got != want {
+            wrong.push(format!("{query}: got {got:?}, want {want:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{list}:\n  {}", wrong.join("\n  "));
 }
 
 /// The ids of a list's items, in order.

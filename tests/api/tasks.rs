@@ -2,10 +2,11 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_bad_queries, assert_fields, assert_record, assert_updated, id_of, ids, page_items,
-    today_plus, TestApp, TestUser,
+    add_member, assert_bad_queries, assert_lists, assert_record, assert_updated, id_of, ids,
+    list_ids, page_items, today_plus, TestApp, TestUser, SALES,
 };
 
+const TASKS: &str = "/api/v1/tasks";
 const TASK_FIELDS: &str =
     "id organization_id deal_id title description due_date is_done created_at updated_at";
 
@@ -13,15 +14,9 @@ fn task_path(id: Uuid) -> String {
     format!("/api/v1/tasks/{id}")
 }
 
-/// The task list's ids for a query string (one page that holds them all).
-async fn list_ids(user: &TestUser, query: &str) -> Vec<Uuid> {
-    let body = user.read(&format!("/api/v1/tasks?{query}")).await;
-    let items = body["items"].as_array().unwrap().clone();
-    assert_eq!(body["total"], json!(items.len()), "total for {query}");
-    for item in &items {
-        assert_fields(item, TASK_FIELDS);
-    }
-    ids(&items)
+/// The task list's ids for a query string.
+async fn listed(user: &TestUser, query: &str) -> Vec<Uuid> {
+    list_ids(user, TASKS, query, TASK_FIELDS).await
 }
 
 #[tokio::test]
@@ -92,12 +87,12 @@ async fn tasks_create_get_update_delete() {
     )
     .await
     .problem(400, "tasks_title_invalid");
-    assert_eq!(list_ids(&ann, "").await.len(), 2);
+    assert_eq!(listed(&ann, "").await.len(), 2);
 
     // Delete.
     ann.delete_for_good(&path, json!({"is_done": true}), "task_not_found")
         .await;
-    assert_eq!(list_ids(&ann, "").await, vec![id_of(&bare)]);
+    assert_eq!(listed(&ann, "").await, vec![id_of(&bare)]);
 }
 
 #[tokio::test]
@@ -127,7 +122,7 @@ async fn due_dates_cannot_be_in_the_past_r4() {
             "due_date"
         );
     }
-    assert_eq!(list_ids(&ann, "").await, vec![id_of(&today)]);
+    assert_eq!(listed(&ann, "").await, vec![id_of(&today)]);
     assert_eq!(ann.timeline_types(deal).await, ["task_created", "system"]);
     // When changed, too.
     let id = id_of(&today);
@@ -171,9 +166,7 @@ async fn due_dates_cannot_be_in_the_past_r4() {
 #[tokio::test]
 async fn task_creation_is_on_the_timeline_r7() {
     let app = TestApp::spawn().await;
-    let owner = app.user("owner").await;
-    let manager = app.member_of(&owner, "manager", "manager").await;
-    let mia = app.member_of(&owner, "mia", "member").await;
+    let (_, [manager, mia, _]) = app.team(SALES).await;
     let contact = mia.contact("Client").await;
     let deal = mia.deal(contact, "Deal", "100").await;
     let first = mia.create("/api/v1/tasks", json!({"deal_id": deal, "title": "Send offer", "description": "PDF", "due_date": today_plus(2)}))
@@ -231,71 +224,47 @@ async fn tasks_list_filters_and_pages() {
 
     let body = mia.read("/api/v1/tasks").await;
     assert_eq!(ids(&page_items(&body, 1, 20, 5)), vec![t1, lo, hi, t3, t5]);
-    let q = |query: String| {
-        let ann = &ann;
-        async move { list_ids(ann, &query).await }
-    };
-    assert_eq!(q(format!("deal_id={a}")).await, vec![t1, t2, t3]);
-    assert_eq!(q(format!("deal_id={b}")).await, vec![t4, t5]);
-    assert_eq!(
-        q(format!("deal_id={}", Uuid::new_v4())).await,
-        Vec::<Uuid>::new()
-    );
-    assert_eq!(q("only_open=true".into()).await, vec![t1, t2, t5]);
-    assert_eq!(q("only_open=false".into()).await, vec![t1, lo, hi, t3, t5]);
-    assert_eq!(q(format!("only_open=true&deal_id={b}")).await, vec![t5]);
-    // Both bounds are inclusive.
-    assert_eq!(
-        q(format!("due_before={}", today_plus(3))).await,
-        vec![t1, lo, hi]
-    );
-    assert_eq!(q(format!("due_before={}", today_plus(2))).await, vec![t1]);
-    assert_eq!(
-        q(format!("due_after={}", today_plus(3))).await,
-        vec![lo, hi, t3, t5]
-    );
-    assert_eq!(
-        q(format!("due_after={}", today_plus(4))).await,
-        vec![t3, t5]
-    );
-    assert_eq!(
-        q(format!(
-            "due_after={}&due_before={}",
-            today_plus(3),
-            today_plus(5)
-        ))
-        .await,
-        vec![lo, hi, t3]
-    );
-    assert_eq!(
-        q(format!(
-            "due_after={}&due_before={}",
-            today_plus(5),
-            today_plus(3)
-        ))
-        .await,
-        Vec::<Uuid>::new()
-    );
-    assert_eq!(
-        q(format!(
-            "due_after={}&due_before={}&only_open=true&deal_id={a}",
-            today_plus(1),
-            today_plus(5)
-        ))
-        .await,
-        vec![t1, t2]
-    );
+    let day = today_plus;
+    let cases = vec![
+        (format!("deal_id={a}"), vec![t1, t2, t3]),
+        (format!("deal_id={b}"), vec![t4, t5]),
+        (format!("deal_id={}", Uuid::new_v4()), vec![]),
+        ("only_open=true".into(), vec![t1, t2, t5]),
+        ("only_open=false".into(), vec![t1, lo, hi, t3, t5]),
+        (format!("only_open=true&deal_id={b}"), vec![t5]),
+        // Both bounds are inclusive.
+        (format!("due_before={}", day(3)), vec![t1, lo, hi]),
+        (format!("due_before={}", day(2)), vec![t1]),
+        (format!("due_after={}", day(3)), vec![lo, hi, t3, t5]),
+        (format!("due_after={}", day(4)), vec![t3, t5]),
+        (
+            format!("due_after={}&due_before={}", day(3), day(5)),
+            vec![lo, hi, t3],
+        ),
+        (
+            format!("due_after={}&due_before={}", day(5), day(3)),
+            vec![],
+        ),
+        (
+            format!(
+                "due_after={}&due_before={}&only_open=true&deal_id={a}",
+                day(1),
+                day(5)
+            ),
+            vec![t1, t2],
+        ),
+    ];
+    assert_lists(&ann, TASKS, TASK_FIELDS, cases).await;
     // Paging.
-    let body = ann.read("/api/v1/tasks?page=2&page_size=2").await;
-    assert_eq!(ids(&page_items(&body, 2, 2, 5)), vec![hi, t3]);
-    let body = ann.read("/api/v1/tasks?page=3&page_size=2").await;
-    assert_eq!(ids(&page_items(&body, 3, 2, 5)), vec![t5]);
-    let body = ann.read("/api/v1/tasks?page=4&page_size=2").await;
-    assert!(page_items(&body, 4, 2, 5).is_empty());
-    let body = ann
-        .read("/api/v1/tasks?only_open=true&page_size=1&page=2")
-        .await;
-    assert_eq!(ids(&page_items(&body, 2, 1, 3)), vec![t2]);
+    for (query, page, size, total, want) in [
+        ("page=2&page_size=2", 2, 2, 5, vec![hi, t3]),
+        ("page=3&page_size=2", 3, 2, 5, vec![t5]),
+        ("page=4&page_size=2", 4, 2, 5, vec![]),
+        ("only_open=true&page_size=1&page=2", 2, 1, 3, vec![t2]),
+    ] {
+        let body = ann.read(&format!("{TASKS}?{query}")).await;
+        assert_eq!(ids(&page_items(&body, page, size, total)), want, "{query}");
+    }
 }
 
 /// (Tokens, the organization header, membership and malformed or unknown
@@ -316,10 +285,7 @@ async fn tasks_reject_bad_query_values() {
 #[tokio::test]
 async fn tasks_follow_the_role_table_r3() {
     let app = TestApp::spawn().await;
-    let owner = app.user("owner").await;
-    let manager = app.member_of(&owner, "manager", "manager").await;
-    let mia = app.member_of(&owner, "mia", "member").await;
-    let max = app.member_of(&owner, "max", "member").await;
+    let (owner, [manager, mia, max]) = app.team(SALES).await;
     let contact = owner.contact("Client").await;
     let mias_deal = mia.deal(contact, "Mia's", "100").await;
     let maxs_deal = max.deal(contact, "Max's", "100").await;
@@ -337,7 +303,7 @@ async fn tasks_follow_the_role_table_r3() {
         "deal_id"
     );
     assert_eq!(
-        list_ids(&owner, &format!("deal_id={maxs_deal}")).await,
+        listed(&owner, &format!("deal_id={maxs_deal}")).await,
         Vec::<Uuid>::new()
     );
     assert_eq!(owner.timeline_types(maxs_deal).await, ["system"]);
@@ -347,7 +313,7 @@ async fn tasks_follow_the_role_table_r3() {
 
     // Everyone reads every task.
     mia.read(&task_path(maxs_task)).await;
-    assert_eq!(list_ids(&mia, "").await.len(), 3);
+    assert_eq!(listed(&mia, "").await.len(), 3);
 
     // A task belongs to its deal's owner: Mia may not change or delete Max's.
     let before = owner.read(&task_path(maxs_task)).await;
@@ -399,14 +365,14 @@ async fn tasks_follow_the_role_table_r3() {
         .problem(403, "role_forbidden");
     let res = mia.delete(&task_path(maxs_task)).await;
     assert_eq!(res.status, 204);
-    assert_eq!(list_ids(&owner, "").await, vec![mias_task]);
+    assert_eq!(listed(&owner, "").await, vec![mias_task]);
     // A member deleting her own deal takes its tasks along.
     let res = mia.delete(&format!("/api/v1/deals/{mias_deal}")).await;
     assert_eq!(res.status, 204, "{}", res.body);
     mia.get(&task_path(mias_task))
         .await
         .problem(404, "task_not_found");
-    assert_eq!(list_ids(&owner, "").await, Vec::<Uuid>::new());
+    assert_eq!(listed(&owner, "").await, Vec::<Uuid>::new());
 }
 
 #[tokio::test]
@@ -415,13 +381,7 @@ async fn tasks_of_another_organization_are_404_r8() {
     let ann = app.user("ann").await;
     let bob = app.user("bob").await;
     // Ann is a member of Bob's organization too.
-    bob.no_org()
-        .post(
-            &format!("/api/v1/organizations/{}/members", bob.org_id),
-            json!({"email": ann.email, "role": "member"}),
-        )
-        .await
-        .ok(201);
+    add_member(&bob, &ann, "member").await;
     let bobs_contact = bob.contact("Bob's client").await;
     let bobs_deal = bob.deal(bobs_contact, "Bob's", "100").await;
     let bobs_task = bob.task(bobs_deal, "Bob's task", 2).await;
@@ -442,20 +402,14 @@ async fn tasks_of_another_organization_are_404_r8() {
         "deal_id"
     );
     // Another organization's task by id.
-    ann.get(&task_path(bobs_task))
-        .await
-        .problem(404, "task_not_found");
-    ann.patch(&task_path(bobs_task), json!({"is_done": true}))
-        .await
-        .problem(404, "task_not_found");
-    ann.delete(&task_path(bobs_task))
-        .await
-        .problem(404, "task_not_found");
+    let patch = json!({"is_done": true});
+    ann.not_found(&task_path(bobs_task), patch, "task_not_found")
+        .await;
     assert_eq!(
-        list_ids(&ann, &format!("deal_id={bobs_deal}")).await,
+        listed(&ann, &format!("deal_id={bobs_deal}")).await,
         Vec::<Uuid>::new()
     );
-    assert_eq!(list_ids(&ann, "").await, Vec::<Uuid>::new());
+    assert_eq!(listed(&ann, "").await, Vec::<Uuid>::new());
     // Bob's side is untouched; Ann's has no stray task either.
     assert_eq!(bob.read(&task_path(bobs_task)).await, bobs_before);
     assert_eq!(bob.timeline(bobs_deal).await, bobs_timeline);
