@@ -15,8 +15,7 @@ fn activities_path(deal: Uuid) -> String {
 
 #[tokio::test]
 async fn comments_are_added_and_listed_newest_first() {
-    let app = TestApp::spawn().await;
-    let owner = app.user("owner").await;
+    let (app, owner) = TestApp::with_user("owner").await;
     let mia = app.member_of(&owner, "mia", "member").await;
     let org = owner.org_id;
     let contact = owner.contact("Client").await;
@@ -101,8 +100,7 @@ async fn comments_are_added_and_listed_newest_first() {
 
 #[tokio::test]
 async fn only_comments_with_text_can_be_created_r9() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     let contact = ann.contact("Client").await;
     let deal = ann.deal(contact, "Deal", "100").await;
     let before = ann.timeline(deal).await;
@@ -171,8 +169,7 @@ async fn only_comments_with_text_can_be_created_r9() {
 /// ids in the path: tenancy_probes.rs checks them for every operation.)
 #[tokio::test]
 async fn activities_reject_bad_query_values() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     let contact = ann.contact("Client").await;
     let deal = ann.deal(contact, "Deal", "100").await;
     let bad = "page_size=500 page_size=0 page=0 page=-1 order=asc type=comment";
@@ -181,8 +178,7 @@ async fn activities_reject_bad_query_values() {
 
 #[tokio::test]
 async fn activities_of_another_organization_are_404_r8() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let bob = app.user("bob").await;
     // Ann is a member of Bob's organization too.
     add_member(&bob, &ann, "admin").await;

@@ -46,8 +46,7 @@ async fn known_dataset(owner: &TestUser) {
 
 #[tokio::test]
 async fn summary_on_a_known_dataset() {
-    let app = TestApp::spawn().await;
-    let owner = app.user("owner").await;
+    let (app, owner) = TestApp::with_user("owner").await;
     known_dataset(&owner).await;
     // One deal is old: outside a 30-day window.
     app.sql()
@@ -83,8 +82,7 @@ async fn summary_on_a_known_dataset() {
 
 #[tokio::test]
 async fn funnel_on_a_known_dataset() {
-    let app = TestApp::spawn().await;
-    let owner = app.user("owner").await;
+    let (_, owner) = TestApp::with_user("owner").await;
     known_dataset(&owner).await;
     let (body, _) = get(&owner, "/api/v1/analytics/deals/funnel").await;
     // qualification: new 100 EUR, lost 0 GBP; proposal: 1; negotiation: 2; closed: 2.
@@ -102,8 +100,7 @@ async fn funnel_on_a_known_dataset() {
 
 #[tokio::test]
 async fn empty_organization_has_all_statuses_and_null_conversions() {
-    let app = TestApp::spawn().await;
-    let owner = app.user("owner").await;
+    let (_, owner) = TestApp::with_user("owner").await;
     let (summary, _) = get(&owner, "/api/v1/analytics/deals/summary").await;
     let statuses: Vec<&str> = summary["by_status"]
         .as_array()
@@ -129,8 +126,7 @@ async fn empty_organization_has_all_statuses_and_null_conversions() {
 
 #[tokio::test]
 async fn the_cache_hits_and_api_writes_to_deals_invalidate_it() {
-    let app = TestApp::spawn().await;
-    let owner = app.user("owner").await;
+    let (app, owner) = TestApp::with_user("owner").await;
     let c = owner.contact("Client").await;
     let d = deal(&owner, c, "100", "EUR", json!({})).await;
     let path = "/api/v1/analytics/deals/summary";
@@ -183,8 +179,7 @@ async fn the_cache_hits_and_api_writes_to_deals_invalidate_it() {
 
 #[tokio::test]
 async fn analytics_are_per_organization_and_the_cache_never_crosses_them() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let bob = app.user("bob").await;
     let c = ann.contact("Client").await;
     deal(&ann, c, "100", "EUR", json!({})).await;
@@ -219,8 +214,7 @@ async fn analytics_are_per_organization_and_the_cache_never_crosses_them() {
 /// them for every operation.)
 #[tokio::test]
 async fn analytics_validate_their_query() {
-    let app = TestApp::spawn().await;
-    let owner = app.user("owner").await;
+    let (_, owner) = TestApp::with_user("owner").await;
     let summary = "/api/v1/analytics/deals/summary";
     assert_bad_queries(&owner, summary, "days=0 days=3651 days=abc window=3").await;
     let (body, _) = get(&owner, &format!("{summary}?days=3650")).await;

@@ -11,8 +11,7 @@ const CONTACT_FIELDS: &str = "id organization_id owner_id name email phone creat
 
 #[tokio::test]
 async fn contacts_create_get_update_delete() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     let org = ann.org_id;
 
     let c = ann
@@ -88,8 +87,7 @@ async fn contacts_create_get_update_delete() {
 
 #[tokio::test]
 async fn contacts_list_pages_newest_first() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     let mut created = Vec::new();
     for i in 0..25 {
         created.push(ann.contact(&format!("Contact {i:02}")).await);
@@ -120,8 +118,7 @@ async fn contacts_list_pages_newest_first() {
 
 #[tokio::test]
 async fn contacts_search_is_case_insensitive_and_literal() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     let mk = |name: &str, email: Option<&str>| {
         let body = match email {
             Some(e) => json!({"name": name, "email": e}),
@@ -305,8 +302,7 @@ async fn contacts_owner_filter_and_the_role_table() {
 /// ids in the path: tenancy_probes.rs checks them for every operation.)
 #[tokio::test]
 async fn contacts_reject_bad_query_values() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     ann.contact("Someone").await;
     let bad = "page_size=500 page_size=101 page_size=0 page_size=-1 page=0 page=-3 page=one \
                owner_id=not-a-uuid colour=blue order_by=name";
@@ -315,8 +311,7 @@ async fn contacts_reject_bad_query_values() {
 
 #[tokio::test]
 async fn contacts_of_another_organization_are_404_r8() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let bob = app.user("bob").await;
     // ann2 also belongs to Bob's organization (her token is valid there), yet
     // a request acting in her own organization cannot touch Bob's records.
@@ -337,8 +332,7 @@ async fn contacts_of_another_organization_are_404_r8() {
 
 #[tokio::test]
 async fn a_contact_with_deals_cannot_be_deleted_r2() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     let contact = ann.contact("Client").await;
     let path = format!("/api/v1/contacts/{contact}");
     let open = ann.deal(contact, "Open deal", "100").await;

@@ -21,8 +21,7 @@ async fn listed(user: &TestUser, query: &str) -> Vec<Uuid> {
 
 #[tokio::test]
 async fn deals_create_get_update_delete() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     let org = ann.org_id;
     let contact = ann.contact("Client").await;
     let body =
@@ -100,8 +99,7 @@ async fn deals_create_get_update_delete() {
 
 #[tokio::test]
 async fn deal_amounts_are_exact_and_validated() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     let contact = ann.contact("Client").await;
     let raw = |amount: &str, currency: &str| {
         format!(
@@ -196,8 +194,7 @@ async fn deal_amounts_are_exact_and_validated() {
 /// any other: 400 naming the field (SPEC §7), never a bare "invalid_value".
 #[tokio::test]
 async fn deal_amount_overflow_and_long_currency_name_their_field() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     let contact = ann.contact("Client").await;
     let mut got = Vec::new();
     let mut want = Vec::new();
@@ -237,8 +234,7 @@ struct Pipeline {
 /// d5 mia (created by the manager)/c1 "echo" 250.50 new/negotiation.
 /// Created d1..d5, then updated d2, d3, d4, d5, d1 (in that order).
 async fn pipeline() -> Pipeline {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let [mo, mia] = app
         .members(&ann, [("mo", "manager"), ("mia", "member")])
         .await;
@@ -550,8 +546,7 @@ async fn deals_follow_the_role_table() {
 
 #[tokio::test]
 async fn won_requires_an_amount_r1() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     let contact = ann.contact("Client").await;
     let free = ann.deal(contact, "Free", "0").await;
     let path = deal_path(free);
@@ -783,8 +778,7 @@ async fn status_and_stage_changes_are_on_the_timeline_r6() {
 
 #[tokio::test]
 async fn deals_of_another_organization_are_404_r8() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let bob = app.user("bob").await;
     // Ann is also an admin in Bob's organization, so the only thing keeping
     // her out of Bob's data below is the organization she acts in.
@@ -829,8 +823,7 @@ async fn deals_of_another_organization_are_404_r8() {
 
 #[tokio::test]
 async fn very_large_totals_are_estimated_and_say_so() {
-    let app = TestApp::spawn().await;
-    let owner = app.user("owner").await;
+    let (app, owner) = TestApp::with_user("owner").await;
     let res = owner
         .post("/api/v1/contacts", serde_json::json!({"name": "Client"}))
         .await;

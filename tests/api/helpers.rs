@@ -282,6 +282,20 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
+    /// A fresh app and a [user](TestApp::user) of it.
+    pub async fn with_user(name: &str) -> (Self, TestUser) {
+        let app = Self::spawn().await;
+        let user = app.user(name).await;
+        (app, user)
+    }
+
+    /// A fresh app and a user [registered](TestApp::register) over HTTP.
+    pub async fn with_registered(name: &str) -> (Self, TestUser) {
+        let app = Self::spawn().await;
+        let user = app.register(name).await;
+        (app, user)
+    }
+
     /// A fresh database and an app whose configuration `tune` adjusts.
     pub async fn spawn_with(tune: impl FnOnce(&mut Config)) -> Self {
         let admin = admin_url();
@@ -324,6 +338,11 @@ impl TestApp {
     }
     pub fn delete(&self, path: &str) -> Req {
         self.req(Method::DELETE, path)
+    }
+
+    /// An anonymous POST of a JSON body (registration, login, refresh).
+    pub fn post_json(&self, path: &str, body: Value) -> Answer {
+        self.post(path).json(body).into_future()
     }
 
     /// A superuser connection to this test's database (for setup and checks).

@@ -88,8 +88,7 @@ async fn an_exhausted_pool_is_503_with_retry_after() {
 
 #[tokio::test]
 async fn page_size_has_a_maximum() {
-    let app = TestApp::spawn().await;
-    let owner = app.user("owner").await;
+    let (_, owner) = TestApp::with_user("owner").await;
     for path in ["/api/v1/contacts", "/api/v1/deals", "/api/v1/tasks"] {
         owner
             .get(&format!("{path}?page_size=101"))

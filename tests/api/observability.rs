@@ -38,8 +38,7 @@ fn assert_generated(id: &str) {
 
 #[tokio::test]
 async fn every_answer_carries_a_request_id() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let answers = [
         app.get("/healthz").send().await,
         ann.no_org().get("/api/v1/users/me").await,
@@ -103,8 +102,7 @@ async fn a_sane_incoming_request_id_is_echoed_and_any_other_replaced() {
 
 #[tokio::test]
 async fn timeout_answers_carry_a_request_id() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     // A second server on the same database, with short timeouts (setting up
     // through it would not fit in those).
     let impatient = |tune: fn(&mut Config)| {
@@ -182,8 +180,7 @@ fn sample(metrics: &str, series: &str) -> u64 {
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_method_and_status() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let (app, ann) = TestApp::with_registered("ann").await;
     for _ in 0..2 {
         ann.no_org().get("/api/v1/users/me").await.ok(200);
     }
@@ -197,9 +194,7 @@ async fn metrics_count_requests_by_route_method_and_status() {
         .await
         .problem(400, "invalid_path_parameter");
     // A unique violation in the database: a database error of kind constraint.
-    app.post("/api/v1/auth/register")
-        .json(json!({"email": "ANN@example.com", "password": "correct horse", "name": "Ann", "organization_name": "Again"}))
-        .send()
+    app.post_json("/api/v1/auth/register", json!({"email": "ANN@example.com", "password": "correct horse", "name": "Ann", "organization_name": "Again"}))
         .await
         .problem(409, "users_email_taken");
     let contact = ann.contact("Client").await;

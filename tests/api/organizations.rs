@@ -9,8 +9,7 @@ fn org_path(user: &TestUser) -> String {
 
 #[tokio::test]
 async fn organizations_me_lists_memberships_with_the_callers_role() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let bob = app.member_of(&ann, "bob", "manager").await;
     let mine = bob.no_org().read("/api/v1/organizations/me").await;
     let items = mine["items"].as_array().unwrap().clone();

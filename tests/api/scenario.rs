@@ -216,8 +216,7 @@ async fn full_scenario_up_to_the_timeline() {
 
 #[tokio::test]
 async fn deleting_an_organization_takes_its_pipeline_along() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let bob = app.member_of(&ann, "bob", "member").await;
     let org = ann.org_id;
     // Ann keeps a second organization with data of its own.

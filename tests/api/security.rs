@@ -131,8 +131,7 @@ const NASTY: [&str; 9] = [
 
 #[tokio::test]
 async fn sql_metacharacters_are_stored_and_returned_verbatim() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let org = ann.org_id;
     for nasty in NASTY {
         // Contacts: name, email, phone; read back after writing.
@@ -197,10 +196,7 @@ async fn sql_metacharacters_are_stored_and_returned_verbatim() {
         assert_eq!(res.ok(200)["name"], nasty);
     }
     // A user's name at registration.
-    let res = app
-        .post("/api/v1/auth/register")
-        .json(json!({"email": "bobby@example.com", "password": "correct horse", "name": NASTY[0], "organization_name": NASTY[1]}))
-        .send()
+    let res = app.post_json("/api/v1/auth/register", json!({"email": "bobby@example.com", "password": "correct horse", "name": NASTY[0], "organization_name": NASTY[1]}))
         .await;
     let body = res.ok(201);
     assert_eq!(
@@ -227,8 +223,7 @@ async fn sql_metacharacters_are_stored_and_returned_verbatim() {
 
 #[tokio::test]
 async fn contact_search_matches_metacharacters_literally() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     let names = [
         "100% sure",
         "100 percent",
@@ -301,8 +296,7 @@ const LEAKS: [&str; 10] = [
 
 #[tokio::test]
 async fn error_bodies_leak_no_sql_internals_or_other_tenants() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let bob = app.user("bob").await;
     let carl = app.user("carl").await;
     let (a, b) = (ann.org_id, bob.org_id);
@@ -541,8 +535,7 @@ async fn error_bodies_leak_no_sql_internals_or_other_tenants() {
 
 #[tokio::test]
 async fn a_token_with_a_tampered_payload_is_refused() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let bob = app.user("bob").await;
     let me = |token: String| {
         let app = &app;

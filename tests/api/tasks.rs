@@ -21,8 +21,7 @@ async fn listed(user: &TestUser, query: &str) -> Vec<Uuid> {
 
 #[tokio::test]
 async fn tasks_create_get_update_delete() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     let org = ann.org_id;
     let contact = ann.contact("Client").await;
     let deal = ann.deal(contact, "Deal", "100").await;
@@ -97,8 +96,7 @@ async fn tasks_create_get_update_delete() {
 
 #[tokio::test]
 async fn due_dates_cannot_be_in_the_past_r4() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let contact = ann.contact("Client").await;
     let deal = ann.deal(contact, "Deal", "100").await;
     // Today (UTC) is allowed.
@@ -202,8 +200,7 @@ async fn task_creation_is_on_the_timeline_r7() {
 
 #[tokio::test]
 async fn tasks_list_filters_and_pages() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let mia = app.member_of(&ann, "mia", "member").await;
     let contact = ann.contact("Client").await;
     let a = ann.deal(contact, "A", "100").await;
@@ -271,8 +268,7 @@ async fn tasks_list_filters_and_pages() {
 /// ids in the path: tenancy_probes.rs checks them for every operation.)
 #[tokio::test]
 async fn tasks_reject_bad_query_values() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     let contact = ann.contact("Client").await;
     let deal = ann.deal(contact, "Deal", "100").await;
     ann.task(deal, "Task", 1).await;
@@ -377,8 +373,7 @@ async fn tasks_follow_the_role_table_r3() {
 
 #[tokio::test]
 async fn tasks_of_another_organization_are_404_r8() {
-    let app = TestApp::spawn().await;
-    let ann = app.user("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let bob = app.user("bob").await;
     // Ann is a member of Bob's organization too.
     add_member(&bob, &ann, "member").await;
