@@ -4,9 +4,10 @@ use uuid::Uuid;
 
 use crate::helpers::{
     assert_bad_queries, assert_fields, assert_record, assert_updated, id_of, ids, page_items,
-    TestApp, SALES,
+    TestApp, TestUser, SALES,
 };
 
+const CONTACTS: &str = "/api/v1/contacts";
 const CONTACT_FIELDS: &str = "id organization_id owner_id name email phone created_at updated_at";
 
 #[tokio::test]
@@ -179,41 +180,23 @@ async fn contacts_search_is_case_insensitive_and_literal() {
 
 #[tokio::test]
 async fn contacts_owner_filter_and_the_role_table() {
-    let app = TestApp::spawn().await;
-    let (owner, [manager, mia, max]) = app.team(SALES).await;
+    let (app, owner, [manager, mia, max]) = TestApp::with_team(SALES).await;
 
     // Members create contacts owned by themselves.
     let mias = mia.contact("Mia's client").await;
     let maxs = max.contact("Max's client").await;
     let owners = owner.contact("Owner's client").await;
     // ... and may name themselves explicitly.
-    let c = mia
-        .create(
-            "/api/v1/contacts",
-            json!({"name": "Mine too", "owner_id": mia.id}),
-        )
-        .await;
+    let owned = |name: &str, owner: &TestUser| json!({"name": name, "owner_id": owner.id});
+    let c = mia.create(CONTACTS, owned("Mine too", &mia)).await;
     assert_eq!(c["owner_id"], mia.id.to_string());
     let mias2 = id_of(&c);
 
     // A member may not create a contact for someone else.
-    let p = mia
-        .post(
-            "/api/v1/contacts",
-            json!({"name": "For Max", "owner_id": max.id}),
-        )
-        .await;
-    assert_eq!(
-        p.problem(403, "role_forbidden")["errors"][0]["field"],
-        "owner_id"
-    );
+    let p = mia.post(CONTACTS, owned("For Max", &max)).await;
+    assert_eq!(p.field(403, "role_forbidden"), "owner_id");
     // A manager may.
-    let c = manager
-        .create(
-            "/api/v1/contacts",
-            json!({"name": "For Max", "owner_id": max.id}),
-        )
-        .await;
+    let c = manager.create(CONTACTS, owned("For Max", &max)).await;
     assert_eq!(c["owner_id"], max.id.to_string());
     let for_max = id_of(&c);
     // owner_id must be a member of this organization.
@@ -251,13 +234,8 @@ async fn contacts_owner_filter_and_the_role_table() {
     // A member may not change, reassign or delete someone else's contact.
     let maxs_path = format!("/api/v1/contacts/{maxs}");
     let before = owner.read(&maxs_path).await;
-    mia.patch(&maxs_path, json!({"name": "Stolen"}))
-        .await
-        .problem(403, "role_forbidden");
-    mia.patch(&maxs_path, json!({"owner_id": mia.id}))
-        .await
-        .problem(403, "role_forbidden");
-    mia.delete(&maxs_path).await.problem(403, "role_forbidden");
+    let patches = vec![json!({"name": "Stolen"}), json!({"owner_id": mia.id})];
+    mia.forbidden(&maxs_path, patches).await;
     assert_eq!(owner.read(&maxs_path).await, before);
     // Nor give away their own.
     let mias_path = format!("/api/v1/contacts/{mias}");

@@ -3,16 +3,12 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    add_member, assert_bad_queries, assert_fields, assert_lists, assert_record, assert_timestamp,
-    assert_updated, id_of, ids, list_ids, page_items, TestApp, TestUser, SALES,
+    assert_bad_queries, assert_fields, assert_lists, assert_record, assert_timestamp,
+    assert_updated, at, id_of, ids, list_ids, page_items, Neighbours, TestApp, TestUser, SALES,
 };
 
 const DEALS: &str = "/api/v1/deals";
 const DEAL_FIELDS: &str = "id organization_id contact_id owner_id title amount currency status stage created_at updated_at";
-
-fn deal_path(id: Uuid) -> String {
-    format!("/api/v1/deals/{id}")
-}
 
 /// The deal list's ids for a query string.
 async fn listed(user: &TestUser, query: &str) -> Vec<Uuid> {
@@ -35,7 +31,7 @@ async fn deals_create_get_update_delete() {
                "status": "new", "stage": "qualification"}),
     );
     let id = id_of(&deal);
-    let path = deal_path(id);
+    let path = at(DEALS, id);
     assert_eq!(ann.read(&path).await, deal);
 
     // A new deal's timeline holds its creation.
@@ -126,7 +122,7 @@ async fn deal_amounts_are_exact_and_validated() {
         assert_eq!(res.ok(201)["amount"], want, "amount {amount}");
         created += 1;
         // And it reads back the same.
-        let got = ann.read(&deal_path(id_of(&res.body))).await;
+        let got = ann.read(&at(DEALS, id_of(&res.body))).await;
         assert_eq!(got["amount"], want);
     }
     for (amount, currency, code) in [
@@ -173,10 +169,10 @@ async fn deal_amounts_are_exact_and_validated() {
 
     // The same rules on PATCH, and a rejected PATCH changes nothing.
     let id = id_of(&body["items"][0]);
-    let path = deal_path(id);
-    let res = ann.patch(&deal_path(id), json!({"amount": 0.5})).await;
+    let path = at(DEALS, id);
+    let res = ann.patch(&at(DEALS, id), json!({"amount": 0.5})).await;
     assert_eq!(res.ok(200)["amount"], "0.50");
-    let res = ann.patch(&deal_path(id), json!({"amount": "77.7"})).await;
+    let res = ann.patch(&at(DEALS, id), json!({"amount": "77.7"})).await;
     assert_eq!(res.ok(200)["amount"], "77.70");
     let before = ann.read(&path).await;
     for (body, code) in [
@@ -185,7 +181,7 @@ async fn deal_amounts_are_exact_and_validated() {
         (json!({"amount": "x"}), "validation_failed"),
         (json!({"currency": "usd"}), "deals_currency_invalid"),
     ] {
-        ann.patch(&deal_path(id), body).await.problem(400, code);
+        ann.patch(&at(DEALS, id), body).await.problem(400, code);
     }
     assert_eq!(ann.read(&path).await, before);
 }
@@ -260,7 +256,7 @@ async fn pipeline() -> Pipeline {
         (&mia, d5, json!({"stage": "negotiation"})),
         (&ann, d1, json!({"title": "alpha"})),
     ] {
-        user.in_org(org).patch(&deal_path(id), body).await.ok(200);
+        user.in_org(org).patch(&at(DEALS, id), body).await.ok(200);
     }
     Pipeline {
         ann,
@@ -427,8 +423,7 @@ async fn deals_reject_bad_query_values() {
 
 #[tokio::test]
 async fn deals_follow_the_role_table() {
-    let app = TestApp::spawn().await;
-    let (owner, [manager, mia, max]) = app.team(SALES).await;
+    let (app, owner, [manager, mia, max]) = TestApp::with_team(SALES).await;
     let stranger = app.user("stranger").await;
     let contact = owner.contact("Shared client").await;
     let new_deal = |owner_id: Option<Uuid>| {
@@ -448,10 +443,7 @@ async fn deals_follow_the_role_table() {
     assert_eq!(explicit["owner_id"], mia.id.to_string());
     // Not for someone else; a manager may.
     let p = mia.post("/api/v1/deals", new_deal(Some(max.id))).await;
-    assert_eq!(
-        p.problem(403, "role_forbidden")["errors"][0]["field"],
-        "owner_id"
-    );
+    assert_eq!(p.field(403, "role_forbidden"), "owner_id");
     let maxs = manager
         .create("/api/v1/deals", new_deal(Some(max.id)))
         .await;
@@ -464,7 +456,7 @@ async fn deals_follow_the_role_table() {
     assert_eq!(listed(&owner, "").await.len(), 3);
 
     // Everyone reads every deal.
-    mia.read(&deal_path(maxs)).await;
+    mia.read(&at(DEALS, maxs)).await;
     assert_eq!(listed(&mia, "").await.len(), 3);
 
     // owner_id filter: a member only by themselves.
@@ -480,66 +472,60 @@ async fn deals_follow_the_role_table() {
     );
 
     // A member may not touch another member's deal.
-    let before = owner.read(&deal_path(maxs)).await;
-    for body in [
+    let before = owner.read(&at(DEALS, maxs)).await;
+    let patches = vec![
         json!({"title": "Mine now"}),
         json!({"status": "in_progress"}),
         json!({"stage": "proposal"}),
         json!({"owner_id": mia.id}),
-    ] {
-        mia.patch(&deal_path(maxs), body)
-            .await
-            .problem(403, "role_forbidden");
-    }
-    mia.delete(&deal_path(maxs))
-        .await
-        .problem(403, "role_forbidden");
-    assert_eq!(owner.read(&deal_path(maxs)).await, before);
+    ];
+    mia.forbidden(&at(DEALS, maxs), patches).await;
+    assert_eq!(owner.read(&at(DEALS, maxs)).await, before);
     assert_eq!(owner.timeline_types(maxs).await, ["system"]);
     // Nor give their own away.
-    mia.patch(&deal_path(mias), json!({"owner_id": max.id}))
+    mia.patch(&at(DEALS, mias), json!({"owner_id": max.id}))
         .await
         .problem(403, "role_forbidden");
     assert_eq!(
-        owner.read(&deal_path(mias)).await["owner_id"],
+        owner.read(&at(DEALS, mias)).await["owner_id"],
         mia.id.to_string()
     );
     // Their own they may change and delete.
     let res = mia
         .patch(
-            &deal_path(mias),
+            &at(DEALS, mias),
             json!({"title": "Mia's big one", "status": "in_progress"}),
         )
         .await;
     assert_eq!(res.ok(200)["title"], "Mia's big one");
     assert_eq!(res.body["status"], "in_progress");
-    let res = mia.delete(&deal_path(id_of(&explicit))).await;
+    let res = mia.delete(&at(DEALS, id_of(&explicit))).await;
     assert_eq!(res.status, 204);
 
     // A manager may change, reassign and delete other members' deals.
     let res = manager
         .patch(
-            &deal_path(maxs),
+            &at(DEALS, maxs),
             json!({"owner_id": mia.id, "title": "Reassigned"}),
         )
         .await;
     assert_eq!(res.ok(200)["owner_id"], mia.id.to_string());
     manager
-        .patch(&deal_path(maxs), json!({"owner_id": stranger.id}))
+        .patch(&at(DEALS, maxs), json!({"owner_id": stranger.id}))
         .await
         .problem(404, "deals_owner_id_not_member");
     assert_eq!(
-        owner.read(&deal_path(maxs)).await["owner_id"],
+        owner.read(&at(DEALS, maxs)).await["owner_id"],
         mia.id.to_string()
     );
     // Now Mia's, so Mia may change it, and Max may not.
-    mia.patch(&deal_path(maxs), json!({"title": "Mine"}))
+    mia.patch(&at(DEALS, maxs), json!({"title": "Mine"}))
         .await
         .ok(200);
-    max.patch(&deal_path(maxs), json!({"title": "Back"}))
+    max.patch(&at(DEALS, maxs), json!({"title": "Back"}))
         .await
         .problem(403, "role_forbidden");
-    let res = manager.delete(&deal_path(mias)).await;
+    let res = manager.delete(&at(DEALS, mias)).await;
     assert_eq!(res.status, 204);
     assert_eq!(listed(&owner, "").await, vec![maxs]);
 }
@@ -549,7 +535,7 @@ async fn won_requires_an_amount_r1() {
     let (_, ann) = TestApp::with_user("ann").await;
     let contact = ann.contact("Client").await;
     let free = ann.deal(contact, "Free", "0").await;
-    let path = deal_path(free);
+    let path = at(DEALS, free);
     let refused = |body: Value| (body, 400, "deal_won_requires_amount");
     let answers = ann
         .refused_patches(
@@ -594,16 +580,15 @@ async fn won_requires_an_amount_r1() {
 
 #[tokio::test]
 async fn stage_moves_backwards_only_for_owner_and_admin_r5() {
-    let app = TestApp::spawn().await;
     let who = [
         ("admin", "admin"),
         ("manager", "manager"),
         ("mia", "member"),
     ];
-    let (owner, [admin, manager, mia]) = app.team(who).await;
+    let (_, owner, [admin, manager, mia]) = TestApp::with_team(who).await;
     let contact = mia.contact("Client").await;
     let deal = mia.deal(contact, "Deal", "100").await;
-    let path = deal_path(deal);
+    let path = at(DEALS, deal);
     let stage = |user: &TestUser, to: &str| user.patch(&path, json!({"stage": to}));
 
     // Forward, skipping a stage: free for a member on their own deal.
@@ -614,16 +599,13 @@ async fn stage_moves_backwards_only_for_owner_and_admin_r5() {
     for user in [&mia, &manager] {
         for to in ["proposal", "qualification"] {
             let p = stage(user, to).await;
-            assert_eq!(
-                p.problem(403, "stage_rollback_forbidden")["errors"][0]["field"],
-                "stage"
-            );
+            assert_eq!(p.field(403, "stage_rollback_forbidden"), "stage");
         }
     }
     // Not even with another change riding along.
     manager
         .patch(
-            &deal_path(deal),
+            &at(DEALS, deal),
             json!({"stage": "proposal", "status": "in_progress"}),
         )
         .await
@@ -689,8 +671,7 @@ async fn stage_moves_backwards_only_for_owner_and_admin_r5() {
 
 #[tokio::test]
 async fn status_and_stage_changes_are_on_the_timeline_r6() {
-    let app = TestApp::spawn().await;
-    let (owner, [manager, mia, _]) = app.team(SALES).await;
+    let (_, owner, [manager, mia, _]) = TestApp::with_team(SALES).await;
     let org = owner.org_id;
     let contact = mia.contact("Client").await;
     let deal = mia.deal(contact, "Deal", "100").await;
@@ -709,16 +690,16 @@ async fn status_and_stage_changes_are_on_the_timeline_r6() {
             json!({"status": "won", "stage": "closed", "amount": 300}),
         ),
     ] {
-        user.in_org(org).patch(&deal_path(deal), body).await.ok(200);
+        user.in_org(org).patch(&at(DEALS, deal), body).await.ok(200);
     }
     // A rejected change writes nothing.
     mia.patch(
-        &deal_path(deal),
+        &at(DEALS, deal),
         json!({"status": "lost", "stage": "negotiation"}),
     )
     .await
     .problem(403, "stage_rollback_forbidden");
-    mia.patch(&deal_path(deal), json!({"status": "lost", "amount": "-1"}))
+    mia.patch(&at(DEALS, deal), json!({"status": "lost", "amount": "-1"}))
         .await
         .problem(400, "deals_amount_negative");
 
@@ -769,7 +750,7 @@ async fn status_and_stage_changes_are_on_the_timeline_r6() {
     );
     assert_eq!(got.len(), 7);
     assert_eq!(got[6].0, "system");
-    let deal_now = mia.read(&deal_path(deal)).await;
+    let deal_now = mia.read(&at(DEALS, deal)).await;
     assert_eq!(
         (&deal_now["status"], &deal_now["stage"], &deal_now["amount"]),
         (&json!("won"), &json!("closed"), &json!("300.00"))
@@ -778,17 +759,19 @@ async fn status_and_stage_changes_are_on_the_timeline_r6() {
 
 #[tokio::test]
 async fn deals_of_another_organization_are_404_r8() {
-    let (app, ann) = TestApp::with_user("ann").await;
-    let bob = app.user("bob").await;
     // Ann is also an admin in Bob's organization, so the only thing keeping
     // her out of Bob's data below is the organization she acts in.
-    add_member(&bob, &ann, "admin").await;
-    let bobs_contact = bob.contact("Bob's client").await;
-    let bobs_deal = bob.deal(bobs_contact, "Bob's deal", "500").await;
+    let Neighbours {
+        ann,
+        bob,
+        bobs_contact,
+        bobs_deal,
+        ..
+    } = Neighbours::new("admin", "Bob's deal", "500").await;
     let anns_contact = ann.contact("Ann's client").await;
     let anns_deal = ann.deal(anns_contact, "Ann's deal", "10").await;
-    let bobs_before = bob.read(&deal_path(bobs_deal)).await;
-    let anns_before = ann.read(&deal_path(anns_deal)).await;
+    let bobs_before = bob.read(&at(DEALS, bobs_deal)).await;
+    let anns_before = ann.read(&at(DEALS, anns_deal)).await;
 
     // A body naming another organization's contact: 404.
     let p = ann
@@ -797,16 +780,13 @@ async fn deals_of_another_organization_are_404_r8() {
             json!({"contact_id": bobs_contact, "title": "Sneaky", "amount": 1, "currency": "EUR"}),
         )
         .await;
-    assert_eq!(
-        p.problem(404, "deals_contact_id_not_found")["errors"][0]["field"],
-        "contact_id"
-    );
-    ann.patch(&deal_path(anns_deal), json!({"contact_id": bobs_contact}))
+    assert_eq!(p.field(404, "deals_contact_id_not_found"), "contact_id");
+    ann.patch(&at(DEALS, anns_deal), json!({"contact_id": bobs_contact}))
         .await
         .problem(404, "deals_contact_id_not_found");
     // Another organization's deal by id: 404.
     let patch = json!({"status": "lost", "stage": "closed"});
-    ann.not_found(&deal_path(bobs_deal), patch, "deal_not_found")
+    ann.not_found(&at(DEALS, bobs_deal), patch, "deal_not_found")
         .await;
     // Lists never show it.
     assert_eq!(
@@ -815,9 +795,9 @@ async fn deals_of_another_organization_are_404_r8() {
     );
     assert_eq!(listed(&ann, "").await, vec![anns_deal]);
     // Nothing changed on either side.
-    assert_eq!(bob.read(&deal_path(bobs_deal)).await, bobs_before);
+    assert_eq!(bob.read(&at(DEALS, bobs_deal)).await, bobs_before);
     assert_eq!(bob.timeline_types(bobs_deal).await, ["system"]);
-    assert_eq!(ann.read(&deal_path(anns_deal)).await, anns_before);
+    assert_eq!(ann.read(&at(DEALS, anns_deal)).await, anns_before);
     assert_eq!(listed(&bob, "").await, vec![bobs_deal]);
 }
 

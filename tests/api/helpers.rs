@@ -173,6 +173,19 @@ impl TestUser {
         answers
     }
 
+    /// Each PATCH of `patches` and a DELETE of `path` answer 403
+    /// role_forbidden, and the record reads as before.
+    pub async fn forbidden(&self, path: &str, patches: Vec<Value>) {
+        let before = self.read(path).await;
+        for body in patches {
+            let res = self.patch(path, body.clone()).await;
+            assert_eq!(res.status, 403, "PATCH {path} {body}: {}", res.body);
+            res.problem(403, "role_forbidden");
+        }
+        self.delete(path).await.problem(403, "role_forbidden");
+        assert_eq!(self.read(path).await, before, "{path} changed");
+    }
+
     /// DELETE `path` answers 204 with no body; then it is [not
     /// found](TestUser::not_found).
     pub async fn delete_for_good(&self, path: &str, patch: Value, code: &str) {
@@ -647,12 +660,14 @@ pub async fn assert_bad_queries(user: &TestUser, path: &str, queries: &str) {
 pub const SALES: [(&str, &str); 3] = [("manager", "manager"), ("mia", "member"), ("max", "member")];
 
 impl TestApp {
-    /// A user named "owner" and the members of its organization named by
-    /// `who` (see [`TestApp::members`]).
-    pub async fn team<const N: usize>(&self, who: [(&str, &str); N]) -> (TestUser, [TestUser; N]) {
-        let owner = self.user("owner").await;
-        let members = self.members(&owner, who).await;
-        (owner, members)
+    /// A fresh app, a user named "owner" and the members of its organization
+    /// named by `who` (see [`TestApp::members`]).
+    pub async fn with_team<const N: usize>(
+        who: [(&str, &str); N],
+    ) -> (Self, TestUser, [TestUser; N]) {
+        let (app, owner) = Self::with_user("owner").await;
+        let members = app.members(&owner, who).await;
+        (app, owner, members)
     }
 
     /// New users that `owner` adds to their organization, one per
@@ -670,6 +685,35 @@ impl TestApp {
     }
 }
 
+/// Ann and Bob, each in an organization of their own, with a contact and a
+/// deal of Bob's; Ann is also a member of Bob's organization (with `role`),
+/// so her token is valid there: only the organization she acts in keeps her
+/// out of Bob's records.
+pub struct Neighbours {
+    pub app: TestApp,
+    pub ann: TestUser,
+    pub bob: TestUser,
+    pub bobs_contact: Uuid,
+    pub bobs_deal: Uuid,
+}
+
+impl Neighbours {
+    pub async fn new(role: &str, deal_title: &str, amount: &str) -> Self {
+        let (app, ann) = TestApp::with_user("ann").await;
+        let bob = app.user("bob").await;
+        add_member(&bob, &ann, role).await;
+        let bobs_contact = bob.contact("Bob's client").await;
+        let bobs_deal = bob.deal(bobs_contact, deal_title, amount).await;
+        Neighbours {
+            app,
+            ann,
+            bob,
+            bobs_contact,
+            bobs_deal,
+        }
+    }
+}
+
 /// `owner` adds `user` to their organization with `role` (over HTTP).
 pub async fn add_member(owner: &TestUser, user: &TestUser, role: &str) {
     let members = format!("/api/v1/organizations/{}/members", owner.org_id);
@@ -678,6 +722,11 @@ pub async fn add_member(owner: &TestUser, user: &TestUser, role: &str) {
         .post(&members, json!({"email": user.email, "role": role}))
         .await
         .ok(201);
+}
+
+/// The path of the record `id` of `list`: `at(DEALS, id)`.
+pub fn at(list: &str, id: Uuid) -> String {
+    format!("{list}/{id}")
 }
 
 /// The ids a list answers for `query` (one page that holds them all), after

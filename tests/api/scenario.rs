@@ -45,9 +45,9 @@ async fn full_scenario_up_to_the_timeline() {
         .expect("Bob sees the second organization");
     assert_eq!(second["role"], "member");
 
+    let bob = bob.in_org(org);
     // 4. Bob creates a contact ...
     let contact = bob
-        .in_org(org)
         .create(
             "/api/v1/contacts",
             json!({"name": "Ada Lovelace", "email": "ada@engines.example", "phone": "+44 20 0000"}),
@@ -58,7 +58,7 @@ async fn full_scenario_up_to_the_timeline() {
     let contact_id = id_of(&contact);
 
     // 5. ... a deal on it ...
-    let deal = bob.in_org(org).create("/api/v1/deals", json!({"contact_id": contact_id, "title": "Analytical Engine", "amount": "5000", "currency": "GBP"}))
+    let deal = bob.create("/api/v1/deals", json!({"contact_id": contact_id, "title": "Analytical Engine", "amount": "5000", "currency": "GBP"}))
         .await;
     assert_eq!(
         (
@@ -78,7 +78,7 @@ async fn full_scenario_up_to_the_timeline() {
     let deal_path = format!("/api/v1/deals/{deal_id}");
 
     // 6. ... and a task on the deal.
-    let task = bob.in_org(org).create("/api/v1/tasks", json!({"deal_id": deal_id, "title": "Send the proposal", "description": "With drawings", "due_date": today_plus(1)}))
+    let task = bob.create("/api/v1/tasks", json!({"deal_id": deal_id, "title": "Send the proposal", "description": "With drawings", "due_date": today_plus(1)}))
         .await;
     assert_eq!(task["deal_id"], deal_id.to_string());
     assert_eq!(task["is_done"], false);
@@ -91,7 +91,6 @@ async fn full_scenario_up_to_the_timeline() {
     let res = patch(&bob, json!({"status": "in_progress"})).await;
     assert_eq!(res.ok(200)["status"], "in_progress");
     let res = bob
-        .in_org(org)
         .post(
             &format!("{deal_path}/activities"),
             json!({"type": "comment", "payload": {"text": "They loved the drawings"}}),
@@ -112,7 +111,6 @@ async fn full_scenario_up_to_the_timeline() {
     assert_eq!(res.ok(200)["stage"], "negotiation");
     // The task gets done.
     let res = bob
-        .in_org(org)
         .patch(
             &format!("/api/v1/tasks/{task_id}"),
             json!({"is_done": true}),
@@ -121,10 +119,7 @@ async fn full_scenario_up_to_the_timeline() {
     assert_eq!(res.ok(200)["is_done"], true);
 
     // 8. The timeline, newest first.
-    let timeline = bob
-        .in_org(org)
-        .read(&format!("{deal_path}/activities"))
-        .await;
+    let timeline = bob.read(&format!("{deal_path}/activities")).await;
     let items = page_items(&timeline, 1, 20, 8);
     let got: Vec<(&str, Value, Value)> = items
         .iter()
@@ -152,50 +147,24 @@ async fn full_scenario_up_to_the_timeline() {
             "system",
         ]
     );
-    let by = |u: &TestUser| json!(u.id.to_string());
+    let row = |kind, payload, by: &TestUser| (kind, payload, json!(by.id.to_string()));
+    let moved = |from: &str, to: &str| json!({"from": from, "to": to});
+    let created = json!({"task_id": task_id.to_string(), "title": "Send the proposal", "due_date": today_plus(1)});
     assert_eq!(
         got[..7],
         [
-            (
-                "stage_changed",
-                json!({"from": "closed", "to": "negotiation"}),
-                by(&ann)
-            ),
-            (
-                "stage_changed",
-                json!({"from": "proposal", "to": "closed"}),
-                by(&bob)
-            ),
-            (
-                "status_changed",
-                json!({"from": "in_progress", "to": "won"}),
-                by(&bob)
-            ),
-            (
-                "comment",
-                json!({"text": "They loved the drawings"}),
-                by(&bob)
-            ),
-            (
-                "status_changed",
-                json!({"from": "new", "to": "in_progress"}),
-                by(&bob)
-            ),
-            (
-                "stage_changed",
-                json!({"from": "qualification", "to": "proposal"}),
-                by(&bob)
-            ),
-            (
-                "task_created",
-                json!({"task_id": task_id.to_string(), "title": "Send the proposal", "due_date": today_plus(1)}),
-                by(&bob)
-            ),
+            row("stage_changed", moved("closed", "negotiation"), &ann),
+            row("stage_changed", moved("proposal", "closed"), &bob),
+            row("status_changed", moved("in_progress", "won"), &bob),
+            row("comment", json!({"text": "They loved the drawings"}), &bob),
+            row("status_changed", moved("new", "in_progress"), &bob),
+            row("stage_changed", moved("qualification", "proposal"), &bob),
+            row("task_created", created, &bob),
         ]
     );
 
     // The deal as it stands, and the other organizations are untouched.
-    let now = bob.in_org(org).read(&deal_path).await;
+    let now = bob.read(&deal_path).await;
     assert_eq!(
         (&now["status"], &now["stage"], &now["amount"]),
         (&json!("won"), &json!("negotiation"), &json!("5000.00"))

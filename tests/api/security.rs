@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::{
-    helpers::{base64url_decode, base64url_encode, id_of, today_plus, TestApp, TestResponse},
+    helpers::{base64url_decode, base64url_encode, id_of, today_plus, Req, TestApp, TestResponse},
     observability::Logs,
 };
 
@@ -19,70 +19,43 @@ async fn logs_never_contain_passwords_or_tokens() {
     let shape = "Shape-9e3b17-secret";
     let mut secrets: Vec<String> = vec![password.into(), wrong.into(), shape.into()];
     let mut ids = Vec::new();
-    let mut id = |name: &str| {
+    // Each request carries a request id of its own, which must be logged.
+    let mut named = |name: &str, req: Req| {
         let id = format!("req-{name}-{}", Uuid::new_v4().simple());
         ids.push(id.clone());
-        id
+        req.header("X-Request-Id", &id)
     };
+    let post = |path: &str, body: Value| app.post(path).json(body);
+    let (login_path, refresh_path) = ("/api/v1/auth/login", "/api/v1/auth/refresh");
 
-    let res = app
-        .post("/api/v1/auth/register")
-        .header("X-Request-Id", &id("register"))
-        .json(json!({"email": "ann@example.com", "password": password, "name": "Ann", "organization_name": "Acme"}))
-        .send()
-        .await;
+    let body = json!({"email": "ann@example.com", "password": password, "name": "Ann", "organization_name": "Acme"});
+    let res = named("register", post("/api/v1/auth/register", body)).await;
     let registered = res.ok(201).clone();
-    let res = app
-        .post("/api/v1/auth/login")
-        .header("X-Request-Id", &id("login"))
-        .json(json!({"email": "ann@example.com", "password": password}))
-        .send()
-        .await;
-    let login = res.ok(200).clone();
-    let res = app
-        .post("/api/v1/auth/refresh")
-        .header("X-Request-Id", &id("refresh"))
-        .json(json!({"refresh_token": login["refresh_token"]}))
-        .send()
-        .await;
-    let refreshed = res.ok(200).clone();
-    app.post("/api/v1/auth/login")
-        .header("X-Request-Id", &id("failed-login"))
-        .json(json!({"email": "ann@example.com", "password": wrong}))
-        .send()
+    let body = json!({"email": "ann@example.com", "password": password});
+    let login = named("login", post(login_path, body)).await.ok(200).clone();
+    let body = json!({"refresh_token": login["refresh_token"]});
+    let refreshed = named("refresh", post(refresh_path, body))
         .await
-        .problem(401, "invalid_credentials");
-    app.post("/api/v1/auth/login")
-        .header("X-Request-Id", &id("bad-shape"))
-        .json(json!({"email": "ann@example.com", "password": shape, "remember": true}))
-        .send()
-        .await
-        .problem(400, "validation_failed");
+        .ok(200)
+        .clone();
+    let body = json!({"email": "ann@example.com", "password": wrong});
+    let res = named("failed-login", post(login_path, body)).await;
+    res.problem(401, "invalid_credentials");
+    let body = json!({"email": "ann@example.com", "password": shape, "remember": true});
+    let res = named("bad-shape", post(login_path, body)).await;
+    res.problem(400, "validation_failed");
     // A spent refresh token: reuse revokes the login.
-    app.post("/api/v1/auth/refresh")
-        .header("X-Request-Id", &id("reuse"))
-        .json(json!({"refresh_token": login["refresh_token"]}))
-        .send()
-        .await
-        .problem(401, "refresh_token_reused");
-    app.get("/api/v1/users/me")
-        .header("X-Request-Id", &id("me"))
-        .token(refreshed["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .ok(200);
-    app.get("/api/v1/users/me")
-        .header("X-Request-Id", &id("bad-token"))
-        .token("not.a.jwt-secret-looking-thing")
-        .send()
-        .await
-        .problem(401, "invalid_token");
-    app.post("/api/v1/auth/logout")
-        .header("X-Request-Id", &id("logout"))
-        .json(json!({"refresh_token": refreshed["refresh_token"]}))
-        .send()
-        .await
-        .ok(204);
+    let body = json!({"refresh_token": login["refresh_token"]});
+    let res = named("reuse", post(refresh_path, body)).await;
+    res.problem(401, "refresh_token_reused");
+    let me = |token: &str| app.get("/api/v1/users/me").token(token);
+    let access = refreshed["access_token"].as_str().unwrap();
+    named("me", me(access)).await.ok(200);
+    let res = named("bad-token", me("not.a.jwt-secret-looking-thing")).await;
+    res.problem(401, "invalid_token");
+    let body = json!({"refresh_token": refreshed["refresh_token"]});
+    let res = named("logout", post("/api/v1/auth/logout", body)).await;
+    res.ok(204);
 
     for body in [&registered, &login, &refreshed] {
         for field in ["access_token", "refresh_token"] {

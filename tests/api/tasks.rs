@@ -2,21 +2,17 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    add_member, assert_bad_queries, assert_lists, assert_record, assert_updated, id_of, ids,
-    list_ids, page_items, today_plus, TestApp, TestUser, SALES,
+    assert_bad_queries, assert_lists, assert_record, assert_updated, at, id_of, ids, list_ids,
+    page_items, today_plus, Neighbours, TestApp, TestUser, SALES,
 };
 
 const TASKS: &str = "/api/v1/tasks";
 const TASK_FIELDS: &str =
     "id organization_id deal_id title description due_date is_done created_at updated_at";
 
-fn task_path(id: Uuid) -> String {
-    format!("/api/v1/tasks/{id}")
-}
-
-/// The task list's ids for a query string.
-async fn listed(user: &TestUser, query: &str) -> Vec<Uuid> {
-    list_ids(user, TASKS, query, TASK_FIELDS).await
+/// A new task's body: on `deal`, due tomorrow.
+fn due_tomorrow(deal: Uuid, title: &str) -> Value {
+    json!({"deal_id": deal, "title": title, "due_date": today_plus(1)})
 }
 
 #[tokio::test]
@@ -34,10 +30,10 @@ async fn tasks_create_get_update_delete() {
         json!({"organization_id": org, "deal_id": deal, "title": "Call back",
                "description": "Ask about the budget", "due_date": due, "is_done": false}),
     );
-    let path = task_path(id_of(&task));
+    let path = at(TASKS, id_of(&task));
     assert_eq!(ann.read(&path).await, task);
     // The description is optional.
-    let body = json!({"deal_id": deal, "title": "Bare", "due_date": today_plus(1)});
+    let body = due_tomorrow(deal, "Bare");
     let bare = ann.create("/api/v1/tasks", body).await;
     assert_eq!(bare["description"], json!(null));
 
@@ -80,18 +76,18 @@ async fn tasks_create_get_update_delete() {
             .await
             .problem(400, "validation_failed");
     }
-    ann.post(
-        "/api/v1/tasks",
-        json!({"deal_id": deal, "title": "  ", "due_date": today_plus(1)}),
-    )
-    .await
-    .problem(400, "tasks_title_invalid");
-    assert_eq!(listed(&ann, "").await.len(), 2);
+    ann.post("/api/v1/tasks", due_tomorrow(deal, "  "))
+        .await
+        .problem(400, "tasks_title_invalid");
+    assert_eq!(list_ids(&ann, TASKS, "", TASK_FIELDS).await.len(), 2);
 
     // Delete.
     ann.delete_for_good(&path, json!({"is_done": true}), "task_not_found")
         .await;
-    assert_eq!(listed(&ann, "").await, vec![id_of(&bare)]);
+    assert_eq!(
+        list_ids(&ann, TASKS, "", TASK_FIELDS).await,
+        vec![id_of(&bare)]
+    );
 }
 
 #[tokio::test]
@@ -115,25 +111,25 @@ async fn due_dates_cannot_be_in_the_past_r4() {
                 json!({"deal_id": deal, "title": "Late", "due_date": date}),
             )
             .await;
-        assert_eq!(
-            p.problem(400, "tasks_due_date_past")["errors"][0]["field"],
-            "due_date"
-        );
+        assert_eq!(p.field(400, "tasks_due_date_past"), "due_date");
     }
-    assert_eq!(listed(&ann, "").await, vec![id_of(&today)]);
+    assert_eq!(
+        list_ids(&ann, TASKS, "", TASK_FIELDS).await,
+        vec![id_of(&today)]
+    );
     assert_eq!(ann.timeline_types(deal).await, ["task_created", "system"]);
     // When changed, too.
     let id = id_of(&today);
-    ann.patch(&task_path(id), json!({"due_date": today_plus(-1)}))
+    ann.patch(&at(TASKS, id), json!({"due_date": today_plus(-1)}))
         .await
         .problem(400, "tasks_due_date_past");
-    assert_eq!(ann.read(&task_path(id)).await, today);
+    assert_eq!(ann.read(&at(TASKS, id)).await, today);
     let res = ann
-        .patch(&task_path(id), json!({"due_date": today_plus(30)}))
+        .patch(&at(TASKS, id), json!({"due_date": today_plus(30)}))
         .await;
     assert_eq!(res.ok(200)["due_date"], today_plus(30));
     let res = ann
-        .patch(&task_path(id), json!({"due_date": today_plus(0)}))
+        .patch(&at(TASKS, id), json!({"due_date": today_plus(0)}))
         .await;
     assert_eq!(res.ok(200)["due_date"], today_plus(0));
 
@@ -150,21 +146,20 @@ async fn due_dates_cannot_be_in_the_past_r4() {
     .await
     .unwrap();
     let res = ann
-        .patch(&task_path(id), json!({"is_done": true, "title": "Finally"}))
+        .patch(&at(TASKS, id), json!({"is_done": true, "title": "Finally"}))
         .await;
     let body = res.ok(200);
     assert_eq!(body["is_done"], true);
     assert_eq!(body["due_date"], today_plus(-3));
-    ann.patch(&task_path(id), json!({"due_date": today_plus(-2)}))
+    ann.patch(&at(TASKS, id), json!({"due_date": today_plus(-2)}))
         .await
         .problem(400, "tasks_due_date_past");
-    assert_eq!(ann.read(&task_path(id)).await["due_date"], today_plus(-3));
+    assert_eq!(ann.read(&at(TASKS, id)).await["due_date"], today_plus(-3));
 }
 
 #[tokio::test]
 async fn task_creation_is_on_the_timeline_r7() {
-    let app = TestApp::spawn().await;
-    let (_, [manager, mia, _]) = app.team(SALES).await;
+    let (_, _, [manager, mia, _]) = TestApp::with_team(SALES).await;
     let contact = mia.contact("Client").await;
     let deal = mia.deal(contact, "Deal", "100").await;
     let first = mia.create("/api/v1/tasks", json!({"deal_id": deal, "title": "Send offer", "description": "PDF", "due_date": today_plus(2)}))
@@ -190,10 +185,10 @@ async fn task_creation_is_on_the_timeline_r7() {
     created(&timeline[1], &first, &mia);
     assert_eq!(timeline[2]["type"], "system");
     // Updating or deleting a task adds nothing.
-    mia.patch(&task_path(id_of(&first)), json!({"is_done": true}))
+    mia.patch(&at(TASKS, id_of(&first)), json!({"is_done": true}))
         .await
         .ok(200);
-    let res = mia.delete(&task_path(id_of(&second))).await;
+    let res = mia.delete(&at(TASKS, id_of(&second))).await;
     assert_eq!(res.status, 204);
     assert_eq!(mia.timeline(deal).await, timeline);
 }
@@ -210,10 +205,10 @@ async fn tasks_list_filters_and_pages() {
     let t3 = ann.task(a, "A +5", 5).await;
     let t4 = ann.task(b, "B +3", 3).await;
     let t5 = ann.task(b, "B +10", 10).await;
-    ann.patch(&task_path(t3), json!({"is_done": true}))
+    ann.patch(&at(TASKS, t3), json!({"is_done": true}))
         .await
         .ok(200);
-    ann.patch(&task_path(t4), json!({"is_done": true}))
+    ann.patch(&at(TASKS, t4), json!({"is_done": true}))
         .await
         .ok(200);
     // Soonest due first, ties (t2, t4) by id.
@@ -280,8 +275,7 @@ async fn tasks_reject_bad_query_values() {
 
 #[tokio::test]
 async fn tasks_follow_the_role_table_r3() {
-    let app = TestApp::spawn().await;
-    let (owner, [manager, mia, max]) = app.team(SALES).await;
+    let (_, owner, [manager, mia, max]) = TestApp::with_team(SALES).await;
     let contact = owner.contact("Client").await;
     let mias_deal = mia.deal(contact, "Mia's", "100").await;
     let maxs_deal = max.deal(contact, "Max's", "100").await;
@@ -289,17 +283,11 @@ async fn tasks_follow_the_role_table_r3() {
     // A member adds tasks to their own deals only (R3).
     let mias_task = mia.task(mias_deal, "Mine", 1).await;
     let p = mia
-        .post(
-            "/api/v1/tasks",
-            json!({"deal_id": maxs_deal, "title": "Meddling", "due_date": today_plus(1)}),
-        )
+        .post("/api/v1/tasks", due_tomorrow(maxs_deal, "Meddling"))
         .await;
+    assert_eq!(p.field(403, "deal_not_owned"), "deal_id");
     assert_eq!(
-        p.problem(403, "deal_not_owned")["errors"][0]["field"],
-        "deal_id"
-    );
-    assert_eq!(
-        listed(&owner, &format!("deal_id={maxs_deal}")).await,
+        list_ids(&owner, TASKS, &format!("deal_id={maxs_deal}"), TASK_FIELDS).await,
         Vec::<Uuid>::new()
     );
     assert_eq!(owner.timeline_types(maxs_deal).await, ["system"]);
@@ -308,40 +296,34 @@ async fn tasks_follow_the_role_table_r3() {
     let owners_task = owner.task(maxs_deal, "From the owner", 3).await;
 
     // Everyone reads every task.
-    mia.read(&task_path(maxs_task)).await;
-    assert_eq!(listed(&mia, "").await.len(), 3);
+    mia.read(&at(TASKS, maxs_task)).await;
+    assert_eq!(list_ids(&mia, TASKS, "", TASK_FIELDS).await.len(), 3);
 
     // A task belongs to its deal's owner: Mia may not change or delete Max's.
-    let before = owner.read(&task_path(maxs_task)).await;
-    for body in [
+    let before = owner.read(&at(TASKS, maxs_task)).await;
+    let patches = vec![
         json!({"is_done": true}),
         json!({"title": "Renamed"}),
         json!({"due_date": today_plus(7)}),
-    ] {
-        mia.patch(&task_path(maxs_task), body)
-            .await
-            .problem(403, "role_forbidden");
-    }
-    mia.delete(&task_path(maxs_task))
-        .await
-        .problem(403, "role_forbidden");
-    assert_eq!(owner.read(&task_path(maxs_task)).await, before);
+    ];
+    mia.forbidden(&at(TASKS, maxs_task), patches).await;
+    assert_eq!(owner.read(&at(TASKS, maxs_task)).await, before);
     // Max may, though the manager created it.
     let res = max
-        .patch(&task_path(maxs_task), json!({"is_done": true}))
+        .patch(&at(TASKS, maxs_task), json!({"is_done": true}))
         .await;
     assert_eq!(res.ok(200)["is_done"], true);
     // And Mia her own.
     let res = mia
-        .patch(&task_path(mias_task), json!({"title": "Still mine"}))
+        .patch(&at(TASKS, mias_task), json!({"title": "Still mine"}))
         .await;
     assert_eq!(res.ok(200)["title"], "Still mine");
     // A manager may change and delete other members' tasks.
     let res = manager
-        .patch(&task_path(mias_task), json!({"is_done": true}))
+        .patch(&at(TASKS, mias_task), json!({"is_done": true}))
         .await;
     assert_eq!(res.ok(200)["is_done"], true);
-    let res = manager.delete(&task_path(owners_task)).await;
+    let res = manager.delete(&at(TASKS, owners_task)).await;
     assert_eq!(res.status, 204);
 
     // Reassigning the deal hands its tasks over.
@@ -353,60 +335,60 @@ async fn tasks_follow_the_role_table_r3() {
         .await
         .ok(200);
     let res = mia
-        .patch(&task_path(maxs_task), json!({"is_done": false}))
+        .patch(&at(TASKS, maxs_task), json!({"is_done": false}))
         .await;
     assert_eq!(res.ok(200)["is_done"], false);
-    max.patch(&task_path(maxs_task), json!({"is_done": true}))
+    max.patch(&at(TASKS, maxs_task), json!({"is_done": true}))
         .await
         .problem(403, "role_forbidden");
-    let res = mia.delete(&task_path(maxs_task)).await;
+    let res = mia.delete(&at(TASKS, maxs_task)).await;
     assert_eq!(res.status, 204);
-    assert_eq!(listed(&owner, "").await, vec![mias_task]);
+    assert_eq!(
+        list_ids(&owner, TASKS, "", TASK_FIELDS).await,
+        vec![mias_task]
+    );
     // A member deleting her own deal takes its tasks along.
     let res = mia.delete(&format!("/api/v1/deals/{mias_deal}")).await;
     assert_eq!(res.status, 204, "{}", res.body);
-    mia.get(&task_path(mias_task))
+    mia.get(&at(TASKS, mias_task))
         .await
         .problem(404, "task_not_found");
-    assert_eq!(listed(&owner, "").await, Vec::<Uuid>::new());
+    assert_eq!(
+        list_ids(&owner, TASKS, "", TASK_FIELDS).await,
+        Vec::<Uuid>::new()
+    );
 }
 
 #[tokio::test]
 async fn tasks_of_another_organization_are_404_r8() {
-    let (app, ann) = TestApp::with_user("ann").await;
-    let bob = app.user("bob").await;
     // Ann is a member of Bob's organization too.
-    add_member(&bob, &ann, "member").await;
-    let bobs_contact = bob.contact("Bob's client").await;
-    let bobs_deal = bob.deal(bobs_contact, "Bob's", "100").await;
+    let n = Neighbours::new("member", "Bob's", "100").await;
+    let (ann, bob, bobs_deal) = (n.ann, n.bob, n.bobs_deal);
     let bobs_task = bob.task(bobs_deal, "Bob's task", 2).await;
     let anns_contact = ann.contact("Ann's client").await;
     let anns_deal = ann.deal(anns_contact, "Ann's", "100").await;
-    let bobs_before = bob.read(&task_path(bobs_task)).await;
+    let bobs_before = bob.read(&at(TASKS, bobs_task)).await;
     let bobs_timeline = bob.timeline(bobs_deal).await;
 
     // A body naming another organization's deal.
     let p = ann
-        .post(
-            "/api/v1/tasks",
-            json!({"deal_id": bobs_deal, "title": "Sneaky", "due_date": today_plus(1)}),
-        )
+        .post("/api/v1/tasks", due_tomorrow(bobs_deal, "Sneaky"))
         .await;
-    assert_eq!(
-        p.problem(404, "tasks_deal_id_not_found")["errors"][0]["field"],
-        "deal_id"
-    );
+    assert_eq!(p.field(404, "tasks_deal_id_not_found"), "deal_id");
     // Another organization's task by id.
     let patch = json!({"is_done": true});
-    ann.not_found(&task_path(bobs_task), patch, "task_not_found")
+    ann.not_found(&at(TASKS, bobs_task), patch, "task_not_found")
         .await;
     assert_eq!(
-        listed(&ann, &format!("deal_id={bobs_deal}")).await,
+        list_ids(&ann, TASKS, &format!("deal_id={bobs_deal}"), TASK_FIELDS).await,
         Vec::<Uuid>::new()
     );
-    assert_eq!(listed(&ann, "").await, Vec::<Uuid>::new());
+    assert_eq!(
+        list_ids(&ann, TASKS, "", TASK_FIELDS).await,
+        Vec::<Uuid>::new()
+    );
     // Bob's side is untouched; Ann's has no stray task either.
-    assert_eq!(bob.read(&task_path(bobs_task)).await, bobs_before);
+    assert_eq!(bob.read(&at(TASKS, bobs_task)).await, bobs_before);
     assert_eq!(bob.timeline(bobs_deal).await, bobs_timeline);
     assert_eq!(ann.timeline_types(anns_deal).await, ["system"]);
 }
