@@ -1,72 +1,35 @@
-use serde_json::{json, Value};
+use axum::http::Method;
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_fields, assert_timestamp, id_of, ids, page_items, TestApp, TestResponse, TestUser,
+    assert_bad_queries, assert_fields, assert_timestamp, id_of, ids, page_items, Neighbours,
+    TestApp,
 };
 
-const ACTIVITY_FIELDS: [&str; 7] = [
-    "id",
-    "organization_id",
-    "deal_id",
-    "author_id",
-    "type",
-    "payload",
-    "created_at",
-];
+const ACTIVITY_FIELDS: &str = "id organization_id deal_id author_id type payload created_at";
 
 fn activities_path(deal: Uuid) -> String {
     format!("/api/v1/deals/{deal}/activities")
 }
 
-async fn post_activity(
-    app: &TestApp,
-    user: &TestUser,
-    org: Uuid,
-    deal: Uuid,
-    body: Value,
-) -> TestResponse {
-    app.post(&activities_path(deal))
-        .token(&user.access_token)
-        .org(org)
-        .json(body)
-        .send()
-        .await
-}
-
-async fn comment(app: &TestApp, user: &TestUser, org: Uuid, deal: Uuid, text: &str) -> Value {
-    post_activity(
-        app,
-        user,
-        org,
-        deal,
-        json!({"type": "comment", "payload": {"text": text}}),
-    )
-    .await
-    .ok(201)
-    .clone()
-}
-
 #[tokio::test]
 async fn comments_are_added_and_listed_newest_first() {
-    let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
+    let (app, owner) = TestApp::with_user("owner").await;
     let mia = app.member_of(&owner, "mia", "member").await;
     let org = owner.org_id;
-    let contact = app.contact(&owner, org, "Client").await;
-    let deal = app.deal(&owner, org, contact, "Owner's deal", "100").await;
+    let contact = owner.contact("Client").await;
+    let deal = owner.deal(contact, "Owner's deal", "100").await;
 
     // Any member may comment on any deal.
-    let res = post_activity(
-        &app,
-        &mia,
-        org,
-        deal,
-        json!({"type": "comment", "payload": {"text": "Called, they want a discount"}}),
-    )
-    .await;
+    let res = mia
+        .post(
+            &activities_path(deal),
+            json!({"type": "comment", "payload": {"text": "Called, they want a discount"}}),
+        )
+        .await;
     let first = res.ok(201).clone();
-    assert_fields(&first, &ACTIVITY_FIELDS);
+    assert_fields(&first, ACTIVITY_FIELDS);
     assert_eq!(first["organization_id"], org.to_string());
     assert_eq!(first["deal_id"], deal.to_string());
     assert_eq!(first["author_id"], mia.id.to_string());
@@ -80,17 +43,20 @@ async fn comments_are_added_and_listed_newest_first() {
     let mut comments = vec![id_of(&first)];
     for i in 2..=5 {
         let user = if i % 2 == 0 { &owner } else { &mia };
-        let c = comment(&app, user, org, deal, &format!("Comment {i}")).await;
+        let c = user
+            .in_org(org)
+            .comment(deal, &format!("Comment {i}"))
+            .await;
         assert_eq!(c["author_id"], user.id.to_string());
         comments.push(id_of(&c));
     }
     comments.reverse(); // newest first
 
     // Default paging: page 1 of 20; newest first, the creation event last.
-    let body = app.read(&mia, org, &activities_path(deal)).await;
+    let body = mia.read(&activities_path(deal)).await;
     let items = page_items(&body, 1, 20, 6);
     for item in &items {
-        assert_fields(item, &ACTIVITY_FIELDS);
+        assert_fields(item, ACTIVITY_FIELDS);
     }
     assert_eq!(ids(&items[..5]), comments);
     assert_eq!(items[0]["payload"]["text"], "Comment 5");
@@ -105,40 +71,28 @@ async fn comments_are_added_and_listed_newest_first() {
     assert_eq!(times, sorted, "newest first");
 
     // Pages.
-    let body = app
-        .read(&mia, org, &format!("{}?page_size=2", activities_path(deal)))
+    let body = mia
+        .read(&format!("{}?page_size=2", activities_path(deal)))
         .await;
     assert_eq!(ids(&page_items(&body, 1, 2, 6)), comments[..2]);
-    let body = app
-        .read(
-            &mia,
-            org,
-            &format!("{}?page=2&page_size=2", activities_path(deal)),
-        )
+    let body = mia
+        .read(&format!("{}?page=2&page_size=2", activities_path(deal)))
         .await;
     assert_eq!(ids(&page_items(&body, 2, 2, 6)), comments[2..4]);
-    let body = app
-        .read(
-            &mia,
-            org,
-            &format!("{}?page=3&page_size=2", activities_path(deal)),
-        )
+    let body = mia
+        .read(&format!("{}?page=3&page_size=2", activities_path(deal)))
         .await;
     let last = page_items(&body, 3, 2, 6);
     assert_eq!(id_of(&last[0]), comments[4]);
     assert_eq!(last[1]["type"], "system");
-    let body = app
-        .read(
-            &mia,
-            org,
-            &format!("{}?page=4&page_size=2", activities_path(deal)),
-        )
+    let body = mia
+        .read(&format!("{}?page=4&page_size=2", activities_path(deal)))
         .await;
     assert!(page_items(&body, 4, 2, 6).is_empty());
 
     // Timelines are per deal.
-    let other = app.deal(&owner, org, contact, "Other", "1").await;
-    let body = app.read(&owner, org, &activities_path(other)).await;
+    let other = owner.deal(contact, "Other", "1").await;
+    let body = owner.read(&activities_path(other)).await;
     let items = page_items(&body, 1, 20, 1);
     assert_eq!(items[0]["type"], "system");
     assert_eq!(items[0]["deal_id"], other.to_string());
@@ -146,26 +100,19 @@ async fn comments_are_added_and_listed_newest_first() {
 
 #[tokio::test]
 async fn only_comments_with_text_can_be_created_r9() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let org = ann.org_id;
-    let contact = app.contact(&ann, org, "Client").await;
-    let deal = app.deal(&ann, org, contact, "Deal", "100").await;
-    let before = app.timeline(&ann, org, deal).await;
+    let (_, ann) = TestApp::with_user("ann").await;
+    let contact = ann.contact("Client").await;
+    let deal = ann.deal(contact, "Deal", "100").await;
+    let before = ann.timeline(deal).await;
 
     for t in ["status_changed", "stage_changed", "task_created", "system"] {
-        let p = post_activity(
-            &app,
-            &ann,
-            org,
-            deal,
-            json!({"type": t, "payload": {"text": "forged", "from": "new", "to": "won"}}),
-        )
-        .await;
-        assert_eq!(
-            p.problem(400, "activity_type_forbidden")["errors"][0]["field"],
-            "type"
-        );
+        let p = ann
+            .post(
+                &activities_path(deal),
+                json!({"type": t, "payload": {"text": "forged", "from": "new", "to": "won"}}),
+            )
+            .await;
+        assert_eq!(p.field(400, "activity_type_forbidden"), "type");
     }
     for payload in [
         json!({"text": ""}),
@@ -178,14 +125,12 @@ async fn only_comments_with_text_can_be_created_r9() {
         json!("just a string"),
         json!(null),
     ] {
-        let p = post_activity(
-            &app,
-            &ann,
-            org,
-            deal,
-            json!({"type": "comment", "payload": payload}),
-        )
-        .await;
+        let p = ann
+            .post(
+                &activities_path(deal),
+                json!({"type": "comment", "payload": payload}),
+            )
+            .await;
         assert_eq!(
             p.problem(400, "comment_text_required")["errors"][0]["field"],
             "payload.text",
@@ -201,155 +146,51 @@ async fn only_comments_with_text_can_be_created_r9() {
         json!({"type": "comment", "payload": {"text": "x"}, "author_id": Uuid::new_v4()}),
         json!({"type": "comment", "payload": {"text": "x"}, "created_at": "2000-01-01T00:00:00Z"}),
     ] {
-        post_activity(&app, &ann, org, deal, body)
+        ann.post(&activities_path(deal), body)
             .await
             .problem(400, "validation_failed");
     }
-    app.post(&activities_path(deal))
-        .token(&ann.access_token)
-        .org(org)
+    ann.req(Method::POST, &activities_path(deal))
         .raw("application/json", "{\"type\": \"comment\", ")
-        .send()
         .await
         .problem(400, "malformed_json");
     // Nothing was written.
-    assert_eq!(app.timeline(&ann, org, deal).await, before);
+    assert_eq!(ann.timeline(deal).await, before);
     // A comment with text is fine, kept as written.
-    let c = comment(&app, &ann, org, deal, " spaced ").await;
+    let c = ann.comment(deal, " spaced ").await;
     assert_eq!(c["payload"], json!({"text": " spaced "}));
-    assert_eq!(app.timeline(&ann, org, deal).await.len(), before.len() + 1);
+    assert_eq!(ann.timeline(deal).await.len(), before.len() + 1);
 }
 
+/// (Tokens, the organization header, membership and malformed or unknown
+/// ids in the path: tenancy_probes.rs checks them for every operation.)
 #[tokio::test]
-async fn activities_reject_bad_query_values_and_headers() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let org = ann.org_id;
-    let contact = app.contact(&ann, org, "Client").await;
-    let deal = app.deal(&ann, org, contact, "Deal", "100").await;
-    let path = activities_path(deal);
-    for query in [
-        "page_size=500",
-        "page_size=0",
-        "page=0",
-        "page=-1",
-        "order=asc",
-        "type=comment",
-    ] {
-        app.get(&format!("{path}?{query}"))
-            .token(&ann.access_token)
-            .org(org)
-            .send()
-            .await
-            .problem(400, "invalid_query_parameter");
-    }
-    app.get("/api/v1/deals/not-a-uuid/activities")
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(400, "invalid_path_parameter");
-    app.post("/api/v1/deals/not-a-uuid/activities")
-        .token(&ann.access_token)
-        .org(org)
-        .json(json!({"type": "comment", "payload": {"text": "x"}}))
-        .send()
-        .await
-        .problem(400, "invalid_path_parameter");
-    // An unknown deal.
-    let nowhere = Uuid::new_v4();
-    app.get(&activities_path(nowhere))
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(404, "deal_not_found");
-    let res = post_activity(
-        &app,
-        &ann,
-        org,
-        nowhere,
-        json!({"type": "comment", "payload": {"text": "hello?"}}),
-    )
-    .await;
-    assert_eq!(res.status, 404, "{}", res.body);
-    // Headers and tokens.
-    app.get(&path)
-        .org(org)
-        .send()
-        .await
-        .problem(401, "unauthenticated");
-    app.post(&path)
-        .org(org)
-        .json(json!({"type": "comment", "payload": {"text": "x"}}))
-        .send()
-        .await
-        .problem(401, "unauthenticated");
-    app.get(&path)
-        .token(&ann.access_token)
-        .send()
-        .await
-        .problem(400, "organization_header_missing");
-    app.post(&path)
-        .token(&ann.access_token)
-        .header("X-Organization-Id", "org-1")
-        .json(json!({"type": "comment", "payload": {"text": "x"}}))
-        .send()
-        .await
-        .problem(400, "organization_header_invalid");
-    let eve = app.register("eve").await;
-    app.get(&path)
-        .token(&eve.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(404, "organization_not_found");
-    post_activity(
-        &app,
-        &eve,
-        org,
-        deal,
-        json!({"type": "comment", "payload": {"text": "spam"}}),
-    )
-    .await
-    .problem(404, "organization_not_found");
-    assert_eq!(app.timeline_types(&ann, org, deal).await, ["system"]);
+async fn activities_reject_bad_query_values() {
+    let (_, ann) = TestApp::with_user("ann").await;
+    let contact = ann.contact("Client").await;
+    let deal = ann.deal(contact, "Deal", "100").await;
+    let bad = "page_size=500 page_size=0 page=0 page=-1 order=asc type=comment";
+    assert_bad_queries(&ann, &activities_path(deal), bad).await;
 }
 
 #[tokio::test]
 async fn activities_of_another_organization_are_404_r8() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
     // Ann is a member of Bob's organization too.
-    app.post(&format!("/api/v1/organizations/{}/members", bob.org_id))
-        .token(&bob.access_token)
-        .json(json!({"email": ann.email, "role": "admin"}))
-        .send()
-        .await
-        .ok(201);
-    let bobs_contact = app.contact(&bob, bob.org_id, "Bob's client").await;
-    let bobs_deal = app
-        .deal(&bob, bob.org_id, bobs_contact, "Bob's", "100")
-        .await;
-    comment(&app, &bob, bob.org_id, bobs_deal, "private note").await;
-    let bobs_timeline = app.timeline(&bob, bob.org_id, bobs_deal).await;
+    let n = Neighbours::new("admin", "Bob's", "100").await;
+    let (ann, bob, bobs_deal) = (n.ann, n.bob, n.bobs_deal);
+    bob.comment(bobs_deal, "private note").await;
+    let bobs_timeline = bob.timeline(bobs_deal).await;
 
     // Acting in her own organization, Ann cannot read or write Bob's timeline.
-    app.get(&activities_path(bobs_deal))
-        .token(&ann.access_token)
-        .org(ann.org_id)
-        .send()
+    ann.get(&activities_path(bobs_deal))
         .await
         .problem(404, "deal_not_found");
-    let res = post_activity(
-        &app,
-        &ann,
-        ann.org_id,
-        bobs_deal,
-        json!({"type": "comment", "payload": {"text": "hi from elsewhere"}}),
-    )
-    .await;
+    let res = ann
+        .post(
+            &activities_path(bobs_deal),
+            json!({"type": "comment", "payload": {"text": "hi from elsewhere"}}),
+        )
+        .await;
     assert_eq!(res.status, 404, "{}", res.body);
     assert_eq!(
         res.headers["content-type"], "application/problem+json",
@@ -357,12 +198,9 @@ async fn activities_of_another_organization_are_404_r8() {
         res.body
     );
     assert!(!res.body.to_string().contains("private note"));
-    assert_eq!(
-        app.timeline(&bob, bob.org_id, bobs_deal).await,
-        bobs_timeline
-    );
+    assert_eq!(bob.timeline(bobs_deal).await, bobs_timeline);
     // Acting in Bob's organization she can.
-    let c = comment(&app, &ann, bob.org_id, bobs_deal, "hello").await;
+    let c = ann.in_org(bob.org_id).comment(bobs_deal, "hello").await;
     assert_eq!(c["author_id"], ann.id.to_string());
     assert_eq!(c["organization_id"], bob.org_id.to_string());
 }

@@ -1,102 +1,53 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestUser};
+use crate::helpers::{assert_bad_queries, id_of, TestApp, TestUser};
 
-async fn contact(app: &TestApp, user: &TestUser) -> String {
-    let res = app
-        .post("/api/v1/contacts")
-        .token(&user.access_token)
-        .org(user.org_id)
-        .json(json!({"name": "Client"}))
-        .send()
-        .await;
-    res.ok(201)["id"].as_str().unwrap().to_owned()
-}
-
-async fn deal(
-    app: &TestApp,
-    user: &TestUser,
-    contact: &str,
-    amount: &str,
-    currency: &str,
-    patch: Value,
-) -> String {
-    let res = app
-        .post("/api/v1/deals")
-        .token(&user.access_token)
-        .org(user.org_id)
-        .json(
-            json!({"contact_id": contact, "title": "Deal", "amount": amount, "currency": currency}),
-        )
-        .send()
-        .await;
-    let id = res.ok(201)["id"].as_str().unwrap().to_owned();
+/// A deal of `user` on `contact`, then patched with `patch` (unless empty).
+async fn deal(user: &TestUser, contact: Uuid, amount: &str, currency: &str, patch: Value) -> Uuid {
+    let body =
+        json!({"contact_id": contact, "title": "Deal", "amount": amount, "currency": currency});
+    let id = id_of(&user.create("/api/v1/deals", body).await);
     if patch != json!({}) {
-        app.patch(&format!("/api/v1/deals/{id}"))
-            .token(&user.access_token)
-            .org(user.org_id)
-            .json(patch)
-            .send()
+        user.patch(&format!("/api/v1/deals/{id}"), patch)
             .await
             .ok(200);
     }
     id
 }
 
-async fn get(app: &TestApp, user: &TestUser, path: &str) -> (Value, String) {
-    let res = app
-        .get(path)
-        .token(&user.access_token)
-        .org(user.org_id)
-        .send()
-        .await;
+/// GET as `user`; asserts 200 and returns the body and the X-Cache header.
+async fn get(user: &TestUser, path: &str) -> (Value, String) {
+    let res = user.get(path).await;
     let cache = res.headers["x-cache"].to_str().unwrap().to_owned();
     (res.ok(200).clone(), cache)
 }
 
 /// new: 100 EUR + 50.50 EUR + 10 USD; in_progress: none; won: 500 USD, 300 USD,
 /// 99.99 EUR; lost: 0 GBP. Stages: see each deal.
-async fn known_dataset(app: &TestApp, owner: &TestUser) {
-    let c = contact(app, owner).await;
-    deal(app, owner, &c, "100", "EUR", json!({})).await;
-    deal(app, owner, &c, "50.50", "EUR", json!({"stage": "proposal"})).await;
-    deal(app, owner, &c, "10", "USD", json!({"stage": "negotiation"})).await;
-    deal(
-        app,
-        owner,
-        &c,
-        "500",
-        "USD",
-        json!({"status": "won", "stage": "closed"}),
-    )
-    .await;
-    deal(
-        app,
-        owner,
-        &c,
-        "300",
-        "USD",
-        json!({"status": "won", "stage": "closed"}),
-    )
-    .await;
-    deal(
-        app,
-        owner,
-        &c,
-        "99.99",
-        "EUR",
-        json!({"status": "won", "stage": "negotiation"}),
-    )
-    .await;
-    deal(app, owner, &c, "0", "GBP", json!({"status": "lost"})).await;
+async fn known_dataset(owner: &TestUser) {
+    let c = owner.contact("Client").await;
+    for (amount, currency, patch) in [
+        ("100", "EUR", json!({})),
+        ("50.50", "EUR", json!({"stage": "proposal"})),
+        ("10", "USD", json!({"stage": "negotiation"})),
+        ("500", "USD", json!({"status": "won", "stage": "closed"})),
+        ("300", "USD", json!({"status": "won", "stage": "closed"})),
+        (
+            "99.99",
+            "EUR",
+            json!({"status": "won", "stage": "negotiation"}),
+        ),
+        ("0", "GBP", json!({"status": "lost"})),
+    ] {
+        deal(owner, c, amount, currency, patch).await;
+    }
 }
 
 #[tokio::test]
 async fn summary_on_a_known_dataset() {
-    let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
-    known_dataset(&app, &owner).await;
+    let (app, owner) = TestApp::with_user("owner").await;
+    known_dataset(&owner).await;
     // One deal is old: outside a 30-day window.
     app.sql()
         .await
@@ -106,7 +57,7 @@ async fn summary_on_a_known_dataset() {
         )
         .await
         .unwrap();
-    let (body, cache) = get(&app, &owner, "/api/v1/analytics/deals/summary").await;
+    let (body, cache) = get(&owner, "/api/v1/analytics/deals/summary").await;
     assert_eq!(cache, "miss");
     assert_eq!(
         body,
@@ -124,17 +75,16 @@ async fn summary_on_a_known_dataset() {
             "new_deals": 6
         })
     );
-    let (body, _) = get(&app, &owner, "/api/v1/analytics/deals/summary?days=50").await;
+    let (body, _) = get(&owner, "/api/v1/analytics/deals/summary?days=50").await;
     assert_eq!(body["days"], 50);
     assert_eq!(body["new_deals"], 7);
 }
 
 #[tokio::test]
 async fn funnel_on_a_known_dataset() {
-    let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
-    known_dataset(&app, &owner).await;
-    let (body, _) = get(&app, &owner, "/api/v1/analytics/deals/funnel").await;
+    let (_, owner) = TestApp::with_user("owner").await;
+    known_dataset(&owner).await;
+    let (body, _) = get(&owner, "/api/v1/analytics/deals/funnel").await;
     // qualification: new 100 EUR, lost 0 GBP; proposal: 1; negotiation: 2; closed: 2.
     // reached: 7, 5, 4, 2.
     assert_eq!(
@@ -150,9 +100,8 @@ async fn funnel_on_a_known_dataset() {
 
 #[tokio::test]
 async fn empty_organization_has_all_statuses_and_null_conversions() {
-    let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
-    let (summary, _) = get(&app, &owner, "/api/v1/analytics/deals/summary").await;
+    let (_, owner) = TestApp::with_user("owner").await;
+    let (summary, _) = get(&owner, "/api/v1/analytics/deals/summary").await;
     let statuses: Vec<&str> = summary["by_status"]
         .as_array()
         .unwrap()
@@ -167,7 +116,7 @@ async fn empty_organization_has_all_statuses_and_null_conversions() {
         .all(|s| s["count"] == 0 && s["amounts"] == json!([])));
     assert_eq!(summary["won_average"], json!([]));
     assert_eq!(summary["new_deals"], 0);
-    let (funnel, _) = get(&app, &owner, "/api/v1/analytics/deals/funnel").await;
+    let (funnel, _) = get(&owner, "/api/v1/analytics/deals/funnel").await;
     let stages = funnel["stages"].as_array().unwrap();
     assert_eq!(stages.len(), 4);
     assert!(stages
@@ -177,13 +126,12 @@ async fn empty_organization_has_all_statuses_and_null_conversions() {
 
 #[tokio::test]
 async fn the_cache_hits_and_api_writes_to_deals_invalidate_it() {
-    let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
-    let c = contact(&app, &owner).await;
-    let d = deal(&app, &owner, &c, "100", "EUR", json!({})).await;
+    let (app, owner) = TestApp::with_user("owner").await;
+    let c = owner.contact("Client").await;
+    let d = deal(&owner, c, "100", "EUR", json!({})).await;
     let path = "/api/v1/analytics/deals/summary";
-    assert_eq!(get(&app, &owner, path).await.1, "miss");
-    let (first, cache) = get(&app, &owner, path).await;
+    assert_eq!(get(&owner, path).await.1, "miss");
+    let (first, cache) = get(&owner, path).await;
     assert_eq!(cache, "hit");
     assert_eq!(first["by_status"][0]["count"], 1);
     // A write behind the API's back is hidden until the TTL: that is the cache.
@@ -192,43 +140,36 @@ async fn the_cache_hits_and_api_writes_to_deals_invalidate_it() {
         .execute("DELETE FROM crm.deals", &[])
         .await
         .unwrap();
-    assert_eq!(get(&app, &owner, path).await.0["by_status"][0]["count"], 1);
+    assert_eq!(get(&owner, path).await.0["by_status"][0]["count"], 1);
     // Writes through the API are never hidden: create, update, delete.
-    let d2 = deal(&app, &owner, &c, "5", "EUR", json!({})).await;
-    let (after, cache) = get(&app, &owner, path).await;
+    let d2 = deal(&owner, c, "5", "EUR", json!({})).await;
+    let (after, cache) = get(&owner, path).await;
     assert_eq!(
         (cache.as_str(), after["by_status"][0]["count"].clone()),
         ("miss", json!(1))
     );
-    get(&app, &owner, path).await;
-    app.patch(&format!("/api/v1/deals/{d2}"))
-        .token(&owner.access_token)
-        .org(owner.org_id)
-        .json(json!({"status": "won"}))
-        .send()
+    get(&owner, path).await;
+    owner
+        .patch(&format!("/api/v1/deals/{d2}"), json!({"status": "won"}))
         .await
         .ok(200);
-    let (after, cache) = get(&app, &owner, path).await;
+    let (after, cache) = get(&owner, path).await;
     assert_eq!(
         (cache.as_str(), after["by_status"][2]["count"].clone()),
         ("miss", json!(1))
     );
-    app.delete(&format!("/api/v1/deals/{d2}"))
-        .token(&owner.access_token)
-        .org(owner.org_id)
-        .send()
-        .await;
-    let (after, cache) = get(&app, &owner, path).await;
+    owner.delete(&format!("/api/v1/deals/{d2}")).await;
+    let (after, cache) = get(&owner, path).await;
     assert_eq!(
         (cache.as_str(), after["by_status"][2]["count"].clone()),
         ("miss", json!(0))
     );
     // The funnel is cached and invalidated the same way.
     let funnel = "/api/v1/analytics/deals/funnel";
-    assert_eq!(get(&app, &owner, funnel).await.1, "miss");
-    assert_eq!(get(&app, &owner, funnel).await.1, "hit");
-    deal(&app, &owner, &c, "7", "EUR", json!({})).await;
-    let (after, cache) = get(&app, &owner, funnel).await;
+    assert_eq!(get(&owner, funnel).await.1, "miss");
+    assert_eq!(get(&owner, funnel).await.1, "hit");
+    deal(&owner, c, "7", "EUR", json!({})).await;
+    let (after, cache) = get(&owner, funnel).await;
     assert_eq!(
         (cache.as_str(), after["stages"][0]["count"].clone()),
         ("miss", json!(1))
@@ -238,70 +179,45 @@ async fn the_cache_hits_and_api_writes_to_deals_invalidate_it() {
 
 #[tokio::test]
 async fn analytics_are_per_organization_and_the_cache_never_crosses_them() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let c = contact(&app, &ann).await;
-    deal(&app, &ann, &c, "100", "EUR", json!({})).await;
+    let (app, ann) = TestApp::with_user("ann").await;
+    let bob = app.user("bob").await;
+    let c = ann.contact("Client").await;
+    deal(&ann, c, "100", "EUR", json!({})).await;
     let path = "/api/v1/analytics/deals/summary";
-    get(&app, &ann, path).await;
-    assert_eq!(get(&app, &ann, path).await.1, "hit");
-    let (bobs, cache) = get(&app, &bob, path).await;
+    get(&ann, path).await;
+    assert_eq!(get(&ann, path).await.1, "hit");
+    let (bobs, cache) = get(&bob, path).await;
     assert_eq!(cache, "miss");
     assert_eq!(bobs["by_status"][0]["count"], 0);
     // Bob asking for Ann's organization: 404, from the cache's point of view too.
-    app.get(path)
-        .token(&bob.access_token)
-        .org(ann.org_id)
-        .send()
+    bob.in_org(ann.org_id)
+        .get(path)
         .await
         .problem(404, "organization_not_found");
     // A removed member loses access at once, cached or not.
     let carl = app.member_of(&ann, "carl", "member").await;
-    let as_carl = |p: &'static str| app.get(p).token(&carl.access_token).org(ann.org_id).send();
+    let as_carl = |p: &'static str| carl.get(p);
     as_carl(path).await.ok(200);
     assert_eq!(as_carl(path).await.headers["x-cache"], "hit");
-    let res = app
+    let res = ann
+        .no_org()
         .delete(&format!(
             "/api/v1/organizations/{}/members/{}",
             ann.org_id, carl.id
         ))
-        .token(&ann.access_token)
-        .send()
         .await;
     assert_eq!(res.status, 204);
     as_carl(path).await.problem(404, "organization_not_found");
 }
 
+/// (Tokens, the organization header and membership: tenancy_probes.rs checks
+/// them for every operation.)
 #[tokio::test]
 async fn analytics_validate_their_query() {
-    let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
-    for q in ["days=0", "days=3651", "days=abc", "window=3"] {
-        app.get(&format!("/api/v1/analytics/deals/summary?{q}"))
-            .token(&owner.access_token)
-            .org(owner.org_id)
-            .send()
-            .await
-            .problem(400, "invalid_query_parameter");
-    }
-    let (body, _) = get(&app, &owner, "/api/v1/analytics/deals/summary?days=3650").await;
+    let (_, owner) = TestApp::with_user("owner").await;
+    let summary = "/api/v1/analytics/deals/summary";
+    assert_bad_queries(&owner, summary, "days=0 days=3651 days=abc window=3").await;
+    let (body, _) = get(&owner, &format!("{summary}?days=3650")).await;
     assert_eq!(body["days"], 3650);
-    app.get("/api/v1/analytics/deals/funnel?x=1")
-        .token(&owner.access_token)
-        .org(owner.org_id)
-        .send()
-        .await
-        .problem(400, "invalid_query_parameter");
-    app.get("/api/v1/analytics/deals/funnel")
-        .token(&owner.access_token)
-        .send()
-        .await
-        .problem(400, "organization_header_missing");
-    app.get("/api/v1/analytics/deals/funnel")
-        .token(&owner.access_token)
-        .org(Uuid::new_v4())
-        .send()
-        .await
-        .problem(404, "organization_not_found");
+    assert_bad_queries(&owner, "/api/v1/analytics/deals/funnel", "x=1").await;
 }

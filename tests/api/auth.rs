@@ -1,17 +1,35 @@
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use std::future::IntoFuture;
+
+use crate::helpers::{base64url_encode, Answer, TestApp};
+
+fn login(app: &TestApp, email: &str, password: &str) -> Answer {
+    app.post_json(
+        "/api/v1/auth/login",
+        json!({"email": email, "password": password}),
+    )
+}
+
+fn refresh(app: &TestApp, token: &str) -> Answer {
+    app.post_json("/api/v1/auth/refresh", json!({"refresh_token": token}))
+}
+
+fn logout(app: &TestApp, token: &str) -> Answer {
+    app.post_json("/api/v1/auth/logout", json!({"refresh_token": token}))
+}
+
+fn me(app: &TestApp, token: &str) -> Answer {
+    app.get("/api/v1/users/me").token(token).into_future()
+}
 
 const SECRET: &str = "test-secret-test-secret-test-secret!";
 
 #[tokio::test]
 async fn register_creates_the_user_and_an_organization_they_own() {
     let app = TestApp::spawn().await;
-    let res = app
-        .post("/api/v1/auth/register")
-        .json(json!({"email": "Ada@Example.com", "password": "12345678", "name": "Ada", "organization_name": "Analytical"}))
-        .send()
+    let res = app.post_json("/api/v1/auth/register", json!({"email": "Ada@Example.com", "password": "12345678", "name": "Ada", "organization_name": "Analytical"}))
         .await;
     let body = res.ok(201);
     assert_eq!(body["user"]["email"], "Ada@Example.com");
@@ -23,7 +41,7 @@ async fn register_creates_the_user_and_an_organization_they_own() {
     assert_eq!(body["token_type"], "bearer");
     assert_eq!(body["expires_in"], 900);
     let token = body["access_token"].as_str().unwrap();
-    let me = app.get("/api/v1/users/me").token(token).send().await;
+    let me = me(&app, token).await;
     assert_eq!(me.ok(200)["id"], body["user"]["id"]);
     // Stored as an argon2id PHC string, never the password.
     let row = app
@@ -40,71 +58,74 @@ async fn register_creates_the_user_and_an_organization_they_own() {
 async fn email_is_unique_regardless_of_case_r10() {
     let app = TestApp::spawn().await;
     app.register("bob").await;
-    let res = app
-        .post("/api/v1/auth/register")
-        .json(json!({"email": "BOB@example.COM", "password": "12345678", "name": "Bob 2", "organization_name": "X"}))
-        .send()
+    let res = app.post_json("/api/v1/auth/register", json!({"email": "BOB@example.COM", "password": "12345678", "name": "Bob 2", "organization_name": "X"}))
         .await;
     let p = res.problem(409, "users_email_taken");
     assert_eq!(p["errors"][0]["field"], "email");
     // Nothing half-written: no second organization appeared.
     let n: i64 = app
-        .sql()
-        .await
-        .query_one("SELECT count(*) FROM crm.organizations", &[])
-        .await
-        .unwrap()
-        .get(0);
+        .value("SELECT count(*) FROM crm.organizations", &[])
+        .await;
     assert_eq!(n, 1);
 }
 
 #[tokio::test]
 async fn register_validates_the_request_shape() {
     let app = TestApp::spawn().await;
-    let reg = |body: serde_json::Value| app.post("/api/v1/auth/register").json(body).send();
-    let p = reg(json!({"email": "a@example.com", "password": "short", "name": "A", "organization_name": "O"}))
-        .await;
-    assert_eq!(
-        p.problem(400, "validation_failed")["errors"][0]["field"],
-        "password"
-    );
+    let reg = |body: serde_json::Value| app.post_json("/api/v1/auth/register", body);
     let long = "x".repeat(129);
-    reg(json!({"email": "a@example.com", "password": long, "name": "A", "organization_name": "O"}))
-        .await
-        .problem(400, "validation_failed");
-    let p =
-        reg(json!({"email": "a@example.com", "password": "12345678", "organization_name": "O"}))
-            .await;
-    assert_eq!(
-        p.problem(400, "validation_failed")["errors"][0]["field"],
-        "body"
-    );
-    let p = reg(json!({"email": "not-an-email", "password": "12345678", "name": "A", "organization_name": "O"})).await;
-    assert_eq!(
-        p.problem(400, "users_email_invalid")["errors"][0]["field"],
-        "email"
-    );
-    let p = reg(json!({"email": "a@example.com", "password": "12345678", "name": "  ", "organization_name": "O"})).await;
-    assert_eq!(
-        p.problem(400, "users_name_invalid")["errors"][0]["field"],
-        "name"
-    );
-    let p = reg(json!({"email": "a@example.com", "password": "12345678", "name": "A", "organization_name": ""})).await;
-    p.problem(400, "organizations_name_invalid");
-    reg(json!({"email": 5, "password": "12345678", "name": "A", "organization_name": "O"}))
-        .await
-        .problem(400, "validation_failed");
-    reg(json!({"email": "a@example.com", "password": "12345678", "name": "A", "organization_name": "O", "admin": true}))
-        .await
-        .problem(400, "validation_failed");
+    // (body, code, the field the error names if any)
+    let cases = [
+        (
+            json!({"email": "a@example.com", "password": "short", "name": "A", "organization_name": "O"}),
+            "validation_failed",
+            Some("password"),
+        ),
+        (
+            json!({"email": "a@example.com", "password": long, "name": "A", "organization_name": "O"}),
+            "validation_failed",
+            None,
+        ),
+        (
+            json!({"email": "a@example.com", "password": "12345678", "organization_name": "O"}),
+            "validation_failed",
+            Some("body"),
+        ),
+        (
+            json!({"email": "not-an-email", "password": "12345678", "name": "A", "organization_name": "O"}),
+            "users_email_invalid",
+            Some("email"),
+        ),
+        (
+            json!({"email": "a@example.com", "password": "12345678", "name": "  ", "organization_name": "O"}),
+            "users_name_invalid",
+            Some("name"),
+        ),
+        (
+            json!({"email": "a@example.com", "password": "12345678", "name": "A", "organization_name": ""}),
+            "organizations_name_invalid",
+            None,
+        ),
+        (
+            json!({"email": 5, "password": "12345678", "name": "A", "organization_name": "O"}),
+            "validation_failed",
+            None,
+        ),
+        (
+            json!({"email": "a@example.com", "password": "12345678", "name": "A", "organization_name": "O", "admin": true}),
+            "validation_failed",
+            None,
+        ),
+    ];
+    for (body, code, field) in cases {
+        let res = reg(body.clone()).await;
+        let problem = res.problem(400, code);
+        if let Some(field) = field {
+            assert_eq!(problem["errors"][0]["field"], field, "{body}");
+        }
+    }
     // A rejected registration leaves nothing behind.
-    let n: i64 = app
-        .sql()
-        .await
-        .query_one("SELECT count(*) FROM crm.users", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = app.value("SELECT count(*) FROM crm.users", &[]).await;
     assert_eq!(n, 0);
 }
 
@@ -138,33 +159,16 @@ async fn malformed_bodies_are_400_and_oversized_ones_413() {
 
 #[tokio::test]
 async fn login_with_right_and_wrong_credentials() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let res = app
-        .post("/api/v1/auth/login")
-        .json(json!({"email": "ANN@example.com", "password": "correct horse"}))
-        .send()
-        .await;
+    let (app, ann) = TestApp::with_registered("ann").await;
+    let res = login(&app, "ANN@example.com", "correct horse").await;
     let body = res.ok(200);
     assert_eq!(body["token_type"], "bearer");
     assert_eq!(body["expires_in"], 900);
-    let me = app
-        .get("/api/v1/users/me")
-        .token(body["access_token"].as_str().unwrap())
-        .send()
-        .await;
+    let me = me(&app, body["access_token"].as_str().unwrap()).await;
     assert_eq!(me.ok(200)["id"], ann.id.to_string());
 
-    let wrong = app
-        .post("/api/v1/auth/login")
-        .json(json!({"email": "ann@example.com", "password": "wrong horse"}))
-        .send()
-        .await;
-    let unknown = app
-        .post("/api/v1/auth/login")
-        .json(json!({"email": "nobody@example.com", "password": "wrong horse"}))
-        .send()
-        .await;
+    let wrong = login(&app, "ann@example.com", "wrong horse").await;
+    let unknown = login(&app, "nobody@example.com", "wrong horse").await;
     wrong.problem(401, "invalid_credentials");
     unknown.problem(401, "invalid_credentials");
     // Indistinguishable answers.
@@ -174,46 +178,35 @@ async fn login_with_right_and_wrong_credentials() {
 
 #[tokio::test]
 async fn refresh_rotates_and_reuse_revokes_the_whole_login() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let refresh = |token: String| {
-        app.post("/api/v1/auth/refresh")
-            .json(json!({"refresh_token": token}))
-            .send()
-    };
-    let first = refresh(ann.refresh_token.clone()).await;
+    let (app, ann) = TestApp::with_registered("ann").await;
+    let first = refresh(&app, &ann.refresh_token).await;
     let body = first.ok(200).clone();
     let rotated = body["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(rotated, ann.refresh_token);
-    app.get("/api/v1/users/me")
-        .token(body["access_token"].as_str().unwrap())
-        .send()
+    me(&app, body["access_token"].as_str().unwrap())
         .await
         .ok(200);
 
     // The old token again: theft detected, the whole chain is revoked.
-    refresh(ann.refresh_token.clone())
+    refresh(&app, &ann.refresh_token)
         .await
         .problem(401, "refresh_token_reused");
-    refresh(rotated).await.problem(401, "invalid_refresh_token");
+    refresh(&app, &rotated)
+        .await
+        .problem(401, "invalid_refresh_token");
 
     // Another login is unaffected.
-    let other = app
-        .post("/api/v1/auth/login")
-        .json(json!({"email": ann.email, "password": "correct horse"}))
-        .send()
-        .await;
+    let other = login(&app, &ann.email, "correct horse").await;
     let other_refresh = other.ok(200)["refresh_token"].as_str().unwrap().to_owned();
-    refresh(other_refresh).await.ok(200);
-    refresh("garbage".into())
+    refresh(&app, &other_refresh).await.ok(200);
+    refresh(&app, "garbage")
         .await
         .problem(401, "invalid_refresh_token");
 }
 
 #[tokio::test]
 async fn refresh_tokens_are_stored_only_as_hashes_and_expire() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let (app, ann) = TestApp::with_registered("ann").await;
     let db = app.sql().await;
     let stored: Vec<u8> = db
         .query_one("SELECT token_hash FROM private.refresh_tokens", &[])
@@ -228,49 +221,31 @@ async fn refresh_tokens_are_stored_only_as_hashes_and_expire() {
     )
     .await
     .unwrap();
-    app.post("/api/v1/auth/refresh")
-        .json(json!({"refresh_token": ann.refresh_token}))
-        .send()
+    refresh(&app, &ann.refresh_token)
         .await
         .problem(401, "invalid_refresh_token");
 }
 
 #[tokio::test]
 async fn logout_revokes_the_refresh_token() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let res = app
-        .post("/api/v1/auth/logout")
-        .json(json!({"refresh_token": ann.refresh_token}))
-        .send()
-        .await;
+    let (app, ann) = TestApp::with_registered("ann").await;
+    let res = logout(&app, &ann.refresh_token).await;
     assert_eq!(res.status, 204);
-    app.post("/api/v1/auth/refresh")
-        .json(json!({"refresh_token": ann.refresh_token}))
-        .send()
+    refresh(&app, &ann.refresh_token)
         .await
         .problem(401, "invalid_refresh_token");
     // Idempotent.
-    let again = app
-        .post("/api/v1/auth/logout")
-        .json(json!({"refresh_token": ann.refresh_token}))
-        .send()
-        .await;
+    let again = logout(&app, &ann.refresh_token).await;
     assert_eq!(again.status, 204);
 }
 
 #[tokio::test]
 async fn access_and_refresh_tokens_are_not_interchangeable() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    app.get("/api/v1/users/me")
-        .token(&ann.refresh_token)
-        .send()
+    let (app, ann) = TestApp::with_registered("ann").await;
+    me(&app, &ann.refresh_token)
         .await
         .problem(401, "invalid_token");
-    app.post("/api/v1/auth/refresh")
-        .json(json!({"refresh_token": ann.access_token}))
-        .send()
+    refresh(&app, &ann.access_token)
         .await
         .problem(401, "invalid_refresh_token");
 }
@@ -286,90 +261,62 @@ fn sign(claims: serde_json::Value, secret: &str) -> String {
 
 #[tokio::test]
 async fn users_me_refuses_missing_bad_expired_and_foreign_tokens() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let me = |token: Option<String>| {
-        let req = app.get("/api/v1/users/me");
-        match token {
-            Some(t) => req.token(&t),
-            None => req,
-        }
-        .send()
-    };
-    let res = me(None).await;
+    let (app, ann) = TestApp::with_user("ann").await;
+    let res = app.get("/api/v1/users/me").await;
     res.problem(401, "unauthenticated");
     assert_eq!(res.headers["www-authenticate"], "Bearer");
-    me(Some("not-a-jwt".into()))
-        .await
-        .problem(401, "invalid_token");
     let now = chrono::Utc::now().timestamp();
-    let expired = sign(
-        json!({"sub": ann.id, "iat": now - 3600, "exp": now - 600, "typ": "access"}),
-        SECRET,
-    );
-    me(Some(expired)).await.problem(401, "invalid_token");
-    let wrong_key = sign(
-        json!({"sub": ann.id, "iat": now, "exp": now + 600, "typ": "access"}),
-        "another-secret-another-secret-another",
-    );
-    me(Some(wrong_key)).await.problem(401, "invalid_token");
-    let wrong_type = sign(
-        json!({"sub": ann.id, "iat": now, "exp": now + 600, "typ": "refresh"}),
-        SECRET,
-    );
-    me(Some(wrong_type)).await.problem(401, "invalid_token");
-    let good = sign(
-        json!({"sub": ann.id, "iat": now, "exp": now + 600, "typ": "access"}),
-        SECRET,
-    );
-    me(Some(good)).await.ok(200);
+    let claims = |sub: uuid::Uuid, iat: i64, exp: i64, typ: &str| json!({"sub": sub, "iat": iat, "exp": exp, "typ": typ});
     // alg=none is never accepted.
-    let header = base64url(r#"{"alg":"none","typ":"JWT"}"#);
-    let payload = base64url(&json!({"sub": ann.id, "exp": now + 600, "typ": "access"}).to_string());
-    me(Some(format!("{header}.{payload}.")))
-        .await
-        .problem(401, "invalid_token");
-    // A token for a user that no longer exists.
-    let ghost = sign(
-        json!({"sub": uuid::Uuid::new_v4(), "iat": now, "exp": now + 600, "typ": "access"}),
-        SECRET,
-    );
-    me(Some(ghost)).await.problem(401, "invalid_token");
-}
-
-fn base64url(s: &str) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = s.as_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
+    let header = base64url_encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let unsigned = json!({"sub": ann.id, "exp": now + 600, "typ": "access"}).to_string();
+    let unsigned = format!("{header}.{}.", base64url_encode(unsigned.as_bytes()));
+    let other_key = "another-secret-another-secret-another";
+    for (what, token) in [
+        ("not a JWT", "not-a-jwt".to_owned()),
+        (
+            "expired",
+            sign(claims(ann.id, now - 3600, now - 600, "access"), SECRET),
+        ),
+        (
+            "another key",
+            sign(claims(ann.id, now, now + 600, "access"), other_key),
+        ),
+        (
+            "a refresh type",
+            sign(claims(ann.id, now, now + 600, "refresh"), SECRET),
+        ),
+        ("alg none", unsigned),
+        // A token for a user that no longer exists.
+        (
+            "a ghost",
+            sign(
+                claims(uuid::Uuid::new_v4(), now, now + 600, "access"),
+                SECRET,
+            ),
+        ),
+    ] {
+        let res = me(&app, &token).await;
+        assert_eq!(res.status, 401, "{what}");
+        res.problem(401, "invalid_token");
     }
-    out
+    let good = sign(claims(ann.id, now, now + 600, "access"), SECRET);
+    me(&app, &good).await.ok(200);
 }
 
 #[tokio::test]
 async fn login_and_register_are_rate_limited_per_email() {
     let app = TestApp::spawn_with(|c| c.auth_attempts_per_email = 3).await;
     app.register("ann").await;
-    let login = |email: &str| {
-        app.post("/api/v1/auth/login")
-            .json(json!({"email": email, "password": "wrong horse"}))
-            .send()
-    };
+    let wrong = |email: &str| login(&app, email, "wrong horse");
     // The registration counted as the first attempt for this address.
-    login("ann@example.com")
+    wrong("ann@example.com")
         .await
         .problem(401, "invalid_credentials");
-    login("ANN@example.com")
+    wrong("ANN@example.com")
         .await
         .problem(401, "invalid_credentials");
-    let res = login("ann@example.com").await;
+    let res = wrong("ann@example.com").await;
     res.problem(429, "rate_limited");
     let retry: u64 = res.headers["retry-after"]
         .to_str()
@@ -378,13 +325,11 @@ async fn login_and_register_are_rate_limited_per_email() {
         .unwrap();
     assert!((1..=60).contains(&retry));
     // Even the right password waits for the window.
-    app.post("/api/v1/auth/login")
-        .json(json!({"email": "ann@example.com", "password": "correct horse"}))
-        .send()
+    login(&app, "ann@example.com", "correct horse")
         .await
         .problem(429, "rate_limited");
     // Another email is not affected.
-    login("bob@example.com")
+    wrong("bob@example.com")
         .await
         .problem(401, "invalid_credentials");
 }

@@ -6,14 +6,9 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use axum::{
-    body::Body,
-    http::{header, Method, Request},
-    Router,
-};
+use axum::http::Method;
 use serde_json::{json, Value};
 use tokio::sync::Barrier;
-use tower::ServiceExt;
 use uuid::Uuid;
 
 use crate::helpers::{id_of, TestApp, TestResponse, TestUser};
@@ -32,18 +27,20 @@ fn stage_rank(stage: &str) -> usize {
 struct Call {
     method: Method,
     uri: String,
-    token: String,
-    org: Option<Uuid>,
+    user: TestUser,
     body: Option<Value>,
 }
 
 impl Call {
     fn new(method: Method, uri: impl Into<String>, user: &TestUser, org: Option<Uuid>) -> Self {
+        let user = match org {
+            Some(org) => user.in_org(org),
+            None => user.no_org(),
+        };
         Call {
             method,
             uri: uri.into(),
-            token: user.access_token.clone(),
-            org,
+            user,
             body: None,
         }
     }
@@ -53,37 +50,11 @@ impl Call {
     }
 }
 
-async fn send(router: Router, call: Call) -> TestResponse {
-    let mut builder = Request::builder()
-        .method(call.method)
-        .uri(call.uri)
-        .header(header::AUTHORIZATION, format!("Bearer {}", call.token));
-    if let Some(org) = call.org {
-        builder = builder.header("X-Organization-Id", org.to_string());
-    }
-    let body = match call.body {
-        Some(value) => {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
-            Body::from(value.to_string())
-        }
-        None => Body::empty(),
-    };
-    let response = router.oneshot(builder.body(body).unwrap()).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-    };
-    TestResponse {
-        status,
-        headers,
-        body,
+async fn send(call: Call) -> TestResponse {
+    let req = call.user.req(call.method, &call.uri);
+    match call.body {
+        Some(body) => req.json(body).await,
+        None => req.await,
     }
 }
 
@@ -99,11 +70,11 @@ async fn patient_app() -> TestApp {
 }
 
 /// Opens `n` pooled connections, so a race measures requests, not connects.
-async fn warm_up(app: &TestApp, user: &TestUser, org: Uuid, n: usize) {
+async fn warm_up(user: &TestUser, org: Uuid, n: usize) {
     let mut tasks = Vec::new();
     for _ in 0..n {
         let call = Call::new(Method::GET, "/api/v1/contacts?page_size=1", user, Some(org));
-        tasks.push(tokio::spawn(send(app.router.clone(), call)));
+        tasks.push(tokio::spawn(send(call)));
     }
     for task in tasks {
         let res = task.await.unwrap();
@@ -176,14 +147,8 @@ async fn audit(app: &TestApp, deal: Uuid) -> Vec<Audit> {
 }
 
 /// (from, to, author) of a deal's timeline rows of one type, oldest first.
-async fn changes(
-    app: &TestApp,
-    user: &TestUser,
-    org: Uuid,
-    deal: Uuid,
-    kind: &str,
-) -> Vec<(String, String, Option<Uuid>)> {
-    let mut rows = app.timeline(user, org, deal).await;
+async fn changes(user: &TestUser, deal: Uuid, kind: &str) -> Vec<(String, String, Option<Uuid>)> {
+    let mut rows = user.timeline(deal).await;
     let total = rows.len();
     assert!(total < 100, "the timeline has more than one page");
     rows.reverse();
@@ -252,13 +217,13 @@ async fn concurrent_status_and_stage_changes_each_leave_exactly_one_timeline_row
     const N: usize = 32;
     const STATUSES: [&str; 4] = ["in_progress", "lost", "won", "new"];
     let app = patient_app().await;
-    let owner = app.register("ann").await;
+    let owner = app.user("ann").await;
     let admin = app.member_of(&owner, "ada", "admin").await;
     let org = owner.org_id;
-    let contact = app.contact(&owner, org, "Client").await;
-    let deal = app.deal(&owner, org, contact, "Big one", "1000.00").await;
+    let contact = owner.contact("Client").await;
+    let deal = owner.deal(contact, "Big one", "1000.00").await;
     install_deal_audit(&app).await;
-    warm_up(&app, &owner, org, 16).await;
+    warm_up(&owner, org, 16).await;
 
     // Owner and admin alternate (both may move a stage back, so every request
     // is allowed); statuses cycle, stages jump back and forth.
@@ -274,11 +239,11 @@ async fn concurrent_status_and_stage_changes_each_leave_exactly_one_timeline_row
             Some(org),
         )
         .json(body.clone());
-        let (router, barrier) = (app.router.clone(), barrier.clone());
+        let barrier = barrier.clone();
         let actor_id = actor.id;
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            (actor_id, body, send(router, call).await)
+            (actor_id, body, send(call).await)
         }));
     }
     let mut requested = Vec::new();
@@ -322,9 +287,7 @@ async fn concurrent_status_and_stage_changes_each_leave_exactly_one_timeline_row
         status = a.new_status.clone();
         stage = a.new_stage.clone();
     }
-    let current = app
-        .read(&owner, org, &format!("/api/v1/deals/{deal}"))
-        .await;
+    let current = owner.read(&format!("/api/v1/deals/{deal}")).await;
     assert_eq!(
         (
             current["status"].as_str().unwrap(),
@@ -334,8 +297,8 @@ async fn concurrent_status_and_stage_changes_each_leave_exactly_one_timeline_row
     );
 
     // The timeline: one row per actual change, in order, by the right author.
-    let status_rows = changes(&app, &owner, org, deal, "status_changed").await;
-    let stage_rows = changes(&app, &owner, org, deal, "stage_changed").await;
+    let status_rows = changes(&owner, deal, "status_changed").await;
+    let stage_rows = changes(&owner, deal, "stage_changed").await;
     let want_status: Vec<_> = applied
         .iter()
         .filter(|a| a.old_status != a.new_status)
@@ -377,27 +340,25 @@ async fn a_manager_cannot_slip_a_stage_rollback_past_r5_while_the_owner_moves_fo
     const DEALS: usize = 6;
     const ATTEMPTS: usize = 12;
     let app = patient_app().await;
-    let boss = app.register("boss").await;
+    let boss = app.user("boss").await;
     let org = boss.org_id;
-    let seller = app.member_of(&boss, "sam", "member").await;
-    let manager = app.member_of(&boss, "max", "manager").await;
-    let contact = app.contact(&seller, org, "Client").await;
+    let [seller, manager] = app
+        .members(&boss, [("sam", "member"), ("max", "manager")])
+        .await;
+    let contact = seller.contact("Client").await;
     let mut deals = Vec::new();
     for i in 0..DEALS {
-        deals.push(
-            app.deal(&seller, org, contact, &format!("Deal {i}"), "100.00")
-                .await,
-        );
+        deals.push(seller.deal(contact, &format!("Deal {i}"), "100.00").await);
     }
     install_deal_audit(&app).await;
-    warm_up(&app, &boss, org, 2 * DEALS).await;
+    warm_up(&boss, org, 2 * DEALS).await;
 
     let barrier = Arc::new(Barrier::new(2 * DEALS));
     let mut forward = Vec::new();
     let mut backward = Vec::new();
     for &deal in &deals {
         // The deal's owner moves it forward, one stage at a time.
-        let (router, b) = (app.router.clone(), barrier.clone());
+        let b = barrier.clone();
         let calls: Vec<Call> = STAGES[1..]
             .iter()
             .map(|s| {
@@ -415,13 +376,13 @@ async fn a_manager_cannot_slip_a_stage_rollback_past_r5_while_the_owner_moves_fo
             let mut out = Vec::new();
             for call in calls {
                 let stage = call.body.as_ref().unwrap()["stage"].clone();
-                out.push((stage, send(router.clone(), call).await));
+                out.push((stage, send(call).await));
                 tokio::task::yield_now().await;
             }
             out
         }));
         // The manager keeps trying to move it back.
-        let (router, b) = (app.router.clone(), barrier.clone());
+        let b = barrier.clone();
         let get = Call::new(
             Method::GET,
             format!("/api/v1/deals/{deal}"),
@@ -440,19 +401,16 @@ async fn a_manager_cannot_slip_a_stage_rollback_past_r5_while_the_owner_moves_fo
             for k in 0..ATTEMPTS {
                 if k % 2 == 0 {
                     let call = patch.clone().json(json!({"stage": "qualification"}));
-                    out.push((Attempt::Blind, send(router.clone(), call).await));
+                    out.push((Attempt::Blind, send(call).await));
                 } else {
-                    let seen = send(router.clone(), get.clone()).await;
+                    let seen = send(get.clone()).await;
                     assert_eq!(seen.status, 200, "{}", answer(&seen));
                     let rank = stage_rank(seen.body["stage"].as_str().unwrap());
                     if rank == 0 {
                         continue;
                     }
                     let call = patch.clone().json(json!({"stage": STAGES[rank - 1]}));
-                    out.push((
-                        Attempt::FromSeen(STAGES[rank]),
-                        send(router.clone(), call).await,
-                    ));
+                    out.push((Attempt::FromSeen(STAGES[rank]), send(call).await));
                 }
             }
             out
@@ -504,7 +462,7 @@ async fn a_manager_cannot_slip_a_stage_rollback_past_r5_while_the_owner_moves_fo
                 );
             }
         }
-        let rows = changes(&app, &boss, org, deal, "stage_changed").await;
+        let rows = changes(&boss, deal, "stage_changed").await;
         for (from, to, author) in &rows {
             assert!(
                 stage_rank(to) > stage_rank(from),
@@ -517,7 +475,7 @@ async fn a_manager_cannot_slip_a_stage_rollback_past_r5_while_the_owner_moves_fo
             );
         }
         assert_chain(&rows, "qualification", "closed", "stage_changed");
-        let current = app.read(&boss, org, &format!("/api/v1/deals/{deal}")).await;
+        let current = boss.read(&format!("/api/v1/deals/{deal}")).await;
         assert_eq!(current["stage"], "closed");
     }
     assert_totals_match(&app, org).await;
@@ -529,10 +487,10 @@ async fn removing_a_member_while_they_create_leaves_nothing_owned_by_a_non_membe
     const WORKERS: usize = 6;
     const CREATES_PER_WORKER: usize = 3;
     let app = patient_app().await;
-    let owner = app.register("olga").await;
+    let owner = app.user("olga").await;
     let admin = app.member_of(&owner, "adam", "admin").await;
     let org = owner.org_id;
-    let shared = app.contact(&owner, org, "Shared client").await;
+    let shared = owner.contact("Shared client").await;
     let db = app.sql().await;
 
     let mut anomalies = Vec::new();
@@ -542,13 +500,13 @@ async fn removing_a_member_while_they_create_leaves_nothing_owned_by_a_non_membe
             .member_of(&owner, &format!("leaver{round}"), "member")
             .await;
         // They own something already, so the removal has to reassign.
-        let first = app.contact(&leaver, org, "Own client").await;
-        warm_up(&app, &owner, org, WORKERS + 1).await;
+        let first = leaver.contact("Own client").await;
+        warm_up(&owner, org, WORKERS + 1).await;
 
         let barrier = Arc::new(Barrier::new(WORKERS + 1));
         let mut creators = Vec::new();
         for w in 0..WORKERS {
-            let (router, b) = (app.router.clone(), barrier.clone());
+            let b = barrier.clone();
             let calls: Vec<(&str, Call)> = (0..CREATES_PER_WORKER)
                 .map(|j| {
                     if (w + j) % 2 == 0 {
@@ -572,13 +530,13 @@ async fn removing_a_member_while_they_create_leaves_nothing_owned_by_a_non_membe
                 b.wait().await;
                 let mut out = Vec::new();
                 for (table, call) in calls {
-                    out.push((table, send(router.clone(), call).await));
+                    out.push((table, send(call).await));
                 }
                 out
             }));
         }
         let removal = {
-            let (router, b) = (app.router.clone(), barrier.clone());
+            let b = barrier.clone();
             let call = Call::new(
                 Method::DELETE,
                 format!(
@@ -592,7 +550,7 @@ async fn removing_a_member_while_they_create_leaves_nothing_owned_by_a_non_membe
             tokio::spawn(async move {
                 b.wait().await;
                 tokio::time::sleep(delay).await;
-                send(router, call).await
+                send(call).await
             })
         };
 
@@ -701,23 +659,14 @@ async fn concurrent_registrations_of_one_email_in_different_case_make_one_accoun
     let barrier = Arc::new(Barrier::new(variants.len()));
     let mut tasks = Vec::new();
     for (i, email) in variants.iter().enumerate() {
-        let (router, b) = (app.router.clone(), barrier.clone());
+        let b = barrier.clone();
         let body = json!({"email": email, "password": "correct horse", "name": "Casey",
                           "organization_name": format!("Casey Org {i}")});
+        let register = app.post("/api/v1/auth/register").json(body);
         tasks.push(tokio::spawn(async move {
             b.wait().await;
-            let request = Request::builder()
-                .method(Method::POST)
-                .uri("/api/v1/auth/register")
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap();
-            let response = router.oneshot(request).await.unwrap();
-            let status = response.status().as_u16();
-            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+            let res = register.await;
+            (res.status.as_u16(), res.body)
         }));
     }
     let mut answers: BTreeMap<String, usize> = BTreeMap::new();

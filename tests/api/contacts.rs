@@ -1,89 +1,62 @@
+use axum::http::Method;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{assert_fields, assert_timestamp, id_of, ids, page_items, TestApp};
+use crate::helpers::{
+    assert_bad_queries, assert_fields, assert_record, assert_updated, id_of, ids, page_items,
+    TestApp, TestUser, SALES,
+};
 
-const CONTACT_FIELDS: [&str; 8] = [
-    "id",
-    "organization_id",
-    "owner_id",
-    "name",
-    "email",
-    "phone",
-    "created_at",
-    "updated_at",
-];
+const CONTACTS: &str = "/api/v1/contacts";
+const CONTACT_FIELDS: &str = "id organization_id owner_id name email phone created_at updated_at";
 
 #[tokio::test]
 async fn contacts_create_get_update_delete() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     let org = ann.org_id;
 
-    let created = app
-        .post("/api/v1/contacts")
-        .token(&ann.access_token)
-        .org(org)
-        .json(json!({"name": "  Grace Hopper ", "email": "grace@navy.mil", "phone": "+1 555 0100"}))
-        .send()
+    let c = ann
+        .create(
+            "/api/v1/contacts",
+            json!({"name": "  Grace Hopper ", "email": "grace@navy.mil", "phone": "+1 555 0100"}),
+        )
         .await;
-    let c = created.ok(201).clone();
-    assert_fields(&c, &CONTACT_FIELDS);
-    assert_eq!(c["name"], "Grace Hopper");
-    assert_eq!(c["email"], "grace@navy.mil");
-    assert_eq!(c["phone"], "+1 555 0100");
-    assert_eq!(c["organization_id"], org.to_string());
-    assert_eq!(c["owner_id"], ann.id.to_string());
-    assert_timestamp(&c["created_at"]);
-    assert_timestamp(&c["updated_at"]);
-    let id = id_of(&c);
-    let path = format!("/api/v1/contacts/{id}");
+    assert_record(
+        &c,
+        CONTACT_FIELDS,
+        json!({"name": "Grace Hopper", "email": "grace@navy.mil", "phone": "+1 555 0100",
+               "organization_id": org, "owner_id": ann.id}),
+    );
+    let path = format!("/api/v1/contacts/{}", id_of(&c));
 
     // Email and phone are optional.
-    let bare = app
-        .create_contact(&ann, org, json!({"name": "No Details"}))
+    let bare = ann
+        .create("/api/v1/contacts", json!({"name": "No Details"}))
         .await;
-    assert_fields(&bare, &CONTACT_FIELDS);
-    assert_eq!(bare["email"], json!(null));
-    assert_eq!(bare["phone"], json!(null));
-
-    let got = app.read(&ann, org, &path).await;
-    assert_eq!(got, c);
+    assert_record(&bare, CONTACT_FIELDS, json!({"email": null, "phone": null}));
+    assert_eq!(ann.read(&path).await, c);
 
     // PATCH is partial; email and phone may be cleared with null.
-    let res = app
-        .patch(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .json(json!({"name": "Rear Admiral Hopper", "phone": null}))
-        .send()
-        .await;
-    let updated = res.ok(200).clone();
-    assert_fields(&updated, &CONTACT_FIELDS);
-    assert_eq!(updated["name"], "Rear Admiral Hopper");
-    assert_eq!(updated["email"], "grace@navy.mil");
-    assert_eq!(updated["phone"], json!(null));
-    assert_eq!(updated["created_at"], c["created_at"]);
-    assert_ne!(updated["updated_at"], c["updated_at"]);
-    assert_eq!(app.read(&ann, org, &path).await, updated);
+    let body = json!({"name": "Rear Admiral Hopper", "phone": null});
+    let updated = ann.patch(&path, body).await.ok(200).clone();
+    let want = json!({"name": "Rear Admiral Hopper", "email": "grace@navy.mil", "phone": null});
+    assert_record(&updated, CONTACT_FIELDS, want);
+    assert_updated(&c, &updated);
+    assert_eq!(ann.read(&path).await, updated);
 
     // Invalid values are 400 and change nothing.
-    for (body, code) in [
-        (json!({"email": "not an email"}), "contacts_email_invalid"),
-        (json!({"name": "   "}), "contacts_name_invalid"),
-        (json!({"name": null}), "value_required"),
-        (json!({"colour": "blue"}), "validation_failed"),
-        (json!({"name": 42}), "validation_failed"),
-    ] {
-        app.patch(&path)
-            .token(&ann.access_token)
-            .org(org)
-            .json(body)
-            .send()
-            .await
-            .problem(400, code);
-    }
-    assert_eq!(app.read(&ann, org, &path).await, updated);
+    let cases = vec![
+        (
+            json!({"email": "not an email"}),
+            400,
+            "contacts_email_invalid",
+        ),
+        (json!({"name": "   "}), 400, "contacts_name_invalid"),
+        (json!({"name": null}), 400, "value_required"),
+        (json!({"colour": "blue"}), 400, "validation_failed"),
+        (json!({"name": 42}), 400, "validation_failed"),
+    ];
+    ann.refused_patches(&path, cases).await;
     for (body, code) in [
         (json!({"name": ""}), "contacts_name_invalid"),
         (
@@ -93,118 +66,67 @@ async fn contacts_create_get_update_delete() {
         (json!({"email": "x@example.com"}), "validation_failed"),
         (json!({"name": "X", "extra": 1}), "validation_failed"),
     ] {
-        app.post("/api/v1/contacts")
-            .token(&ann.access_token)
-            .org(org)
-            .json(body)
-            .send()
-            .await
-            .problem(400, code);
+        ann.post("/api/v1/contacts", body).await.problem(400, code);
     }
-    app.post("/api/v1/contacts")
-        .token(&ann.access_token)
-        .org(org)
+    ann.req(Method::POST, "/api/v1/contacts")
         .raw("application/json", "{\"name\": ")
-        .send()
         .await
         .problem(400, "malformed_json");
-    app.post("/api/v1/contacts")
-        .token(&ann.access_token)
-        .org(org)
+    ann.req(Method::POST, "/api/v1/contacts")
         .raw("text/plain", "name=x")
-        .send()
         .await
         .problem(400, "unsupported_content_type");
-    let list = app.read(&ann, org, "/api/v1/contacts").await;
+    let list = ann.read("/api/v1/contacts").await;
     assert_eq!(page_items(&list, 1, 20, 2).len(), 2);
 
     // Delete: 204, then 404 everywhere.
-    let res = app
-        .delete(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
+    ann.delete_for_good(&path, json!({"name": "ghost"}), "contact_not_found")
         .await;
-    assert_eq!(res.status, 204);
-    assert_eq!(res.body, json!(null));
-    for res in [
-        app.get(&path)
-            .token(&ann.access_token)
-            .org(org)
-            .send()
-            .await,
-        app.patch(&path)
-            .token(&ann.access_token)
-            .org(org)
-            .json(json!({"name": "ghost"}))
-            .send()
-            .await,
-        app.delete(&path)
-            .token(&ann.access_token)
-            .org(org)
-            .send()
-            .await,
-    ] {
-        res.problem(404, "contact_not_found");
-    }
-    let list = app.read(&ann, org, "/api/v1/contacts").await;
+    let list = ann.read("/api/v1/contacts").await;
     assert_eq!(ids(&page_items(&list, 1, 20, 1)), vec![id_of(&bare)]);
 }
 
 #[tokio::test]
 async fn contacts_list_pages_newest_first() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let org = ann.org_id;
+    let (_, ann) = TestApp::with_user("ann").await;
     let mut created = Vec::new();
     for i in 0..25 {
-        created.push(app.contact(&ann, org, &format!("Contact {i:02}")).await);
+        created.push(ann.contact(&format!("Contact {i:02}")).await);
     }
     let newest_first: Vec<Uuid> = created.iter().rev().copied().collect();
 
     // Defaults: page 1, page_size 20.
-    let body = app.read(&ann, org, "/api/v1/contacts").await;
+    let body = ann.read("/api/v1/contacts").await;
     let items = page_items(&body, 1, 20, 25);
     assert_eq!(ids(&items), newest_first[..20]);
     for item in &items {
-        assert_fields(item, &CONTACT_FIELDS);
+        assert_fields(item, CONTACT_FIELDS);
     }
-    let body = app.read(&ann, org, "/api/v1/contacts?page=2").await;
+    let body = ann.read("/api/v1/contacts?page=2").await;
     assert_eq!(ids(&page_items(&body, 2, 20, 25)), newest_first[20..]);
-    let body = app
-        .read(&ann, org, "/api/v1/contacts?page=3&page_size=10")
-        .await;
+    let body = ann.read("/api/v1/contacts?page=3&page_size=10").await;
     assert_eq!(ids(&page_items(&body, 3, 10, 25)), newest_first[20..]);
-    let body = app
-        .read(&ann, org, "/api/v1/contacts?page=2&page_size=7")
-        .await;
+    let body = ann.read("/api/v1/contacts?page=2&page_size=7").await;
     assert_eq!(ids(&page_items(&body, 2, 7, 25)), newest_first[7..14]);
-    let body = app
-        .read(&ann, org, "/api/v1/contacts?page=1&page_size=100")
-        .await;
+    let body = ann.read("/api/v1/contacts?page=1&page_size=100").await;
     assert_eq!(ids(&page_items(&body, 1, 100, 25)), newest_first);
-    let body = app
-        .read(&ann, org, "/api/v1/contacts?page=9&page_size=1")
-        .await;
+    let body = ann.read("/api/v1/contacts?page=9&page_size=1").await;
     assert_eq!(ids(&page_items(&body, 9, 1, 25)), newest_first[8..9]);
     // Past the end: an empty page, same total.
-    let body = app.read(&ann, org, "/api/v1/contacts?page=4").await;
+    let body = ann.read("/api/v1/contacts?page=4").await;
     assert!(page_items(&body, 4, 20, 25).is_empty());
 }
 
 #[tokio::test]
 async fn contacts_search_is_case_insensitive_and_literal() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let org = ann.org_id;
+    let (_, ann) = TestApp::with_user("ann").await;
     let mk = |name: &str, email: Option<&str>| {
         let body = match email {
             Some(e) => json!({"name": name, "email": e}),
             None => json!({"name": name}),
         };
-        let app = &app;
         let ann = &ann;
-        async move { id_of(&app.create_contact(ann, org, body).await) }
+        async move { id_of(&ann.create("/api/v1/contacts", body).await) }
     };
     let alice = mk("Alice Smith", Some("alice@wonder.land")).await;
     let bob = mk("Bob", Some("BOB.SMITH@example.com")).await;
@@ -215,12 +137,9 @@ async fn contacts_search_is_case_insensitive_and_literal() {
     let backslash = mk("Back\\slash", None).await;
 
     let search = |q: &'static str| {
-        let app = &app;
         let ann = &ann;
         async move {
-            let body = app
-                .read(ann, org, &format!("/api/v1/contacts?search={q}"))
-                .await;
+            let body = ann.read(&format!("/api/v1/contacts?search={q}")).await;
             let mut got = ids(body["items"].as_array().unwrap());
             assert_eq!(body["total"], json!(got.len()), "total for {q}");
             got.sort();
@@ -251,8 +170,8 @@ async fn contacts_search_is_case_insensitive_and_literal() {
         "plain letters still match"
     );
     // Search combines with paging.
-    let body = app
-        .read(&ann, org, "/api/v1/contacts?search=GMBH&page_size=1&page=2")
+    let body = ann
+        .read("/api/v1/contacts?search=GMBH&page_size=1&page=2")
         .await;
     let items = page_items(&body, 2, 1, 2);
     // Newest first: snakeXcase, then snake_case.
@@ -261,174 +180,95 @@ async fn contacts_search_is_case_insensitive_and_literal() {
 
 #[tokio::test]
 async fn contacts_owner_filter_and_the_role_table() {
-    let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
-    let manager = app.member_of(&owner, "manager", "manager").await;
-    let mia = app.member_of(&owner, "mia", "member").await;
-    let max = app.member_of(&owner, "max", "member").await;
-    let org = owner.org_id;
+    let (app, owner, [manager, mia, max]) = TestApp::with_team(SALES).await;
 
     // Members create contacts owned by themselves.
-    let mias = app.contact(&mia, org, "Mia's client").await;
-    let maxs = app.contact(&max, org, "Max's client").await;
-    let owners = app.contact(&owner, org, "Owner's client").await;
+    let mias = mia.contact("Mia's client").await;
+    let maxs = max.contact("Max's client").await;
+    let owners = owner.contact("Owner's client").await;
     // ... and may name themselves explicitly.
-    let c = app
-        .create_contact(&mia, org, json!({"name": "Mine too", "owner_id": mia.id}))
-        .await;
+    let owned = |name: &str, owner: &TestUser| json!({"name": name, "owner_id": owner.id});
+    let c = mia.create(CONTACTS, owned("Mine too", &mia)).await;
     assert_eq!(c["owner_id"], mia.id.to_string());
     let mias2 = id_of(&c);
 
     // A member may not create a contact for someone else.
-    let p = app
-        .post("/api/v1/contacts")
-        .token(&mia.access_token)
-        .org(org)
-        .json(json!({"name": "For Max", "owner_id": max.id}))
-        .send()
-        .await;
-    assert_eq!(
-        p.problem(403, "role_forbidden")["errors"][0]["field"],
-        "owner_id"
-    );
+    let p = mia.post(CONTACTS, owned("For Max", &max)).await;
+    assert_eq!(p.field(403, "role_forbidden"), "owner_id");
     // A manager may.
-    let c = app
-        .create_contact(
-            &manager,
-            org,
-            json!({"name": "For Max", "owner_id": max.id}),
-        )
-        .await;
+    let c = manager.create(CONTACTS, owned("For Max", &max)).await;
     assert_eq!(c["owner_id"], max.id.to_string());
     let for_max = id_of(&c);
     // owner_id must be a member of this organization.
-    let stranger = app.register("stranger").await;
-    app.post("/api/v1/contacts")
-        .token(&owner.access_token)
-        .org(org)
-        .json(json!({"name": "Nobody's", "owner_id": stranger.id}))
-        .send()
+    let stranger = app.user("stranger").await;
+    owner
+        .post(
+            "/api/v1/contacts",
+            json!({"name": "Nobody's", "owner_id": stranger.id}),
+        )
         .await
         .problem(404, "contacts_owner_id_not_member");
 
     // Everyone reads everything.
-    let all = app.read(&mia, org, "/api/v1/contacts").await;
+    let all = mia.read("/api/v1/contacts").await;
     assert_eq!(page_items(&all, 1, 20, 5).len(), 5);
-    app.read(&mia, org, &format!("/api/v1/contacts/{maxs}"))
-        .await;
+    mia.read(&format!("/api/v1/contacts/{maxs}")).await;
 
     // owner_id filter: members only by themselves.
-    let mine = app
-        .read(&mia, org, &format!("/api/v1/contacts?owner_id={}", mia.id))
+    let mine = mia
+        .read(&format!("/api/v1/contacts?owner_id={}", mia.id))
         .await;
     assert_eq!(ids(&page_items(&mine, 1, 20, 2)), vec![mias2, mias]);
-    app.get(&format!("/api/v1/contacts?owner_id={}", max.id))
-        .token(&mia.access_token)
-        .org(org)
-        .send()
+    mia.get(&format!("/api/v1/contacts?owner_id={}", max.id))
         .await
         .problem(403, "role_forbidden");
-    let maxes = app
-        .read(
-            &manager,
-            org,
-            &format!("/api/v1/contacts?owner_id={}", max.id),
-        )
+    let maxes = manager
+        .read(&format!("/api/v1/contacts?owner_id={}", max.id))
         .await;
     assert_eq!(ids(&page_items(&maxes, 1, 20, 2)), vec![for_max, maxs]);
-    let combined = app
-        .read(
-            &owner,
-            org,
-            &format!("/api/v1/contacts?owner_id={}&search=for", max.id),
-        )
+    let combined = owner
+        .read(&format!("/api/v1/contacts?owner_id={}&search=for", max.id))
         .await;
     assert_eq!(ids(&page_items(&combined, 1, 20, 1)), vec![for_max]);
 
     // A member may not change, reassign or delete someone else's contact.
     let maxs_path = format!("/api/v1/contacts/{maxs}");
-    let before = app.read(&owner, org, &maxs_path).await;
-    app.patch(&maxs_path)
-        .token(&mia.access_token)
-        .org(org)
-        .json(json!({"name": "Stolen"}))
-        .send()
-        .await
-        .problem(403, "role_forbidden");
-    app.patch(&maxs_path)
-        .token(&mia.access_token)
-        .org(org)
-        .json(json!({"owner_id": mia.id}))
-        .send()
-        .await
-        .problem(403, "role_forbidden");
-    app.delete(&maxs_path)
-        .token(&mia.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(403, "role_forbidden");
-    assert_eq!(app.read(&owner, org, &maxs_path).await, before);
+    let before = owner.read(&maxs_path).await;
+    let patches = vec![json!({"name": "Stolen"}), json!({"owner_id": mia.id})];
+    mia.forbidden(&maxs_path, patches).await;
+    assert_eq!(owner.read(&maxs_path).await, before);
     // Nor give away their own.
     let mias_path = format!("/api/v1/contacts/{mias}");
-    app.patch(&mias_path)
-        .token(&mia.access_token)
-        .org(org)
-        .json(json!({"owner_id": max.id}))
-        .send()
+    mia.patch(&mias_path, json!({"owner_id": max.id}))
         .await
         .problem(403, "role_forbidden");
-    assert_eq!(
-        app.read(&owner, org, &mias_path).await["owner_id"],
-        mia.id.to_string()
-    );
+    assert_eq!(owner.read(&mias_path).await["owner_id"], mia.id.to_string());
     // But may change and delete their own.
-    let res = app
-        .patch(&mias_path)
-        .token(&mia.access_token)
-        .org(org)
-        .json(json!({"email": "client@mia.example"}))
-        .send()
+    let res = mia
+        .patch(&mias_path, json!({"email": "client@mia.example"}))
         .await;
     assert_eq!(res.ok(200)["email"], "client@mia.example");
 
     // A manager may change, reassign and delete other members' contacts.
-    let res = app
-        .patch(&maxs_path)
-        .token(&manager.access_token)
-        .org(org)
-        .json(json!({"name": "Handed over", "owner_id": mia.id}))
-        .send()
+    let res = manager
+        .patch(
+            &maxs_path,
+            json!({"name": "Handed over", "owner_id": mia.id}),
+        )
         .await;
     let body = res.ok(200);
     assert_eq!(body["owner_id"], mia.id.to_string());
     assert_eq!(body["name"], "Handed over");
-    app.patch(&maxs_path)
-        .token(&manager.access_token)
-        .org(org)
-        .json(json!({"owner_id": stranger.id}))
-        .send()
+    manager
+        .patch(&maxs_path, json!({"owner_id": stranger.id}))
         .await
         .problem(404, "contacts_owner_id_not_member");
-    assert_eq!(
-        app.read(&owner, org, &maxs_path).await["owner_id"],
-        mia.id.to_string()
-    );
-    let res = app
-        .delete(&format!("/api/v1/contacts/{for_max}"))
-        .token(&manager.access_token)
-        .org(org)
-        .send()
-        .await;
+    assert_eq!(owner.read(&maxs_path).await["owner_id"], mia.id.to_string());
+    let res = manager.delete(&format!("/api/v1/contacts/{for_max}")).await;
     assert_eq!(res.status, 204);
-    let res = app
-        .delete(&mias_path)
-        .token(&mia.access_token)
-        .org(org)
-        .send()
-        .await;
+    let res = mia.delete(&mias_path).await;
     assert_eq!(res.status, 204);
-    let left = app.read(&owner, org, "/api/v1/contacts").await;
+    let left = owner.read("/api/v1/contacts").await;
     let mut left = ids(&page_items(&left, 1, 20, 3));
     left.sort();
     let mut want = vec![maxs, owners, mias2];
@@ -436,242 +276,67 @@ async fn contacts_owner_filter_and_the_role_table() {
     assert_eq!(left, want);
 }
 
+/// (Tokens, the organization header, membership and malformed or unknown
+/// ids in the path: tenancy_probes.rs checks them for every operation.)
 #[tokio::test]
-async fn contacts_reject_bad_query_values_and_headers() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let org = ann.org_id;
-    let id = app.contact(&ann, org, "Someone").await;
-    for query in [
-        "page_size=500",
-        "page_size=101",
-        "page_size=0",
-        "page_size=-1",
-        "page=0",
-        "page=-3",
-        "page=one",
-        "owner_id=not-a-uuid",
-        "colour=blue",
-        "order_by=name",
-    ] {
-        let res = app
-            .get(&format!("/api/v1/contacts?{query}"))
-            .token(&ann.access_token)
-            .org(org)
-            .send()
-            .await;
-        let p = res.problem(400, "invalid_query_parameter");
-        assert!(p["errors"][0]["field"].is_string(), "{query}: {p}");
-    }
-    app.get("/api/v1/contacts/not-a-uuid")
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(400, "invalid_path_parameter");
-    app.patch("/api/v1/contacts/not-a-uuid")
-        .token(&ann.access_token)
-        .org(org)
-        .json(json!({"name": "x"}))
-        .send()
-        .await
-        .problem(400, "invalid_path_parameter");
-    app.delete("/api/v1/contacts/1234")
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(400, "invalid_path_parameter");
-    app.get(&format!("/api/v1/contacts/{}", Uuid::new_v4()))
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(404, "contact_not_found");
-
-    // Headers: token first (401), then the organization header (400), then membership (404).
-    let path = format!("/api/v1/contacts/{id}");
-    for p in ["/api/v1/contacts", path.as_str()] {
-        let res = app.get(p).org(org).send().await;
-        res.problem(401, "unauthenticated");
-        assert_eq!(res.headers["www-authenticate"], "Bearer");
-        app.get(p).send().await.problem(401, "unauthenticated");
-        let res = app.get(p).token(&ann.access_token).send().await;
-        assert_eq!(
-            res.problem(400, "organization_header_missing")["errors"][0]["field"],
-            "X-Organization-Id"
-        );
-        app.get(p)
-            .token(&ann.access_token)
-            .header("X-Organization-Id", "acme")
-            .send()
-            .await
-            .problem(400, "organization_header_invalid");
-        app.get(p)
-            .token(&ann.access_token)
-            .org(Uuid::new_v4())
-            .send()
-            .await
-            .problem(404, "organization_not_found");
-    }
-    app.post("/api/v1/contacts")
-        .token(&ann.access_token)
-        .json(json!({"name": "x"}))
-        .send()
-        .await
-        .problem(400, "organization_header_missing");
-    app.post("/api/v1/contacts")
-        .org(org)
-        .json(json!({"name": "x"}))
-        .send()
-        .await
-        .problem(401, "unauthenticated");
-    app.delete(&path)
-        .token("garbage")
-        .org(org)
-        .send()
-        .await
-        .problem(401, "invalid_token");
-
-    // An organization the user is not a member of: 404 for reads and writes.
-    let eve = app.register("eve").await;
-    for res in [
-        app.get("/api/v1/contacts")
-            .token(&eve.access_token)
-            .org(org)
-            .send()
-            .await,
-        app.get(&path)
-            .token(&eve.access_token)
-            .org(org)
-            .send()
-            .await,
-        app.post("/api/v1/contacts")
-            .token(&eve.access_token)
-            .org(org)
-            .json(json!({"name": "Planted"}))
-            .send()
-            .await,
-        app.patch(&path)
-            .token(&eve.access_token)
-            .org(org)
-            .json(json!({"name": "Defaced"}))
-            .send()
-            .await,
-        app.delete(&path)
-            .token(&eve.access_token)
-            .org(org)
-            .send()
-            .await,
-    ] {
-        res.problem(404, "organization_not_found");
-    }
-    let list = app.read(&ann, org, "/api/v1/contacts").await;
-    let items = page_items(&list, 1, 20, 1);
-    assert_eq!(items[0]["name"], "Someone");
+async fn contacts_reject_bad_query_values() {
+    let (_, ann) = TestApp::with_user("ann").await;
+    ann.contact("Someone").await;
+    let bad = "page_size=500 page_size=101 page_size=0 page_size=-1 page=0 page=-3 page=one \
+               owner_id=not-a-uuid colour=blue order_by=name";
+    assert_bad_queries(&ann, "/api/v1/contacts", bad).await;
 }
 
 #[tokio::test]
 async fn contacts_of_another_organization_are_404_r8() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let (app, ann) = TestApp::with_user("ann").await;
+    let bob = app.user("bob").await;
     // ann2 also belongs to Bob's organization (her token is valid there), yet
     // a request acting in her own organization cannot touch Bob's records.
     let ann_in_b = app.member_of(&bob, "ann2", "admin").await;
-    let theirs = app.contact(&bob, bob.org_id, "Bob's client").await;
+    let theirs = bob.contact("Bob's client").await;
     let path = format!("/api/v1/contacts/{theirs}");
-    let before = app.read(&bob, bob.org_id, &path).await;
-    for (user, org) in [(&ann, ann.org_id), (&ann_in_b, ann_in_b.org_id)] {
-        app.get(&path)
-            .token(&user.access_token)
-            .org(org)
-            .send()
-            .await
-            .problem(404, "contact_not_found");
-        app.patch(&path)
-            .token(&user.access_token)
-            .org(org)
-            .json(json!({"name": "Defaced"}))
-            .send()
-            .await
-            .problem(404, "contact_not_found");
-        app.delete(&path)
-            .token(&user.access_token)
-            .org(org)
-            .send()
-            .await
-            .problem(404, "contact_not_found");
-        let list = app.read(user, org, "/api/v1/contacts").await;
+    let before = bob.read(&path).await;
+    for user in [ann.clone(), ann_in_b.in_org(ann_in_b.org_id)] {
+        let patch = json!({"name": "Defaced"});
+        user.not_found(&path, patch, "contact_not_found").await;
+        let list = user.read("/api/v1/contacts").await;
         assert!(page_items(&list, 1, 20, 0).is_empty());
     }
-    assert_eq!(app.read(&bob, bob.org_id, &path).await, before);
+    assert_eq!(bob.read(&path).await, before);
     // The same user, acting in Bob's organization, sees it.
-    assert_eq!(app.read(&ann_in_b, bob.org_id, &path).await, before);
+    assert_eq!(ann_in_b.read(&path).await, before);
 }
 
 #[tokio::test]
 async fn a_contact_with_deals_cannot_be_deleted_r2() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let org = ann.org_id;
-    let contact = app.contact(&ann, org, "Client").await;
+    let (_, ann) = TestApp::with_user("ann").await;
+    let contact = ann.contact("Client").await;
     let path = format!("/api/v1/contacts/{contact}");
-    let open = app.deal(&ann, org, contact, "Open deal", "100").await;
-    let lost = app.deal(&ann, org, contact, "Lost deal", "50").await;
-    app.patch(&format!("/api/v1/deals/{lost}"))
-        .token(&ann.access_token)
-        .org(org)
-        .json(json!({"status": "lost", "stage": "closed"}))
-        .send()
-        .await
-        .ok(200);
-    let before = app.read(&ann, org, &path).await;
-    app.delete(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(409, "contact_has_deals");
-    assert_eq!(app.read(&ann, org, &path).await, before);
+    let open = ann.deal(contact, "Open deal", "100").await;
+    let lost = ann.deal(contact, "Lost deal", "50").await;
+    ann.patch(
+        &format!("/api/v1/deals/{lost}"),
+        json!({"status": "lost", "stage": "closed"}),
+    )
+    .await
+    .ok(200);
+    let before = ann.read(&path).await;
+    ann.delete(&path).await.problem(409, "contact_has_deals");
+    assert_eq!(ann.read(&path).await, before);
     // Still refused with only a closed, lost deal left.
-    let res = app
-        .delete(&format!("/api/v1/deals/{open}"))
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await;
+    let res = ann.delete(&format!("/api/v1/deals/{open}")).await;
     assert_eq!(res.status, 204);
-    app.delete(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(409, "contact_has_deals");
-    assert_eq!(app.read(&ann, org, &path).await, before);
-    let deals = app
-        .read(&ann, org, &format!("/api/v1/deals?contact_id={contact}"))
+    ann.delete(&path).await.problem(409, "contact_has_deals");
+    assert_eq!(ann.read(&path).await, before);
+    let deals = ann
+        .read(&format!("/api/v1/deals?contact_id={contact}"))
         .await;
     assert_eq!(ids(&page_items(&deals, 1, 20, 1)), vec![lost]);
     // With no deals left, it can go.
-    let res = app
-        .delete(&format!("/api/v1/deals/{lost}"))
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await;
+    let res = ann.delete(&format!("/api/v1/deals/{lost}")).await;
     assert_eq!(res.status, 204);
-    let res = app
-        .delete(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await;
+    let res = ann.delete(&path).await;
     assert_eq!(res.status, 204);
-    app.get(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(404, "contact_not_found");
+    ann.get(&path).await.problem(404, "contact_not_found");
 }

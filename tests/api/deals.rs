@@ -1,116 +1,66 @@
+use axum::http::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_fields, assert_timestamp, id_of, ids, page_items, TestApp, TestUser};
+use crate::helpers::{
+    assert_bad_queries, assert_fields, assert_lists, assert_record, assert_timestamp,
+    assert_updated, at, id_of, ids, list_ids, page_items, Neighbours, TestApp, TestUser, SALES,
+};
 
-const DEAL_FIELDS: [&str; 11] = [
-    "id",
-    "organization_id",
-    "contact_id",
-    "owner_id",
-    "title",
-    "amount",
-    "currency",
-    "status",
-    "stage",
-    "created_at",
-    "updated_at",
-];
-
-fn deal_path(id: Uuid) -> String {
-    format!("/api/v1/deals/{id}")
-}
-
-/// PATCH /deals/{id} as `user` in `org`.
-async fn patch_deal(
-    app: &TestApp,
-    user: &TestUser,
-    org: Uuid,
-    id: Uuid,
-    body: Value,
-) -> crate::helpers::TestResponse {
-    app.patch(&deal_path(id))
-        .token(&user.access_token)
-        .org(org)
-        .json(body)
-        .send()
-        .await
-}
+const DEALS: &str = "/api/v1/deals";
+const DEAL_FIELDS: &str = "id organization_id contact_id owner_id title amount currency status stage created_at updated_at";
 
 /// The deal list's ids for a query string.
-async fn list_ids(app: &TestApp, user: &TestUser, org: Uuid, query: &str) -> Vec<Uuid> {
-    let body = app.read(user, org, &format!("/api/v1/deals?{query}")).await;
-    let items = body["items"].as_array().unwrap().clone();
-    assert_eq!(body["total"], json!(items.len()), "total for {query}");
-    for item in &items {
-        assert_fields(item, &DEAL_FIELDS);
-    }
-    ids(&items)
+async fn listed(user: &TestUser, query: &str) -> Vec<Uuid> {
+    list_ids(user, DEALS, query, DEAL_FIELDS).await
 }
 
 #[tokio::test]
 async fn deals_create_get_update_delete() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let (_, ann) = TestApp::with_user("ann").await;
     let org = ann.org_id;
-    let contact = app.contact(&ann, org, "Client").await;
-    let res = app
-        .post("/api/v1/deals")
-        .token(&ann.access_token)
-        .org(org)
-        .json(json!({"contact_id": contact, "title": " Big deal ", "amount": 10000, "currency": "EUR"}))
-        .send()
-        .await;
-    let deal = res.ok(201).clone();
-    assert_fields(&deal, &DEAL_FIELDS);
-    assert_eq!(deal["organization_id"], org.to_string());
-    assert_eq!(deal["contact_id"], contact.to_string());
-    assert_eq!(deal["owner_id"], ann.id.to_string());
-    assert_eq!(deal["title"], "Big deal");
-    assert_eq!(deal["amount"], "10000.00");
-    assert_eq!(deal["currency"], "EUR");
-    assert_eq!(deal["status"], "new");
-    assert_eq!(deal["stage"], "qualification");
-    assert_timestamp(&deal["created_at"]);
-    assert_timestamp(&deal["updated_at"]);
+    let contact = ann.contact("Client").await;
+    let body =
+        json!({"contact_id": contact, "title": " Big deal ", "amount": 10000, "currency": "EUR"});
+    let deal = ann.create("/api/v1/deals", body).await;
+    assert_record(
+        &deal,
+        DEAL_FIELDS,
+        json!({"organization_id": org, "contact_id": contact, "owner_id": ann.id,
+               "title": "Big deal", "amount": "10000.00", "currency": "EUR",
+               "status": "new", "stage": "qualification"}),
+    );
     let id = id_of(&deal);
-    let path = deal_path(id);
-    assert_eq!(app.read(&ann, org, &path).await, deal);
+    let path = at(DEALS, id);
+    assert_eq!(ann.read(&path).await, deal);
 
     // A new deal's timeline holds its creation.
-    let timeline = app.timeline(&ann, org, id).await;
+    let timeline = ann.timeline(id).await;
     assert_eq!(timeline.len(), 1);
     assert_eq!(timeline[0]["type"], "system");
     assert_eq!(timeline[0]["deal_id"], id.to_string());
 
     // PATCH is partial.
-    let res = patch_deal(
-        &app,
-        &ann,
-        org,
-        id,
-        json!({"title": "Bigger deal", "amount": "12000.5", "currency": "USD"}),
-    )
-    .await;
-    let updated = res.ok(200).clone();
-    assert_fields(&updated, &DEAL_FIELDS);
-    assert_eq!(updated["title"], "Bigger deal");
-    assert_eq!(updated["amount"], "12000.50");
-    assert_eq!(updated["currency"], "USD");
-    assert_eq!(updated["status"], "new");
-    assert_eq!(updated["stage"], "qualification");
-    assert_eq!(updated["created_at"], deal["created_at"]);
-    assert_ne!(updated["updated_at"], deal["updated_at"]);
+    let body = json!({"title": "Bigger deal", "amount": "12000.5", "currency": "USD"});
+    let updated = ann.patch(&path, body).await.ok(200).clone();
+    assert_record(
+        &updated,
+        DEAL_FIELDS,
+        json!({"title": "Bigger deal", "amount": "12000.50", "currency": "USD",
+               "status": "new", "stage": "qualification"}),
+    );
+    assert_updated(&deal, &updated);
     // null means "not given".
-    let res = patch_deal(&app, &ann, org, id, json!({"title": null, "amount": null})).await;
+    let res = ann
+        .patch(&path, json!({"title": null, "amount": null}))
+        .await;
     assert_eq!(res.ok(200)["title"], "Bigger deal");
     assert_eq!(res.body["amount"], "12000.50");
     // Neither title nor amount changes are on the timeline.
-    assert_eq!(app.timeline_types(&ann, org, id).await, ["system"]);
+    assert_eq!(ann.timeline_types(id).await, ["system"]);
 
     // Invalid patches change nothing.
-    let current = app.read(&ann, org, &path).await;
-    for (body, status, code) in [
+    let cases = vec![
         (json!({"title": " "}), 400, "deals_title_invalid"),
         (json!({"status": "pending"}), 400, "validation_failed"),
         (json!({"stage": "closedish"}), 400, "validation_failed"),
@@ -125,62 +75,28 @@ async fn deals_create_get_update_delete() {
             404,
             "deals_contact_id_not_found",
         ),
-    ] {
-        patch_deal(&app, &ann, org, id, body)
-            .await
-            .problem(status, code);
-    }
-    assert_eq!(app.read(&ann, org, &path).await, current);
+    ];
+    ann.refused_patches(&path, cases).await;
 
     // Delete takes the timeline and tasks along.
-    let task = app.task(&ann, org, id, "Follow up", 1).await;
-    let res = app
-        .delete(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
+    let task = ann.task(id, "Follow up", 1).await;
+    ann.delete_for_good(&path, json!({"title": "ghost"}), "deal_not_found")
         .await;
-    assert_eq!(res.status, 204);
-    assert_eq!(res.body, json!(null));
-    app.get(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
+    ann.get(&format!("{path}/activities"))
         .await
         .problem(404, "deal_not_found");
-    patch_deal(&app, &ann, org, id, json!({"title": "ghost"}))
-        .await
-        .problem(404, "deal_not_found");
-    app.delete(&path)
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(404, "deal_not_found");
-    app.get(&format!("{path}/activities"))
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(404, "deal_not_found");
-    app.get(&format!("/api/v1/tasks/{task}"))
-        .token(&ann.access_token)
-        .org(org)
-        .send()
+    ann.get(&format!("/api/v1/tasks/{task}"))
         .await
         .problem(404, "task_not_found");
-    assert!(list_ids(&app, &ann, org, "").await.is_empty());
+    assert!(listed(&ann, "").await.is_empty());
     // The contact stays.
-    app.read(&ann, org, &format!("/api/v1/contacts/{contact}"))
-        .await;
+    ann.read(&format!("/api/v1/contacts/{contact}")).await;
 }
 
 #[tokio::test]
 async fn deal_amounts_are_exact_and_validated() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let org = ann.org_id;
-    let contact = app.contact(&ann, org, "Client").await;
+    let (_, ann) = TestApp::with_user("ann").await;
+    let contact = ann.contact("Client").await;
     let raw = |amount: &str, currency: &str| {
         format!(
             r#"{{"contact_id": "{contact}", "title": "Deal", "amount": {amount}, "currency": "{currency}"}}"#
@@ -199,17 +115,14 @@ async fn deal_amounts_are_exact_and_validated() {
         ("1.50", "1.50"),
         ("1e2", "100.00"),
     ] {
-        let res = app
-            .post("/api/v1/deals")
-            .token(&ann.access_token)
-            .org(org)
+        let res = ann
+            .req(Method::POST, "/api/v1/deals")
             .raw("application/json", raw(amount, "EUR"))
-            .send()
             .await;
         assert_eq!(res.ok(201)["amount"], want, "amount {amount}");
         created += 1;
         // And it reads back the same.
-        let got = app.read(&ann, org, &deal_path(id_of(&res.body))).await;
+        let got = ann.read(&at(DEALS, id_of(&res.body))).await;
         assert_eq!(got["amount"], want);
     }
     for (amount, currency, code) in [
@@ -227,12 +140,9 @@ async fn deal_amounts_are_exact_and_validated() {
         ("10", "EU", "deals_currency_invalid"),
         ("10", "E1R", "deals_currency_invalid"),
     ] {
-        let res = app
-            .post("/api/v1/deals")
-            .token(&ann.access_token)
-            .org(org)
+        let res = ann
+            .req(Method::POST, "/api/v1/deals")
             .raw("application/json", raw(amount, currency))
-            .send()
             .await;
         let p = res.problem(400, code);
         let field = if code == "deals_currency_invalid" {
@@ -250,46 +160,38 @@ async fn deal_amounts_are_exact_and_validated() {
         json!({"contact_id": contact, "title": "Deal", "amount": 1}),
         json!({"contact_id": contact, "title": "Deal", "amount": 1, "currency": "EUR", "status": "won"}),
     ] {
-        app.post("/api/v1/deals")
-            .token(&ann.access_token)
-            .org(org)
-            .json(body)
-            .send()
+        ann.post("/api/v1/deals", body)
             .await
             .problem(400, "validation_failed");
     }
-    let body = app.read(&ann, org, "/api/v1/deals?page_size=100").await;
+    let body = ann.read("/api/v1/deals?page_size=100").await;
     page_items(&body, 1, 100, created);
 
     // The same rules on PATCH, and a rejected PATCH changes nothing.
     let id = id_of(&body["items"][0]);
-    let path = deal_path(id);
-    let res = patch_deal(&app, &ann, org, id, json!({"amount": 0.5})).await;
+    let path = at(DEALS, id);
+    let res = ann.patch(&at(DEALS, id), json!({"amount": 0.5})).await;
     assert_eq!(res.ok(200)["amount"], "0.50");
-    let res = patch_deal(&app, &ann, org, id, json!({"amount": "77.7"})).await;
+    let res = ann.patch(&at(DEALS, id), json!({"amount": "77.7"})).await;
     assert_eq!(res.ok(200)["amount"], "77.70");
-    let before = app.read(&ann, org, &path).await;
+    let before = ann.read(&path).await;
     for (body, code) in [
         (json!({"amount": "0.001"}), "validation_failed"),
         (json!({"amount": -1}), "deals_amount_negative"),
         (json!({"amount": "x"}), "validation_failed"),
         (json!({"currency": "usd"}), "deals_currency_invalid"),
     ] {
-        patch_deal(&app, &ann, org, id, body)
-            .await
-            .problem(400, code);
+        ann.patch(&at(DEALS, id), body).await.problem(400, code);
     }
-    assert_eq!(app.read(&ann, org, &path).await, before);
+    assert_eq!(ann.read(&path).await, before);
 }
 
 /// Out-of-range amounts and over-long currencies are validation errors like
 /// any other: 400 naming the field (SPEC §7), never a bare "invalid_value".
 #[tokio::test]
 async fn deal_amount_overflow_and_long_currency_name_their_field() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let org = ann.org_id;
-    let contact = app.contact(&ann, org, "Client").await;
+    let (_, ann) = TestApp::with_user("ann").await;
+    let contact = ann.contact("Client").await;
     let mut got = Vec::new();
     let mut want = Vec::new();
     for (amount, currency, field) in [
@@ -297,13 +199,7 @@ async fn deal_amount_overflow_and_long_currency_name_their_field() {
         (json!(1e20), "EUR", "amount"),
         (json!(1), "EURO", "currency"),
     ] {
-        let res = app
-            .post("/api/v1/deals")
-            .token(&ann.access_token)
-            .org(org)
-            .json(json!({"contact_id": contact, "title": "Huge", "amount": amount, "currency": currency}))
-            .send()
-            .await;
+        let res = ann.post("/api/v1/deals", json!({"contact_id": contact, "title": "Huge", "amount": amount, "currency": currency})).await;
         let case = format!("amount {amount}, currency {currency}");
         got.push((
             case.clone(),
@@ -313,16 +209,14 @@ async fn deal_amount_overflow_and_long_currency_name_their_field() {
         want.push((case, 400, json!(field)));
     }
     assert_eq!(got, want);
-    let body = app.read(&ann, org, "/api/v1/deals").await;
+    let body = ann.read("/api/v1/deals").await;
     assert!(page_items(&body, 1, 20, 0).is_empty());
 }
 
 struct Pipeline {
-    app: TestApp,
     ann: TestUser,
     mo: TestUser,
     mia: TestUser,
-    org: Uuid,
     c1: Uuid,
     c2: Uuid,
     d: [Uuid; 5],
@@ -336,23 +230,19 @@ struct Pipeline {
 /// d5 mia (created by the manager)/c1 "echo" 250.50 new/negotiation.
 /// Created d1..d5, then updated d2, d3, d4, d5, d1 (in that order).
 async fn pipeline() -> Pipeline {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let mo = app.member_of(&ann, "mo", "manager").await;
-    let mia = app.member_of(&ann, "mia", "member").await;
+    let (app, ann) = TestApp::with_user("ann").await;
+    let [mo, mia] = app
+        .members(&ann, [("mo", "manager"), ("mia", "member")])
+        .await;
     let org = ann.org_id;
-    let c1 = app.contact(&ann, org, "First client").await;
-    let c2 = app.contact(&mia, org, "Second client").await;
-    let d1 = app.deal(&ann, org, c1, "alpha", "100").await;
-    let d2 = app.deal(&ann, org, c1, "bravo", "250.50").await;
-    let d3 = app.deal(&mia, org, c2, "charlie", "1000").await;
-    let d4 = app.deal(&mia, org, c2, "delta", "0").await;
+    let c1 = ann.contact("First client").await;
+    let c2 = mia.contact("Second client").await;
+    let d1 = ann.deal(c1, "alpha", "100").await;
+    let d2 = ann.deal(c1, "bravo", "250.50").await;
+    let d3 = mia.deal(c2, "charlie", "1000").await;
+    let d4 = mia.deal(c2, "delta", "0").await;
     let d5 = id_of(
-        &app.create_deal(
-            &mo,
-            org,
-            json!({"contact_id": c1, "title": "echo", "amount": 250.5, "currency": "EUR", "owner_id": mia.id}),
-        )
+        &mo.create("/api/v1/deals", json!({"contact_id": c1, "title": "echo", "amount": 250.5, "currency": "EUR", "owner_id": mia.id}))
         .await,
     );
     for (user, id, body) in [
@@ -366,14 +256,12 @@ async fn pipeline() -> Pipeline {
         (&mia, d5, json!({"stage": "negotiation"})),
         (&ann, d1, json!({"title": "alpha"})),
     ] {
-        patch_deal(&app, user, org, id, body).await.ok(200);
+        user.in_org(org).patch(&at(DEALS, id), body).await.ok(200);
     }
     Pipeline {
-        app,
         ann,
         mo,
         mia,
-        org,
         c1,
         c2,
         d: [d1, d2, d3, d4, d5],
@@ -383,90 +271,77 @@ async fn pipeline() -> Pipeline {
 #[tokio::test]
 async fn deals_list_filters() {
     let Pipeline {
-        app,
         ann,
         mo,
         mia,
-        org,
         c1,
         c2,
-        d: [d1, d2, d3, d4, d5],
+        d,
     } = pipeline().await;
-    let q = |query: &'static str| list_ids(&app, &ann, org, query);
+    let [d1, d2, d3, d4, d5] = d;
     // Default: newest first, envelope with page 1, page_size 20.
-    let body = app.read(&ann, org, "/api/v1/deals").await;
+    let body = ann.read("/api/v1/deals").await;
     assert_eq!(ids(&page_items(&body, 1, 20, 5)), vec![d5, d4, d3, d2, d1]);
     let d5_item = &body["items"][0];
     assert_eq!(d5_item["owner_id"], mia.id.to_string());
     assert_eq!(d5_item["amount"], "250.50");
     assert_eq!(d5_item["stage"], "negotiation");
 
-    assert_eq!(q("status=new").await, vec![d5, d1]);
-    assert_eq!(q("status=new&status=won").await, vec![d5, d3, d1]);
-    assert_eq!(q("status=won&status=new").await, vec![d5, d3, d1]);
-    assert_eq!(q("status=in_progress").await, vec![d2]);
-    assert_eq!(q("status=lost").await, vec![d4]);
-    assert_eq!(
-        q("status=new&status=in_progress&status=won&status=lost").await,
-        vec![d5, d4, d3, d2, d1]
-    );
-    assert_eq!(q("stage=qualification").await, vec![d1]);
-    assert_eq!(q("stage=proposal").await, vec![d2]);
-    assert_eq!(q("stage=negotiation").await, vec![d5]);
-    assert_eq!(q("stage=closed").await, vec![d4, d3]);
-    assert_eq!(q("stage=closed&status=won").await, vec![d3]);
-    // Amount bounds are inclusive.
-    assert_eq!(q("min_amount=250.50").await, vec![d5, d3, d2]);
-    assert_eq!(q("min_amount=250.51").await, vec![d3]);
-    assert_eq!(q("max_amount=250.5").await, vec![d5, d4, d2, d1]);
-    assert_eq!(q("max_amount=0").await, vec![d4]);
-    assert_eq!(
-        q("min_amount=100&max_amount=250.50").await,
-        vec![d5, d2, d1]
-    );
-    assert_eq!(q("min_amount=2000").await, Vec::<Uuid>::new());
-    // Owner and contact.
-    let by_mia = list_ids(&app, &ann, org, &format!("owner_id={}", mia.id)).await;
-    assert_eq!(by_mia, vec![d5, d4, d3]);
-    let by_ann = list_ids(&app, &mo, org, &format!("owner_id={}", ann.id)).await;
-    assert_eq!(by_ann, vec![d2, d1]);
-    let by_c1 = list_ids(&app, &ann, org, &format!("contact_id={c1}")).await;
-    assert_eq!(by_c1, vec![d5, d2, d1]);
-    let by_c2 = list_ids(&app, &ann, org, &format!("contact_id={c2}")).await;
-    assert_eq!(by_c2, vec![d4, d3]);
-    let none = list_ids(&app, &ann, org, &format!("contact_id={}", Uuid::new_v4())).await;
-    assert!(none.is_empty());
-    // Combined.
-    let combo = list_ids(
-        &app,
-        &ann,
-        org,
-        &format!("owner_id={}&status=new&status=lost&min_amount=1", mia.id),
-    )
-    .await;
-    assert_eq!(combo, vec![d5]);
-    let body = app
-        .read(
-            &ann,
-            org,
-            &format!("/api/v1/deals?contact_id={c1}&max_amount=250.50&order_by=amount&order=asc&page_size=2"),
-        )
+    let none = Vec::<Uuid>::new();
+    let cases = [
+        ("status=new", vec![d5, d1]),
+        ("status=new&status=won", vec![d5, d3, d1]),
+        ("status=won&status=new", vec![d5, d3, d1]),
+        ("status=in_progress", vec![d2]),
+        ("status=lost", vec![d4]),
+        (
+            "status=new&status=in_progress&status=won&status=lost",
+            vec![d5, d4, d3, d2, d1],
+        ),
+        ("stage=qualification", vec![d1]),
+        ("stage=proposal", vec![d2]),
+        ("stage=negotiation", vec![d5]),
+        ("stage=closed", vec![d4, d3]),
+        ("stage=closed&status=won", vec![d3]),
+        // Amount bounds are inclusive.
+        ("min_amount=250.50", vec![d5, d3, d2]),
+        ("min_amount=250.51", vec![d3]),
+        ("max_amount=250.5", vec![d5, d4, d2, d1]),
+        ("max_amount=0", vec![d4]),
+        ("min_amount=100&max_amount=250.50", vec![d5, d2, d1]),
+        ("min_amount=2000", none.clone()),
+    ];
+    let mut cases: Vec<(String, Vec<Uuid>)> = cases.map(|(q, ids)| (q.to_owned(), ids)).into();
+    // Owner and contact, and combined.
+    cases.extend([
+        (format!("owner_id={}", mia.id), vec![d5, d4, d3]),
+        (format!("contact_id={c1}"), vec![d5, d2, d1]),
+        (format!("contact_id={c2}"), vec![d4, d3]),
+        (format!("contact_id={}", Uuid::new_v4()), none),
+        (
+            format!("owner_id={}&status=new&status=lost&min_amount=1", mia.id),
+            vec![d5],
+        ),
+    ]);
+    assert_lists(&ann, DEALS, DEAL_FIELDS, cases).await;
+    let by_ann = vec![(format!("owner_id={}", ann.id), vec![d2, d1])];
+    assert_lists(&mo, DEALS, DEAL_FIELDS, by_ann).await;
+    let body = ann
+        .read(&format!(
+            "/api/v1/deals?contact_id={c1}&max_amount=250.50&order_by=amount&order=asc&page_size=2"
+        ))
         .await;
     let items = page_items(&body, 1, 2, 3);
     assert_eq!(items[0]["id"], d1.to_string());
     assert_eq!(items[1]["amount"], "250.50");
     // Paged filters keep the full total.
-    let body = app
-        .read(
-            &ann,
-            org,
-            "/api/v1/deals?status=new&status=won&page=2&page_size=2",
-        )
+    let body = ann
+        .read("/api/v1/deals?status=new&status=won&page=2&page_size=2")
         .await;
     assert_eq!(ids(&page_items(&body, 2, 2, 3)), vec![d1]);
     // The largest page number is just an empty page.
-    let body = app
-        .read(&ann, org, "/api/v1/deals?page=2147483647&page_size=100")
+    let body = ann
+        .read("/api/v1/deals?page=2147483647&page_size=100")
         .await;
     assert!(page_items(&body, 2147483647, 100, 5).is_empty());
 }
@@ -474,45 +349,28 @@ async fn deals_list_filters() {
 #[tokio::test]
 async fn deals_list_sorts_with_ties_broken_by_id() {
     let Pipeline {
-        app,
         ann,
-        org,
         d: [d1, d2, d3, d4, d5],
         ..
     } = pipeline().await;
-    let q = |query: &'static str| list_ids(&app, &ann, org, query);
     // d2 and d5 share an amount (250.50): ties go by id.
     let (lo, hi) = if d2 < d5 { (d2, d5) } else { (d5, d2) };
 
-    assert_eq!(q("order_by=created_at").await, vec![d5, d4, d3, d2, d1]);
-    assert_eq!(q("order=desc").await, vec![d5, d4, d3, d2, d1]);
-    assert_eq!(
-        q("order_by=created_at&order=asc").await,
-        vec![d1, d2, d3, d4, d5]
-    );
-    assert_eq!(q("order=asc").await, vec![d1, d2, d3, d4, d5]);
-    assert_eq!(
-        q("order_by=updated_at&order=asc").await,
-        vec![d2, d3, d4, d5, d1]
-    );
-    assert_eq!(q("order_by=updated_at").await, vec![d1, d5, d4, d3, d2]);
-    assert_eq!(
-        q("order_by=amount&order=asc").await,
-        vec![d4, d1, lo, hi, d3]
-    );
-    assert_eq!(
-        q("order_by=amount&order=desc").await,
-        vec![d3, hi, lo, d1, d4]
-    );
-    assert_eq!(q("order_by=amount").await, vec![d3, hi, lo, d1, d4]);
-    assert_eq!(
-        q("order_by=title&order=asc").await,
-        vec![d1, d2, d3, d4, d5]
-    );
-    assert_eq!(
-        q("order_by=title&order=desc").await,
-        vec![d5, d4, d3, d2, d1]
-    );
+    let cases = [
+        ("order_by=created_at", vec![d5, d4, d3, d2, d1]),
+        ("order=desc", vec![d5, d4, d3, d2, d1]),
+        ("order_by=created_at&order=asc", vec![d1, d2, d3, d4, d5]),
+        ("order=asc", vec![d1, d2, d3, d4, d5]),
+        ("order_by=updated_at&order=asc", vec![d2, d3, d4, d5, d1]),
+        ("order_by=updated_at", vec![d1, d5, d4, d3, d2]),
+        ("order_by=amount&order=asc", vec![d4, d1, lo, hi, d3]),
+        ("order_by=amount&order=desc", vec![d3, hi, lo, d1, d4]),
+        ("order_by=amount", vec![d3, hi, lo, d1, d4]),
+        ("order_by=title&order=asc", vec![d1, d2, d3, d4, d5]),
+        ("order_by=title&order=desc", vec![d5, d4, d3, d2, d1]),
+    ];
+    let cases = cases.map(|(q, ids)| (q.to_owned(), ids)).into();
+    assert_lists(&ann, DEALS, DEAL_FIELDS, cases).await;
     // Paging through a sort with ties gives every deal exactly once, in order.
     for (query, whole) in [
         ("order_by=amount&order=asc", vec![d4, d1, lo, hi, d3]),
@@ -520,12 +378,8 @@ async fn deals_list_sorts_with_ties_broken_by_id() {
     ] {
         let mut paged = Vec::new();
         for page in 1..=3 {
-            let body = app
-                .read(
-                    &ann,
-                    org,
-                    &format!("/api/v1/deals?{query}&page={page}&page_size=2"),
-                )
+            let body = ann
+                .read(&format!("/api/v1/deals?{query}&page={page}&page_size=2"))
                 .await;
             let items = page_items(&body, page, 2, 5);
             paged.extend(ids(&items));
@@ -533,158 +387,45 @@ async fn deals_list_sorts_with_ties_broken_by_id() {
         assert_eq!(paged, whole, "{query}");
     }
     // Many equal amounts: ties are in id order, in the sort's direction.
-    let contact = app.contact(&ann, org, "Tied").await;
+    let contact = ann.contact("Tied").await;
     let mut tied = Vec::new();
     for i in 0..6 {
-        tied.push(
-            app.deal(&ann, org, contact, &format!("tie {i}"), "42")
-                .await,
-        );
+        tied.push(ann.deal(contact, &format!("tie {i}"), "42").await);
     }
     tied.sort();
-    let asc = list_ids(
-        &app,
-        &ann,
-        org,
-        &format!("contact_id={contact}&order_by=amount&order=asc"),
-    )
-    .await;
-    assert_eq!(asc, tied);
-    let desc = list_ids(
-        &app,
-        &ann,
-        org,
-        &format!("contact_id={contact}&order_by=amount&order=desc"),
-    )
-    .await;
     let mut rev = tied.clone();
     rev.reverse();
-    assert_eq!(desc, rev);
+    let cases = vec![
+        (
+            format!("contact_id={contact}&order_by=amount&order=asc"),
+            tied,
+        ),
+        (
+            format!("contact_id={contact}&order_by=amount&order=desc"),
+            rev,
+        ),
+    ];
+    assert_lists(&ann, DEALS, DEAL_FIELDS, cases).await;
 }
 
+/// (Tokens, the organization header, membership and malformed or unknown
+/// ids in the path: tenancy_probes.rs checks them for every operation.)
 #[tokio::test]
-async fn deals_reject_bad_query_values_and_headers() {
-    let Pipeline {
-        app, ann, org, d, ..
-    } = pipeline().await;
-    for query in [
-        "page_size=500",
-        "page_size=101",
-        "page_size=0",
-        "page=0",
-        "page=x",
-        "order_by=password",
-        "order_by=amount%3Bdrop%20table%20deals",
-        "order_by=",
-        "order=sideways",
-        "order=ASC%20NULLS%20FIRST",
-        "status=pending",
-        "status=new&status=pending",
-        "status=NEW",
-        "stage=closedish",
-        "min_amount=abc",
-        "max_amount=1.234",
-        "owner_id=not-a-uuid",
-        "contact_id=123",
-        "colour=blue",
-        "search=alpha",
-    ] {
-        let res = app
-            .get(&format!("/api/v1/deals?{query}"))
-            .token(&ann.access_token)
-            .org(org)
-            .send()
-            .await;
-        assert_eq!(res.status, 400, "{query}: {}", res.body);
-        res.problem(400, "invalid_query_parameter");
-    }
-    for path in [
-        "/api/v1/deals/not-a-uuid",
-        "/api/v1/deals/not-a-uuid/activities",
-    ] {
-        app.get(path)
-            .token(&ann.access_token)
-            .org(org)
-            .send()
-            .await
-            .problem(400, "invalid_path_parameter");
-    }
-    app.patch("/api/v1/deals/42")
-        .token(&ann.access_token)
-        .org(org)
-        .json(json!({"title": "x"}))
-        .send()
-        .await
-        .problem(400, "invalid_path_parameter");
-    app.delete("/api/v1/deals/42")
-        .token(&ann.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(400, "invalid_path_parameter");
-    let path = deal_path(d[0]);
-    for p in ["/api/v1/deals", path.as_str()] {
-        app.get(p)
-            .org(org)
-            .send()
-            .await
-            .problem(401, "unauthenticated");
-        app.get(p)
-            .token(&ann.access_token)
-            .send()
-            .await
-            .problem(400, "organization_header_missing");
-        app.get(p)
-            .token(&ann.access_token)
-            .header("X-Organization-Id", "12345")
-            .send()
-            .await
-            .problem(400, "organization_header_invalid");
-        app.get(p)
-            .token(&ann.access_token)
-            .org(Uuid::new_v4())
-            .send()
-            .await
-            .problem(404, "organization_not_found");
-    }
-    // Not a member: 404 for reads and writes, and nothing changes.
-    let eve = app.register("eve").await;
-    let before = app.read(&ann, org, &path).await;
-    app.patch(&path)
-        .token(&eve.access_token)
-        .org(org)
-        .json(json!({"status": "lost"}))
-        .send()
-        .await
-        .problem(404, "organization_not_found");
-    app.delete(&path)
-        .token(&eve.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(404, "organization_not_found");
-    app.post("/api/v1/deals")
-        .token(&eve.access_token)
-        .org(org)
-        .json(json!({"contact_id": before["contact_id"], "title": "x", "amount": 1, "currency": "EUR"}))
-        .send()
-        .await
-        .problem(404, "organization_not_found");
-    assert_eq!(app.read(&ann, org, &path).await, before);
-    assert_eq!(app.timeline_types(&ann, org, d[0]).await, ["system"]);
-    assert_eq!(list_ids(&app, &ann, org, "").await.len(), 5);
+async fn deals_reject_bad_query_values() {
+    let Pipeline { ann, .. } = pipeline().await;
+    let bad = "page_size=500 page_size=101 page_size=0 page=0 page=x order_by=password \
+               order_by=amount%3Bdrop%20table%20deals order_by= order=sideways \
+               order=ASC%20NULLS%20FIRST status=pending status=new&status=pending status=NEW \
+               stage=closedish min_amount=abc max_amount=1.234 owner_id=not-a-uuid \
+               contact_id=123 colour=blue search=alpha";
+    assert_bad_queries(&ann, "/api/v1/deals", bad).await;
 }
 
 #[tokio::test]
 async fn deals_follow_the_role_table() {
-    let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
-    let manager = app.member_of(&owner, "manager", "manager").await;
-    let mia = app.member_of(&owner, "mia", "member").await;
-    let max = app.member_of(&owner, "max", "member").await;
-    let stranger = app.register("stranger").await;
-    let org = owner.org_id;
-    let contact = app.contact(&owner, org, "Shared client").await;
+    let (app, owner, [manager, mia, max]) = TestApp::with_team(SALES).await;
+    let stranger = app.user("stranger").await;
+    let contact = owner.contact("Shared client").await;
     let new_deal = |owner_id: Option<Uuid>| {
         let mut body =
             json!({"contact_id": contact, "title": "Deal", "amount": "10", "currency": "EUR"});
@@ -695,252 +436,183 @@ async fn deals_follow_the_role_table() {
     };
 
     // Members create deals owned by themselves, even on others' contacts.
-    let mias = app.create_deal(&mia, org, new_deal(None)).await;
+    let mias = mia.create("/api/v1/deals", new_deal(None)).await;
     assert_eq!(mias["owner_id"], mia.id.to_string());
     let mias = id_of(&mias);
-    let explicit = app.create_deal(&mia, org, new_deal(Some(mia.id))).await;
+    let explicit = mia.create("/api/v1/deals", new_deal(Some(mia.id))).await;
     assert_eq!(explicit["owner_id"], mia.id.to_string());
     // Not for someone else; a manager may.
-    let p = app
-        .post("/api/v1/deals")
-        .token(&mia.access_token)
-        .org(org)
-        .json(new_deal(Some(max.id)))
-        .send()
+    let p = mia.post("/api/v1/deals", new_deal(Some(max.id))).await;
+    assert_eq!(p.field(403, "role_forbidden"), "owner_id");
+    let maxs = manager
+        .create("/api/v1/deals", new_deal(Some(max.id)))
         .await;
-    assert_eq!(
-        p.problem(403, "role_forbidden")["errors"][0]["field"],
-        "owner_id"
-    );
-    let maxs = app.create_deal(&manager, org, new_deal(Some(max.id))).await;
     assert_eq!(maxs["owner_id"], max.id.to_string());
     let maxs = id_of(&maxs);
-    app.post("/api/v1/deals")
-        .token(&owner.access_token)
-        .org(org)
-        .json(new_deal(Some(stranger.id)))
-        .send()
+    owner
+        .post("/api/v1/deals", new_deal(Some(stranger.id)))
         .await
         .problem(404, "deals_owner_id_not_member");
-    assert_eq!(list_ids(&app, &owner, org, "").await.len(), 3);
+    assert_eq!(listed(&owner, "").await.len(), 3);
 
     // Everyone reads every deal.
-    app.read(&mia, org, &deal_path(maxs)).await;
-    assert_eq!(list_ids(&app, &mia, org, "").await.len(), 3);
+    mia.read(&at(DEALS, maxs)).await;
+    assert_eq!(listed(&mia, "").await.len(), 3);
 
     // owner_id filter: a member only by themselves.
-    let own = list_ids(&app, &mia, org, &format!("owner_id={}", mia.id)).await;
+    let own = listed(&mia, &format!("owner_id={}", mia.id)).await;
     assert_eq!(own.len(), 2);
     assert!(own.contains(&mias));
-    app.get(&format!("/api/v1/deals?owner_id={}", max.id))
-        .token(&mia.access_token)
-        .org(org)
-        .send()
+    mia.get(&format!("/api/v1/deals?owner_id={}", max.id))
         .await
         .problem(403, "role_forbidden");
     assert_eq!(
-        list_ids(&app, &manager, org, &format!("owner_id={}", max.id)).await,
+        listed(&manager, &format!("owner_id={}", max.id)).await,
         vec![maxs]
     );
 
     // A member may not touch another member's deal.
-    let before = app.read(&owner, org, &deal_path(maxs)).await;
-    for body in [
+    let before = owner.read(&at(DEALS, maxs)).await;
+    let patches = vec![
         json!({"title": "Mine now"}),
         json!({"status": "in_progress"}),
         json!({"stage": "proposal"}),
         json!({"owner_id": mia.id}),
-    ] {
-        patch_deal(&app, &mia, org, maxs, body)
-            .await
-            .problem(403, "role_forbidden");
-    }
-    app.delete(&deal_path(maxs))
-        .token(&mia.access_token)
-        .org(org)
-        .send()
-        .await
-        .problem(403, "role_forbidden");
-    assert_eq!(app.read(&owner, org, &deal_path(maxs)).await, before);
-    assert_eq!(app.timeline_types(&owner, org, maxs).await, ["system"]);
+    ];
+    mia.forbidden(&at(DEALS, maxs), patches).await;
+    assert_eq!(owner.read(&at(DEALS, maxs)).await, before);
+    assert_eq!(owner.timeline_types(maxs).await, ["system"]);
     // Nor give their own away.
-    patch_deal(&app, &mia, org, mias, json!({"owner_id": max.id}))
+    mia.patch(&at(DEALS, mias), json!({"owner_id": max.id}))
         .await
         .problem(403, "role_forbidden");
     assert_eq!(
-        app.read(&owner, org, &deal_path(mias)).await["owner_id"],
+        owner.read(&at(DEALS, mias)).await["owner_id"],
         mia.id.to_string()
     );
     // Their own they may change and delete.
-    let res = patch_deal(
-        &app,
-        &mia,
-        org,
-        mias,
-        json!({"title": "Mia's big one", "status": "in_progress"}),
-    )
-    .await;
+    let res = mia
+        .patch(
+            &at(DEALS, mias),
+            json!({"title": "Mia's big one", "status": "in_progress"}),
+        )
+        .await;
     assert_eq!(res.ok(200)["title"], "Mia's big one");
     assert_eq!(res.body["status"], "in_progress");
-    let res = app
-        .delete(&deal_path(id_of(&explicit)))
-        .token(&mia.access_token)
-        .org(org)
-        .send()
-        .await;
+    let res = mia.delete(&at(DEALS, id_of(&explicit))).await;
     assert_eq!(res.status, 204);
 
     // A manager may change, reassign and delete other members' deals.
-    let res = patch_deal(
-        &app,
-        &manager,
-        org,
-        maxs,
-        json!({"owner_id": mia.id, "title": "Reassigned"}),
-    )
-    .await;
+    let res = manager
+        .patch(
+            &at(DEALS, maxs),
+            json!({"owner_id": mia.id, "title": "Reassigned"}),
+        )
+        .await;
     assert_eq!(res.ok(200)["owner_id"], mia.id.to_string());
-    patch_deal(&app, &manager, org, maxs, json!({"owner_id": stranger.id}))
+    manager
+        .patch(&at(DEALS, maxs), json!({"owner_id": stranger.id}))
         .await
         .problem(404, "deals_owner_id_not_member");
     assert_eq!(
-        app.read(&owner, org, &deal_path(maxs)).await["owner_id"],
+        owner.read(&at(DEALS, maxs)).await["owner_id"],
         mia.id.to_string()
     );
     // Now Mia's, so Mia may change it, and Max may not.
-    patch_deal(&app, &mia, org, maxs, json!({"title": "Mine"}))
+    mia.patch(&at(DEALS, maxs), json!({"title": "Mine"}))
         .await
         .ok(200);
-    patch_deal(&app, &max, org, maxs, json!({"title": "Back"}))
+    max.patch(&at(DEALS, maxs), json!({"title": "Back"}))
         .await
         .problem(403, "role_forbidden");
-    let res = app
-        .delete(&deal_path(mias))
-        .token(&manager.access_token)
-        .org(org)
-        .send()
-        .await;
+    let res = manager.delete(&at(DEALS, mias)).await;
     assert_eq!(res.status, 204);
-    assert_eq!(list_ids(&app, &owner, org, "").await, vec![maxs]);
+    assert_eq!(listed(&owner, "").await, vec![maxs]);
 }
 
 #[tokio::test]
 async fn won_requires_an_amount_r1() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let org = ann.org_id;
-    let contact = app.contact(&ann, org, "Client").await;
-    let free = app.deal(&ann, org, contact, "Free", "0").await;
-    let path = deal_path(free);
-    let before = app.read(&ann, org, &path).await;
-    let p = patch_deal(&app, &ann, org, free, json!({"status": "won"})).await;
-    assert_eq!(
-        p.problem(400, "deal_won_requires_amount")["errors"][0]["field"],
-        "status"
-    );
-    // Also when it comes with a stage change: nothing of it is kept.
-    patch_deal(
-        &app,
-        &ann,
-        org,
-        free,
-        json!({"status": "won", "stage": "closed"}),
-    )
-    .await
-    .problem(400, "deal_won_requires_amount");
-    assert_eq!(app.read(&ann, org, &path).await, before);
-    assert_eq!(app.timeline_types(&ann, org, free).await, ["system"]);
+    let (_, ann) = TestApp::with_user("ann").await;
+    let contact = ann.contact("Client").await;
+    let free = ann.deal(contact, "Free", "0").await;
+    let path = at(DEALS, free);
+    let refused = |body: Value| (body, 400, "deal_won_requires_amount");
+    let answers = ann
+        .refused_patches(
+            &path,
+            vec![
+                refused(json!({"status": "won"})),
+                // Also when it comes with a stage change: nothing of it is kept.
+                refused(json!({"status": "won", "stage": "closed"})),
+            ],
+        )
+        .await;
+    assert_eq!(answers[0].body["errors"][0]["field"], "status");
+    assert_eq!(ann.timeline_types(free).await, ["system"]);
     // Other statuses are fine at 0.
-    let res = patch_deal(&app, &ann, org, free, json!({"status": "lost"})).await;
+    let res = ann.patch(&path, json!({"status": "lost"})).await;
     assert_eq!(res.ok(200)["status"], "lost");
     // Won together with an amount is fine.
-    let res = patch_deal(
-        &app,
-        &ann,
-        org,
-        free,
-        json!({"status": "won", "amount": "0.01"}),
-    )
-    .await;
+    let res = ann
+        .patch(&path, json!({"status": "won", "amount": "0.01"}))
+        .await;
     assert_eq!(res.ok(200)["status"], "won");
     assert_eq!(res.body["amount"], "0.01");
     // Lowering a won deal's amount to 0 is not.
-    let before = app.read(&ann, org, &path).await;
-    let p = patch_deal(&app, &ann, org, free, json!({"amount": 0})).await;
-    assert_eq!(
-        p.problem(400, "deal_won_requires_amount")["errors"][0]["field"],
-        "amount"
-    );
-    patch_deal(
-        &app,
-        &ann,
-        org,
-        free,
-        json!({"amount": "0.00", "title": "Free again"}),
-    )
-    .await
-    .problem(400, "deal_won_requires_amount");
-    assert_eq!(app.read(&ann, org, &path).await, before);
+    let answers = ann
+        .refused_patches(
+            &path,
+            vec![
+                refused(json!({"amount": 0})),
+                refused(json!({"amount": "0.00", "title": "Free again"})),
+            ],
+        )
+        .await;
+    assert_eq!(answers[0].body["errors"][0]["field"], "amount");
     // Lowering to something above 0 is allowed.
-    let res = patch_deal(&app, &ann, org, free, json!({"amount": "5"})).await;
+    let res = ann.patch(&path, json!({"amount": "5"})).await;
     assert_eq!(res.ok(200)["amount"], "5.00");
     assert_eq!(
-        app.timeline_types(&ann, org, free).await,
+        ann.timeline_types(free).await,
         ["status_changed", "status_changed", "system"]
     );
 }
 
 #[tokio::test]
 async fn stage_moves_backwards_only_for_owner_and_admin_r5() {
-    let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
-    let admin = app.member_of(&owner, "admin", "admin").await;
-    let manager = app.member_of(&owner, "manager", "manager").await;
-    let mia = app.member_of(&owner, "mia", "member").await;
-    let org = owner.org_id;
-    let contact = app.contact(&mia, org, "Client").await;
-    let deal = app.deal(&mia, org, contact, "Deal", "100").await;
-    let path = deal_path(deal);
-    let stage = |user: &TestUser, to: &'static str| {
-        let app = &app;
-        let user_token = user.access_token.clone();
-        async move {
-            app.patch(&deal_path(deal))
-                .token(&user_token)
-                .org(org)
-                .json(json!({"stage": to}))
-                .send()
-                .await
-        }
-    };
+    let who = [
+        ("admin", "admin"),
+        ("manager", "manager"),
+        ("mia", "member"),
+    ];
+    let (_, owner, [admin, manager, mia]) = TestApp::with_team(who).await;
+    let contact = mia.contact("Client").await;
+    let deal = mia.deal(contact, "Deal", "100").await;
+    let path = at(DEALS, deal);
+    let stage = |user: &TestUser, to: &str| user.patch(&path, json!({"stage": to}));
 
     // Forward, skipping a stage: free for a member on their own deal.
     let res = stage(&mia, "negotiation").await;
     assert_eq!(res.ok(200)["stage"], "negotiation");
     // Backwards: not for a member, nor a manager.
-    let before = app.read(&owner, org, &path).await;
+    let before = owner.read(&path).await;
     for user in [&mia, &manager] {
         for to in ["proposal", "qualification"] {
             let p = stage(user, to).await;
-            assert_eq!(
-                p.problem(403, "stage_rollback_forbidden")["errors"][0]["field"],
-                "stage"
-            );
+            assert_eq!(p.field(403, "stage_rollback_forbidden"), "stage");
         }
     }
     // Not even with another change riding along.
-    patch_deal(
-        &app,
-        &manager,
-        org,
-        deal,
-        json!({"stage": "proposal", "status": "in_progress"}),
-    )
-    .await
-    .problem(403, "stage_rollback_forbidden");
-    assert_eq!(app.read(&owner, org, &path).await, before);
+    manager
+        .patch(
+            &at(DEALS, deal),
+            json!({"stage": "proposal", "status": "in_progress"}),
+        )
+        .await
+        .problem(403, "stage_rollback_forbidden");
+    assert_eq!(owner.read(&path).await, before);
     assert_eq!(
-        app.timeline_types(&owner, org, deal).await,
+        owner.timeline_types(deal).await,
         ["stage_changed", "system"]
     );
     // Owner and admin may.
@@ -962,7 +634,7 @@ async fn stage_moves_backwards_only_for_owner_and_admin_r5() {
         .await
         .problem(403, "stage_rollback_forbidden");
 
-    let timeline = app.timeline(&owner, org, deal).await;
+    let timeline = owner.timeline(deal).await;
     let moves: Vec<(String, String, String, String)> = timeline
         .iter()
         .filter(|a| a["type"] == "stage_changed")
@@ -994,18 +666,15 @@ async fn stage_moves_backwards_only_for_owner_and_admin_r5() {
         ]
     );
     assert_eq!(timeline.len(), 6);
-    assert_eq!(app.read(&owner, org, &path).await["stage"], "closed");
+    assert_eq!(owner.read(&path).await["stage"], "closed");
 }
 
 #[tokio::test]
 async fn status_and_stage_changes_are_on_the_timeline_r6() {
-    let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
-    let manager = app.member_of(&owner, "manager", "manager").await;
-    let mia = app.member_of(&owner, "mia", "member").await;
+    let (_, owner, [manager, mia, _]) = TestApp::with_team(SALES).await;
     let org = owner.org_id;
-    let contact = app.contact(&mia, org, "Client").await;
-    let deal = app.deal(&mia, org, contact, "Deal", "100").await;
+    let contact = mia.contact("Client").await;
+    let deal = mia.deal(contact, "Deal", "100").await;
 
     for (user, body) in [
         (&mia, json!({"status": "in_progress"})),
@@ -1021,29 +690,20 @@ async fn status_and_stage_changes_are_on_the_timeline_r6() {
             json!({"status": "won", "stage": "closed", "amount": 300}),
         ),
     ] {
-        patch_deal(&app, user, org, deal, body).await.ok(200);
+        user.in_org(org).patch(&at(DEALS, deal), body).await.ok(200);
     }
     // A rejected change writes nothing.
-    patch_deal(
-        &app,
-        &mia,
-        org,
-        deal,
+    mia.patch(
+        &at(DEALS, deal),
         json!({"status": "lost", "stage": "negotiation"}),
     )
     .await
     .problem(403, "stage_rollback_forbidden");
-    patch_deal(
-        &app,
-        &mia,
-        org,
-        deal,
-        json!({"status": "lost", "amount": "-1"}),
-    )
-    .await
-    .problem(400, "deals_amount_negative");
+    mia.patch(&at(DEALS, deal), json!({"status": "lost", "amount": "-1"}))
+        .await
+        .problem(400, "deals_amount_negative");
 
-    let timeline = app.timeline(&mia, org, deal).await;
+    let timeline = mia.timeline(deal).await;
     let got: Vec<(String, Value, String)> = timeline
         .iter()
         .map(|a| {
@@ -1090,7 +750,7 @@ async fn status_and_stage_changes_are_on_the_timeline_r6() {
     );
     assert_eq!(got.len(), 7);
     assert_eq!(got[6].0, "system");
-    let deal_now = app.read(&mia, org, &deal_path(deal)).await;
+    let deal_now = mia.read(&at(DEALS, deal)).await;
     assert_eq!(
         (&deal_now["status"], &deal_now["stage"], &deal_now["amount"]),
         (&json!("won"), &json!("closed"), &json!("300.00"))
@@ -1099,111 +759,53 @@ async fn status_and_stage_changes_are_on_the_timeline_r6() {
 
 #[tokio::test]
 async fn deals_of_another_organization_are_404_r8() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
     // Ann is also an admin in Bob's organization, so the only thing keeping
     // her out of Bob's data below is the organization she acts in.
-    app.post(&format!("/api/v1/organizations/{}/members", bob.org_id))
-        .token(&bob.access_token)
-        .json(json!({"email": ann.email, "role": "admin"}))
-        .send()
-        .await
-        .ok(201);
-    let bobs_contact = app.contact(&bob, bob.org_id, "Bob's client").await;
-    let bobs_deal = app
-        .deal(&bob, bob.org_id, bobs_contact, "Bob's deal", "500")
-        .await;
-    let anns_contact = app.contact(&ann, ann.org_id, "Ann's client").await;
-    let anns_deal = app
-        .deal(&ann, ann.org_id, anns_contact, "Ann's deal", "10")
-        .await;
-    let bobs_before = app.read(&bob, bob.org_id, &deal_path(bobs_deal)).await;
-    let anns_before = app.read(&ann, ann.org_id, &deal_path(anns_deal)).await;
+    let Neighbours {
+        ann,
+        bob,
+        bobs_contact,
+        bobs_deal,
+        ..
+    } = Neighbours::new("admin", "Bob's deal", "500").await;
+    let anns_contact = ann.contact("Ann's client").await;
+    let anns_deal = ann.deal(anns_contact, "Ann's deal", "10").await;
+    let bobs_before = bob.read(&at(DEALS, bobs_deal)).await;
+    let anns_before = ann.read(&at(DEALS, anns_deal)).await;
 
     // A body naming another organization's contact: 404.
-    let p = app
-        .post("/api/v1/deals")
-        .token(&ann.access_token)
-        .org(ann.org_id)
-        .json(
+    let p = ann
+        .post(
+            "/api/v1/deals",
             json!({"contact_id": bobs_contact, "title": "Sneaky", "amount": 1, "currency": "EUR"}),
         )
-        .send()
         .await;
-    assert_eq!(
-        p.problem(404, "deals_contact_id_not_found")["errors"][0]["field"],
-        "contact_id"
-    );
-    patch_deal(
-        &app,
-        &ann,
-        ann.org_id,
-        anns_deal,
-        json!({"contact_id": bobs_contact}),
-    )
-    .await
-    .problem(404, "deals_contact_id_not_found");
+    assert_eq!(p.field(404, "deals_contact_id_not_found"), "contact_id");
+    ann.patch(&at(DEALS, anns_deal), json!({"contact_id": bobs_contact}))
+        .await
+        .problem(404, "deals_contact_id_not_found");
     // Another organization's deal by id: 404.
-    app.get(&deal_path(bobs_deal))
-        .token(&ann.access_token)
-        .org(ann.org_id)
-        .send()
-        .await
-        .problem(404, "deal_not_found");
-    patch_deal(
-        &app,
-        &ann,
-        ann.org_id,
-        bobs_deal,
-        json!({"status": "lost", "stage": "closed"}),
-    )
-    .await
-    .problem(404, "deal_not_found");
-    app.delete(&deal_path(bobs_deal))
-        .token(&ann.access_token)
-        .org(ann.org_id)
-        .send()
-        .await
-        .problem(404, "deal_not_found");
+    let patch = json!({"status": "lost", "stage": "closed"});
+    ann.not_found(&at(DEALS, bobs_deal), patch, "deal_not_found")
+        .await;
     // Lists never show it.
     assert_eq!(
-        list_ids(
-            &app,
-            &ann,
-            ann.org_id,
-            &format!("contact_id={bobs_contact}")
-        )
-        .await,
+        listed(&ann, &format!("contact_id={bobs_contact}")).await,
         Vec::<Uuid>::new()
     );
-    assert_eq!(list_ids(&app, &ann, ann.org_id, "").await, vec![anns_deal]);
+    assert_eq!(listed(&ann, "").await, vec![anns_deal]);
     // Nothing changed on either side.
-    assert_eq!(
-        app.read(&bob, bob.org_id, &deal_path(bobs_deal)).await,
-        bobs_before
-    );
-    assert_eq!(
-        app.timeline_types(&bob, bob.org_id, bobs_deal).await,
-        ["system"]
-    );
-    assert_eq!(
-        app.read(&ann, ann.org_id, &deal_path(anns_deal)).await,
-        anns_before
-    );
-    assert_eq!(list_ids(&app, &bob, bob.org_id, "").await, vec![bobs_deal]);
+    assert_eq!(bob.read(&at(DEALS, bobs_deal)).await, bobs_before);
+    assert_eq!(bob.timeline_types(bobs_deal).await, ["system"]);
+    assert_eq!(ann.read(&at(DEALS, anns_deal)).await, anns_before);
+    assert_eq!(listed(&bob, "").await, vec![bobs_deal]);
 }
 
 #[tokio::test]
 async fn very_large_totals_are_estimated_and_say_so() {
-    let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
-    let res = app
-        .post("/api/v1/contacts")
-        .token(&owner.access_token)
-        .org(owner.org_id)
-        .json(serde_json::json!({"name": "Client"}))
-        .send()
+    let (app, owner) = TestApp::with_user("owner").await;
+    let res = owner
+        .post("/api/v1/contacts", serde_json::json!({"name": "Client"}))
         .await;
     let contact: uuid::Uuid = res.ok(201)["id"].as_str().unwrap().parse().unwrap();
     app.sql()
@@ -1215,12 +817,7 @@ async fn very_large_totals_are_estimated_and_say_so() {
         )
         .await
         .unwrap();
-    let list = |q: &str| {
-        app.get(&format!("/api/v1/deals?{q}"))
-            .token(&owner.access_token)
-            .org(owner.org_id)
-            .send()
-    };
+    let list = |q: &str| owner.get(&format!("/api/v1/deals?{q}"));
     // Over 1,000 matches: the planner's estimate, never below the exact floor.
     let res = list("page_size=5").await;
     let body = res.ok(200);

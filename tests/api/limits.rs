@@ -1,27 +1,13 @@
 //! Limits: statement timeout, request timeout and pool exhaustion answer a
 //! problem quickly, and a refused request changes nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use minicrm::ops::config::Config;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestUser};
-
-/// A deal of `owner`, and a superuser transaction holding its row lock, so an
-/// API write to it blocks in the database.
-async fn locked_deal(app: &TestApp, owner: &TestUser) -> (Uuid, tokio_postgres::Client) {
-    let contact = app.contact(owner, owner.org_id, "Client").await;
-    let deal = app.deal(owner, owner.org_id, contact, "Deal", "10").await;
-    let lock = app.sql().await;
-    lock.batch_execute(&format!(
-        "BEGIN; SELECT 1 FROM crm.deals WHERE id = '{deal}' FOR UPDATE"
-    ))
-    .await
-    .unwrap();
-    (deal, lock)
-}
+use crate::helpers::{locked_deal, within, TestApp};
 
 async fn status_changes(app: &TestApp, deal: Uuid) -> i64 {
     app.sql()
@@ -38,68 +24,39 @@ async fn status_changes(app: &TestApp, deal: Uuid) -> i64 {
 #[tokio::test]
 async fn a_statement_over_statement_timeout_is_503_and_changes_nothing() {
     let app = TestApp::spawn_with(|c| c.pool.statement_timeout = Duration::from_millis(400)).await;
-    let owner = app.register("owner").await;
+    let owner = app.user("owner").await;
     let (deal, lock) = locked_deal(&app, &owner).await;
-    let started = Instant::now();
-    let res = app
-        .patch(&format!("/api/v1/deals/{deal}"))
-        .token(&owner.access_token)
-        .org(owner.org_id)
-        .json(json!({"status": "in_progress"}))
-        .send()
-        .await;
-    res.problem(503, "statement_timeout");
-    assert_eq!(res.headers["retry-after"], "1");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    let path = format!("/api/v1/deals/{deal}");
+    let patch = owner.patch(&path, json!({"status": "in_progress"}));
+    within(Duration::from_secs(3), patch)
+        .await
+        .unavailable("statement_timeout");
     lock.batch_execute("ROLLBACK").await.unwrap();
-    let got = app
-        .get(&format!("/api/v1/deals/{deal}"))
-        .token(&owner.access_token)
-        .org(owner.org_id)
-        .send()
-        .await;
-    assert_eq!(got.ok(200)["status"], "new");
+    assert_eq!(owner.read(&path).await["status"], "new");
     assert_eq!(status_changes(&app, deal).await, 0);
 }
 
 #[tokio::test]
 async fn a_request_over_the_request_timeout_is_503_not_a_hang() {
-    // Set up through a normal app (argon2 alone can take 300 ms in a debug
-    // build), then talk to the same database through a 300 ms one.
+    // Set up through a normal app, then talk to the same database through a
+    // 300 ms one.
     let setup = TestApp::spawn().await;
-    let owner = setup.register("owner").await;
+    let owner = setup.user("owner").await;
     let (deal, lock) = locked_deal(&setup, &owner).await;
     let mut config = Config::for_database(setup.db_url.clone());
     config.request_timeout = Duration::from_millis(300);
     let app = TestApp::with_config(config);
-    let started = Instant::now();
-    app.patch(&format!("/api/v1/deals/{deal}"))
-        .token(&owner.access_token)
-        .org(owner.org_id)
-        .json(json!({"status": "in_progress"}))
-        .send()
+    let owner = owner.via(&app);
+    let path = format!("/api/v1/deals/{deal}");
+    let patch = owner.patch(&path, json!({"status": "in_progress"}));
+    within(Duration::from_secs(2), patch)
         .await
         .problem(503, "request_timeout");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
     // The abandoned statement was cancelled: releasing the lock applies nothing.
     tokio::time::sleep(Duration::from_millis(200)).await;
     lock.batch_execute("ROLLBACK").await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let got = app
-        .get(&format!("/api/v1/deals/{deal}"))
-        .token(&owner.access_token)
-        .org(owner.org_id)
-        .send()
-        .await;
-    assert_eq!(got.ok(200)["status"], "new");
+    assert_eq!(owner.read(&path).await["status"], "new");
     assert_eq!(status_changes(&app, deal).await, 0);
 }
 
@@ -110,32 +67,19 @@ async fn an_exhausted_pool_is_503_with_retry_after() {
         c.pool.wait_timeout = Duration::from_millis(300);
     })
     .await;
-    let owner = app.register("owner").await;
+    let owner = app.user("owner").await;
     let (deal, lock) = locked_deal(&app, &owner).await;
     // The only pooled connection waits on the row lock...
-    let blocked = {
-        let req = app
-            .patch(&format!("/api/v1/deals/{deal}"))
-            .token(&owner.access_token)
-            .org(owner.org_id)
-            .json(json!({"status": "in_progress"}));
-        tokio::spawn(req.send_owned())
-    };
+    let blocked = tokio::spawn(owner.patch(
+        &format!("/api/v1/deals/{deal}"),
+        json!({"status": "in_progress"}),
+    ));
     tokio::time::sleep(Duration::from_millis(200)).await;
     // ...so the next request waits for the pool, then gets a quick 503.
-    let started = Instant::now();
-    let res = app
-        .get("/api/v1/users/me")
-        .token(&owner.access_token)
-        .send()
-        .await;
-    res.problem(503, "database_unavailable");
-    assert_eq!(res.headers["retry-after"], "1");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    let me = owner.no_org().get("/api/v1/users/me");
+    within(Duration::from_secs(2), me)
+        .await
+        .unavailable("database_unavailable");
     lock.batch_execute("ROLLBACK").await.unwrap();
     // The blocked write then completes normally, once, with its timeline row.
     assert_eq!(blocked.await.unwrap().ok(200)["status"], "in_progress");
@@ -144,20 +88,12 @@ async fn an_exhausted_pool_is_503_with_retry_after() {
 
 #[tokio::test]
 async fn page_size_has_a_maximum() {
-    let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
+    let (_, owner) = TestApp::with_user("owner").await;
     for path in ["/api/v1/contacts", "/api/v1/deals", "/api/v1/tasks"] {
-        app.get(&format!("{path}?page_size=101"))
-            .token(&owner.access_token)
-            .org(owner.org_id)
-            .send()
+        owner
+            .get(&format!("{path}?page_size=101"))
             .await
             .problem(400, "invalid_query_parameter");
-        app.get(&format!("{path}?page_size=100"))
-            .token(&owner.access_token)
-            .org(owner.org_id)
-            .send()
-            .await
-            .ok(200);
+        owner.get(&format!("{path}?page_size=100")).await.ok(200);
     }
 }

@@ -7,13 +7,14 @@ use std::{
     time::Duration,
 };
 
+use axum::http::Method;
 use minicrm::ops::config::Config;
 use serde_json::{json, Value};
 use tracing::Dispatch;
 use tracing_subscriber::fmt::MakeWriter;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestResponse, TestUser};
+use crate::helpers::{locked_deal, TestApp, TestResponse};
 
 /// The response's X-Request-Id.
 #[track_caller]
@@ -37,14 +38,10 @@ fn assert_generated(id: &str) {
 
 #[tokio::test]
 async fn every_answer_carries_a_request_id() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let answers = [
         app.get("/healthz").send().await,
-        app.get("/api/v1/users/me")
-            .token(&ann.access_token)
-            .send()
-            .await,
+        ann.no_org().get("/api/v1/users/me").await,
         app.get("/api/v1/users/me").send().await,
         app.get("/api/v1/nope").send().await,
         app.req(axum::http::Method::PUT, "/api/v1/users/me")
@@ -78,18 +75,10 @@ async fn a_sane_incoming_request_id_is_echoed_and_any_other_replaced() {
         longest.as_str(),
         "0",
     ] {
-        let res = app
-            .get("/healthz")
-            .header("X-Request-Id", sane)
-            .send()
-            .await;
-        assert_eq!(request_id(&res), sane);
+        let with_id = |path: &str| app.get(path).header("X-Request-Id", sane);
+        assert_eq!(request_id(&with_id("/healthz").await), sane);
         // On a problem too.
-        let res = app
-            .get("/api/v1/users/me")
-            .header("X-Request-Id", sane)
-            .send()
-            .await;
+        let res = with_id("/api/v1/users/me").await;
         res.problem(401, "unauthenticated");
         assert_eq!(request_id(&res), sane);
     }
@@ -103,11 +92,7 @@ async fn a_sane_incoming_request_id_is_echoed_and_any_other_replaced() {
         "<script>alert(1)</script>",
         "new\tline",
     ] {
-        let res = app
-            .get("/api/v1/nope")
-            .header("X-Request-Id", insane)
-            .send()
-            .await;
+        let res = app.get("/api/v1/nope").header("X-Request-Id", insane).await;
         res.problem(404, "route_not_found");
         let id = request_id(&res);
         assert_ne!(id, insane);
@@ -117,26 +102,25 @@ async fn a_sane_incoming_request_id_is_echoed_and_any_other_replaced() {
 
 #[tokio::test]
 async fn timeout_answers_carry_a_request_id() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    // A second server on the same database, with short timeouts (registering
-    // alone takes longer than those in a debug build).
+    let (app, ann) = TestApp::with_user("ann").await;
+    // A second server on the same database, with short timeouts (setting up
+    // through it would not fit in those).
     let impatient = |tune: fn(&mut Config)| {
         let mut config = Config::for_database(app.db_url.clone());
         tune(&mut config);
         TestApp::with_config(config)
     };
-    fn patch<'a>(app: &'a TestApp, ann: &TestUser, deal: Uuid) -> crate::helpers::Req<'a> {
-        app.patch(&format!("/api/v1/deals/{deal}"))
-            .token(&ann.access_token)
-            .org(ann.org_id)
+    let patch = |app: &TestApp, deal: Uuid| {
+        let path = format!("/api/v1/deals/{deal}");
+        ann.via(app)
+            .req(Method::PATCH, &path)
             .json(json!({"status": "in_progress"}))
-    }
+    };
 
     // The request timeout (the whole request took too long).
     let fast = impatient(|c| c.request_timeout = Duration::from_millis(300));
     let (deal, lock) = locked_deal(&app, &ann).await;
-    let res = patch(&fast, &ann, deal)
+    let res = patch(&fast, deal)
         .header("X-Request-Id", "slow-1")
         .send()
         .await;
@@ -147,7 +131,7 @@ async fn timeout_answers_carry_a_request_id() {
     // The statement timeout (the database gave up): also a database error.
     let fast = impatient(|c| c.pool.statement_timeout = Duration::from_millis(300));
     let (deal, lock) = locked_deal(&app, &ann).await;
-    let res = patch(&fast, &ann, deal).send().await;
+    let res = patch(&fast, deal).send().await;
     res.problem(503, "statement_timeout");
     assert_generated(&request_id(&res));
     lock.batch_execute("ROLLBACK").await.unwrap();
@@ -163,20 +147,6 @@ async fn timeout_answers_carry_a_request_id() {
         ),
         1
     );
-}
-
-/// A deal of `owner` whose row a superuser transaction keeps locked, so an API
-/// write to it waits in the database.
-async fn locked_deal(app: &TestApp, owner: &TestUser) -> (Uuid, tokio_postgres::Client) {
-    let contact = app.contact(owner, owner.org_id, "Client").await;
-    let deal = app.deal(owner, owner.org_id, contact, "Deal", "10").await;
-    let lock = app.sql().await;
-    lock.batch_execute(&format!(
-        "BEGIN; SELECT 1 FROM crm.deals WHERE id = '{deal}' FOR UPDATE"
-    ))
-    .await
-    .unwrap();
-    (deal, lock)
 }
 
 /// GET /metrics; asserts the Prometheus text format and returns the text.
@@ -210,14 +180,9 @@ fn sample(metrics: &str, series: &str) -> u64 {
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_method_and_status() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let (app, ann) = TestApp::with_registered("ann").await;
     for _ in 0..2 {
-        app.get("/api/v1/users/me")
-            .token(&ann.access_token)
-            .send()
-            .await
-            .ok(200);
+        ann.no_org().get("/api/v1/users/me").await.ok(200);
     }
     app.get("/api/v1/users/me")
         .send()
@@ -225,26 +190,16 @@ async fn metrics_count_requests_by_route_method_and_status() {
         .problem(401, "unauthenticated");
     let raw = format!("/api/v1/nope/{}", Uuid::new_v4());
     app.get(&raw).send().await.problem(404, "route_not_found");
-    app.get("/api/v1/deals/not-a-uuid")
-        .token(&ann.access_token)
-        .org(ann.org_id)
-        .send()
+    ann.get("/api/v1/deals/not-a-uuid")
         .await
         .problem(400, "invalid_path_parameter");
     // A unique violation in the database: a database error of kind constraint.
-    app.post("/api/v1/auth/register")
-        .json(json!({"email": "ANN@example.com", "password": "correct horse", "name": "Ann", "organization_name": "Again"}))
-        .send()
+    app.post_json("/api/v1/auth/register", json!({"email": "ANN@example.com", "password": "correct horse", "name": "Ann", "organization_name": "Again"}))
         .await
         .problem(409, "users_email_taken");
-    let contact = app.contact(&ann, ann.org_id, "Client").await;
-    let deal = app.deal(&ann, ann.org_id, contact, "Deal", "10").await;
-    app.get(&format!("/api/v1/deals/{deal}"))
-        .token(&ann.access_token)
-        .org(ann.org_id)
-        .send()
-        .await
-        .ok(200);
+    let contact = ann.contact("Client").await;
+    let deal = ann.deal(contact, "Deal", "10").await;
+    ann.get(&format!("/api/v1/deals/{deal}")).await.ok(200);
 
     let metrics = scrape(&app).await;
     let requests = |route: &str, method: &str, status: u16| {
@@ -414,13 +369,10 @@ async fn each_request_logs_one_info_line_with_route_status_latency_and_request_i
     let app = TestApp::spawn().await;
     let (logs, _guard) = Logs::capture();
     let ann = app.register("ann").await;
-    let contact = app.contact(&ann, ann.org_id, "Client").await;
-    let res = app
-        .get(&format!("/api/v1/contacts/{contact}"))
-        .token(&ann.access_token)
-        .org(ann.org_id)
+    let contact = ann.contact("Client").await;
+    let res = ann
+        .req(Method::GET, &format!("/api/v1/contacts/{contact}"))
         .header("X-Request-Id", "trace-me-42")
-        .send()
         .await;
     res.ok(200);
     app.get("/api/v1/nope")

@@ -9,15 +9,10 @@ fn org_path(user: &TestUser) -> String {
 
 #[tokio::test]
 async fn organizations_me_lists_memberships_with_the_callers_role() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let bob = app.member_of(&ann, "bob", "manager").await;
-    let res = app
-        .get("/api/v1/organizations/me")
-        .token(&bob.access_token)
-        .send()
-        .await;
-    let items = res.ok(200)["items"].as_array().unwrap().clone();
+    let mine = bob.no_org().read("/api/v1/organizations/me").await;
+    let items = mine["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), 2);
     let acme = items
         .iter()
@@ -30,146 +25,88 @@ async fn organizations_me_lists_memberships_with_the_callers_role() {
         .find(|o| o["id"] == bob.org_id.to_string())
         .unwrap();
     assert_eq!(own["role"], "owner");
-    app.get("/api/v1/organizations/me")
-        .send()
-        .await
-        .problem(401, "unauthenticated");
+    let anonymous = app.get("/api/v1/organizations/me").await;
+    anonymous.problem(401, "unauthenticated");
 }
 
 #[tokio::test]
 async fn create_get_rename_and_delete_an_organization() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let res = app
-        .post("/api/v1/organizations")
-        .token(&ann.access_token)
-        .json(json!({"name": "  Second  "}))
-        .send()
+    let ann = app.user("ann").await.no_org();
+    let res = ann
+        .post("/api/v1/organizations", json!({"name": "  Second  "}))
         .await;
     let org = res.ok(201).clone();
     assert_eq!(org["name"], "Second");
     assert_eq!(org["role"], "owner");
     let path = format!("/api/v1/organizations/{}", org["id"].as_str().unwrap());
-    let got = app.get(&path).token(&ann.access_token).send().await;
-    assert_eq!(got.ok(200)["name"], "Second");
-    let renamed = app
-        .patch(&path)
-        .token(&ann.access_token)
-        .json(json!({"name": "Renamed"}))
-        .send()
-        .await;
+    assert_eq!(ann.read(&path).await["name"], "Second");
+    let renamed = ann.patch(&path, json!({"name": "Renamed"})).await;
     assert_eq!(renamed.ok(200)["name"], "Renamed");
-    app.patch(&path)
-        .token(&ann.access_token)
-        .json(json!({"name": ""}))
-        .send()
+    ann.patch(&path, json!({"name": ""}))
         .await
         .problem(400, "organizations_name_invalid");
-    app.post("/api/v1/organizations")
-        .token(&ann.access_token)
-        .json(json!({}))
-        .send()
+    ann.post("/api/v1/organizations", json!({}))
         .await
         .problem(400, "validation_failed");
-    assert_eq!(
-        app.delete(&path)
-            .token(&ann.access_token)
-            .send()
-            .await
-            .status,
-        204
-    );
-    app.get(&path)
-        .token(&ann.access_token)
-        .send()
-        .await
-        .problem(404, "organization_not_found");
+    assert_eq!(ann.delete(&path).await.status, 204);
+    ann.get(&path).await.problem(404, "organization_not_found");
 }
 
 #[tokio::test]
 async fn an_organization_you_do_not_belong_to_is_404_and_bad_ids_400() {
     let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
-    let eve = app.register("eve").await;
-    let p404 = |res: crate::helpers::TestResponse| {
+    let ann = app.user("ann").await.no_org();
+    let eve = app.user("eve").await.no_org();
+    let path = org_path(&ann);
+    let members = format!("{path}/members");
+    for res in [
+        eve.get(&path).await,
+        eve.patch(&path, json!({"name": "pwned"})).await,
+        eve.delete(&path).await,
+        eve.get(&members).await,
+        eve.post(
+            &members,
+            json!({"email": "eve@example.com", "role": "owner"}),
+        )
+        .await,
+        ann.get(&format!("/api/v1/organizations/{}", Uuid::new_v4()))
+            .await,
+    ] {
         res.problem(404, "organization_not_found");
-    };
-    p404(
-        app.get(&org_path(&ann))
-            .token(&eve.access_token)
-            .send()
-            .await,
-    );
-    p404(
-        app.patch(&org_path(&ann))
-            .token(&eve.access_token)
-            .json(json!({"name": "pwned"}))
-            .send()
-            .await,
-    );
-    p404(
-        app.delete(&org_path(&ann))
-            .token(&eve.access_token)
-            .send()
-            .await,
-    );
-    p404(
-        app.get(&format!("{}/members", org_path(&ann)))
-            .token(&eve.access_token)
-            .send()
-            .await,
-    );
-    p404(
-        app.post(&format!("{}/members", org_path(&ann)))
-            .token(&eve.access_token)
-            .json(json!({"email": "eve@example.com", "role": "owner"}))
-            .send()
-            .await,
-    );
-    p404(
-        app.get(&format!("/api/v1/organizations/{}", Uuid::new_v4()))
-            .token(&ann.access_token)
-            .send()
-            .await,
-    );
-    app.get("/api/v1/organizations/not-a-uuid")
-        .token(&ann.access_token)
-        .send()
+    }
+    ann.get("/api/v1/organizations/not-a-uuid")
         .await
         .problem(400, "invalid_path_parameter");
     // Unchanged.
-    let got = app
-        .get(&org_path(&ann))
-        .token(&ann.access_token)
-        .send()
-        .await;
-    assert_eq!(got.ok(200)["name"], "ann Inc");
-    app.get(&org_path(&ann))
-        .send()
-        .await
-        .problem(401, "unauthenticated");
+    assert_eq!(ann.read(&path).await["name"], "ann Inc");
+    app.get(&path).await.problem(401, "unauthenticated");
+}
+
+/// An owner and an admin, a manager and a member of the owner's organization,
+/// none of them sending X-Organization-Id (these routes take it from the path).
+async fn staff(app: &TestApp) -> [TestUser; 4] {
+    let owner = app.user("owner").await.no_org();
+    let mut staff = vec![owner.clone()];
+    for role in ["admin", "manager", "member"] {
+        staff.push(app.member_of(&owner, role, role).await.no_org());
+    }
+    staff.try_into().ok().unwrap()
 }
 
 #[tokio::test]
 async fn settings_follow_the_role_table() {
     let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
-    let admin = app.member_of(&owner, "admin", "admin").await;
-    let manager = app.member_of(&owner, "manager", "manager").await;
-    let member = app.member_of(&owner, "member", "member").await;
+    let [owner, admin, manager, member] = staff(&app).await;
     let path = org_path(&owner);
+    let members = format!("{path}/members");
     for (user, allowed) in [
         (&owner, true),
         (&admin, true),
         (&manager, false),
         (&member, false),
     ] {
-        let res = app
-            .patch(&path)
-            .token(&user.access_token)
-            .json(json!({"name": "New name"}))
-            .send()
-            .await;
+        let res = user.patch(&path, json!({"name": "New name"})).await;
         if allowed {
             res.ok(200);
         } else {
@@ -177,150 +114,122 @@ async fn settings_follow_the_role_table() {
         }
     }
     // Every member may read the member list.
-    let list = app
-        .get(&format!("{path}/members"))
-        .token(&member.access_token)
-        .send()
-        .await;
-    let items = list.ok(200)["items"].as_array().unwrap().clone();
+    let items = member.read(&members).await["items"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(items.len(), 4);
     assert_eq!(items[0]["email"], "owner@example.com");
     assert_eq!(items[0]["role"], "owner");
     assert!(items[0]["created_at"].is_string() && items[0]["user_id"].is_string());
 
-    // Adding members.
-    let carol = app.register("carol").await;
-    for user in [&manager, &member] {
-        app.post(&format!("{path}/members"))
-            .token(&user.access_token)
-            .json(json!({"email": carol.email, "role": "member"}))
-            .send()
-            .await
-            .problem(403, "role_forbidden");
+    // Adding members. A manager cannot even learn whether an address is registered.
+    let carol = app.user("carol").await;
+    let add = |user: &TestUser, email: &str, role: &str| {
+        user.post(&members, json!({"email": email, "role": role}))
+    };
+    for (user, email, role, status, code) in [
+        (
+            &manager,
+            carol.email.as_str(),
+            "member",
+            403,
+            "role_forbidden",
+        ),
+        (&member, &carol.email, "member", 403, "role_forbidden"),
+        (
+            &manager,
+            "nobody@example.com",
+            "member",
+            403,
+            "role_forbidden",
+        ),
+        (&admin, &carol.email, "owner", 403, "owner_required"),
+    ] {
+        add(user, email, role).await.problem(status, code);
     }
-    // A manager cannot even learn whether an address is registered.
-    app.post(&format!("{path}/members"))
-        .token(&manager.access_token)
-        .json(json!({"email": "nobody@example.com", "role": "member"}))
-        .send()
-        .await
-        .problem(403, "role_forbidden");
-    app.post(&format!("{path}/members"))
-        .token(&admin.access_token)
-        .json(json!({"email": carol.email, "role": "owner"}))
-        .send()
-        .await
-        .problem(403, "owner_required");
-    let added = app
-        .post(&format!("{path}/members"))
-        .token(&admin.access_token)
-        .json(json!({"email": "CAROL@example.com", "role": "member"}))
-        .send()
-        .await;
+    let added = add(&admin, "CAROL@example.com", "member").await;
     assert_eq!(added.ok(201)["user_id"], carol.id.to_string());
     assert_eq!(added.body["role"], "member");
-    app.post(&format!("{path}/members"))
-        .token(&admin.access_token)
-        .json(json!({"email": carol.email, "role": "member"}))
-        .send()
-        .await
-        .problem(409, "organization_members_user_id_taken");
-    app.post(&format!("{path}/members"))
-        .token(&admin.access_token)
-        .json(json!({"email": "nobody@example.com", "role": "member"}))
-        .send()
-        .await
-        .problem(404, "user_not_found");
-    app.post(&format!("{path}/members"))
-        .token(&admin.access_token)
-        .json(json!({"email": carol.email, "role": "emperor"}))
-        .send()
-        .await
-        .problem(400, "validation_failed");
+    for (email, role, status, code) in [
+        (
+            carol.email.as_str(),
+            "member",
+            409,
+            "organization_members_user_id_taken",
+        ),
+        ("nobody@example.com", "member", 404, "user_not_found"),
+        (&carol.email, "emperor", 400, "validation_failed"),
+    ] {
+        add(&admin, email, role).await.problem(status, code);
+    }
 
     // Changing roles.
     let role = |actor: &TestUser, target: &TestUser, role: &str| {
-        app.patch(&format!("{path}/members/{}", target.id))
-            .token(&actor.access_token)
-            .json(json!({"role": role}))
-            .send()
+        let path = format!("{path}/members/{}", target.id);
+        actor.patch(&path, json!({"role": role}))
     };
-    role(&manager, &member, "admin")
-        .await
-        .problem(403, "role_forbidden");
-    role(&member, &member, "admin")
-        .await
-        .problem(403, "role_forbidden");
-    role(&admin, &member, "owner")
-        .await
-        .problem(403, "owner_required");
-    role(&admin, &owner, "member")
-        .await
-        .problem(403, "owner_required");
-    assert_eq!(
-        role(&admin, &member, "manager").await.ok(200)["role"],
-        "manager"
-    );
-    role(&owner, &owner, "admin")
-        .await
-        .problem(409, "last_owner");
-    assert_eq!(role(&owner, &admin, "owner").await.ok(200)["role"], "owner");
-    // With a second owner, the first may step down.
-    assert_eq!(role(&owner, &owner, "admin").await.ok(200)["role"], "admin");
-    let stranger = app.register("stranger").await;
-    role(&admin, &stranger, "member")
-        .await
-        .problem(404, "member_not_found");
-
-    // Deleting the organization: owners only.
-    for user in [&owner, &manager, &member] {
-        // (owner is an admin now)
-        app.delete(&path)
-            .token(&user.access_token)
-            .send()
-            .await
-            .problem(403, "owner_required");
+    let stranger = app.user("stranger").await;
+    for (actor, target, to, answer) in [
+        (&manager, &member, "admin", Err((403, "role_forbidden"))),
+        (&member, &member, "admin", Err((403, "role_forbidden"))),
+        (&admin, &member, "owner", Err((403, "owner_required"))),
+        (&admin, &owner, "member", Err((403, "owner_required"))),
+        (&admin, &member, "manager", Ok(())),
+        (&owner, &owner, "admin", Err((409, "last_owner"))),
+        (&owner, &admin, "owner", Ok(())),
+        // With a second owner, the first may step down.
+        (&owner, &owner, "admin", Ok(())),
+        (&admin, &stranger, "member", Err((404, "member_not_found"))),
+    ] {
+        let res = role(actor, target, to).await;
+        match answer {
+            Ok(()) => assert_eq!(res.ok(200)["role"], to),
+            Err((status, code)) => {
+                res.problem(status, code);
+            }
+        }
     }
-    assert_eq!(
-        app.delete(&path)
-            .token(&admin.access_token)
-            .send()
-            .await
-            .status,
-        204
-    );
+
+    // Deleting the organization: owners only (owner is an admin now).
+    for user in [&owner, &manager, &member] {
+        user.delete(&path).await.problem(403, "owner_required");
+    }
+    admin.delete(&path).await.no_content();
 }
 
 #[tokio::test]
 async fn removing_members() {
     let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
-    let admin = app.member_of(&owner, "admin", "admin").await;
-    let manager = app.member_of(&owner, "manager", "manager").await;
-    let member = app.member_of(&owner, "member", "member").await;
+    let [owner, admin, manager, member] = staff(&app).await;
     let path = org_path(&owner);
     let remove = |actor: &TestUser, target: &TestUser, query: &str| {
-        app.delete(&format!("{path}/members/{}{query}", target.id))
-            .token(&actor.access_token)
-            .send()
+        actor.delete(&format!("{path}/members/{}{query}", target.id))
     };
-    remove(&manager, &member, "")
-        .await
-        .problem(403, "role_forbidden");
-    remove(&admin, &owner, "")
-        .await
-        .problem(403, "owner_required");
-    remove(&owner, &owner, "").await.problem(409, "last_owner");
-    remove(&owner, &member, "?reassign_to=nope")
-        .await
-        .problem(400, "invalid_query_parameter");
-    remove(&owner, &member, "?colour=blue")
-        .await
-        .problem(400, "invalid_query_parameter");
+    for (actor, target, query, status, code) in [
+        (&manager, &member, "", 403, "role_forbidden"),
+        (&admin, &owner, "", 403, "owner_required"),
+        (&owner, &owner, "", 409, "last_owner"),
+        (
+            &owner,
+            &member,
+            "?reassign_to=nope",
+            400,
+            "invalid_query_parameter",
+        ),
+        (
+            &owner,
+            &member,
+            "?colour=blue",
+            400,
+            "invalid_query_parameter",
+        ),
+    ] {
+        remove(actor, target, query).await.problem(status, code);
+    }
 
     // The manager owns a contact and a deal: removal needs reassign_to.
-    let db = app.sql().await;
-    db.execute(
+    app.sql().await.execute(
         "WITH c AS (INSERT INTO crm.contacts (organization_id, owner_id, name) VALUES ($1, $2, 'Client') RETURNING id)
          INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency)
          SELECT $1, c.id, $2, 'Deal', 10, 'EUR' FROM c",
@@ -328,36 +237,27 @@ async fn removing_members() {
     )
     .await
     .unwrap();
-    remove(&admin, &manager, "")
-        .await
-        .problem(409, "member_owns_records");
-    remove(&admin, &manager, &format!("?reassign_to={}", manager.id))
-        .await
-        .problem(400, "reassign_to_invalid");
-    let stranger = app.register("stranger").await;
-    remove(&admin, &manager, &format!("?reassign_to={}", stranger.id))
-        .await
-        .problem(404, "reassign_to_not_found");
-    remove(&admin, &stranger, "")
-        .await
-        .problem(404, "member_not_found");
-    let res = remove(&admin, &manager, &format!("?reassign_to={}", member.id)).await;
-    assert_eq!(res.status, 204, "{}", res.body);
-    let owners: Vec<Uuid> = db
-        .query(
+    let stranger = app.user("stranger").await;
+    let to = |user: &TestUser| format!("?reassign_to={}", user.id);
+    for (target, query, status, code) in [
+        (&manager, String::new(), 409, "member_owns_records"),
+        (&manager, to(&manager), 400, "reassign_to_invalid"),
+        (&manager, to(&stranger), 404, "reassign_to_not_found"),
+        (&stranger, String::new(), 404, "member_not_found"),
+    ] {
+        remove(&admin, target, &query).await.problem(status, code);
+    }
+    remove(&admin, &manager, &to(&member)).await.no_content();
+    let owners: Vec<Uuid> = app
+        .column(
             "SELECT owner_id FROM crm.contacts UNION ALL SELECT owner_id FROM crm.deals",
             &[],
         )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .await;
     assert_eq!(owners, vec![member.id, member.id]);
     // The removed manager no longer sees the organization.
-    app.get(&path)
-        .token(&manager.access_token)
-        .send()
+    manager
+        .get(&path)
         .await
         .problem(404, "organization_not_found");
 
@@ -366,17 +266,12 @@ async fn removing_members() {
     remove(&member, &member, "")
         .await
         .problem(409, "member_owns_records");
-    remove(&member, &member, &format!("?reassign_to={}", admin.id))
+    remove(&member, &member, &to(&admin))
         .await
         .problem(403, "role_forbidden");
-    let res = remove(&admin, &member, &format!("?reassign_to={}", admin.id)).await;
-    assert_eq!(res.status, 204, "{}", res.body);
-    let carol = app.member_of(&owner, "carol", "member").await;
-    assert_eq!(remove(&carol, &carol, "").await.status, 204);
-    let list = app
-        .get(&format!("{path}/members"))
-        .token(&owner.access_token)
-        .send()
-        .await;
-    assert_eq!(list.ok(200)["items"].as_array().unwrap().len(), 2);
+    remove(&admin, &member, &to(&admin)).await.no_content();
+    let carol = app.member_of(&owner, "carol", "member").await.no_org();
+    remove(&carol, &carol, "").await.no_content();
+    let list = owner.read(&format!("{path}/members")).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
 }

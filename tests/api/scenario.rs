@@ -4,47 +4,38 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{id_of, page_items, today_plus, TestApp};
+use crate::helpers::{id_of, page_items, today_plus, TestApp, TestUser};
 
 #[tokio::test]
 async fn full_scenario_up_to_the_timeline() {
     let app = TestApp::spawn().await;
 
     // 1. Ann registers: she owns her first organization.
-    let ann = app.register("ann").await;
+    let ann = app.user("ann").await;
 
     // 2. She creates a second organization.
-    let res = app
-        .post("/api/v1/organizations")
-        .token(&ann.access_token)
-        .json(json!({"name": "Second Org"}))
-        .send()
+    let res = ann
+        .no_org()
+        .post("/api/v1/organizations", json!({"name": "Second Org"}))
         .await;
     let org2 = res.ok(201).clone();
     assert_eq!(org2["name"], "Second Org");
     assert_eq!(org2["role"], "owner");
     let org: Uuid = org2["id"].as_str().unwrap().parse().unwrap();
-    let mine = app
-        .get("/api/v1/organizations/me")
-        .token(&ann.access_token)
-        .send()
-        .await;
+    let mine = ann.no_org().get("/api/v1/organizations/me").await;
     assert_eq!(mine.ok(200)["items"].as_array().unwrap().len(), 2);
 
     // 3. She adds Bob to it as a member.
-    let bob = app.register("bob").await;
-    let res = app
-        .post(&format!("/api/v1/organizations/{org}/members"))
-        .token(&ann.access_token)
-        .json(json!({"email": bob.email, "role": "member"}))
-        .send()
+    let bob = app.user("bob").await;
+    let res = ann
+        .no_org()
+        .post(
+            &format!("/api/v1/organizations/{org}/members"),
+            json!({"email": bob.email, "role": "member"}),
+        )
         .await;
     assert_eq!(res.ok(201)["role"], "member");
-    let bobs_orgs = app
-        .get("/api/v1/organizations/me")
-        .token(&bob.access_token)
-        .send()
-        .await;
+    let bobs_orgs = bob.no_org().get("/api/v1/organizations/me").await;
     let second = bobs_orgs.ok(200)["items"]
         .as_array()
         .unwrap()
@@ -54,11 +45,11 @@ async fn full_scenario_up_to_the_timeline() {
         .expect("Bob sees the second organization");
     assert_eq!(second["role"], "member");
 
+    let bob = bob.in_org(org);
     // 4. Bob creates a contact ...
-    let contact = app
-        .create_contact(
-            &bob,
-            org,
+    let contact = bob
+        .create(
+            "/api/v1/contacts",
             json!({"name": "Ada Lovelace", "email": "ada@engines.example", "phone": "+44 20 0000"}),
         )
         .await;
@@ -67,12 +58,7 @@ async fn full_scenario_up_to_the_timeline() {
     let contact_id = id_of(&contact);
 
     // 5. ... a deal on it ...
-    let deal = app
-        .create_deal(
-            &bob,
-            org,
-            json!({"contact_id": contact_id, "title": "Analytical Engine", "amount": "5000", "currency": "GBP"}),
-        )
+    let deal = bob.create("/api/v1/deals", json!({"contact_id": contact_id, "title": "Analytical Engine", "amount": "5000", "currency": "GBP"}))
         .await;
     assert_eq!(
         (
@@ -92,72 +78,48 @@ async fn full_scenario_up_to_the_timeline() {
     let deal_path = format!("/api/v1/deals/{deal_id}");
 
     // 6. ... and a task on the deal.
-    let task = app
-        .create_task(
-            &bob,
-            org,
-            json!({"deal_id": deal_id, "title": "Send the proposal", "description": "With drawings", "due_date": today_plus(1)}),
-        )
+    let task = bob.create("/api/v1/tasks", json!({"deal_id": deal_id, "title": "Send the proposal", "description": "With drawings", "due_date": today_plus(1)}))
         .await;
     assert_eq!(task["deal_id"], deal_id.to_string());
     assert_eq!(task["is_done"], false);
     let task_id = id_of(&task);
 
     // 7. The deal moves along: stage, status, a comment, then won and closed.
-    let patch = |user_token: String, body: Value| {
-        let app = &app;
-        let deal_path = deal_path.clone();
-        async move {
-            app.patch(&deal_path)
-                .token(&user_token)
-                .org(org)
-                .json(body)
-                .send()
-                .await
-        }
-    };
-    let res = patch(bob.access_token.clone(), json!({"stage": "proposal"})).await;
+    let patch = |user: &TestUser, body: Value| user.in_org(org).patch(&deal_path, body);
+    let res = patch(&bob, json!({"stage": "proposal"})).await;
     assert_eq!(res.ok(200)["stage"], "proposal");
-    let res = patch(bob.access_token.clone(), json!({"status": "in_progress"})).await;
+    let res = patch(&bob, json!({"status": "in_progress"})).await;
     assert_eq!(res.ok(200)["status"], "in_progress");
-    let res = app
-        .post(&format!("{deal_path}/activities"))
-        .token(&bob.access_token)
-        .org(org)
-        .json(json!({"type": "comment", "payload": {"text": "They loved the drawings"}}))
-        .send()
+    let res = bob
+        .post(
+            &format!("{deal_path}/activities"),
+            json!({"type": "comment", "payload": {"text": "They loved the drawings"}}),
+        )
         .await;
     assert_eq!(res.ok(201)["author_id"], bob.id.to_string());
-    let res = patch(
-        bob.access_token.clone(),
-        json!({"status": "won", "stage": "closed"}),
-    )
-    .await;
+    let res = patch(&bob, json!({"status": "won", "stage": "closed"})).await;
     let won = res.ok(200).clone();
     assert_eq!(
         (&won["status"], &won["stage"]),
         (&json!("won"), &json!("closed"))
     );
     // Bob, a member, may not move it back; Ann, the owner, may.
-    patch(bob.access_token.clone(), json!({"stage": "negotiation"}))
+    patch(&bob, json!({"stage": "negotiation"}))
         .await
         .problem(403, "stage_rollback_forbidden");
-    let res = patch(ann.access_token.clone(), json!({"stage": "negotiation"})).await;
+    let res = patch(&ann, json!({"stage": "negotiation"})).await;
     assert_eq!(res.ok(200)["stage"], "negotiation");
     // The task gets done.
-    let res = app
-        .patch(&format!("/api/v1/tasks/{task_id}"))
-        .token(&bob.access_token)
-        .org(org)
-        .json(json!({"is_done": true}))
-        .send()
+    let res = bob
+        .patch(
+            &format!("/api/v1/tasks/{task_id}"),
+            json!({"is_done": true}),
+        )
         .await;
     assert_eq!(res.ok(200)["is_done"], true);
 
     // 8. The timeline, newest first.
-    let timeline = app
-        .read(&bob, org, &format!("{deal_path}/activities"))
-        .await;
+    let timeline = bob.read(&format!("{deal_path}/activities")).await;
     let items = page_items(&timeline, 1, 20, 8);
     let got: Vec<(&str, Value, Value)> = items
         .iter()
@@ -185,65 +147,37 @@ async fn full_scenario_up_to_the_timeline() {
             "system",
         ]
     );
-    let by = |u: &crate::helpers::TestUser| json!(u.id.to_string());
+    let row = |kind, payload, by: &TestUser| (kind, payload, json!(by.id.to_string()));
+    let moved = |from: &str, to: &str| json!({"from": from, "to": to});
+    let created = json!({"task_id": task_id.to_string(), "title": "Send the proposal", "due_date": today_plus(1)});
     assert_eq!(
         got[..7],
         [
-            (
-                "stage_changed",
-                json!({"from": "closed", "to": "negotiation"}),
-                by(&ann)
-            ),
-            (
-                "stage_changed",
-                json!({"from": "proposal", "to": "closed"}),
-                by(&bob)
-            ),
-            (
-                "status_changed",
-                json!({"from": "in_progress", "to": "won"}),
-                by(&bob)
-            ),
-            (
-                "comment",
-                json!({"text": "They loved the drawings"}),
-                by(&bob)
-            ),
-            (
-                "status_changed",
-                json!({"from": "new", "to": "in_progress"}),
-                by(&bob)
-            ),
-            (
-                "stage_changed",
-                json!({"from": "qualification", "to": "proposal"}),
-                by(&bob)
-            ),
-            (
-                "task_created",
-                json!({"task_id": task_id.to_string(), "title": "Send the proposal", "due_date": today_plus(1)}),
-                by(&bob)
-            ),
+            row("stage_changed", moved("closed", "negotiation"), &ann),
+            row("stage_changed", moved("proposal", "closed"), &bob),
+            row("status_changed", moved("in_progress", "won"), &bob),
+            row("comment", json!({"text": "They loved the drawings"}), &bob),
+            row("status_changed", moved("new", "in_progress"), &bob),
+            row("stage_changed", moved("qualification", "proposal"), &bob),
+            row("task_created", created, &bob),
         ]
     );
 
     // The deal as it stands, and the other organizations are untouched.
-    let now = app.read(&bob, org, &deal_path).await;
+    let now = bob.read(&deal_path).await;
     assert_eq!(
         (&now["status"], &now["stage"], &now["amount"]),
         (&json!("won"), &json!("negotiation"), &json!("5000.00"))
     );
-    let tasks = app.read(&ann, org, "/api/v1/tasks").await;
+    let tasks = ann.in_org(org).read("/api/v1/tasks").await;
     assert_eq!(page_items(&tasks, 1, 20, 1)[0]["id"], task_id.to_string());
     for (user, other) in [(&ann, ann.org_id), (&bob, bob.org_id)] {
         for list in ["/api/v1/contacts", "/api/v1/deals", "/api/v1/tasks"] {
-            let body = app.read(user, other, list).await;
+            let body = user.in_org(other).read(list).await;
             assert!(page_items(&body, 1, 20, 0).is_empty(), "{list}");
         }
-        app.get(&deal_path)
-            .token(&user.access_token)
-            .org(other)
-            .send()
+        user.in_org(other)
+            .get(&deal_path)
             .await
             .problem(404, "deal_not_found");
     }
@@ -251,42 +185,35 @@ async fn full_scenario_up_to_the_timeline() {
 
 #[tokio::test]
 async fn deleting_an_organization_takes_its_pipeline_along() {
-    let app = TestApp::spawn().await;
-    let ann = app.register("ann").await;
+    let (app, ann) = TestApp::with_user("ann").await;
     let bob = app.member_of(&ann, "bob", "member").await;
     let org = ann.org_id;
     // Ann keeps a second organization with data of its own.
-    let res = app
-        .post("/api/v1/organizations")
-        .token(&ann.access_token)
-        .json(json!({"name": "Keeper"}))
-        .send()
+    let res = ann
+        .no_org()
+        .post("/api/v1/organizations", json!({"name": "Keeper"}))
         .await;
     let keeper: Uuid = res.ok(201)["id"].as_str().unwrap().parse().unwrap();
-    let kept_contact = app.contact(&ann, keeper, "Kept").await;
-    let kept_deal = app.deal(&ann, keeper, kept_contact, "Kept", "1").await;
+    let kept_contact = ann.in_org(keeper).contact("Kept").await;
+    let kept_deal = ann.in_org(keeper).deal(kept_contact, "Kept", "1").await;
 
-    let contact = app.contact(&bob, org, "Client").await;
-    let deal = app.deal(&bob, org, contact, "Deal", "10").await;
-    app.task(&bob, org, deal, "Task", 1).await;
-    app.post(&format!("/api/v1/deals/{deal}/activities"))
-        .token(&ann.access_token)
-        .org(org)
-        .json(json!({"type": "comment", "payload": {"text": "bye"}}))
-        .send()
-        .await
-        .ok(201);
-    let res = app
+    let contact = bob.contact("Client").await;
+    let deal = bob.deal(contact, "Deal", "10").await;
+    bob.task(deal, "Task", 1).await;
+    ann.post(
+        &format!("/api/v1/deals/{deal}/activities"),
+        json!({"type": "comment", "payload": {"text": "bye"}}),
+    )
+    .await
+    .ok(201);
+    let res = ann
+        .no_org()
         .delete(&format!("/api/v1/organizations/{org}"))
-        .token(&ann.access_token)
-        .send()
         .await;
     assert_eq!(res.status, 204, "{}", res.body);
     for user in [&ann, &bob] {
-        app.get("/api/v1/deals")
-            .token(&user.access_token)
-            .org(org)
-            .send()
+        user.in_org(org)
+            .get("/api/v1/deals")
             .await
             .problem(404, "organization_not_found");
     }
@@ -302,10 +229,10 @@ async fn deleting_an_organization_takes_its_pipeline_along() {
             .get(0);
         assert_eq!(n, 0, "{table}");
     }
-    let body = app.read(&ann, keeper, "/api/v1/deals").await;
+    let body = ann.in_org(keeper).read("/api/v1/deals").await;
     assert_eq!(page_items(&body, 1, 20, 1)[0]["id"], kept_deal.to_string());
     assert_eq!(
-        app.timeline_types(&ann, keeper, kept_deal).await,
+        ann.in_org(keeper).timeline_types(kept_deal).await,
         ["system"]
     );
 }

@@ -16,7 +16,7 @@ use axum::http::Method;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::helpers::{id_of, today_plus, TestApp, TestResponse, TestUser};
+use crate::helpers::{today_plus, Req, TestApp, TestResponse, TestUser};
 
 /// The kinds of record an id can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +81,7 @@ fn field_kind(name: &str) -> Option<Kind> {
 }
 
 /// One organization's records.
+#[derive(Clone, Copy)]
 struct Tenant {
     org: Uuid,
     contact: Uuid,
@@ -335,6 +336,8 @@ enum Aim<'a> {
     One(&'a Slot, Uuid),
     /// Everything in B, header included.
     AllB,
+    /// Everything in A (nothing probed).
+    AllA,
 }
 
 struct World {
@@ -357,7 +360,7 @@ impl World {
         match aim {
             Aim::One(probed, id) if *probed == slot => Some(*id),
             Aim::AllB => Some(self.b.id(kind)),
-            Aim::One(..) => Some(self.a.id(kind)),
+            Aim::One(..) | Aim::AllA => Some(self.a.id(kind)),
         }
     }
 
@@ -374,6 +377,7 @@ impl World {
             .filter(|n| match aim {
                 Aim::One(slot, _) => **slot == Slot::Query((*n).clone()),
                 Aim::AllB => true,
+                Aim::AllA => false,
             })
             .map(|n| {
                 let id = self.target(op, aim, &Slot::Query(n.clone())).unwrap();
@@ -391,6 +395,7 @@ impl World {
                     let probed = match aim {
                         Aim::One(s, _) => **s == slot,
                         Aim::AllB => true,
+                        Aim::AllA => false,
                     };
                     if *required || probed {
                         let id = self.target(op, aim, &slot).unwrap();
@@ -404,7 +409,7 @@ impl World {
         });
         let org = op.org_header.then_some(match aim {
             Aim::AllB => self.b.org,
-            Aim::One(..) => self.a.org,
+            Aim::One(..) | Aim::AllA => self.a.org,
         });
         Probe {
             method: op.method.clone(),
@@ -416,15 +421,32 @@ impl World {
 }
 
 impl Probe {
-    async fn send(&self, app: &TestApp, token: &str) -> TestResponse {
-        let mut req = app.req(self.method.clone(), &self.uri).token(token);
-        if let Some(org) = self.org {
-            req = req.org(org);
+    async fn send(&self, caller: &TestUser) -> TestResponse {
+        let caller = match self.org {
+            Some(org) => caller.in_org(org),
+            None => caller.no_org(),
+        };
+        let req = caller.req(self.method.clone(), &self.uri);
+        match &self.body {
+            Some(body) => req.json(body.clone()).await,
+            None => req.await,
         }
-        if let Some(body) = &self.body {
-            req = req.json(body.clone());
+    }
+
+    /// The request with `token` (if any) and `org` as X-Organization-Id (if
+    /// any), whatever the probe's own organization.
+    fn with(&self, app: &TestApp, token: Option<&str>, org: Option<&str>) -> Req {
+        let mut req = app.req(self.method.clone(), &self.uri);
+        if let Some(token) = token {
+            req = req.token(token);
         }
-        req.send().await
+        if let Some(org) = org {
+            req = req.header("X-Organization-Id", org);
+        }
+        match &self.body {
+            Some(body) => req.json(body.clone()),
+            None => req,
+        }
     }
 
     fn describe(&self) -> String {
@@ -440,19 +462,14 @@ impl Probe {
 
 /// A fingerprint of everything an organization holds, read as the superuser.
 async fn fingerprint(app: &TestApp, org: Uuid) -> BTreeMap<String, String> {
-    let db = app.sql().await;
-    let tables: Vec<String> = db
-        .query(
+    let tables: Vec<String> = app
+        .column(
             "SELECT table_name::text FROM information_schema.columns
               WHERE table_schema = 'crm' AND column_name = 'organization_id'
               ORDER BY 1",
             &[],
         )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .await;
     assert!(
         tables.len() >= 6,
         "expected the tenant tables of crm, found {tables:?}"
@@ -482,29 +499,20 @@ async fn fingerprint(app: &TestApp, org: Uuid) -> BTreeMap<String, String> {
             .into(),
     ));
     for (name, sql) in queries {
-        let row = db.query_one(&sql, &[&org]).await.unwrap();
-        out.insert(name, row.get::<_, String>(0));
+        out.insert(name, app.value(&sql, &[&org]).await);
     }
     out
 }
 
-async fn tenant(app: &TestApp, owner: &TestUser, member: &TestUser, name: &str) -> Tenant {
+async fn tenant(owner: &TestUser, member: &TestUser, name: &str) -> Tenant {
     let org = owner.org_id;
-    let contact = app.contact(member, org, &format!("{name} contact")).await;
-    let deal = app
-        .deal(member, org, contact, &format!("{name} deal"), "500.00")
+    let member = member.in_org(org);
+    let contact = member.contact(&format!("{name} contact")).await;
+    let deal = member
+        .deal(contact, &format!("{name} deal"), "500.00")
         .await;
-    let task = app
-        .task(member, org, deal, &format!("{name} task"), 2)
-        .await;
-    let comment = app
-        .post(&format!("/api/v1/deals/{deal}/activities"))
-        .token(&member.access_token)
-        .org(org)
-        .json(json!({"type": "comment", "payload": {"text": format!("{name} note")}}))
-        .send()
-        .await;
-    id_of(comment.ok(201));
+    let task = member.task(deal, &format!("{name} task"), 2).await;
+    member.comment(deal, &format!("{name} note")).await;
     Tenant {
         org,
         contact,
@@ -512,6 +520,26 @@ async fn tenant(app: &TestApp, owner: &TestUser, member: &TestUser, name: &str) 
         task,
         member: member.id,
     }
+}
+
+/// Organizations A and B with their records, A's owner as the caller, and a
+/// user who belongs to neither.
+async fn world(app: &TestApp) -> (World, TestUser) {
+    let a_owner = app.user("probe-a-owner").await;
+    let a_member = app.member_of(&a_owner, "probe-a-member", "member").await;
+    let b_owner = app.user("probe-b-owner").await;
+    let b_member = app.member_of(&b_owner, "probe-b-member", "member").await;
+    let loner = app.user("probe-loner").await;
+    // A's records belong to its owner; Kind::Member names A's other member.
+    let mut a = tenant(&a_owner, &a_owner, "A").await;
+    a.member = a_member.id;
+    let world = World {
+        a,
+        b: tenant(&b_owner, &b_member, "B").await,
+        caller: a_owner,
+        loner_email: loner.email.clone(),
+    };
+    (world, loner)
 }
 
 fn document() -> Value {
@@ -581,20 +609,7 @@ async fn no_operation_reaches_another_organizations_records() {
     }
 
     let app = TestApp::spawn().await;
-    let a_owner = app.register("probe-a-owner").await;
-    let a_member = app.member_of(&a_owner, "probe-a-member", "member").await;
-    let b_owner = app.register("probe-b-owner").await;
-    let b_member = app.member_of(&b_owner, "probe-b-member", "member").await;
-    let loner = app.register("probe-loner").await;
-    // A's records belong to its owner; Kind::Member names A's other member.
-    let mut a = tenant(&app, &a_owner, &a_owner, "A").await;
-    a.member = a_member.id;
-    let world = World {
-        a,
-        b: tenant(&app, &b_owner, &b_member, "B").await,
-        caller: a_owner,
-        loner_email: loner.email.clone(),
-    };
+    let (world, _) = world(&app).await;
 
     let before_b = fingerprint(&app, world.b.org).await;
     let before_a = fingerprint(&app, world.a.org).await;
@@ -602,14 +617,17 @@ async fn no_operation_reaches_another_organizations_records() {
     let mut failures = Vec::new();
     let mut report = Vec::new();
     let mut probes = 0;
+    let mut aimed = Vec::new();
+    let mut as_b = Vec::new();
     for op in &ops {
         let slots = op.slots();
         for slot in &slots {
             let kind = op.kind(slot).unwrap();
+            aimed.push(kind);
             let into_b = world.build(op, &Aim::One(slot, world.b.id(kind)));
             let random = world.build(op, &Aim::One(slot, Uuid::new_v4()));
-            let got = into_b.send(&app, &world.caller.access_token).await;
-            let baseline = random.send(&app, &world.caller.access_token).await;
+            let got = into_b.send(&world.caller).await;
+            let baseline = random.send(&world.caller).await;
             probes += 1;
             let code = got.body["code"].as_str().unwrap_or("").to_owned();
             report.push(format!(
@@ -649,8 +667,9 @@ async fn no_operation_reaches_another_organizations_records() {
             .any(|p| path_kind(&op.path, p) == Some(Kind::Org));
         if op.org_header || org_path {
             let probe = world.build(op, &Aim::AllB);
-            let got = probe.send(&app, &world.caller.access_token).await;
+            let got = probe.send(&world.caller).await;
             probes += 1;
+            as_b.push(op.label());
             report.push(format!(
                 "{} as B → {} {}",
                 op.label(),
@@ -681,20 +700,206 @@ async fn no_operation_reaches_another_organizations_records() {
     );
     assert_eq!(before_b, after_b, "organization B's data changed");
     assert_eq!(before_a, after_a, "organization A's data changed");
-    // Every operation with a reference was probed, and every scoped one as B.
-    let expected: usize = ops
+    // Every kind of B's record was aimed at, and every operation of an
+    // organization's own surface was sent as B, whether or not the document
+    // says it takes X-Organization-Id (the loop above trusts the document).
+    for kind in [
+        Kind::Org,
+        Kind::Contact,
+        Kind::Deal,
+        Kind::Task,
+        Kind::Member,
+    ] {
+        assert!(aimed.contains(&kind), "no probe named B's {kind:?}");
+    }
+    let never_as_b: Vec<String> = ops
         .iter()
-        .map(|op| {
-            op.slots().len()
-                + usize::from(
-                    op.org_header
-                        || op
-                            .path_params
-                            .iter()
-                            .any(|p| path_kind(&op.path, p) == Some(Kind::Org)),
-                )
-        })
-        .sum();
-    assert_eq!(probes, expected);
+        .filter(|op| organization_scoped(&op.path) && !as_b.contains(&op.label()))
+        .map(Operation::label)
+        .collect();
+    assert!(
+        never_as_b.is_empty(),
+        "never sent as organization B: {never_as_b:?}"
+    );
     assert!(probes >= 40, "only {probes} probes ran");
+}
+
+/// Whether a path belongs to one organization (rather than to the caller or
+/// to nobody): anything under /api/v1 but auth, the caller's own user, and
+/// creating or listing one's organizations.
+fn organization_scoped(path: &str) -> bool {
+    let unscoped = ["/api/v1/auth/", "/api/v1/users/"];
+    path.starts_with("/api/v1/")
+        && !unscoped.iter().any(|p| path.starts_with(p))
+        && !["/api/v1/organizations", "/api/v1/organizations/me"].contains(&path)
+}
+
+/// What a read answers for an id that names nothing.
+fn not_found_code(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Org => "organization_not_found",
+        Kind::Contact => "contact_not_found",
+        Kind::Deal => "deal_not_found",
+        Kind::Task => "task_not_found",
+        Kind::Member => "member_not_found",
+    }
+}
+
+/// Every operation of an organization checks, in this order, the token (401),
+/// the X-Organization-Id header (400) and membership (404), and refuses
+/// malformed ids in its path (400); reads answer 404 for unknown ids. None of
+/// it changes the organization's data.
+#[tokio::test]
+async fn every_operation_checks_token_header_membership_and_path_ids() {
+    let doc = document();
+    let ops = operations(&doc);
+    let undocumented: Vec<String> = ops
+        .iter()
+        .filter(|op| {
+            let under_org = op.path.starts_with("/api/v1/organizations/{org_id}");
+            organization_scoped(&op.path) && !under_org && !op.org_header
+        })
+        .map(Operation::label)
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "organization-scoped operations that do not document X-Organization-Id: {undocumented:?}"
+    );
+
+    let app = TestApp::spawn().await;
+    let (world, eve) = world(&app).await;
+    let (a, owner) = (world.a, &world.caller);
+    let before = fingerprint(&app, a.org).await;
+
+    let (org, unknown) = (a.org.to_string(), Uuid::new_v4().to_string());
+    let (org, unknown) = (org.as_str(), unknown.as_str());
+    let (token, eves) = (owner.access_token.as_str(), eve.access_token.as_str());
+    let cases = [
+        ("no token", None, Some(org), 401, "unauthenticated"),
+        ("no token, no header", None, None, 401, "unauthenticated"),
+        (
+            "a token that is no JWT",
+            Some("garbage"),
+            Some(org),
+            401,
+            "invalid_token",
+        ),
+        (
+            "no header",
+            Some(token),
+            None,
+            400,
+            "organization_header_missing",
+        ),
+        (
+            "header acme",
+            Some(token),
+            Some("acme"),
+            400,
+            "organization_header_invalid",
+        ),
+        (
+            "header 12345",
+            Some(token),
+            Some("12345"),
+            400,
+            "organization_header_invalid",
+        ),
+        (
+            "header org-1",
+            Some(token),
+            Some("org-1"),
+            400,
+            "organization_header_invalid",
+        ),
+        (
+            "an unknown organization",
+            Some(token),
+            Some(unknown),
+            404,
+            "organization_not_found",
+        ),
+        (
+            "a non-member",
+            Some(eves),
+            Some(org),
+            404,
+            "organization_not_found",
+        ),
+    ];
+    let mut failures = Vec::new();
+    let mut checks = 0;
+    let mut check = |what: String, res: TestResponse, status: u16, code: &str| {
+        checks += 1;
+        let got = (res.status.as_u16(), res.body["code"].as_str());
+        let mut wrong = Vec::new();
+        if got != (status, Some(code)) {
+            wrong.push(format!(
+                "expected {status} {code}, got {} {}",
+                res.status, res.body
+            ));
+        } else if res.headers["content-type"] != "application/problem+json" {
+            wrong.push(format!("content-type {:?}", res.headers["content-type"]));
+        }
+        if status == 401
+            && res
+                .headers
+                .get("www-authenticate")
+                .is_none_or(|v| v != "Bearer")
+        {
+            wrong.push("no WWW-Authenticate: Bearer".into());
+        }
+        if code == "organization_header_missing"
+            && res.body["errors"][0]["field"] != "X-Organization-Id"
+        {
+            wrong.push(format!(
+                "the error names {}",
+                res.body["errors"][0]["field"]
+            ));
+        }
+        failures.extend(wrong.into_iter().map(|w| format!("{what}: {w}")));
+    };
+    for op in &ops {
+        let probe = world.build(op, &Aim::AllA);
+        if op.org_header {
+            for (what, token, header, status, code) in cases {
+                let res = probe.with(&app, token, header).await;
+                check(
+                    format!("{} with {what}", probe.describe()),
+                    res,
+                    status,
+                    code,
+                );
+            }
+        }
+        let header = op.org_header.then_some(org);
+        for param in &op.path_params {
+            let slot = Slot::Path(param.clone());
+            let marker = Uuid::new_v4();
+            for malformed in ["not-a-uuid", "1234", "42"] {
+                let mut bad = world.build(op, &Aim::One(&slot, marker));
+                bad.uri = bad.uri.replace(&marker.to_string(), malformed);
+                let res = bad.with(&app, Some(token), header).await;
+                check(bad.describe(), res, 400, "invalid_path_parameter");
+            }
+            if op.method == Method::GET {
+                let kind = op.kind(&slot).expect("a covered path parameter");
+                let unknown = world.build(op, &Aim::One(&slot, Uuid::new_v4()));
+                let res = unknown.with(&app, Some(token), header).await;
+                check(unknown.describe(), res, 404, not_found_code(kind));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checks} checks failed:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+    assert!(checks >= 150, "only {checks} checks ran");
+    assert_eq!(
+        fingerprint(&app, a.org).await,
+        before,
+        "the organization's data changed"
+    );
 }
