@@ -93,7 +93,8 @@ pub fn compression() -> CompressionLayer {
 /// `Authorization`, never in cookies, so credentials are not allowed.
 fn cors(origins: &CorsOrigins) -> CorsLayer {
     let allow_origin = match origins {
-        CorsOrigins::Any => AllowOrigin::any(),
+        // `*` is never sent (SPEC §15): any origin is echoed back, with `Vary: Origin`.
+        CorsOrigins::Any => AllowOrigin::mirror_request(),
         CorsOrigins::List(list) => {
             AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
         }
@@ -109,6 +110,7 @@ fn cors(origins: &CorsOrigins) -> CorsLayer {
             HeaderName::from_static(extract::ORG_HEADER),
             crate::ops::metrics::REQUEST_ID,
             HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("last-event-id"),
         ])
         .expose_headers([
             header::LOCATION,

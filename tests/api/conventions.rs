@@ -451,3 +451,42 @@ async fn event_streams_are_never_compressed() {
         );
     }
 }
+
+#[tokio::test]
+async fn cors_for_any_origin_echoes_the_origin_and_never_sends_a_star() {
+    let app = TestApp::spawn_with(|c| c.cors_allowed_origins = Some("*".parse().unwrap())).await;
+    let res = app
+        .req(Method::OPTIONS, "/api/v1/contacts")
+        .header("Origin", "https://anywhere.example")
+        .header("Access-Control-Request-Method", "GET")
+        .header(
+            "Access-Control-Request-Headers",
+            "last-event-id,if-match,idempotency-key",
+        )
+        .send()
+        .await;
+    assert_eq!(
+        res.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://anywhere.example"
+    );
+    let allowed = res.headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in [
+        "last-event-id",
+        "if-match",
+        "if-none-match",
+        "idempotency-key",
+    ] {
+        assert!(allowed.contains(name), "{name} not allowed: {allowed}");
+    }
+    let vary = res
+        .headers
+        .get_all(header::VARY)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(",");
+    assert!(vary.contains("origin"), "{vary}");
+}
