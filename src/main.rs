@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use minicrm::{
     db::localdb,
     db::{migrate, seed::SeedArgs},
+    http::serve::ServeSettings,
     ops::config::{Config, LogFormat},
     state::App,
 };
@@ -124,6 +125,10 @@ async fn database(config: &Config) -> anyhow::Result<(String, String)> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let (url, secret) = database(&config).await?;
     let listen = config.listen_addr;
+    let settings = ServeSettings {
+        header_read_timeout: config.http_header_read_timeout,
+        max_connections: config.http_max_connections,
+    };
     let state = App::new(config, &url, &secret)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -133,10 +138,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         listener.local_addr()?,
         listener.local_addr()?
     );
-    let app = minicrm::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    minicrm::http::serve::serve(listener, minicrm::app(state), settings, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -157,5 +159,4 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
-    tracing::info!("shutting down: draining in-flight requests");
 }

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod serve;
 
 use std::time::Duration;
 
@@ -31,6 +32,13 @@ use crate::{
 
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// Longer request targets are refused with 414 (`uri_too_long`). hyper itself
+/// refuses targets over 64 KiB, with an empty 414, before we see them.
+pub const MAX_URI: usize = 8 * 1024;
+/// More request headers than this, or more than [`MAX_HEADER_BYTES`] of
+/// them, are refused with 431 (`headers_too_large`).
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Every route, each registered with its OpenAPI operation: a route cannot
 /// exist undocumented, and the document's paths are the router's paths.
@@ -76,6 +84,7 @@ pub fn app(state: AppState) -> Router {
     // Outermost, so the request id, the span, the metrics and the log line
     // cover every answer, the timeout's, the preflights' and the fallbacks'.
     router
+        .layer(middleware::from_fn(limit_head))
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             crate::ops::metrics::observe,
@@ -124,6 +133,36 @@ fn cors(origins: &CorsOrigins) -> CorsLayer {
             HeaderName::from_static("x-cache"),
         ])
         .max_age(Duration::from_secs(3600))
+}
+
+/// 414 and 431 as problems. hyper answers these itself, with an empty body,
+/// only past its own (higher) limits: 64 KiB of target, 400 headers
+/// (`serve`), ~400 KiB of head.
+async fn limit_head(req: Request, next: Next) -> Response {
+    if req.uri().to_string().len() > MAX_URI {
+        return Problem::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is longer than {MAX_URI} bytes"),
+        )
+        .into_response();
+    }
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return Problem::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "at most {MAX_HEADERS} request headers of at most {MAX_HEADER_BYTES} bytes in all"
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// A request that takes longer than `limit` is answered 503 rather than left

@@ -18,6 +18,11 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     pub pool: PoolSettings,
     pub request_timeout: Duration,
+    /// The whole request head must arrive within this (also the idle
+    /// keep-alive timeout); see `http::serve`.
+    pub http_header_read_timeout: Duration,
+    /// Concurrent connections served; more are closed at once.
+    pub http_max_connections: usize,
     pub cache_ttl: Duration,
     pub log_format: LogFormat,
     /// Login and registration attempts per email, and per client address, per minute.
@@ -141,6 +146,14 @@ impl Config {
                 statement_timeout: Duration::from_millis(parsed("DB_STATEMENT_TIMEOUT_MS", 5000)?),
             },
             request_timeout: Duration::from_millis(parsed("REQUEST_TIMEOUT_MS", 10000)?),
+            http_header_read_timeout: Duration::from_millis(parsed(
+                "HTTP_HEADER_READ_TIMEOUT_MS",
+                10_000,
+            )?),
+            http_max_connections: match parsed("HTTP_MAX_CONNECTIONS", 1024)? {
+                0 => bail!("HTTP_MAX_CONNECTIONS must be at least 1"),
+                n => n,
+            },
             cache_ttl: seconds("ANALYTICS_CACHE_TTL_SECS", 30)?,
             log_format,
             auth_attempts_per_email: parsed("AUTH_ATTEMPTS_PER_EMAIL_PER_MINUTE", 10)?,
@@ -171,6 +184,8 @@ impl Config {
                 statement_timeout: Duration::from_millis(5000),
             },
             request_timeout: Duration::from_millis(10000),
+            http_header_read_timeout: Duration::from_millis(10_000),
+            http_max_connections: 1024,
             cache_ttl: Duration::from_secs(30),
             log_format: LogFormat::Text,
             auth_attempts_per_email: 10,

@@ -6,6 +6,7 @@ mod analytics;
 mod auth;
 mod cli;
 mod concurrency;
+mod connections;
 mod contacts;
 mod conventions;
 mod deals;
