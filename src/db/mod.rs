@@ -10,12 +10,13 @@ use std::time::Duration;
 
 pub mod localdb;
 pub mod migrate;
+pub mod param;
 pub mod seed;
 pub mod tls;
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 /// Who is acting, and in which organization.
@@ -121,18 +122,27 @@ pub struct PoolSettings {
     pub wait_timeout: Duration,
     /// The database's `statement_timeout` for request statements.
     pub statement_timeout: Duration,
+    /// Behind a transaction-mode pooler (`DB_POOLER=transaction`): every call
+    /// is one unnamed statement (no prepared statement outlives it) and no
+    /// startup options are sent (poolers refuse them); `statement_timeout` and
+    /// `TimeZone` then come from the database's settings (README).
+    pub transaction_pooler: bool,
 }
 
 /// A named argument of an API function call: (parameter name, value).
-pub type Arg<'a> = (&'static str, &'a (dyn ToSql + Sync));
+pub type Arg<'a> = (&'static str, &'a dyn param::Param);
 
 /// `SELECT (function(name => $3, ...))::text FROM app.act_as($1, $2)`: the
-/// context is `$1` (user) and `$2` (organization).
+/// context is `$1` (user) and `$2` (organization); custom types are cast
+/// (`param`).
 fn call_sql(function: &str, args: &[Arg<'_>]) -> String {
     let named: Vec<String> = args
         .iter()
         .enumerate()
-        .map(|(i, (name, _))| format!("{name} => ${}", i + 3))
+        .map(|(i, (name, value))| match value.wire().cast {
+            Some(cast) => format!("{name} => ${}::{cast}", i + 3),
+            None => format!("{name} => ${}", i + 3),
+        })
         .collect();
     format!(
         "SELECT ({function}({}))::text FROM app.act_as($1, $2)",
@@ -145,6 +155,7 @@ pub struct Db {
     pool: Pool,
     /// For the cancel requests of abandoned statements.
     tls: tls::MakeRustlsConnect,
+    transaction_pooler: bool,
 }
 
 impl Db {
@@ -154,13 +165,15 @@ impl Db {
             tls,
             ..
         } = tls::parse(database_url).context("parsing DATABASE_URL")?;
-        let options = format!(
-            "{} -c TimeZone=UTC -c statement_timeout={}",
-            pg.get_options().unwrap_or_default(),
-            settings.statement_timeout.as_millis()
-        );
-        pg.options(options.trim())
-            .application_name("minicrm")
+        if !settings.transaction_pooler {
+            let options = format!(
+                "{} -c TimeZone=UTC -c statement_timeout={}",
+                pg.get_options().unwrap_or_default(),
+                settings.statement_timeout.as_millis()
+            );
+            pg.options(options.trim());
+        }
+        pg.application_name("minicrm")
             .connect_timeout(Duration::from_secs(3));
         let manager = Manager::from_config(
             pg,
@@ -179,7 +192,11 @@ impl Db {
             .runtime(Runtime::Tokio1)
             .build()
             .context("building the connection pool")?;
-        Ok(Self { pool, tls })
+        Ok(Self {
+            pool,
+            tls,
+            transaction_pooler: settings.transaction_pooler,
+        })
     }
 
     /// Calls the API function `function` with named arguments
@@ -196,12 +213,27 @@ impl Db {
         let sql = call_sql(function, args);
         let mut in_flight = InFlight(Some(self.pool.get().await?), &self.tls);
         let client = in_flight.client();
-        let statement = client.prepare_cached(&sql).await?;
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(args.len() + 2);
-        params.push(&ctx.user_id);
-        params.push(&ctx.org_id);
-        params.extend(args.iter().map(|(_, value)| *value));
-        let row = client.query_one(&statement, &params).await;
+        let row = if self.transaction_pooler {
+            let wire: Vec<(param::AsWire<'_>, Type)> = args
+                .iter()
+                .map(|(_, value)| (param::AsWire(*value), value.wire().ty))
+                .collect();
+            let mut params: Vec<(&(dyn ToSql + Sync), Type)> = Vec::with_capacity(args.len() + 2);
+            params.push((&ctx.user_id, Type::UUID));
+            params.push((&ctx.org_id, Type::UUID));
+            params.extend(
+                wire.iter()
+                    .map(|(v, ty)| (v as &(dyn ToSql + Sync), ty.clone())),
+            );
+            client.query_typed_one(&sql, &params).await
+        } else {
+            let statement = client.prepare_cached(&sql).await?;
+            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(args.len() + 2);
+            params.push(&ctx.user_id);
+            params.push(&ctx.org_id);
+            params.extend(args.iter().map(|(_, value)| value.as_sql()));
+            client.query_one(&statement, &params).await
+        };
         in_flight.done();
         Ok(row?.get(0))
     }

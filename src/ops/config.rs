@@ -144,6 +144,13 @@ impl Config {
                 size: parsed("DB_POOL_SIZE", 16)?,
                 wait_timeout: Duration::from_millis(parsed("DB_POOL_TIMEOUT_MS", 2000)?),
                 statement_timeout: Duration::from_millis(parsed("DB_STATEMENT_TIMEOUT_MS", 5000)?),
+                transaction_pooler: match var("DB_POOLER").as_deref() {
+                    None | Some("none") => false,
+                    Some("transaction") => true,
+                    Some(other) => {
+                        bail!("DB_POOLER={other:?} is not valid: use none or transaction")
+                    }
+                },
             },
             request_timeout: Duration::from_millis(parsed("REQUEST_TIMEOUT_MS", 10000)?),
             http_header_read_timeout: Duration::from_millis(parsed(
@@ -182,6 +189,7 @@ impl Config {
                 size: 4,
                 wait_timeout: Duration::from_millis(2000),
                 statement_timeout: Duration::from_millis(5000),
+                transaction_pooler: false,
             },
             request_timeout: Duration::from_millis(10000),
             http_header_read_timeout: Duration::from_millis(10_000),

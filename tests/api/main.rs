@@ -15,6 +15,7 @@ mod limits;
 mod migrations;
 mod observability;
 mod organizations;
+mod pooler;
 mod scenario;
 mod security;
 mod service;

@@ -82,6 +82,7 @@ fn settings() -> PoolSettings {
         wait_timeout: Duration::from_secs(2),
         // Longer than the cancel check waits, so only a cancel ends pg_sleep.
         statement_timeout: Duration::from_secs(60),
+        transaction_pooler: false,
     }
 }
 

@@ -7,6 +7,8 @@ use serde::{de::Error, Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use crate::db::param::{custom, custom_array, Typed, Wire};
+
 /// `page`: 1 or more (default 1).
 #[derive(Clone, Copy, Debug)]
 pub struct Page(pub i32);
@@ -197,6 +199,19 @@ pub enum ActivityType {
     System,
 }
 
+impl Typed for DealStatus {
+    const WIRE: Wire = custom("crm.deal_status");
+}
+impl Typed for Vec<DealStatus> {
+    const WIRE: Wire = custom_array("crm.deal_status[]");
+}
+impl Typed for DealStage {
+    const WIRE: Wire = custom("crm.deal_stage");
+}
+impl Typed for ActivityType {
+    const WIRE: Wire = custom("crm.activity_type");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +237,22 @@ mod tests {
         assert!(amount("true").is_err());
         assert!(amount("null").is_err());
         assert!(amount("[1]").is_err());
+    }
+
+    #[test]
+    fn enums_travel_as_text_and_are_cast() {
+        use crate::db::param::{AsWire, Param};
+        use postgres_types::{ToSql, Type};
+        let mut out = bytes::BytesMut::new();
+        AsWire(&DealStage::Proposal)
+            .to_sql_checked(&Type::TEXT, &mut out)
+            .unwrap();
+        assert_eq!(&out[..], b"proposal");
+        assert_eq!(Some(DealStage::Closed).wire().cast, Some("crm.deal_stage"));
+        let mut out = bytes::BytesMut::new();
+        AsWire(&vec![DealStatus::New, DealStatus::Won])
+            .to_sql_checked(&Type::TEXT_ARRAY, &mut out)
+            .unwrap();
+        assert!(out.windows(3).any(|w| w == b"won"));
     }
 }

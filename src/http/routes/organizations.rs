@@ -26,6 +26,10 @@ pub enum MemberRole {
     Member,
 }
 
+impl crate::db::param::Typed for MemberRole {
+    const WIRE: crate::db::param::Wire = crate::db::param::custom("crm.member_role");
+}
+
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct Organization {
     pub id: Uuid,
