@@ -6,7 +6,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::{
-    helpers::{base64url_decode, base64url_encode, id_of, today_plus, Req, TestApp, TestResponse},
+    helpers::{
+        base64url_decode, base64url_encode, id_of, today_plus, Req, TestApp, TestResponse, PASSWORD,
+    },
     observability::Logs,
 };
 
@@ -550,4 +552,60 @@ async fn a_token_with_a_tampered_payload_is_refused() {
     ))
     .await
     .problem(401, "invalid_token");
+}
+
+/// Issue #9, finding 2: the per-email attempt limit counts by the database's
+/// key of the address (`app.email_key`, the key of the unique index), so no
+/// spelling that reaches the account gets a budget of its own. Rust's
+/// `to_lowercase` made `vİctim@…` (İ, U+0130) a new key while PostgreSQL
+/// found `victim@…` with it: 10 more guesses per spelling.
+#[tokio::test]
+async fn every_spelling_of_an_address_shares_one_attempt_budget() {
+    let (app, victim) = TestApp::with_user("victim").await;
+    assert_eq!(victim.email, "victim@example.com");
+    let login = |email: &str, password: &str| {
+        app.post_json(
+            "/api/v1/auth/login",
+            json!({"email": email, "password": password}),
+        )
+    };
+    // A spelling that the database takes for the account logs into it, and
+    // spends the account's budget (10 a minute).
+    let res = login("v\u{130}ctim@example.com", PASSWORD).await;
+    res.ok(200);
+    assert_eq!(res.headers["ratelimit-remaining"], "9");
+    for _ in 0..9 {
+        login("victim@example.com", "wrong horse")
+            .await
+            .problem(401, "invalid_credentials");
+    }
+    // Spent: every other spelling of it waits, even with the right password.
+    let spellings = [
+        "victim@example.com",
+        "v\u{130}ctim@example.com", // İ
+        "V\u{130}CTIM@EXAMPLE.COM", // İ in upper case
+        "v\u{131}ctim@example.com", // ı
+        "\u{ff56}\u{ff49}\u{ff43}\u{ff54}\u{ff49}\u{ff4d}@example.com", // fullwidth
+        "vic\u{200b}tim@example.com", // a zero-width space
+        "\u{3000}Victim@Example.com\u{a0}", // U+3000, NBSP
+    ];
+    for email in spellings {
+        let res = login(email, PASSWORD).await;
+        assert_eq!(res.status, 429, "{email:?}: {}", res.body);
+        res.problem(429, "rate_limited");
+    }
+    // Registering a spelling of it waits too (before any password is hashed).
+    let body = json!({"email": "v\u{130}ctim@example.com", "password": PASSWORD,
+                      "name": "Mallory", "organization_name": "Mallory Inc"});
+    let res = app.post_json("/api/v1/auth/register", body).await;
+    res.problem(429, "rate_limited");
+    // A spelling of another account is another budget.
+    let res = login("v\u{130}ctor@example.com", PASSWORD).await;
+    res.problem(401, "invalid_credentials");
+    assert_eq!(res.headers["ratelimit-remaining"], "9");
+    assert_eq!(
+        app.value::<i64>("SELECT count(*) FROM crm.users", &[])
+            .await,
+        1
+    );
 }

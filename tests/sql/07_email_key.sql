@@ -5,7 +5,7 @@
 -- second finds the first's account, and both happen exactly when the keys
 -- are equal. Calls run as the server makes them (app.act_as, minicrm_api).
 BEGIN;
-SELECT plan(35);
+SELECT plan(37);
 \ir pipeline_fixture.psql
 
 -- (registered, tried, same account?, what the pair shows)
@@ -76,9 +76,19 @@ SELECT is(pg_temp.probe(registered, tried),
                  CASE WHEN same THEN 'refused' ELSE 'fine' END, CASE WHEN same THEN 'find the account' ELSE 'find no one' END))
   FROM spellings ORDER BY registered, tried;
 
--- The keys agree with the index.
+-- The keys agree with the index, and the key the login lookup answers with
+-- (the server's rate-limit key) is the same for both spellings.
 SELECT is((SELECT count(*)::int FROM spellings WHERE (app.email_key(registered) = app.email_key(tried)) IS DISTINCT FROM same),
   0, 'two spellings have one key exactly when they are one account');
+SELECT is((SELECT count(*)::int FROM spellings
+            WHERE pg_temp.value_as(NULL, NULL, format('SELECT api.auth_login_credentials(%L) ->> ''email_key''', tried))
+                  IS DISTINCT FROM app.email_key(tried)
+               OR pg_temp.value_as(NULL, NULL, format('SELECT api.auth_email_key(%L)', tried)) IS DISTINCT FROM app.email_key(tried)),
+  0, 'api.auth_login_credentials and api.auth_email_key answer, anonymously, with app.email_key');
+SELECT is(pg_temp.value_as(NULL, NULL, $$SELECT api.auth_login_credentials('nobody@example.com')::text$$),
+  '{"user_id": null, "email_key": "nobody@example.com", "hashed_password": null}',
+  'an unknown address still has its key, and no user');
+
 -- The key itself.
 SELECT is(app.email_key(U&'  V\0130CTIM@Ｅｘａｍｐｌｅ.COM\3000'), 'victim@example.com', 'a whole address folds to its key');
 SELECT is(app.email_key(NULL), NULL, 'no address, no key');
