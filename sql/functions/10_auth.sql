@@ -8,7 +8,7 @@ CREATE OR REPLACE FUNCTION private.user_register(p_email text, p_hashed_password
   RETURNS crm.users LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $$
     INSERT INTO crm.users (email, hashed_password, name)
-    VALUES (app.trim_space(p_email), p_hashed_password, btrim(p_name))
+    VALUES (app.trim_space(p_email), p_hashed_password, app.trim_space(p_name))
     RETURNING *
   $$;
 

@@ -1,6 +1,6 @@
 //! Re-migrating: the api schema is rebuilt, so nothing stale survives and the
-//! request role can still call everything. V5: what it does with the rows
-//! it finds.
+//! request role can still call everything. V5 and V6: what they do with the
+//! rows they find.
 
 use std::{
     future::poll_fn,
@@ -47,6 +47,7 @@ async fn migrating_again_drops_stale_api_functions_and_keeps_grants() {
 }
 
 const V5: &str = include_str!("../../sql/migrations/V5__email_key.sql");
+const V6: &str = include_str!("../../sql/migrations/V6__unicode_space.sql");
 
 /// The CREATE statement of a repeatable file (what follows its comments).
 fn statement(file: &'static str) -> &'static str {
@@ -157,6 +158,98 @@ async fn v5_refuses_addresses_that_become_one_account_and_names_them() {
         app.value::<String>(index, &[]).await,
         "CREATE UNIQUE INDEX users_email_taken ON crm.users USING btree (app.email_key(email))"
     );
+}
+
+/// V6: existing names and titles are trimmed of every Unicode White_Space
+/// character; one that is blank once trimmed gets a placeholder (reported in
+/// a WARNING); the CHECKs keep their names and refuse blank ones after.
+#[tokio::test]
+async fn v6_trims_existing_names_and_replaces_blank_ones() {
+    let (app, ann) = TestApp::with_user("ann").await;
+    let contact = ann.contact("Client").await;
+    let deal = ann.deal(contact, "Deal", "10").await;
+    let task = ann.task(deal, "Call", 1).await;
+    let (sql, notices) = connect_noting(&app.db_url).await;
+    // The CHECKs as V2 made them (btrim), and the rows they let in.
+    sql.batch_execute(&format!(
+        "ALTER TABLE crm.organizations DROP CONSTRAINT organizations_name_invalid,
+           ADD CONSTRAINT organizations_name_invalid CHECK (length(btrim(name)) BETWEEN 1 AND 200);
+         ALTER TABLE crm.users DROP CONSTRAINT users_name_invalid,
+           ADD CONSTRAINT users_name_invalid CHECK (length(btrim(name)) BETWEEN 1 AND 200);
+         ALTER TABLE crm.contacts DROP CONSTRAINT contacts_name_invalid,
+           ADD CONSTRAINT contacts_name_invalid CHECK (length(btrim(name)) BETWEEN 1 AND 200);
+         ALTER TABLE crm.deals DROP CONSTRAINT deals_title_invalid,
+           ADD CONSTRAINT deals_title_invalid CHECK (length(btrim(title)) BETWEEN 1 AND 200);
+         ALTER TABLE crm.tasks DROP CONSTRAINT tasks_title_invalid,
+           ADD CONSTRAINT tasks_title_invalid CHECK (length(btrim(title)) BETWEEN 1 AND 200);
+         UPDATE crm.organizations SET name = E'\\tAcme\\n' WHERE id = '{org}';
+         UPDATE crm.users SET name = U&'\\3000' WHERE id = '{user}';
+         UPDATE crm.contacts SET name = U&'\\00A0Ada\\2028', updated_at = '2020-01-01' WHERE id = '{contact}';
+         UPDATE crm.deals SET title = E'\\t\\n', updated_at = '2020-01-01' WHERE id = '{deal}';
+         UPDATE crm.tasks SET title = 'Call' WHERE id = '{task}';",
+        org = ann.org_id,
+        user = ann.id,
+    ))
+    .await
+    .unwrap();
+
+    sql.batch_execute(&format!("BEGIN; {V6} COMMIT;"))
+        .await
+        .unwrap();
+
+    let row = sql
+        .query_one(
+            "SELECT (SELECT name FROM crm.organizations WHERE id = $1),
+                    (SELECT name FROM crm.users WHERE id = $2),
+                    (SELECT name || ' ' || (updated_at > '2020-01-01') FROM crm.contacts WHERE id = $3),
+                    (SELECT title || ' ' || (updated_at > '2020-01-01') FROM crm.deals WHERE id = $4),
+                    (SELECT title FROM crm.tasks WHERE id = $5)",
+            &[&ann.org_id, &ann.id, &contact, &deal, &task],
+        )
+        .await
+        .unwrap();
+    let got: Vec<String> = (0..5).map(|i| row.get(i)).collect();
+    assert_eq!(
+        got,
+        [
+            "Acme",
+            "Unnamed user",
+            "Ada true",
+            "Untitled deal true",
+            "Call"
+        ]
+    );
+    let notices = notices.lock().unwrap().join("\n");
+    assert!(
+        notices.contains(
+            "V6__unicode_space: crm.organizations.name: 1 trimmed, 0 of them blank and now 'Unnamed organization'; \
+             crm.users.name: 1 trimmed, 1 of them blank and now 'Unnamed user'; \
+             crm.contacts.name: 1 trimmed, 0 of them blank and now 'Unnamed contact'; \
+             crm.deals.title: 1 trimmed, 1 of them blank and now 'Untitled deal'"
+        ),
+        "{notices}"
+    );
+    // The rule triggers are back on, RLS is forced again, and the CHECKs are the new ones.
+    let forced: Vec<bool> = app
+        .column(
+            "SELECT relforcerowsecurity FROM pg_class WHERE oid = ANY ('{crm.organizations,crm.contacts,crm.deals,crm.tasks}'::regclass[])",
+            &[],
+        )
+        .await;
+    assert_eq!(forced, [true; 4]);
+    let disabled: i64 = app
+        .value(
+            "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgenabled = 'D'",
+            &[],
+        )
+        .await;
+    assert_eq!(disabled, 0);
+    ann.patch(
+        &format!("/api/v1/tasks/{task}"),
+        json!({"title": "\u{3000}"}),
+    )
+    .await
+    .problem(400, "tasks_title_invalid");
 }
 
 /// app.email_key folds by its own table, so a database whose LC_CTYPE is
