@@ -49,18 +49,20 @@ impl App {
 }
 
 impl App {
-    /// Counts a login or registration attempt against the per-address and
-    /// the per-email limit. The answer is the tighter of the two: `Err` when
-    /// either is exceeded.
-    pub fn limit_auth_attempt(&self, address: Option<IpAddr>, email: &str) -> Result<Quota, Quota> {
+    /// Counts a login or registration attempt against the per-address limit.
+    /// Checked first, before anything else is done for the attempt.
+    pub fn limit_auth_address(&self, address: Option<IpAddr>) -> Result<Quota, Quota> {
         let address = address.map(|a| a.to_string()).unwrap_or_default();
-        let by_address = self.auth_by_address.check(&address)?;
-        let by_email = self.auth_by_email.check(&email.trim().to_lowercase())?;
-        Ok(if by_email.remaining < by_address.remaining {
-            by_email
-        } else {
-            by_address
-        })
+        self.auth_by_address.check(&address)
+    }
+
+    /// Counts a login or registration attempt against the per-email limit.
+    /// `email_key` is the database's folding of the address
+    /// (`app.email_key`, the key of the unique index `users_email_taken`),
+    /// so every spelling that reaches one account shares one budget; it is
+    /// counted before a password is hashed or verified.
+    pub fn limit_auth_email(&self, email_key: &str) -> Result<Quota, Quota> {
+        self.auth_by_email.check(email_key)
     }
 }
 

@@ -8,18 +8,21 @@ CREATE OR REPLACE FUNCTION private.user_register(p_email text, p_hashed_password
   RETURNS crm.users LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $$
     INSERT INTO crm.users (email, hashed_password, name)
-    VALUES (btrim(p_email), p_hashed_password, btrim(p_name))
+    VALUES (app.trim_space(p_email), p_hashed_password, app.trim_space(p_name))
     RETURNING *
   $$;
 
+-- Both look a user up as the unique index users_email_taken sees the
+-- address: by app.email_key (sql/functions/01_email_key.sql), so a spelling
+-- finds an account exactly when registering it would be refused.
 CREATE OR REPLACE FUNCTION private.user_credentials(p_email text)
   RETURNS TABLE (user_id uuid, hashed_password text)
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-  AS $$ SELECT u.id, u.hashed_password FROM crm.users u WHERE lower(u.email) = lower(btrim(p_email)) $$;
+  AS $$ SELECT u.id, u.hashed_password FROM crm.users u WHERE app.email_key(u.email) = app.email_key(p_email) $$;
 
 CREATE OR REPLACE FUNCTION private.user_id_by_email(p_email text) RETURNS uuid
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-  AS $$ SELECT u.id FROM crm.users u WHERE lower(u.email) = lower(btrim(p_email)) $$;
+  AS $$ SELECT u.id FROM crm.users u WHERE app.email_key(u.email) = app.email_key(p_email) $$;
 
 CREATE OR REPLACE FUNCTION private.refresh_token_issue(p_user_id uuid, p_token_hash bytea, p_family_id uuid, p_expires_at timestamptz)
   RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -87,13 +90,22 @@ BEGIN
 END
 $$;
 
--- For the server's password check; null when no such user.
+-- For the server's password check: the address's key (the server counts
+-- login attempts per key, before it verifies a password) and the user's id
+-- and password hash, both null when no user has that key.
 CREATE OR REPLACE FUNCTION api.auth_login_credentials(p_email text) RETURNS jsonb
   LANGUAGE sql STABLE
   AS $$
-    SELECT jsonb_build_object('user_id', c.user_id, 'hashed_password', c.hashed_password)
-      FROM private.user_credentials(p_email) c
+    SELECT jsonb_build_object('email_key', app.email_key(p_email),
+                              'user_id', c.user_id, 'hashed_password', c.hashed_password)
+      FROM (SELECT) one LEFT JOIN private.user_credentials(p_email) c ON true
   $$;
+
+-- The key the server counts registration attempts by, asked before it spends
+-- a password hash on the attempt.
+CREATE OR REPLACE FUNCTION api.auth_email_key(p_email text) RETURNS text
+  LANGUAGE sql IMMUTABLE
+  AS $$ SELECT app.email_key(p_email) $$;
 
 CREATE OR REPLACE FUNCTION api.auth_session_start(p_user_id uuid, p_refresh_hash bytea, p_refresh_expires_at timestamptz)
   RETURNS void LANGUAGE sql

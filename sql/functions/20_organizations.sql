@@ -102,7 +102,7 @@ BEGIN
   END IF;
   PERFORM set_config('app.org_id', gen_random_uuid()::text, true);
   PERFORM set_config('app.role', 'owner', true);
-  INSERT INTO crm.organizations (id, name) VALUES (app.org_id(), btrim(p_name)) RETURNING * INTO v_org;
+  INSERT INTO crm.organizations (id, name) VALUES (app.org_id(), app.trim_space(p_name)) RETURNING * INTO v_org;
   INSERT INTO crm.organization_members (organization_id, user_id, role) VALUES (v_org.id, app.user_id(), 'owner');
   RETURN app.organization_json(v_org, 'owner');
 END
@@ -115,7 +115,7 @@ CREATE OR REPLACE FUNCTION api.organizations_get() RETURNS jsonb
 CREATE OR REPLACE FUNCTION api.organizations_rename(p_name text) RETURNS jsonb
   LANGUAGE sql
   AS $$
-    UPDATE crm.organizations o SET name = btrim(p_name) WHERE o.id = (SELECT app.org_id())
+    UPDATE crm.organizations o SET name = app.trim_space(p_name) WHERE o.id = (SELECT app.org_id())
     RETURNING app.organization_json(o, app.role())
   $$;
 

@@ -175,7 +175,9 @@ CREATE TRIGGER tasks_timeline AFTER INSERT ON crm.tasks
 -- activities -------------------------------------------------------------------------
 
 -- R9: written directly (trigger depth 1, not by the timeline triggers above),
--- an activity can only be a comment with a non-empty text, by the actor.
+-- an activity can only be a comment with a non-empty text, by the actor. A
+-- text of nothing but Unicode White_Space (app.trim_space) is empty. The
+-- text itself is kept as written.
 CREATE OR REPLACE FUNCTION private.activities_rules() RETURNS trigger
   LANGUAGE plpgsql
   AS $$
@@ -184,7 +186,7 @@ BEGIN
     IF NEW.type <> 'comment' THEN
       PERFORM app.fail('MC400', 'activity_type_forbidden', 'only comment activities can be created', 'type');
     END IF;
-    IF jsonb_typeof(NEW.payload -> 'text') IS DISTINCT FROM 'string' OR NEW.payload ->> 'text' !~ '[^[:space:]]' THEN
+    IF jsonb_typeof(NEW.payload -> 'text') IS DISTINCT FROM 'string' OR app.trim_space(NEW.payload ->> 'text') = '' THEN
       PERFORM app.fail('MC400', 'comment_text_required', 'a comment needs a non-empty text', 'payload.text');
     END IF;
     IF app.user_id() IS NOT NULL THEN

@@ -65,7 +65,7 @@ CREATE OR REPLACE FUNCTION api.contacts_create(p_name text, p_email text DEFAULT
   RETURNS jsonb LANGUAGE sql
   AS $$
     INSERT INTO crm.contacts (organization_id, owner_id, name, email, phone)
-    VALUES (app.org_id(), coalesce(p_owner_id, app.user_id()), btrim(p_name), btrim(p_email), btrim(p_phone))
+    VALUES (app.org_id(), coalesce(p_owner_id, app.user_id()), app.trim_space(p_name), app.trim_space(p_email), app.trim_space(p_phone))
     RETURNING app.contact_json(contacts)
   $$;
 
@@ -92,9 +92,9 @@ DECLARE
   v jsonb;
 BEGIN
   UPDATE crm.contacts c SET
-    name     = CASE WHEN 'name' = ANY (p_fields) THEN btrim(p_name) ELSE c.name END,
-    email    = CASE WHEN 'email' = ANY (p_fields) THEN btrim(p_email) ELSE c.email END,
-    phone    = CASE WHEN 'phone' = ANY (p_fields) THEN btrim(p_phone) ELSE c.phone END,
+    name     = CASE WHEN 'name' = ANY (p_fields) THEN app.trim_space(p_name) ELSE c.name END,
+    email    = CASE WHEN 'email' = ANY (p_fields) THEN app.trim_space(p_email) ELSE c.email END,
+    phone    = CASE WHEN 'phone' = ANY (p_fields) THEN app.trim_space(p_phone) ELSE c.phone END,
     owner_id = CASE WHEN 'owner_id' = ANY (p_fields) THEN p_owner_id ELSE c.owner_id END
    WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id
   RETURNING app.contact_json(c) INTO v;

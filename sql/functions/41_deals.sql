@@ -69,7 +69,7 @@ CREATE OR REPLACE FUNCTION api.deals_create(p_contact_id uuid, p_title text, p_a
   RETURNS jsonb LANGUAGE sql
   AS $$
     INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency)
-    VALUES (app.org_id(), p_contact_id, coalesce(p_owner_id, app.user_id()), btrim(p_title), p_amount, p_currency)
+    VALUES (app.org_id(), p_contact_id, coalesce(p_owner_id, app.user_id()), app.trim_space(p_title), p_amount, p_currency)
     RETURNING app.deal_json(deals)
   $$;
 
@@ -98,7 +98,7 @@ BEGIN
   UPDATE crm.deals d SET
     status     = coalesce(p_status, d.status),
     stage      = coalesce(p_stage, d.stage),
-    title      = coalesce(btrim(p_title), d.title),
+    title      = coalesce(app.trim_space(p_title), d.title),
     amount     = coalesce(p_amount, d.amount),
     currency   = coalesce(p_currency, d.currency),
     contact_id = coalesce(p_contact_id, d.contact_id),

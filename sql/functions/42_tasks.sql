@@ -41,7 +41,7 @@ CREATE OR REPLACE FUNCTION api.tasks_create(p_deal_id uuid, p_title text, p_desc
   RETURNS jsonb LANGUAGE sql
   AS $$
     INSERT INTO crm.tasks (organization_id, deal_id, title, description, due_date)
-    VALUES (app.org_id(), p_deal_id, btrim(p_title), p_description, p_due_date)
+    VALUES (app.org_id(), p_deal_id, app.trim_space(p_title), p_description, p_due_date)
     RETURNING app.task_json(tasks)
   $$;
 
@@ -68,7 +68,7 @@ DECLARE
   v jsonb;
 BEGIN
   UPDATE crm.tasks t SET
-    title       = CASE WHEN 'title' = ANY (p_fields) THEN btrim(p_title) ELSE t.title END,
+    title       = CASE WHEN 'title' = ANY (p_fields) THEN app.trim_space(p_title) ELSE t.title END,
     description = CASE WHEN 'description' = ANY (p_fields) THEN p_description ELSE t.description END,
     due_date    = CASE WHEN 'due_date' = ANY (p_fields) THEN p_due_date ELSE t.due_date END,
     is_done     = CASE WHEN 'is_done' = ANY (p_fields) THEN p_is_done ELSE t.is_done END

@@ -16,6 +16,17 @@ pub struct Quota {
     pub reset: u64,
 }
 
+impl Quota {
+    /// The tighter of two quotas (fewer attempts left), which the headers show.
+    pub fn tighter(self, other: Quota) -> Quota {
+        if other.remaining < self.remaining {
+            other
+        } else {
+            self
+        }
+    }
+}
+
 pub struct RateLimiter {
     limit: u32,
     window: Duration,

@@ -126,7 +126,7 @@ fn shared_responses() -> Vec<(&'static str, &'static str, Response)> {
     ]
 }
 
-/// Operations limited per client address and per email (`App::limit_auth_attempt`):
+/// Operations limited per client address and per email (`App::limit_auth_address`, `App::limit_auth_email`):
 /// every answer carries the `RateLimit-*` headers.
 const RATE_LIMITED: [&str; 2] = ["auth_register", "auth_login"];
 /// Operations whose success carries tokens: `Cache-Control: no-store`.

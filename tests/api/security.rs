@@ -6,7 +6,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::{
-    helpers::{base64url_decode, base64url_encode, id_of, today_plus, Req, TestApp, TestResponse},
+    helpers::{
+        base64url_decode, base64url_encode, id_of, today_plus, Req, TestApp, TestResponse, PASSWORD,
+    },
     observability::Logs,
 };
 
@@ -550,4 +552,204 @@ async fn a_token_with_a_tampered_payload_is_refused() {
     ))
     .await
     .problem(401, "invalid_token");
+}
+
+/// Issue #9, finding 2: the per-email attempt limit counts by the database's
+/// key of the address (`app.email_key`, the key of the unique index), so no
+/// spelling that reaches the account gets a budget of its own. Rust's
+/// `to_lowercase` made `vİctim@…` (İ, U+0130) a new key while PostgreSQL
+/// found `victim@…` with it: 10 more guesses per spelling.
+#[tokio::test]
+async fn every_spelling_of_an_address_shares_one_attempt_budget() {
+    let (app, victim) = TestApp::with_user("victim").await;
+    assert_eq!(victim.email, "victim@example.com");
+    let login = |email: &str, password: &str| {
+        app.post_json(
+            "/api/v1/auth/login",
+            json!({"email": email, "password": password}),
+        )
+    };
+    // A spelling that the database takes for the account logs into it, and
+    // spends the account's budget (10 a minute).
+    let res = login("v\u{130}ctim@example.com", PASSWORD).await;
+    res.ok(200);
+    assert_eq!(res.headers["ratelimit-remaining"], "9");
+    for _ in 0..9 {
+        login("victim@example.com", "wrong horse")
+            .await
+            .problem(401, "invalid_credentials");
+    }
+    // Spent: every other spelling of it waits, even with the right password.
+    let spellings = [
+        "victim@example.com",
+        "v\u{130}ctim@example.com", // İ
+        "V\u{130}CTIM@EXAMPLE.COM", // İ in upper case
+        "v\u{131}ctim@example.com", // ı
+        "\u{ff56}\u{ff49}\u{ff43}\u{ff54}\u{ff49}\u{ff4d}@example.com", // fullwidth
+        "vic\u{200b}tim@example.com", // a zero-width space
+        "\u{3000}Victim@Example.com\u{a0}", // U+3000, NBSP
+    ];
+    for email in spellings {
+        let res = login(email, PASSWORD).await;
+        assert_eq!(res.status, 429, "{email:?}: {}", res.body);
+        res.problem(429, "rate_limited");
+    }
+    // Registering a spelling of it waits too (before any password is hashed).
+    let body = json!({"email": "v\u{130}ctim@example.com", "password": PASSWORD,
+                      "name": "Mallory", "organization_name": "Mallory Inc"});
+    let res = app.post_json("/api/v1/auth/register", body).await;
+    res.problem(429, "rate_limited");
+    // A spelling of another account is another budget.
+    let res = login("v\u{130}ctor@example.com", PASSWORD).await;
+    res.problem(401, "invalid_credentials");
+    assert_eq!(res.headers["ratelimit-remaining"], "9");
+    assert_eq!(
+        app.value::<i64>("SELECT count(*) FROM crm.users", &[])
+            .await,
+        1
+    );
+}
+
+/// Issue #9, finding 4: a name or title of nothing but Unicode white space
+/// (tabs, newlines, NBSP, U+3000, ...) is blank, on create and on rename,
+/// everywhere; and names are stored trimmed of it (btrim stripped U+0020 only).
+#[tokio::test]
+async fn names_of_nothing_but_white_space_are_blank() {
+    let (app, ann) = TestApp::with_user("ann").await;
+    let contact = ann.contact("Client").await;
+    let deal = ann.deal(contact, "Deal", "10").await;
+    let task = ann.task(deal, "Call", 1).await;
+    let org = format!("/api/v1/organizations/{}", ann.org_id);
+    let blanks = [
+        ("a tab", "\t"),
+        ("a newline", "\n"),
+        ("NBSP", "\u{a0}"),
+        ("U+3000", "\u{3000}"),
+        ("mixed", "\t\n\u{a0} \u{3000}\u{2003}\u{2028}\r"),
+    ];
+    let mut wrong = Vec::new();
+    let mut n = 0;
+    for (what, blank) in blanks {
+        n += 1;
+        let email = format!("blank{n}@example.com");
+        let writes: Vec<(&str, TestResponse, &str)> = vec![
+            ("contact create", ann.post("/api/v1/contacts", json!({"name": blank})).await, "contacts_name_invalid"),
+            ("contact rename", ann.patch(&format!("/api/v1/contacts/{contact}"), json!({"name": blank})).await, "contacts_name_invalid"),
+            ("deal create", ann.post("/api/v1/deals", json!({"contact_id": contact, "title": blank, "amount": "1", "currency": "EUR"})).await, "deals_title_invalid"),
+            ("deal rename", ann.patch(&format!("/api/v1/deals/{deal}"), json!({"title": blank})).await, "deals_title_invalid"),
+            ("task create", ann.post("/api/v1/tasks", json!({"deal_id": deal, "title": blank, "due_date": today_plus(1)})).await, "tasks_title_invalid"),
+            ("task rename", ann.patch(&format!("/api/v1/tasks/{task}"), json!({"title": blank})).await, "tasks_title_invalid"),
+            ("organization create", ann.no_org().post("/api/v1/organizations", json!({"name": blank})).await, "organizations_name_invalid"),
+            ("organization rename", ann.no_org().patch(&org, json!({"name": blank})).await, "organizations_name_invalid"),
+            ("register: user name", app.post_json("/api/v1/auth/register", json!({"email": email, "password": PASSWORD, "name": blank, "organization_name": "Org"})).await, "users_name_invalid"),
+            ("comment", ann.post(&format!("/api/v1/deals/{deal}/activities"), json!({"type": "comment", "payload": {"text": blank}})).await, "comment_text_required"),
+        ];
+        for (write, res, code) in writes {
+            if (res.status.as_u16(), res.body["code"].as_str()) != (400, Some(code)) {
+                wrong.push(format!("{write} of {what}: {} {}", res.status, res.body));
+            } else {
+                res.problem(400, code);
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "accepted or misreported:\n  {}",
+        wrong.join("\n  ")
+    );
+    // Nothing blank was written, nothing was renamed.
+    assert_eq!(
+        ann.read(&format!("/api/v1/contacts/{contact}")).await["name"],
+        "Client"
+    );
+    assert_eq!(
+        ann.read(&format!("/api/v1/deals/{deal}")).await["title"],
+        "Deal"
+    );
+    assert_eq!(
+        ann.read(&format!("/api/v1/tasks/{task}")).await["title"],
+        "Call"
+    );
+    assert_eq!(ann.no_org().read(&org).await["name"], "ann Inc");
+    assert_eq!(
+        app.value::<i64>("SELECT count(*) FROM crm.users", &[])
+            .await,
+        1
+    );
+
+    // A name with white space around it is stored without it.
+    let padded = "\tAda\n";
+    let mut stored = vec![
+        (
+            "contact create",
+            ann.create("/api/v1/contacts", json!({"name": padded}))
+                .await["name"]
+                .clone(),
+        ),
+        (
+            "deal create",
+            ann.create(
+                "/api/v1/deals",
+                json!({"contact_id": contact, "title": padded, "amount": "1", "currency": "EUR"}),
+            )
+            .await["title"]
+                .clone(),
+        ),
+        (
+            "task create",
+            ann.create(
+                "/api/v1/tasks",
+                json!({"deal_id": deal, "title": padded, "due_date": today_plus(1)}),
+            )
+            .await["title"]
+                .clone(),
+        ),
+        (
+            "organization create",
+            ann.no_org()
+                .create("/api/v1/organizations", json!({"name": padded}))
+                .await["name"]
+                .clone(),
+        ),
+    ];
+    for (what, path, field) in [
+        (
+            "contact rename",
+            format!("/api/v1/contacts/{contact}"),
+            "name",
+        ),
+        ("deal rename", format!("/api/v1/deals/{deal}"), "title"),
+        ("task rename", format!("/api/v1/tasks/{task}"), "title"),
+        ("organization rename", org.clone(), "name"),
+    ] {
+        let user = if what.starts_with("organization") {
+            ann.no_org()
+        } else {
+            ann.clone()
+        };
+        user.patch(&path, json!({ field: padded })).await.ok(200);
+        stored.push((what, user.read(&path).await[field].clone()));
+    }
+    let body = json!({"email": "ada@example.com", "password": PASSWORD,
+                      "name": "\u{3000}Ada\u{a0}", "organization_name": padded});
+    let registered = app
+        .post_json("/api/v1/auth/register", body)
+        .await
+        .ok(201)
+        .clone();
+    stored.push(("register: user name", registered["user"]["name"].clone()));
+    stored.push((
+        "register: organization name",
+        registered["organization"]["name"].clone(),
+    ));
+    let untrimmed: Vec<String> = stored
+        .iter()
+        .filter(|(_, value)| value != "Ada")
+        .map(|(what, value)| format!("{what}: {value}"))
+        .collect();
+    assert!(
+        untrimmed.is_empty(),
+        "stored untrimmed:\n  {}",
+        untrimmed.join("\n  ")
+    );
 }

@@ -90,8 +90,8 @@ SELECT throws_ok($$ INSERT INTO crm.users (email, hashed_password, name)
   '23505', 'duplicate key value violates unique constraint "users_email_taken"',
   '... and for a direct INSERT by a superuser: the rule is the database''s');
 SELECT is((SELECT count(*)::int FROM crm.users WHERE lower(email) = 'ann@x.io'), 1, 'exactly one account for the address');
--- Non-ASCII letters fold too (lower() follows the database's LC_CTYPE; in a
--- database created with the plain "C" locale this would not hold).
+-- Non-ASCII letters fold too, by app.email_key's own table, whatever the
+-- database's locale (tests/sql/07_email_key.sql has the tricky ones).
 SELECT lives_ok($$ SELECT pg_temp.register('Élodie@X.io', 'reg-4') $$, 'registering Élodie@X.io succeeds');
 SELECT throws_ok($$ SELECT pg_temp.register('élodie@x.io', 'reg-5') $$,
   '23505', 'duplicate key value violates unique constraint "users_email_taken"',

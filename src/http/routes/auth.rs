@@ -1,5 +1,7 @@
 //! POST /auth/register, /auth/login, /auth/refresh, /auth/logout.
 
+use std::net::IpAddr;
+
 use axum::{
     extract::State,
     http::{header, HeaderName, StatusCode},
@@ -107,25 +109,60 @@ fn invalid_credentials() -> Problem {
     )
 }
 
-/// Runs `attempt` unless the attempt limits are exceeded (429 with
-/// `Retry-After`), and tells the client where it stands on every answer:
-/// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds).
-async fn limited<R: IntoResponse>(
-    quota: Result<Quota, Quota>,
-    attempt: impl std::future::Future<Output = AppResult<R>>,
-) -> Response {
-    let (mut response, quota) = match quota {
-        Ok(quota) => (attempt.await.into_response(), quota),
-        Err(quota) => {
-            let mut p = Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many attempts; try again later",
-            );
-            p.retry_after = Some(quota.reset);
-            (p.into_response(), quota)
+/// Where an attempt stands with the attempt limits, for the `RateLimit-*`
+/// headers of its answer: first the per-address quota (checked before
+/// anything else), then the tighter of it and the per-email one.
+struct Limits<'a> {
+    app: &'a AppState,
+    quota: Quota,
+}
+
+impl<'a> Limits<'a> {
+    /// Counts the attempt per client address; `Err` is the 429 to answer.
+    fn by_address(app: &'a AppState, address: Option<IpAddr>) -> Result<Self, Box<Response>> {
+        match app.limit_auth_address(address) {
+            Ok(quota) => Ok(Limits { app, quota }),
+            Err(quota) => Err(Box::new(with_quota(
+                rate_limited(quota).into_response(),
+                quota,
+            ))),
         }
-    };
+    }
+
+    /// Counts the attempt per email, by the database's key of the address
+    /// (`app.email_key`): every spelling of one account shares one budget.
+    fn by_email(&mut self, email_key: &str) -> AppResult<()> {
+        match self.app.limit_auth_email(email_key) {
+            Ok(quota) => {
+                self.quota = self.quota.tighter(quota);
+                Ok(())
+            }
+            Err(quota) => {
+                self.quota = quota;
+                Err(rate_limited(quota).into())
+            }
+        }
+    }
+
+    /// The answer with the headers that tell the client where it stands:
+    /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds).
+    fn answer(&self, result: impl IntoResponse) -> Response {
+        with_quota(result.into_response(), self.quota)
+    }
+}
+
+/// 429 `rate_limited` with `Retry-After`.
+fn rate_limited(quota: Quota) -> Problem {
+    let mut p = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many attempts; try again later",
+    );
+    p.retry_after = Some(quota.reset);
+    p
+}
+
+fn with_quota(mut response: Response, quota: Quota) -> Response {
     let headers = response.headers_mut();
     headers.insert(RATELIMIT_LIMIT, quota.limit.into());
     headers.insert(RATELIMIT_REMAINING, quota.remaining.into());
@@ -165,14 +202,32 @@ pub async fn register(
     ClientAddr(addr): ClientAddr,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Response {
-    let quota = app.limit_auth_attempt(addr, &req.email);
-    limited(quota, register_attempt(app, req)).await
+    let mut limits = match Limits::by_address(&app, addr) {
+        Ok(limits) => limits,
+        Err(refused) => return *refused,
+    };
+    let result = register_attempt(&app, &mut limits, req).await;
+    limits.answer(result)
 }
 
+/// The per-email limit is counted before the password is hashed, so it needs
+/// the address's key first: one cheap extra round trip (`api.auth_email_key`)
+/// instead of an argon2 hash for every refused attempt.
 async fn register_attempt(
-    app: AppState,
+    app: &AppState,
+    limits: &mut Limits<'_>,
     req: RegisterRequest,
 ) -> AppResult<Created<NoStore<Json<RegisterResponse>>>> {
+    let key = app
+        .db
+        .call(
+            Ctx::ANONYMOUS,
+            "api.auth_email_key",
+            &[("p_email", &req.email)],
+        )
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("api.auth_email_key returned null"))?;
+    limits.by_email(&key)?;
     let hashed = hash_password(req.password.0).await?;
     let (refresh, refresh_hash) = new_refresh_token();
     let expires = app.tokens.refresh_expires_at();
@@ -192,7 +247,7 @@ async fn register_attempt(
         )
         .await?;
     let Registered { user, organization } = parse(json)?;
-    let tokens = tokens(&app, user.id, refresh)?;
+    let tokens = tokens(app, user.id, refresh)?;
     Ok(Created {
         location: "/api/v1/users/me".to_owned(),
         body: NoStore(Json(RegisterResponse {
@@ -206,10 +261,13 @@ async fn register_attempt(
     })
 }
 
+/// What `api.auth_login_credentials` returns: the address's key, and the
+/// user with that key, if any.
 #[derive(Deserialize)]
 struct Credentials {
-    user_id: Uuid,
-    hashed_password: String,
+    email_key: String,
+    user_id: Option<Uuid>,
+    hashed_password: Option<String>,
 }
 
 /// Log in with email and password.
@@ -226,11 +284,21 @@ pub async fn login(
     ClientAddr(addr): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Response {
-    let quota = app.limit_auth_attempt(addr, &req.email);
-    limited(quota, login_attempt(app, req)).await
+    let mut limits = match Limits::by_address(&app, addr) {
+        Ok(limits) => limits,
+        Err(refused) => return *refused,
+    };
+    let result = login_attempt(&app, &mut limits, req).await;
+    limits.answer(result)
 }
 
-async fn login_attempt(app: AppState, req: LoginRequest) -> AppResult<NoStore<Json<TokenPair>>> {
+/// The credentials lookup is cheap and tells the address's key, so the
+/// per-email limit is counted after it and before the (costly) password check.
+async fn login_attempt(
+    app: &AppState,
+    limits: &mut Limits<'_>,
+    req: LoginRequest,
+) -> AppResult<NoStore<Json<TokenPair>>> {
     let json = app
         .db
         .call(
@@ -239,18 +307,12 @@ async fn login_attempt(app: AppState, req: LoginRequest) -> AppResult<NoStore<Js
             &[("p_email", &req.email)],
         )
         .await?;
-    let credentials: Option<Credentials> = match json {
-        Some(j) => Some(serde_json::from_str(&j).map_err(anyhow::Error::from)?),
-        None => None,
-    };
-    let (user_id, hash) = match credentials {
-        Some(c) => (Some(c.user_id), Some(c.hashed_password)),
-        None => (None, None),
-    };
-    if !verify_password(req.password, hash, app.dummy_hash).await {
+    let credentials: Credentials = parse(json)?;
+    limits.by_email(&credentials.email_key)?;
+    if !verify_password(req.password, credentials.hashed_password, app.dummy_hash).await {
         return Err(invalid_credentials().into());
     }
-    let user_id = user_id.ok_or_else(invalid_credentials)?;
+    let user_id = credentials.user_id.ok_or_else(invalid_credentials)?;
     let (refresh, refresh_hash) = new_refresh_token();
     let expires = app.tokens.refresh_expires_at();
     app.db
@@ -264,7 +326,7 @@ async fn login_attempt(app: AppState, req: LoginRequest) -> AppResult<NoStore<Js
             ],
         )
         .await?;
-    Ok(NoStore(Json(tokens(&app, user_id, refresh)?)))
+    Ok(NoStore(Json(tokens(app, user_id, refresh)?)))
 }
 
 #[derive(Deserialize)]
