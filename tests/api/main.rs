@@ -11,6 +11,7 @@ mod contacts;
 mod conventions;
 mod deals;
 mod helpers;
+mod instances;
 mod limits;
 mod migrations;
 mod observability;

@@ -6,7 +6,9 @@ BEGIN;
 SELECT plan(8);
 
 CREATE TEMP TABLE global_tables (name text PRIMARY KEY);
-INSERT INTO global_tables VALUES ('crm.organizations'), ('crm.users'), ('private.refresh_tokens');
+INSERT INTO global_tables VALUES ('crm.organizations'), ('crm.users'), ('private.refresh_tokens'),
+  -- attempt counters: per address and email, not per tenant (a coordinator-local table)
+  ('private.auth_attempts');
 
 CREATE TEMP VIEW tenant_tables AS
   SELECT c.oid, n.nspname || '.' || c.relname AS name

@@ -15,10 +15,10 @@ use uuid::Uuid;
 
 use crate::{
     auth::credentials::{hash_password, new_refresh_token, refresh_token_hash, verify_password},
-    auth::ratelimit::Quota,
+    auth::ratelimit::{Attempt, Quota},
     db::Ctx,
     http::extract::{ApiJson, ClientAddr, Created},
-    http::problem::{AppResult, Problem},
+    http::problem::{AppError, AppResult, Problem},
     http::routes::{organizations::Organization, users::User, Password},
     state::AppState,
 };
@@ -109,45 +109,43 @@ fn invalid_credentials() -> Problem {
     )
 }
 
-/// Where an attempt stands with the attempt limits, for the `RateLimit-*`
-/// headers of its answer: first the per-address quota (checked before
-/// anything else), then the tighter of it and the per-email one.
-struct Limits<'a> {
-    app: &'a AppState,
-    quota: Quota,
-}
-
-impl<'a> Limits<'a> {
-    /// Counts the attempt per client address; `Err` is the 429 to answer.
-    fn by_address(app: &'a AppState, address: Option<IpAddr>) -> Result<Self, Box<Response>> {
-        match app.limit_auth_address(address) {
-            Ok(quota) => Ok(Limits { app, quota }),
-            Err(quota) => Err(Box::new(with_quota(
-                rate_limited(quota).into_response(),
-                quota,
-            ))),
-        }
-    }
-
-    /// Counts the attempt per email, by the database's key of the address
-    /// (`app.email_key`): every spelling of one account shares one budget.
-    fn by_email(&mut self, email_key: &str) -> AppResult<()> {
-        match self.app.limit_auth_email(email_key) {
-            Ok(quota) => {
-                self.quota = self.quota.tighter(quota);
-                Ok(())
-            }
-            Err(quota) => {
-                self.quota = quota;
-                Err(rate_limited(quota).into())
-            }
-        }
-    }
-
-    /// The answer with the headers that tell the client where it stands:
-    /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds).
-    fn answer(&self, result: impl IntoResponse) -> Response {
-        with_quota(result.into_response(), self.quota)
+/// Counts a login or registration attempt (per client address, then per
+/// email by the database's key, in the database so every instance shares the
+/// counts): the quota for the answer's `RateLimit-*` headers, or the 429.
+async fn count_attempt(
+    app: &AppState,
+    address: Option<IpAddr>,
+    email: &str,
+) -> Result<Quota, Response> {
+    let address = address.map(|a| a.to_string()).unwrap_or_default();
+    let json = app
+        .db
+        .call(
+            Ctx::ANONYMOUS,
+            "api.auth_attempt",
+            &[
+                ("p_address", &address),
+                ("p_email", &email),
+                (
+                    "p_address_limit",
+                    &(app.config.auth_attempts_per_address as i32),
+                ),
+                (
+                    "p_email_limit",
+                    &(app.config.auth_attempts_per_email as i32),
+                ),
+            ],
+        )
+        .await
+        .map_err(|e| AppError::from(e).into_response())?;
+    let attempt: Attempt = parse(json).map_err(IntoResponse::into_response)?;
+    if attempt.allowed {
+        Ok(attempt.quota)
+    } else {
+        Err(with_quota(
+            rate_limited(attempt.quota).into_response(),
+            attempt.quota,
+        ))
     }
 }
 
@@ -202,32 +200,17 @@ pub async fn register(
     ClientAddr(addr): ClientAddr,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Response {
-    let mut limits = match Limits::by_address(&app, addr) {
-        Ok(limits) => limits,
-        Err(refused) => return *refused,
-    };
-    let result = register_attempt(&app, &mut limits, req).await;
-    limits.answer(result)
+    match count_attempt(&app, addr, &req.email).await {
+        Ok(quota) => with_quota(register_attempt(&app, req).await.into_response(), quota),
+        Err(refused) => refused,
+    }
 }
 
-/// The per-email limit is counted before the password is hashed, so it needs
-/// the address's key first: one cheap extra round trip (`api.auth_email_key`)
-/// instead of an argon2 hash for every refused attempt.
+/// After the attempt was counted: a refused attempt never costs a hash.
 async fn register_attempt(
     app: &AppState,
-    limits: &mut Limits<'_>,
     req: RegisterRequest,
 ) -> AppResult<Created<NoStore<Json<RegisterResponse>>>> {
-    let key = app
-        .db
-        .call(
-            Ctx::ANONYMOUS,
-            "api.auth_email_key",
-            &[("p_email", &req.email)],
-        )
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("api.auth_email_key returned null"))?;
-    limits.by_email(&key)?;
     let hashed = hash_password(req.password.0).await?;
     let (refresh, refresh_hash) = new_refresh_token();
     let expires = app.tokens.refresh_expires_at();
@@ -261,11 +244,10 @@ async fn register_attempt(
     })
 }
 
-/// What `api.auth_login_credentials` returns: the address's key, and the
-/// user with that key, if any.
+/// What `api.auth_login_credentials` returns: the user with the address's
+/// key, if any.
 #[derive(Deserialize)]
 struct Credentials {
-    email_key: String,
     user_id: Option<Uuid>,
     hashed_password: Option<String>,
 }
@@ -284,21 +266,14 @@ pub async fn login(
     ClientAddr(addr): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Response {
-    let mut limits = match Limits::by_address(&app, addr) {
-        Ok(limits) => limits,
-        Err(refused) => return *refused,
-    };
-    let result = login_attempt(&app, &mut limits, req).await;
-    limits.answer(result)
+    match count_attempt(&app, addr, &req.email).await {
+        Ok(quota) => with_quota(login_attempt(&app, req).await.into_response(), quota),
+        Err(refused) => refused,
+    }
 }
 
-/// The credentials lookup is cheap and tells the address's key, so the
-/// per-email limit is counted after it and before the (costly) password check.
-async fn login_attempt(
-    app: &AppState,
-    limits: &mut Limits<'_>,
-    req: LoginRequest,
-) -> AppResult<NoStore<Json<TokenPair>>> {
+/// After the attempt was counted: a refused attempt never costs a verification.
+async fn login_attempt(app: &AppState, req: LoginRequest) -> AppResult<NoStore<Json<TokenPair>>> {
     let json = app
         .db
         .call(
@@ -308,7 +283,6 @@ async fn login_attempt(
         )
         .await?;
     let credentials: Credentials = parse(json)?;
-    limits.by_email(&credentials.email_key)?;
     if !verify_password(req.password, credentials.hashed_password, app.dummy_hash).await {
         return Err(invalid_credentials().into());
     }
