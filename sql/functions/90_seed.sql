@@ -3,7 +3,17 @@
 -- own timeline rows, so the rule and timeline triggers are off while it loads
 -- (a superuser also skips the foreign-key checks: session_replication_role);
 -- for large loads the secondary indexes are dropped and built again after.
-CREATE OR REPLACE FUNCTION private.seed(p_orgs int, p_deals_per_org int, p_password_hash text)
+-- The signature grew (contacts, tasks, activities per organization): the old
+-- one must not stay callable beside it.
+DROP FUNCTION IF EXISTS private.seed(int, int, text);
+
+-- Without the optional counts, contacts are a tenth of the deals, tasks go to
+-- about 30 % of the open deals and the timeline has what the triggers would
+-- have written; with them (the benchmark's shape of SPEC §14), exactly that
+-- many contacts and tasks, and comments on random deals up to that many
+-- activities.
+CREATE OR REPLACE FUNCTION private.seed(p_orgs int, p_deals_per_org int, p_password_hash text,
+    p_contacts_per_org int DEFAULT NULL, p_tasks_per_org int DEFAULT NULL, p_activities_per_org int DEFAULT NULL)
   RETURNS TABLE (organization_id uuid, owner_email text, deals bigint)
   LANGUAGE plpgsql
   AS $$
@@ -12,6 +22,8 @@ DECLARE
   v_org uuid;
   v_users uuid[];
   v_contacts uuid[];
+  v_deals uuid[];
+  v_timeline bigint;
   v_roles crm.member_role[] := ARRAY['owner', 'admin', 'admin', 'manager', 'manager', 'manager',
     'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member']::crm.member_role[];
   v_tables text[] := ARRAY['organization_members', 'contacts', 'deals', 'tasks', 'activities'];
@@ -58,7 +70,7 @@ BEGIN
            format('contact%s@customer%s.example', n, n % 997), format('+1-555-%s', lpad((n % 10000)::text, 4, '0')),
            ts, ts
       FROM (SELECT n, now() - random() * interval '730 days' AS ts
-              FROM generate_series(1, greatest(1, p_deals_per_org / 10)) n) x;
+              FROM generate_series(1, coalesce(p_contacts_per_org, greatest(1, p_deals_per_org / 10))) n) x;
     SELECT array_agg(c.id) INTO v_contacts FROM crm.contacts c WHERE c.organization_id = v_org;
 
     -- random() in the select list of the inner query: one draw per row.
@@ -87,14 +99,35 @@ BEGIN
            jsonb_build_object('from', 'new', 'to', d.status), d.updated_at
       FROM crm.deals d WHERE d.organization_id = v_org AND d.status <> 'new';
 
-    INSERT INTO crm.tasks (organization_id, deal_id, title, due_date, is_done)
-    SELECT d.organization_id, d.id, format('Follow up on %s', d.title),
-           current_date + (random() * 90)::int, random() < 0.3
-      FROM crm.deals d WHERE d.organization_id = v_org AND d.status IN ('new', 'in_progress') AND random() < 0.3;
+    IF p_tasks_per_org IS NULL THEN
+      INSERT INTO crm.tasks (organization_id, deal_id, title, due_date, is_done)
+      SELECT d.organization_id, d.id, format('Follow up on %s', d.title),
+             current_date + (random() * 90)::int, random() < 0.3
+        FROM crm.deals d WHERE d.organization_id = v_org AND d.status IN ('new', 'in_progress') AND random() < 0.3;
+    ELSE
+      SELECT array_agg(d.id) INTO v_deals FROM crm.deals d WHERE d.organization_id = v_org;
+      INSERT INTO crm.tasks (organization_id, deal_id, title, due_date, is_done)
+      SELECT v_org, v_deals[1 + floor(r.r1 * array_length(v_deals, 1))::int], format('Task %s', r.n),
+             current_date + (r.r2 * 180)::int - 60, r.r3 < 0.3
+        FROM (SELECT n, random() AS r1, random() AS r2, random() AS r3
+                FROM generate_series(1, p_tasks_per_org) n) r;
+    END IF;
     INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload)
     SELECT t.organization_id, t.deal_id, NULL, 'task_created',
            jsonb_build_object('task_id', t.id, 'title', t.title, 'due_date', t.due_date)
       FROM crm.tasks t WHERE t.organization_id = v_org;
+    IF p_activities_per_org IS NOT NULL THEN
+      SELECT count(*) INTO v_timeline FROM crm.activities a WHERE a.organization_id = v_org;
+      IF v_deals IS NULL THEN
+        SELECT array_agg(d.id) INTO v_deals FROM crm.deals d WHERE d.organization_id = v_org;
+      END IF;
+      INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload, created_at)
+      SELECT v_org, v_deals[1 + floor(r.r1 * array_length(v_deals, 1))::int],
+             v_users[1 + floor(r.r2 * array_length(v_users, 1))::int], 'comment',
+             jsonb_build_object('text', format('Note %s', r.n)), now() - r.r3 * interval '700 days'
+        FROM (SELECT n, random() AS r1, random() AS r2, random() AS r3
+                FROM generate_series(1, p_activities_per_org - v_timeline) n) r;
+    END IF;
 
     INSERT INTO crm.deal_totals (organization_id, status, stage, currency, deals, amount)
     SELECT d.organization_id, d.status, d.stage, d.currency, count(*), sum(d.amount)

@@ -16,6 +16,16 @@ pub struct SeedArgs {
     /// Deals in each organization (with contacts, tasks and timelines to match).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i32).range(1..=10_000_000))]
     pub deals_per_org: i32,
+    /// Contacts in each organization [default: a tenth of the deals].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=10_000_000))]
+    pub contacts_per_org: Option<i32>,
+    /// Tasks in each organization, on random deals [default: on about 30 % of the open deals].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=10_000_000))]
+    pub tasks_per_org: Option<i32>,
+    /// Timeline rows in each organization: comments on random deals fill up
+    /// what the deals' and tasks' own events leave [default: those events only].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=100_000_000))]
+    pub activities_per_org: Option<i32>,
 }
 
 pub async fn run(database_url: &str, args: SeedArgs) -> anyhow::Result<()> {
@@ -33,8 +43,17 @@ pub async fn run(database_url: &str, args: SeedArgs) -> anyhow::Result<()> {
         .await?;
     let rows = client
         .query(
-            "SELECT organization_id, owner_email, deals FROM private.seed($1, $2, $3)",
-            &[&args.orgs, &args.deals_per_org, &hash],
+            "SELECT organization_id, owner_email, deals FROM private.seed(p_orgs => $1, \
+             p_deals_per_org => $2, p_password_hash => $3, p_contacts_per_org => $4, \
+             p_tasks_per_org => $5, p_activities_per_org => $6)",
+            &[
+                &args.orgs,
+                &args.deals_per_org,
+                &hash,
+                &args.contacts_per_org,
+                &args.tasks_per_org,
+                &args.activities_per_org,
+            ],
         )
         .await
         .context("seeding")?;

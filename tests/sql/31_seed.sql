@@ -1,7 +1,7 @@
 -- `minicrm seed` (private.seed): realistic, consistent demo data, and the
 -- rule triggers switched back on afterwards.
 BEGIN;
-SELECT plan(11);
+SELECT plan(15);
 
 CREATE TEMP TABLE seeded AS
   SELECT * FROM private.seed(2, 300, '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA');
@@ -32,6 +32,22 @@ SELECT is((SELECT count(*)::int FROM pg_trigger
             WHERE tgrelid = ANY (ARRAY['crm.deals', 'crm.contacts', 'crm.tasks', 'crm.activities', 'crm.organization_members']::regclass[])
               AND NOT tgisinternal AND tgenabled = 'D'),
           0, 'the rule triggers are enabled again');
+
+-- The benchmark's shape: exact counts of contacts, tasks and timeline rows.
+CREATE TEMP TABLE shaped AS
+  SELECT * FROM private.seed(1, 200, '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA',
+                             p_contacts_per_org => 150, p_tasks_per_org => 120, p_activities_per_org => 900);
+SELECT set_config('app.org_id', (SELECT organization_id::text FROM shaped), true);
+SELECT is((SELECT count(*)::int FROM crm.contacts WHERE organization_id = (SELECT organization_id FROM shaped)), 150,
+          'exactly the contacts asked for');
+SELECT is((SELECT count(*)::int FROM crm.tasks WHERE organization_id = (SELECT organization_id FROM shaped)), 120,
+          'exactly the tasks asked for');
+SELECT is((SELECT count(*)::int FROM crm.activities WHERE organization_id = (SELECT organization_id FROM shaped)), 900,
+          'exactly the timeline rows asked for');
+SELECT is((SELECT count(*)::int FROM crm.activities a
+            WHERE a.organization_id = (SELECT organization_id FROM shaped) AND a.type = 'comment'
+              AND (jsonb_typeof(a.payload -> 'text') <> 'string' OR a.author_id IS NULL)), 0,
+          'the filling rows are comments with a text and an author');
 
 SELECT * FROM finish();
 ROLLBACK;
