@@ -1,6 +1,5 @@
-//! Observability: the request id, one log line per request, and `GET /metrics`
-//! in the Prometheus text format (hand-rolled: a few counters and a histogram
-//! need no crate).
+//! Observability: the request id, one log line per request, and the counters
+//! behind `GET /metrics` in the Prometheus text format (the `prometheus` crate).
 //!
 //! Every request passes through [`observe`], the outermost layer: it settles
 //! the request id (a sane incoming `X-Request-Id` or a new UUID), runs the
@@ -10,12 +9,7 @@
 //! response's `X-Request-Id`. Neither headers nor bodies are ever logged.
 
 use std::{
-    collections::HashMap,
-    fmt::Write as _,
-    sync::{
-        atomic::{AtomicU64, Ordering::Relaxed},
-        Arc, RwLock,
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -24,6 +18,10 @@ use axum::{
     http::{HeaderMap, HeaderName, HeaderValue, Method},
     middleware::Next,
     response::Response,
+};
+use prometheus::{
+    core::Collector, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use tracing::Instrument;
 use uuid::Uuid;
@@ -41,52 +39,86 @@ pub const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    /// Per bucket of [`BUCKETS`] (not cumulative), then the `+Inf` overflow.
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_micros: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Histogram {
-    fn observe(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        let i = BUCKETS
-            .iter()
-            .position(|le| seconds <= *le)
-            .unwrap_or(BUCKETS.len());
-        self.buckets[i].fetch_add(1, Relaxed);
-        self.sum_micros
-            .fetch_add(elapsed.as_micros().min(u64::MAX as u128) as u64, Relaxed);
-        self.count.fetch_add(1, Relaxed);
-    }
-}
-
-type RequestKey = (String, &'static str, u16);
-
-/// The counters of one application instance. Series appear on first use; the
-/// write lock is taken only then, every later request just bumps atomics.
-#[derive(Default)]
+/// The counters of one application instance, kept by the `prometheus` crate
+/// (label sets appear on first use; every later request bumps atomics).
 pub struct Metrics {
-    requests: RwLock<HashMap<RequestKey, Arc<AtomicU64>>>,
-    durations: RwLock<HashMap<String, Arc<Histogram>>>,
-    db_errors: [AtomicU64; DbErrorKind::ALL.len()],
+    registry: Registry,
+    requests: IntCounterVec,
+    durations: HistogramVec,
+    db_errors: IntCounterVec,
+    pool: [IntGauge; 4],
 }
 
-fn entry<K, V>(map: &RwLock<HashMap<K, Arc<V>>>, key: &K) -> Arc<V>
-where
-    K: std::hash::Hash + Eq + Clone,
-    V: Default,
-{
-    if let Some(v) = map.read().unwrap_or_else(|e| e.into_inner()).get(key) {
-        return v.clone();
+impl Default for Metrics {
+    fn default() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "minicrm_http_requests_total",
+                "HTTP requests answered, by matched route, method and status.",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("a valid metric");
+        let durations = HistogramVec::new(
+            HistogramOpts::new(
+                "minicrm_http_request_duration_seconds",
+                "Time to the response head, by matched route.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("a valid metric");
+        let db_errors = IntCounterVec::new(
+            Opts::new(
+                "minicrm_db_errors_total",
+                "Database errors turned into problems, by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("a valid metric");
+        for kind in DbErrorKind::ALL {
+            db_errors.with_label_values(&[kind.label()]);
+        }
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("a valid metric");
+        let pool = [
+            gauge(
+                "minicrm_db_pool_size",
+                "Connections the pool holds now (idle and in use).",
+            ),
+            gauge(
+                "minicrm_db_pool_max_size",
+                "The most connections the pool may hold (DB_POOL_SIZE).",
+            ),
+            gauge(
+                "minicrm_db_pool_available",
+                "Idle connections ready for a request.",
+            ),
+            gauge(
+                "minicrm_db_pool_waiting",
+                "Requests waiting for a connection.",
+            ),
+        ];
+        let collectors: [Box<dyn Collector>; 7] = [
+            Box::new(requests.clone()),
+            Box::new(durations.clone()),
+            Box::new(db_errors.clone()),
+            Box::new(pool[0].clone()),
+            Box::new(pool[1].clone()),
+            Box::new(pool[2].clone()),
+            Box::new(pool[3].clone()),
+        ];
+        for collector in collectors {
+            registry.register(collector).expect("distinct metric names");
+        }
+        Self {
+            registry,
+            requests,
+            durations,
+            db_errors,
+            pool,
+        }
     }
-    map.write()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(key.clone())
-        .or_default()
-        .clone()
 }
 
 impl Metrics {
@@ -97,128 +129,29 @@ impl Metrics {
         status: u16,
         elapsed: Duration,
     ) {
-        entry(&self.requests, &(route.to_owned(), method, status)).fetch_add(1, Relaxed);
-        entry(&self.durations, &route.to_owned()).observe(elapsed);
+        self.requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.durations
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn record_db_error(&self, kind: DbErrorKind) {
-        let i = DbErrorKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .unwrap_or(0);
-        self.db_errors[i].fetch_add(1, Relaxed);
+        self.db_errors.with_label_values(&[kind.label()]).inc();
     }
 
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self, pool: deadpool_postgres::Status) -> String {
-        let mut out = String::with_capacity(4096);
-
-        out.push_str("# HELP minicrm_http_requests_total HTTP requests answered, by matched route, method and status.\n");
-        out.push_str("# TYPE minicrm_http_requests_total counter\n");
-        let mut requests: Vec<(RequestKey, u64)> = self
-            .requests
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.load(Relaxed)))
-            .collect();
-        requests.sort();
-        for ((route, method, status), n) in requests {
-            let _ = writeln!(
-                out,
-                "minicrm_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
-                escape(&route)
-            );
-        }
-
-        out.push_str("# HELP minicrm_http_request_duration_seconds Time to the response head, by matched route.\n");
-        out.push_str("# TYPE minicrm_http_request_duration_seconds histogram\n");
-        let mut durations: Vec<(String, Arc<Histogram>)> = self
-            .durations
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        durations.sort_by(|a, b| a.0.cmp(&b.0));
-        for (route, h) in durations {
-            let route = escape(&route);
-            let mut cumulative = 0;
-            for (i, le) in BUCKETS.iter().enumerate() {
-                cumulative += h.buckets[i].load(Relaxed);
-                let _ = writeln!(
-                    out,
-                    "minicrm_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}"
-                );
-            }
-            cumulative += h.buckets[BUCKETS.len()].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "minicrm_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {cumulative}"
-            );
-            let sum = h.sum_micros.load(Relaxed) as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "minicrm_http_request_duration_seconds_sum{{route=\"{route}\"}} {sum}"
-            );
-            // The count is the +Inf bucket, read once so the two always agree.
-            let _ = writeln!(
-                out,
-                "minicrm_http_request_duration_seconds_count{{route=\"{route}\"}} {cumulative}"
-            );
-        }
-
-        let gauges = [
-            (
-                "minicrm_db_pool_size",
-                "Connections the pool holds now (idle and in use).",
-                pool.size,
-            ),
-            (
-                "minicrm_db_pool_max_size",
-                "The most connections the pool may hold (DB_POOL_SIZE).",
-                pool.max_size,
-            ),
-            (
-                "minicrm_db_pool_available",
-                "Idle connections ready for a request.",
-                pool.available,
-            ),
-            (
-                "minicrm_db_pool_waiting",
-                "Requests waiting for a connection.",
-                pool.waiting,
-            ),
-        ];
-        for (name, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        }
-
-        out.push_str(
-            "# HELP minicrm_db_errors_total Database errors turned into problems, by kind.\n",
-        );
-        out.push_str("# TYPE minicrm_db_errors_total counter\n");
-        for (i, kind) in DbErrorKind::ALL.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "minicrm_db_errors_total{{kind=\"{}\"}} {}",
-                kind.label(),
-                self.db_errors[i].load(Relaxed)
-            );
-        }
-        out
+        let [size, max_size, available, waiting] = &self.pool;
+        size.set(pool.size as i64);
+        max_size.set(pool.max_size as i64);
+        available.set(pool.available as i64);
+        waiting.set(pool.waiting as i64);
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
     }
-}
-
-/// A label value as the text format wants it.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// The request id to use: the client's, when it is a sane token (1 to 64
@@ -318,8 +251,8 @@ mod tests {
             waiting: 0,
         });
         for line in [
-            "minicrm_http_requests_total{route=\"/x\",method=\"GET\",status=\"200\"} 2",
-            "minicrm_http_requests_total{route=\"/x\",method=\"GET\",status=\"500\"} 1",
+            "minicrm_http_requests_total{method=\"GET\",route=\"/x\",status=\"200\"} 2",
+            "minicrm_http_requests_total{method=\"GET\",route=\"/x\",status=\"500\"} 1",
             "minicrm_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.001\"} 1",
             "minicrm_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.025\"} 1",
             "minicrm_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.05\"} 2",

@@ -143,7 +143,7 @@ async fn timeout_answers_carry_a_request_id() {
     assert_eq!(
         sample(
             &metrics,
-            "minicrm_http_requests_total{route=\"/api/v1/deals/{id}\",method=\"PATCH\",status=\"503\"}"
+            "minicrm_http_requests_total{method=\"PATCH\",route=\"/api/v1/deals/{id}\",status=\"503\"}"
         ),
         1
     );
@@ -206,7 +206,7 @@ async fn metrics_count_requests_by_route_method_and_status() {
         sample(
             &metrics,
             &format!(
-                "minicrm_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}}"
+                "minicrm_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}}"
             ),
         )
     };
@@ -226,7 +226,7 @@ async fn metrics_count_requests_by_route_method_and_status() {
     assert_eq!(
         sample(
             &scrape(&app).await,
-            "minicrm_http_requests_total{route=\"/metrics\",method=\"GET\",status=\"200\"}"
+            "minicrm_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"200\"}"
         ),
         1
     );
