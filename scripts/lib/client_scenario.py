@@ -34,7 +34,8 @@ from minicrm_client import AuthenticatedClient, Client
 OPERATIONS = """
     health_live health_ready metrics_get auth_register auth_login auth_refresh auth_logout users_me
     organizations_create organizations_list_mine organizations_get organizations_update organizations_delete
-    members_list members_add members_update members_remove
+    members_list invitations_create members_update members_remove
+    invitations_list invitations_get invitations_revoke invitations_list_mine invitations_accept invitations_decline
     contacts_list contacts_create contacts_get contacts_update contacts_delete
     deals_list deals_create deals_get deals_update deals_delete
     tasks_list tasks_create tasks_get tasks_update tasks_delete
@@ -56,7 +57,6 @@ _org_header_type = str(inspect.signature(op.contacts_list.sync_detailed).paramet
 
 from minicrm_client.models import (
     ActivityType,
-    AddMemberRequest,
     ChangeRoleRequest,
     CommentPayload,
     ContactPatch,
@@ -65,6 +65,8 @@ from minicrm_client.models import (
     DealStatus,
     DealsListOrder,
     DealsListOrderBy,
+    InvitationRequest,
+    InvitationStatus,
     LoginRequest,
     MemberRole,
     NewActivity,
@@ -289,23 +291,60 @@ def scenario() -> None:
     eq(sorted(str(o.id) for o in mine.items), sorted([str(first_org), str(org)]), "Ann's organizations")
     eq({str(o.id): o.role for o in mine.items}.get(str(org)), MemberRole.OWNER, "Ann's role in the second one")
 
-    step("3. Ann adds Bob as a member and Carl as a manager, then makes Carl an admin")
+    step("3. Ann adds Bob as a member and Carl as a manager (SPEC §16: they are invited and accept), "
+         "then makes Carl an admin")
     bob_reg, bob_access, _ = register("bob", "Bob's Org")
     bob = authed(bob_access)
     carl_reg, carl_access, _ = register("carl", "Carl's Org")
     carl = authed(carl_access)
-    resp = op.members_add.sync_detailed(org, client=ann, body=AddMemberRequest(email=bob_reg.user.email,
-                                                                           role=MemberRole.MEMBER))
-    added = expect(resp, 201, "POST /organizations/{org_id}/members (Bob)")
+    resp = op.invitations_create.sync_detailed(org, client=ann, body=InvitationRequest(email=bob_reg.user.email,
+                                                                                   role=MemberRole.MEMBER))
+    invited = expect(resp, 201, "POST /organizations/{org_id}/members (Bob)")
+    eq(invited.email, bob_reg.user.email, "invitation email")
+    eq(invited.role, MemberRole.MEMBER, "invitation role")
+    eq(invited.status, InvitationStatus.PENDING, "invitation status")
+    eq(invited.invited_by, ann_reg.user.id, "invitation invited_by")
+    location(resp, f"/organizations/{org}/invitations/{invited.id}", "POST /organizations/{org_id}/members")
+    got = expect(op.invitations_get.sync_detailed(org, invited.id, client=ann), 200,
+                 "GET /organizations/{org_id}/invitations/{id}")
+    eq(got.id, invited.id, "the invitation at its Location")
+    # An unregistered address gets the same answer; Ann revokes it.
+    stranger = expect(op.invitations_create.sync_detailed(org, client=ann, body=InvitationRequest(
+        email=f"nobody.{RUN}@example.com", role=MemberRole.MEMBER)), 201, "invite an unregistered address")
+    eq(stranger.status, InvitationStatus.PENDING, "the unregistered address's invitation is pending too")
+    expect_empty(op.invitations_revoke.sync_detailed(org, stranger.id, client=ann), 204,
+                 "DELETE /organizations/{org_id}/invitations/{id}")
+    problem(op.invitations_revoke.sync_detailed(org, stranger.id, client=ann), 410, "invitation_gone",
+            "revoke a revoked invitation")
+    waiting = expect(op.invitations_list_mine.sync_detailed(client=bob), 200, "GET /invitations (Bob)")
+    eq([str(i.id) for i in waiting.items], [str(invited.id)], "Bob's invitations")
+    if waiting.items:
+        eq(waiting.items[0].organization.name, "Engines Ltd", "the inviting organization's name")
+        eq(waiting.items[0].invited_by.name, ann_reg.user.name, "the inviter's name")
+    problem(op.invitations_accept.sync_detailed(invited.id, client=carl), 404, "invitation_not_found",
+            "Carl cannot accept Bob's invitation")
+    added = expect(op.invitations_accept.sync_detailed(invited.id, client=bob), 200,
+                   "POST /invitations/{id}/accept (Bob)")
     eq(added.user_id, bob_reg.user.id, "member user_id")
     eq(added.role, MemberRole.MEMBER, "member role")
-    location(resp, f"/organizations/{org}/members/{bob_reg.user.id}", "POST /organizations/{org_id}/members")
-    expect(op.members_add.sync_detailed(org, client=ann, body=AddMemberRequest(email=carl_reg.user.email,
-                                                                           role=MemberRole.MANAGER)),
-           201, "POST /organizations/{org_id}/members (Carl)")
-    problem(op.members_add.sync_detailed(org, client=bob, body=AddMemberRequest(email=f"x.{RUN}@example.com",
-                                                                            role=MemberRole.MEMBER)),
-            403, None, "a member may not add members")
+    problem(op.invitations_accept.sync_detailed(invited.id, client=bob), 410, "invitation_gone", "accept twice")
+    first = expect(op.invitations_create.sync_detailed(org, client=ann, body=InvitationRequest(
+        email=carl_reg.user.email, role=MemberRole.MANAGER)), 201, "POST /organizations/{org_id}/members (Carl)")
+    expect_empty(op.invitations_decline.sync_detailed(first.id, client=carl), 204,
+                 "POST /invitations/{id}/decline (Carl says no at first)")
+    again = expect(op.invitations_create.sync_detailed(org, client=ann, body=InvitationRequest(
+        email=carl_reg.user.email, role=MemberRole.MANAGER)), 201, "invite Carl again")
+    expect(op.invitations_accept.sync_detailed(again.id, client=carl), 200, "Carl accepts")
+    problem(op.invitations_create.sync_detailed(org, client=ann, body=InvitationRequest(
+        email=carl_reg.user.email, role=MemberRole.MANAGER)), 409, "already_member", "invite a member")
+    problem(op.invitations_create.sync_detailed(org, client=bob, body=InvitationRequest(
+        email=f"x.{RUN}@example.com", role=MemberRole.MEMBER)), 403, None, "a member may not add members")
+    listed = expect(op.invitations_list.sync_detailed(org, client=ann), 200,
+                    "GET /organizations/{org_id}/invitations")
+    eq(listed.total, 4, "the organization's invitations")
+    eq([i.status for i in listed.items],
+       [InvitationStatus.ACCEPTED, InvitationStatus.DECLINED, InvitationStatus.REVOKED, InvitationStatus.ACCEPTED],
+       "their statuses, newest first")
     promoted = expect(op.members_update.sync_detailed(org, carl_reg.user.id, client=ann,
                                                    body=ChangeRoleRequest(role=MemberRole.ADMIN)),
                       200, "PATCH /organizations/{org_id}/members/{user_id}")

@@ -201,11 +201,17 @@ def register(client, label, org_name=None):
     return j["access_token"], j["user"]["id"], j["organization"]["id"], email
 
 
-def add_member(client, owner_token, org_id, email, role):
+def add_member(client, owner_token, org_id, email, role, member_token):
+    """The owner invites `email` with `role` and its user (`member_token`)
+    accepts: how someone becomes a member (SPEC §16)."""
     r = client.request("POST", f"/api/v1/organizations/{org_id}/members", {"email": email, "role": role},
                        token=owner_token)
     if r.status != 201:
-        raise RuntimeError(f"add member {email} as {role}: {r.status} {r.body[:300]}")
+        raise RuntimeError(f"invite {email} as {role}: {r.status} {r.body[:300]}")
+    invitation = r.json()["id"]
+    r = client.request("POST", f"/api/v1/invitations/{invitation}/accept", None, token=member_token)
+    if r.status != 200:
+        raise RuntimeError(f"accept {email}'s invitation: {r.status} {r.body[:300]}")
 
 
 # ---------------------------------------------------------------------------

@@ -768,7 +768,7 @@ def setup():
         actors = [Actor("owner", token, uid, email)]
         for role in ROLES[1:]:
             t, u, _, e = register(client, f"{role}{k}")
-            add_member(client, token, org_id, e, role)
+            add_member(client, token, org_id, e, role, t)
             actors.append(Actor(role, t, u, e))
         org = Org(org_id, actors)
         orgs.append(org)

@@ -20,10 +20,6 @@ CREATE OR REPLACE FUNCTION private.user_credentials(p_email text)
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $$ SELECT u.id, u.hashed_password FROM crm.users u WHERE app.email_key(u.email) = app.email_key(p_email) $$;
 
-CREATE OR REPLACE FUNCTION private.user_id_by_email(p_email text) RETURNS uuid
-  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-  AS $$ SELECT u.id FROM crm.users u WHERE app.email_key(u.email) = app.email_key(p_email) $$;
-
 CREATE OR REPLACE FUNCTION private.refresh_token_issue(p_user_id uuid, p_token_hash bytea, p_family_id uuid, p_expires_at timestamptz)
   RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $$
@@ -67,7 +63,7 @@ CREATE OR REPLACE FUNCTION private.refresh_token_revoke_family(p_token_hash byte
 
 GRANT USAGE ON SCHEMA private TO minicrm_api;
 GRANT EXECUTE ON FUNCTION private.user_register(text, text, text), private.user_credentials(text),
-  private.user_id_by_email(text), private.refresh_token_issue(uuid, bytea, uuid, timestamptz),
+  private.refresh_token_issue(uuid, bytea, uuid, timestamptz),
   private.refresh_token_rotate(bytea, bytea, timestamptz), private.refresh_token_revoke_family(bytea)
   TO minicrm_api;
 

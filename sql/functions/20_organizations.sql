@@ -139,24 +139,7 @@ CREATE OR REPLACE FUNCTION api.members_list() RETURNS jsonb
      WHERE m.organization_id = (SELECT app.org_id())
   $$;
 
-CREATE OR REPLACE FUNCTION api.members_add(p_email text, p_role crm.member_role) RETURNS jsonb
-  LANGUAGE plpgsql
-  AS $$
-DECLARE
-  v_user_id uuid := private.user_id_by_email(p_email);
-  v_member crm.organization_members;
-BEGIN
-  IF v_user_id IS NULL THEN
-    -- Checked after the role, so a member cannot probe which addresses are registered.
-    PERFORM app.require_admin();
-    PERFORM app.fail('MC404', 'user_not_found', 'no registered user has this email address', 'email');
-  END IF;
-  INSERT INTO crm.organization_members (organization_id, user_id, role)
-  VALUES (app.org_id(), v_user_id, p_role)
-  RETURNING * INTO v_member;
-  RETURN (SELECT app.member_json(v_member, u.email, u.name) FROM crm.users u WHERE u.id = v_user_id);
-END
-$$;
+-- Adding a member is an invitation: api.invitations_create (25_invitations.sql).
 
 CREATE OR REPLACE FUNCTION api.members_set_role(p_user_id uuid, p_role crm.member_role) RETURNS jsonb
   LANGUAGE plpgsql

@@ -4,12 +4,14 @@
 -- precise errors. A transaction without context sees and writes nothing.
 
 -- organizations: the current one, plus those the acting user belongs to
--- (for GET /organizations/me).
+-- (for GET /organizations/me) or is invited to (GET /invitations names them).
 DROP POLICY IF EXISTS organizations_visible ON crm.organizations;
 CREATE POLICY organizations_visible ON crm.organizations FOR SELECT
   USING (id = (SELECT app.org_id())
          OR id IN (SELECT m.organization_id FROM crm.organization_members m
-                    WHERE m.user_id = (SELECT app.user_id())));
+                    WHERE m.user_id = (SELECT app.user_id()))
+         OR id IN (SELECT i.organization_id FROM crm.invitations i
+                    WHERE i.email_key = (SELECT app.user_email_key()) AND i.status = 'pending'));
 DROP POLICY IF EXISTS organizations_insert ON crm.organizations;
 CREATE POLICY organizations_insert ON crm.organizations FOR INSERT
   WITH CHECK (id = (SELECT app.org_id()));
@@ -33,6 +35,24 @@ CREATE POLICY organization_members_update ON crm.organization_members FOR UPDATE
   USING (organization_id = (SELECT app.org_id())) WITH CHECK (organization_id = (SELECT app.org_id()));
 DROP POLICY IF EXISTS organization_members_delete ON crm.organization_members;
 CREATE POLICY organization_members_delete ON crm.organization_members FOR DELETE
+  USING (organization_id = (SELECT app.org_id()));
+
+-- invitations: the current organization's, plus those addressed to the
+-- acting user (matched by app.email_key), who is not a member and acts in no
+-- organization: reading, accepting and declining them. Which changes are
+-- allowed to whom is the invitations_guard trigger's business.
+DROP POLICY IF EXISTS invitations_visible ON crm.invitations;
+CREATE POLICY invitations_visible ON crm.invitations FOR SELECT
+  USING (organization_id = (SELECT app.org_id()) OR email_key = (SELECT app.user_email_key()));
+DROP POLICY IF EXISTS invitations_insert ON crm.invitations;
+CREATE POLICY invitations_insert ON crm.invitations FOR INSERT
+  WITH CHECK (organization_id = (SELECT app.org_id()));
+DROP POLICY IF EXISTS invitations_update ON crm.invitations;
+CREATE POLICY invitations_update ON crm.invitations FOR UPDATE
+  USING (organization_id = (SELECT app.org_id()) OR email_key = (SELECT app.user_email_key()))
+  WITH CHECK (organization_id = (SELECT app.org_id()) OR email_key = (SELECT app.user_email_key()));
+DROP POLICY IF EXISTS invitations_delete ON crm.invitations;
+CREATE POLICY invitations_delete ON crm.invitations FOR DELETE
   USING (organization_id = (SELECT app.org_id()));
 
 -- Plain tenant tables: exactly the current organization, for every command.

@@ -47,6 +47,7 @@ pub fn registry() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(users::router())
         .merge(organizations::router())
+        .merge(invitations::router())
         .merge(contacts::router())
         .merge(deals::router())
         .merge(activities::router())

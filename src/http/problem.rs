@@ -209,6 +209,11 @@ pub fn from_db(e: tokio_postgres::Error) -> Problem {
         };
         let mut p = Problem::new(status, code, db.message());
         p.db_error = Some(DbErrorKind::Rule);
+        // A limit raised in SQL says when to come back: HINT `retry_after=<seconds>`.
+        p.retry_after = db
+            .hint()
+            .and_then(|h| h.strip_prefix("retry_after="))
+            .and_then(|s| s.parse().ok());
         return with_field(p, db.message());
     }
 

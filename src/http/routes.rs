@@ -7,6 +7,7 @@ pub mod contacts;
 pub mod deals;
 pub mod fields;
 pub mod health;
+pub mod invitations;
 pub mod organizations;
 pub mod tasks;
 pub mod users;

@@ -28,6 +28,9 @@ pub struct Config {
     /// Login and registration attempts per email, and per client address, per minute.
     pub auth_attempts_per_email: u32,
     pub auth_attempts_per_address: u32,
+    /// How long an invitation can be accepted (`INVITATION_TTL_SECS`, 1 s to
+    /// about 68 years: the database takes it as an integer).
+    pub invitation_ttl: Duration,
     /// Origins a browser may call the API from (`CORS_ALLOWED_ORIGINS`);
     /// `None`: no CORS headers at all (the default).
     pub cors_allowed_origins: Option<CorsOrigins>,
@@ -125,6 +128,10 @@ impl Config {
                 bail!("JWT_SECRET must be at least 32 characters");
             }
         }
+        let invitation_ttl = seconds("INVITATION_TTL_SECS", 7 * 24 * 3600)?;
+        if invitation_ttl.is_zero() || invitation_ttl.as_secs() > i32::MAX as u64 {
+            bail!("INVITATION_TTL_SECS must be between 1 and {}", i32::MAX);
+        }
         let log_format = match var("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -165,6 +172,7 @@ impl Config {
             log_format,
             auth_attempts_per_email: parsed("AUTH_ATTEMPTS_PER_EMAIL_PER_MINUTE", 10)?,
             auth_attempts_per_address: parsed("AUTH_ATTEMPTS_PER_ADDRESS_PER_MINUTE", 60)?,
+            invitation_ttl,
             cors_allowed_origins: var("CORS_ALLOWED_ORIGINS")
                 .map(|v| {
                     v.parse()
@@ -173,6 +181,11 @@ impl Config {
                 .transpose()?,
         })
         .context("reading configuration")
+    }
+
+    /// `invitation_ttl` in whole seconds, as `api.invitations_create` takes it.
+    pub fn invitation_ttl_secs(&self) -> i32 {
+        i32::try_from(self.invitation_ttl.as_secs()).unwrap_or(i32::MAX)
     }
 
     /// A configuration for tests: an existing database, small pool, fixed secret.
@@ -198,6 +211,7 @@ impl Config {
             log_format: LogFormat::Text,
             auth_attempts_per_email: 10,
             auth_attempts_per_address: 60,
+            invitation_ttl: Duration::from_secs(7 * 24 * 3600),
             cors_allowed_origins: None,
         }
     }

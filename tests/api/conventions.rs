@@ -246,14 +246,15 @@ async fn every_201_says_where_the_created_record_is() {
         .json(json!({"email": friend.email, "role": "member"}))
         .send()
         .await;
-    res.ok(201);
-    assert_eq!(
-        res.headers[header::LOCATION].to_str().unwrap(),
-        format!(
-            "/api/v1/organizations/{}/members/{}",
-            owner.org_id, friend.id
-        )
+    let invitation = res.ok(201)["id"].as_str().unwrap().to_owned();
+    let location = format!(
+        "/api/v1/organizations/{}/invitations/{invitation}",
+        owner.org_id
     );
+    assert_eq!(res.headers[header::LOCATION].to_str().unwrap(), location);
+    // The Location answers with the invitation.
+    let at = owner.no_org().read(&location).await;
+    assert_eq!(at["id"], invitation.as_str());
 }
 
 #[tokio::test]

@@ -446,8 +446,9 @@ impl TestApp {
         self.test_user(email, &body, &access, &refresh)
     }
 
-    /// A new user that `owner` adds to their organization (over HTTP) with
-    /// `role`; it acts in that organization.
+    /// A new user that `owner` adds to their organization with `role`: an
+    /// invitation over HTTP that the user accepts over HTTP. The user acts in
+    /// that organization.
     pub async fn member_of(&self, owner: &TestUser, name: &str, role: &str) -> TestUser {
         let user = self.user(name).await;
         add_member(owner, &user, role).await;
@@ -714,14 +715,41 @@ impl Neighbours {
     }
 }
 
-/// `owner` adds `user` to their organization with `role` (over HTTP).
+/// `owner` adds `user` to their organization with `role`, as the API allows
+/// it since invitations (SPEC §16): the owner invites `user`'s address and
+/// `user` accepts, both over HTTP, so through every rule of the database.
 pub async fn add_member(owner: &TestUser, user: &TestUser, role: &str) {
+    let invitation = invite(owner, &user.email, role).await;
+    user.accept(id_of(&invitation)).await;
+}
+
+/// `owner` invites `email` into their organization with `role` (over HTTP);
+/// returns the invitation.
+pub async fn invite(owner: &TestUser, email: &str, role: &str) -> Value {
     let members = format!("/api/v1/organizations/{}/members", owner.org_id);
     owner
         .no_org()
-        .post(&members, json!({"email": user.email, "role": role}))
+        .post(&members, json!({"email": email, "role": role}))
         .await
-        .ok(201);
+        .ok(201)
+        .clone()
+}
+
+impl TestUser {
+    /// POST /invitations/{id}/accept (no organization header).
+    pub fn answer(&self, invitation: Uuid, answer: &str) -> Answer {
+        self.no_org()
+            .req(
+                Method::POST,
+                &format!("/api/v1/invitations/{invitation}/{answer}"),
+            )
+            .into_future()
+    }
+
+    /// Accepts the invitation; asserts 200 and returns the new membership.
+    pub async fn accept(&self, invitation: Uuid) -> Value {
+        self.answer(invitation, "accept").await.ok(200).clone()
+    }
 }
 
 /// The path of the record `id` of `list`: `at(DEALS, id)`.

@@ -12,6 +12,7 @@ mod conventions;
 mod deals;
 mod helpers;
 mod instances;
+mod invitations;
 mod limits;
 mod migrations;
 mod observability;

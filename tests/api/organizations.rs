@@ -1,7 +1,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestUser};
+use crate::helpers::{id_of, TestApp, TestUser};
 
 fn org_path(user: &TestUser) -> String {
     format!("/api/v1/organizations/{}", user.org_id)
@@ -123,7 +123,8 @@ async fn settings_follow_the_role_table() {
     assert_eq!(items[0]["role"], "owner");
     assert!(items[0]["created_at"].is_string() && items[0]["user_id"].is_string());
 
-    // Adding members. A manager cannot even learn whether an address is registered.
+    // Adding members: an invitation, whoever the address belongs to (the
+    // cells and the invitee's side: tests/api/invitations.rs).
     let carol = app.user("carol").await;
     let add = |user: &TestUser, email: &str, role: &str| {
         user.post(&members, json!({"email": email, "role": role}))
@@ -145,24 +146,27 @@ async fn settings_follow_the_role_table() {
             "role_forbidden",
         ),
         (&admin, &carol.email, "owner", 403, "owner_required"),
+        (&admin, &member.email, "admin", 409, "already_member"),
+        (&admin, &carol.email, "emperor", 400, "validation_failed"),
     ] {
         add(user, email, role).await.problem(status, code);
     }
-    let added = add(&admin, "CAROL@example.com", "member").await;
-    assert_eq!(added.ok(201)["user_id"], carol.id.to_string());
-    assert_eq!(added.body["role"], "member");
-    for (email, role, status, code) in [
-        (
-            carol.email.as_str(),
-            "member",
-            409,
-            "organization_members_user_id_taken",
-        ),
-        ("nobody@example.com", "member", 404, "user_not_found"),
-        (&carol.email, "emperor", 400, "validation_failed"),
-    ] {
-        add(&admin, email, role).await.problem(status, code);
-    }
+    let invited = add(&admin, "CAROL@example.com", "member").await;
+    assert_eq!(invited.ok(201)["status"], "pending");
+    assert_eq!(
+        member.read(&members).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4,
+        "an invitation adds nobody"
+    );
+    let joined = carol.accept(id_of(&invited.body)).await;
+    assert_eq!(joined["user_id"], carol.id.to_string());
+    assert_eq!(joined["role"], "member");
+    add(&admin, &carol.email, "member")
+        .await
+        .problem(409, "already_member");
 
     // Changing roles.
     let role = |actor: &TestUser, target: &TestUser, role: &str| {

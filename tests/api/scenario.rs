@@ -25,7 +25,7 @@ async fn full_scenario_up_to_the_timeline() {
     let mine = ann.no_org().get("/api/v1/organizations/me").await;
     assert_eq!(mine.ok(200)["items"].as_array().unwrap().len(), 2);
 
-    // 3. She adds Bob to it as a member.
+    // 3. She adds Bob to it as a member: she invites him, he accepts.
     let bob = app.user("bob").await;
     let res = ann
         .no_org()
@@ -34,7 +34,11 @@ async fn full_scenario_up_to_the_timeline() {
             json!({"email": bob.email, "role": "member"}),
         )
         .await;
-    assert_eq!(res.ok(201)["role"], "member");
+    assert_eq!(res.ok(201)["status"], "pending");
+    let mine = bob.no_org().read("/api/v1/invitations").await;
+    assert_eq!(mine["items"][0]["organization"]["id"], org.to_string());
+    let invitation = id_of(&mine["items"][0]);
+    assert_eq!(bob.accept(invitation).await["role"], "member");
     let bobs_orgs = bob.no_org().get("/api/v1/organizations/me").await;
     let second = bobs_orgs.ok(200)["items"]
         .as_array()

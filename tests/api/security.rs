@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use crate::{
     helpers::{
-        base64url_decode, base64url_encode, id_of, today_plus, Req, TestApp, TestResponse, PASSWORD,
+        add_member, base64url_decode, base64url_encode, id_of, today_plus, Req, TestApp,
+        TestResponse, PASSWORD,
     },
     observability::Logs,
 };
@@ -284,13 +285,7 @@ async fn error_bodies_leak_no_sql_internals_or_other_tenants() {
         .iter()
         .map(Uuid::to_string)
         .collect();
-    ann.no_org()
-        .post(
-            &format!("/api/v1/organizations/{a}/members"),
-            json!({"email": carl.email, "role": "member"}),
-        )
-        .await
-        .ok(201);
+    add_member(&ann, &carl, "member").await;
 
     let deals = "/api/v1/deals";
     let deal = format!("/api/v1/deals/{ann_deal}");
@@ -306,7 +301,7 @@ async fn error_bodies_leak_no_sql_internals_or_other_tenants() {
         app.post("/api/v1/auth/register").json(json!({"email": "ANN@example.com", "password": "correct horse", "name": "Ann", "organization_name": "X"}))
     );
     answer!(
-        "unique: member",
+        "conflict: already a member",
         ann.no_org().post(
             &format!("/api/v1/organizations/{a}/members"),
             json!({"email": carl.email, "role": "member"})

@@ -64,6 +64,12 @@ async fn openapi_document_is_3_1_and_describes_every_route() {
         ("/api/v1/organizations/{org_id}/members", "post"),
         ("/api/v1/organizations/{org_id}/members/{user_id}", "patch"),
         ("/api/v1/organizations/{org_id}/members/{user_id}", "delete"),
+        ("/api/v1/organizations/{org_id}/invitations", "get"),
+        ("/api/v1/organizations/{org_id}/invitations/{id}", "get"),
+        ("/api/v1/organizations/{org_id}/invitations/{id}", "delete"),
+        ("/api/v1/invitations", "get"),
+        ("/api/v1/invitations/{id}/accept", "post"),
+        ("/api/v1/invitations/{id}/decline", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
     ];

@@ -16,7 +16,7 @@ use axum::http::Method;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::helpers::{today_plus, Req, TestApp, TestResponse, TestUser};
+use crate::helpers::{id_of, invite, today_plus, Req, TestApp, TestResponse, TestUser};
 
 /// The kinds of record an id can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +27,8 @@ enum Kind {
     Task,
     /// A member's user id.
     Member,
+    /// An invitation the organization made (to someone else than the caller).
+    Invitation,
 }
 
 /// (path template, path parameter) → the kind of record it names.
@@ -47,6 +49,23 @@ const PATH_PARAMS: &[(&str, &str, Kind)] = &[
         "user_id",
         Kind::Member,
     ),
+    (
+        "/api/v1/organizations/{org_id}/invitations",
+        "org_id",
+        Kind::Org,
+    ),
+    (
+        "/api/v1/organizations/{org_id}/invitations/{id}",
+        "org_id",
+        Kind::Org,
+    ),
+    (
+        "/api/v1/organizations/{org_id}/invitations/{id}",
+        "id",
+        Kind::Invitation,
+    ),
+    ("/api/v1/invitations/{id}/accept", "id", Kind::Invitation),
+    ("/api/v1/invitations/{id}/decline", "id", Kind::Invitation),
     ("/api/v1/contacts/{id}", "id", Kind::Contact),
     ("/api/v1/deals/{id}", "id", Kind::Deal),
     ("/api/v1/deals/{id}/activities", "id", Kind::Deal),
@@ -89,6 +108,8 @@ struct Tenant {
     task: Uuid,
     /// A member (role `member`) other than the owner.
     member: Uuid,
+    /// A pending invitation of someone who is in neither organization.
+    invitation: Uuid,
 }
 
 impl Tenant {
@@ -99,6 +120,7 @@ impl Tenant {
             Kind::Deal => self.deal,
             Kind::Task => self.task,
             Kind::Member => self.member,
+            Kind::Invitation => self.invitation,
         }
     }
 }
@@ -513,12 +535,14 @@ async fn tenant(owner: &TestUser, member: &TestUser, name: &str) -> Tenant {
         .await;
     let task = member.task(deal, &format!("{name} task"), 2).await;
     member.comment(deal, &format!("{name} note")).await;
+    let invitation = id_of(&invite(owner, &format!("{name}-invitee@example.com"), "member").await);
     Tenant {
         org,
         contact,
         deal,
         task,
         member: member.id,
+        invitation,
     }
 }
 
@@ -709,6 +733,7 @@ async fn no_operation_reaches_another_organizations_records() {
         Kind::Deal,
         Kind::Task,
         Kind::Member,
+        Kind::Invitation,
     ] {
         assert!(aimed.contains(&kind), "no probe named B's {kind:?}");
     }
@@ -725,10 +750,10 @@ async fn no_operation_reaches_another_organizations_records() {
 }
 
 /// Whether a path belongs to one organization (rather than to the caller or
-/// to nobody): anything under /api/v1 but auth, the caller's own user, and
-/// creating or listing one's organizations.
+/// to nobody): anything under /api/v1 but auth, the caller's own user and
+/// invitations, and creating or listing one's organizations.
 fn organization_scoped(path: &str) -> bool {
-    let unscoped = ["/api/v1/auth/", "/api/v1/users/"];
+    let unscoped = ["/api/v1/auth/", "/api/v1/users/", "/api/v1/invitations"];
     path.starts_with("/api/v1/")
         && !unscoped.iter().any(|p| path.starts_with(p))
         && !["/api/v1/organizations", "/api/v1/organizations/me"].contains(&path)
@@ -742,6 +767,7 @@ fn not_found_code(kind: Kind) -> &'static str {
         Kind::Deal => "deal_not_found",
         Kind::Task => "task_not_found",
         Kind::Member => "member_not_found",
+        Kind::Invitation => "invitation_not_found",
     }
 }
 

@@ -2,7 +2,7 @@
 -- server uses, requests run as minicrm_api, which must be unable to step
 -- around row-level security or read secrets.
 BEGIN;
-SELECT plan(29);
+SELECT plan(31);
 
 -- Runs p_sql as minicrm_api (optionally with a user/organization context) and
 -- comes back to the superuser, so that pgTAP (whose functions minicrm_api may
@@ -59,7 +59,8 @@ SELECT is_empty($$ SELECT nspname FROM pg_namespace
 SELECT ok(relrowsecurity AND relforcerowsecurity, format('%s: RLS enabled and forced', oid::regclass))
   FROM pg_class
  WHERE oid IN ('crm.organizations'::regclass, 'crm.organization_members'::regclass, 'crm.contacts'::regclass,
-               'crm.deals'::regclass, 'crm.tasks'::regclass, 'crm.activities'::regclass)
+               'crm.deals'::regclass, 'crm.tasks'::regclass, 'crm.activities'::regclass,
+               'crm.invitations'::regclass)
  ORDER BY relname;
 -- Catches a tenant table added later without RLS: any crm table with organization_id.
 SELECT is_empty($$
@@ -95,6 +96,11 @@ SELECT ok(NOT has_column_privilege('minicrm_api', 'crm.users', 'hashed_password'
 -- The activity timeline is append-only for requests.
 SELECT ok(NOT has_table_privilege('minicrm_api', 'crm.activities', 'UPDATE, DELETE, TRUNCATE'),
   'minicrm_api cannot update, delete or truncate activities');
+-- Invitations: never deleted (revoking is a status), and what was offered never rewritten.
+SELECT ok(NOT has_table_privilege('minicrm_api', 'crm.invitations', 'UPDATE, DELETE, TRUNCATE')
+          AND NOT has_column_privilege('minicrm_api', 'crm.invitations', 'role', 'UPDATE')
+          AND has_column_privilege('minicrm_api', 'crm.invitations', 'status', 'UPDATE'),
+  'minicrm_api may only change an invitation''s outcome, never delete one');
 
 -- 5. SECURITY DEFINER functions: each pins its search_path (or a caller could
 -- shadow the objects it uses), and none is directly in the api surface.

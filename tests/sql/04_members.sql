@@ -3,7 +3,7 @@
 -- the last-owner rule (409), the owned-records rule (409) and reassignment;
 -- non-members get 404.
 BEGIN;
-SELECT plan(66);
+SELECT plan(67);
 
 -- Organization A and one user per role (psql variables keep the calls readable).
 \set org_a   'a0000000-0000-0000-0000-000000000000'
@@ -82,23 +82,29 @@ SELECT lives_ok(format($$SELECT pg_temp.exec_as(%L, %L, $q$SELECT api.organizati
   'rename: admin renames A');
 SELECT is((SELECT name FROM crm.organizations WHERE id = :'org_a'), 'A renamed', 'rename: the name changed (trimmed)');
 
--- Add a member (Xena, registered, not yet in A): owner, admin; owner role needs owner.
-SELECT is(pg_temp.try_as(:'olga', :'org_a', $$SELECT api.members_add('xena@members.test', 'member')$$), 'ok', 'add member: owner may');
-SELECT is(pg_temp.try_as(:'adam', :'org_a', $$SELECT api.members_add('xena@members.test', 'member')$$), 'ok', 'add member: admin may');
-SELECT is(pg_temp.try_as(:'adam', :'org_a', $$SELECT api.members_add('xena@members.test', 'admin')$$), 'ok', 'add member: admin may add an admin');
-SELECT is(pg_temp.try_as(:'mia',  :'org_a', $$SELECT api.members_add('xena@members.test', 'member')$$), 'MC403 role_forbidden', 'add member: manager 403');
-SELECT is(pg_temp.try_as(:'max',  :'org_a', $$SELECT api.members_add('xena@members.test', 'member')$$), 'MC403 role_forbidden', 'add member: member 403');
-SELECT is(pg_temp.try_as(:'adam', :'org_a', $$SELECT api.members_add('xena@members.test', 'owner')$$), 'MC403 owner_required', 'add member: admin adding an owner 403');
-SELECT is(pg_temp.try_as(:'olga', :'org_a', $$SELECT api.members_add('xena@members.test', 'owner')$$), 'ok', 'add member: owner may add an owner');
-SELECT is(pg_temp.try_as(:'olga', :'org_a', $$SELECT api.members_add('XENA@Members.Test', 'member')$$), 'ok', 'add member: the email matches case-insensitively');
-SELECT is(pg_temp.try_as(:'adam', :'org_a', $$SELECT api.members_add('nobody@members.test', 'member')$$), 'MC404 user_not_found', 'add member: unknown email 404');
-SELECT is(pg_temp.try_as(:'max',  :'org_a', $$SELECT api.members_add('nobody@members.test', 'member')$$), 'MC403 role_forbidden',
-  'add member: a member probing an unknown email gets 403, not 404 (cannot learn who is registered)');
-SELECT is(pg_temp.try_as(:'adam', :'org_a', $$SELECT api.members_add('max@members.test', 'admin')$$), '23505 organization_members_user_id_taken',
+-- Add a member (Xena, registered, not yet in A): an invitation (owner, admin;
+-- owner role needs owner) that Xena accepts. The invitation rules cell by
+-- cell: 08_invitations.sql.
+SELECT is(pg_temp.try_as(:'olga', :'org_a', $$SELECT api.invitations_create('xena@members.test', 'member', 3600)$$), 'ok', 'add member: owner may invite');
+SELECT is(pg_temp.try_as(:'adam', :'org_a', $$SELECT api.invitations_create('xena@members.test', 'member', 3600)$$), 'ok', 'add member: admin may invite');
+SELECT is(pg_temp.try_as(:'adam', :'org_a', $$SELECT api.invitations_create('xena@members.test', 'admin', 3600)$$), 'ok', 'add member: admin may invite an admin');
+SELECT is(pg_temp.try_as(:'mia',  :'org_a', $$SELECT api.invitations_create('xena@members.test', 'member', 3600)$$), 'MC403 role_forbidden', 'add member: manager 403');
+SELECT is(pg_temp.try_as(:'max',  :'org_a', $$SELECT api.invitations_create('xena@members.test', 'member', 3600)$$), 'MC403 role_forbidden', 'add member: member 403');
+SELECT is(pg_temp.try_as(:'adam', :'org_a', $$SELECT api.invitations_create('xena@members.test', 'owner', 3600)$$), 'MC403 owner_required', 'add member: admin inviting an owner 403');
+SELECT is(pg_temp.try_as(:'olga', :'org_a', $$SELECT api.invitations_create('xena@members.test', 'owner', 3600)$$), 'ok', 'add member: owner may invite an owner');
+SELECT is(pg_temp.try_as(:'olga', :'org_a', $$SELECT api.invitations_create('XENA@Members.Test', 'member', 3600)$$), 'ok', 'add member: any case of the address');
+SELECT is(pg_temp.try_as(:'adam', :'org_a', $$SELECT api.invitations_create('nobody@members.test', 'member', 3600)$$), 'ok',
+  'add member: an unregistered address is invited just the same (nothing tells who is registered)');
+SELECT is(pg_temp.try_as(:'max',  :'org_a', $$SELECT api.invitations_create('nobody@members.test', 'member', 3600)$$), 'MC403 role_forbidden',
+  'add member: a member inviting an unknown address gets 403');
+SELECT is(pg_temp.try_as(:'adam', :'org_a', $$SELECT api.invitations_create('max@members.test', 'admin', 3600)$$), 'MC409 already_member',
   'add member: someone already a member is a conflict');
--- The added membership really exists, with the requested role.
-SELECT lives_ok(format($$SELECT pg_temp.exec_as(%L, %L, $q$SELECT api.members_add('xena@members.test', 'manager')$q$)$$, :'adam', :'org_a'),
-  'add member: admin adds Xena as manager');
+-- The membership exists once Xena accepts, with the invited role.
+SELECT lives_ok(format($$SELECT pg_temp.exec_as(%L, %L, $q$SELECT api.invitations_create('xena@members.test', 'manager', 3600)$q$)$$, :'adam', :'org_a'),
+  'add member: admin invites Xena as manager');
+SELECT lives_ok(format('SELECT pg_temp.exec_as(%L, NULL, %L)', :'xena',
+                       format('SELECT api.invitations_accept(%L)', (SELECT id FROM crm.invitations WHERE email_key = 'xena@members.test'))),
+  'add member: Xena accepts');
 SELECT is((SELECT role::text FROM crm.organization_members WHERE organization_id = :'org_a' AND user_id = :'xena'), 'manager',
   'add member: Xena is now a manager of A');
 

@@ -43,11 +43,12 @@ SELECT throws_ok($$UPDATE crm.users SET email = 'MAX@Pipeline.Test' WHERE email 
   'renaming a user to another''s address in another case is refused');
 SELECT is((SELECT email FROM crm.users WHERE id = :'rita'), 'rita@pipeline.test', 'Rita''s address is unchanged');
 
--- One address, one user, whatever the case: login and adding a member find the same person.
+-- One address, one user, whatever the case: login and an invitation find the same person.
 SELECT is(pg_temp.value_as(NULL, NULL, $$SELECT api.auth_login_credentials('ANN.LEE@EXAMPLE.COM') ->> 'user_id'$$),
   (SELECT id::text FROM crm.users WHERE email = 'Ann.Lee@Example.com'), 'the login lookup ignores case');
-SELECT is(pg_temp.value_as(:'zed', :'org_b', $$SELECT api.members_add('MAX@PIPELINE.TEST', 'member') ->> 'user_id'$$),
-  :'max', 'adding a member by the address in another case finds the user');
+SELECT pg_temp.value_as(:'zed', :'org_b', $$SELECT api.invitations_create('MAX@PIPELINE.TEST', 'member', 3600) ->> 'id'$$) AS max_inv \gset
+SELECT is(pg_temp.value_as(:'max', NULL, format('SELECT api.invitations_accept(%L) ->> %L', :'max_inv', 'user_id')),
+  :'max', 'an invitation to the address in another case is the user''s to accept');
 
 SELECT * FROM finish();
 ROLLBACK;

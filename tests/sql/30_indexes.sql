@@ -1,7 +1,7 @@
 -- The indexes that keep lists, search and analytics fast (issue 4) exist and
 -- lead with organization_id.
 BEGIN;
-SELECT plan(18);
+SELECT plan(21);
 
 SELECT has_index('crm', 'deals', 'deals_by_created', ARRAY['organization_id', 'created_at', 'id'], 'deals: default sort');
 SELECT has_index('crm', 'deals', 'deals_by_updated', ARRAY['organization_id', 'updated_at', 'id'], 'deals: order_by=updated_at');
@@ -19,16 +19,21 @@ SELECT has_index('crm', 'tasks', 'tasks_by_due', ARRAY['organization_id', 'due_d
 SELECT has_index('crm', 'tasks', 'tasks_by_deal', ARRAY['organization_id', 'deal_id', 'due_date', 'id'], 'tasks: deal filter');
 SELECT has_index('crm', 'tasks', 'tasks_open_by_due', ARRAY['organization_id', 'due_date', 'id'], 'tasks: only_open');
 SELECT has_index('crm', 'activities', 'activities_by_deal', 'timeline per deal, newest first');
+SELECT has_index('crm', 'invitations', 'invitations_by_created', ARRAY['organization_id', 'created_at', 'id'], 'invitations: the list and the rate limit');
+SELECT has_index('crm', 'invitations', 'invitations_by_email_key', ARRAY['email_key', 'created_at'], 'invitations: the invitee''s side');
+SELECT ok((SELECT indisunique AND pg_get_expr(indpred, indrelid) LIKE '%pending%' FROM pg_index WHERE indexrelid = 'crm.invitations_email_taken'::regclass),
+  'invitations: one pending invitation per organization and address (partial unique)');
 
 -- Every index on a tenant table leads with organization_id (except the
--- secondary lookup of memberships by user, which serves app.act_as).
+-- secondary lookups of memberships by user, which serves app.act_as, and of
+-- invitations by address, which serves the invitee).
 SELECT is(
-  (SELECT array_agg(i.indexrelid::regclass::text ORDER BY 1)
+  (SELECT array_agg(i.indexrelid::regclass::text ORDER BY i.indexrelid::regclass::text)
      FROM pg_index i
      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-    WHERE i.indrelid = ANY (ARRAY['crm.organization_members', 'crm.contacts', 'crm.deals', 'crm.tasks', 'crm.activities', 'crm.deal_totals', 'crm.deal_totals_delta']::regclass[])
+    WHERE i.indrelid = ANY (ARRAY['crm.organization_members', 'crm.invitations', 'crm.contacts', 'crm.deals', 'crm.tasks', 'crm.activities', 'crm.deal_totals', 'crm.deal_totals_delta']::regclass[])
       AND a.attname <> 'organization_id'),
-  ARRAY['crm.organization_members_by_user'],
+  ARRAY['crm.invitations_by_email_key', 'crm.organization_members_by_user'],
   'every tenant-table index leads with organization_id');
 SELECT ok(
   (SELECT indexdef LIKE '%gin_trgm_ops%' FROM pg_indexes WHERE indexname = 'contacts_search_name'),

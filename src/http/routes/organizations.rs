@@ -1,6 +1,7 @@
 //! Organizations and their members (SPEC §3, §5). The role rules are enforced
 //! by the database (sql/functions/20_organizations.sql); these handlers only
-//! check the shape of requests.
+//! check the shape of requests. Adding a member is an invitation (SPEC §16,
+//! `invitations::create`, registered here beside the members list).
 
 use axum::{extract::State, http::StatusCode};
 use postgres_types::{FromSql, ToSql};
@@ -67,19 +68,6 @@ pub struct OrganizationRequest {
     /// Not blank; surrounding white space is trimmed.
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AddMemberRequest {
-    /// A registered user's email address.
-    #[schema(
-        max_length = 254,
-        pattern = r"^[^@\s]+@[^@\s]+$",
-        example = "ada@example.com"
-    )]
-    pub email: String,
-    pub role: MemberRole,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -238,40 +226,6 @@ pub async fn members(
     )
 }
 
-/// Add a registered user as a member.
-#[utoipa::path(post, operation_id = "members_add",
-    path = "/organizations/{org_id}/members", tag = "members",
-    security(("bearer" = [])), params(OrgPath),
-    request_body = AddMemberRequest,
-    responses(
-        (status = 201, description = "Added", body = Member),
-        (status = 400, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Manager or member (`role_forbidden`), or an admin granting the owner role (`owner_required`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Organization not found, or no registered user has this email (`user_not_found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already a member: `organization_members_user_id_taken`", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn add_member(
-    State(app): State<AppState>,
-    AuthUser(user): AuthUser,
-    ApiPath(path): ApiPath<OrgPath>,
-    ApiJson(req): ApiJson<AddMemberRequest>,
-) -> AppResult<Created<JsonText>> {
-    let ctx = Ctx::org(user, path.org_id);
-    let json = app
-        .db
-        .call(
-            ctx,
-            "api.members_add",
-            &[("p_email", &req.email), ("p_role", &req.role)],
-        )
-        .await?;
-    JsonText::created(
-        json,
-        &format!("/api/v1/organizations/{}/members", path.org_id),
-        "user_id",
-    )
-}
-
 /// Change a member's role.
 #[utoipa::path(patch, operation_id = "members_update",
     path = "/organizations/{org_id}/members/{user_id}", tag = "members",
@@ -341,6 +295,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create))
         .routes(routes!(mine))
         .routes(routes!(get, rename, delete))
-        .routes(routes!(members, add_member))
+        .routes(routes!(members, super::invitations::create))
         .routes(routes!(change_role, remove_member))
 }
