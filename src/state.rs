@@ -3,14 +3,16 @@
 use std::sync::Arc;
 
 use crate::{
-    auth::credentials::Tokens, db::Db, http::cache::AnalyticsCache, ops::config::Config,
-    ops::metrics::Metrics,
+    auth::credentials::Tokens, db::Db, http::cache::AnalyticsCache, http::cursor::Cursors,
+    ops::config::Config, ops::metrics::Metrics,
 };
 
 pub struct App {
     pub config: Config,
     pub db: Db,
     pub tokens: Tokens,
+    /// Signs and checks list cursors (a key derived from the JWT secret).
+    pub cursors: Cursors,
     pub analytics: AnalyticsCache,
     /// Served by `GET /metrics`.
     pub metrics: Arc<Metrics>,
@@ -28,9 +30,11 @@ impl App {
             config.access_token_ttl,
             config.refresh_token_ttl,
         );
+        let cursors = Cursors::new(jwt_secret, config.cursor_max_age);
         Ok(Arc::new(App {
             db,
             tokens,
+            cursors,
             analytics: AnalyticsCache::new(config.cache_ttl),
             metrics: Arc::default(),
             dummy_hash: Box::leak(crate::auth::credentials::dummy_hash().into_boxed_str()),

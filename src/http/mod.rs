@@ -2,6 +2,7 @@
 //! OpenAPI document and one module per resource.
 
 pub mod cache;
+pub mod cursor;
 pub mod extract;
 pub mod openapi;
 pub mod problem;

@@ -113,6 +113,11 @@ impl From<Problem> for AppError {
         AppError::Problem(Box::new(p))
     }
 }
+impl From<Box<Problem>> for AppError {
+    fn from(p: Box<Problem>) -> Self {
+        AppError::Problem(p)
+    }
+}
 impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
         match e {

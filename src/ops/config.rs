@@ -24,6 +24,8 @@ pub struct Config {
     /// Concurrent connections served; more are closed at once.
     pub http_max_connections: usize,
     pub cache_ttl: Duration,
+    /// How long a list cursor stays valid (`CURSOR_MAX_AGE_SECS`, default 24 h).
+    pub cursor_max_age: Duration,
     pub log_format: LogFormat,
     /// Login and registration attempts per email, and per client address, per minute.
     pub auth_attempts_per_email: u32,
@@ -169,6 +171,7 @@ impl Config {
                 n => n,
             },
             cache_ttl: seconds("ANALYTICS_CACHE_TTL_SECS", 30)?,
+            cursor_max_age: seconds("CURSOR_MAX_AGE_SECS", 24 * 3600)?,
             log_format,
             auth_attempts_per_email: parsed("AUTH_ATTEMPTS_PER_EMAIL_PER_MINUTE", 10)?,
             auth_attempts_per_address: parsed("AUTH_ATTEMPTS_PER_ADDRESS_PER_MINUTE", 60)?,
@@ -208,6 +211,7 @@ impl Config {
             http_header_read_timeout: Duration::from_millis(10_000),
             http_max_connections: 1024,
             cache_ttl: Duration::from_secs(30),
+            cursor_max_age: Duration::from_secs(24 * 3600),
             log_format: LogFormat::Text,
             auth_attempts_per_email: 10,
             auth_attempts_per_address: 60,
