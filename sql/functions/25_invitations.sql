@@ -210,22 +210,32 @@ BEGIN
 END
 $$;
 
--- GET /organizations/{org_id}/invitations: every invitation, newest first (owner/admin).
-CREATE OR REPLACE FUNCTION api.invitations_list(p_page int, p_page_size int) RETURNS jsonb
-  LANGUAGE plpgsql STABLE
+-- GET /organizations/{org_id}/invitations: every invitation, newest first
+-- (owner/admin). p_page (offset pages) or the keyset p_after_created_at +
+-- p_after_id (a cursor page), as every list (40_contacts.sql).
+CREATE OR REPLACE FUNCTION api.invitations_list(p_page int, p_page_size int,
+    p_after_created_at timestamptz DEFAULT NULL, p_after_id uuid DEFAULT NULL) RETURNS jsonb
+  LANGUAGE plpgsql -- volatile: EXPLAIN (the estimate) is not allowed in a stable function
   AS $$
 DECLARE
   v_items jsonb;
-  v_total bigint;
+  v_counted bigint;
+  v_plan json;
 BEGIN
   PERFORM app.require_admin();
-  SELECT count(*) INTO v_total FROM crm.invitations i WHERE i.organization_id = (SELECT app.org_id());
+  PERFORM app.check_paging(p_page, p_after_created_at IS NOT NULL, p_after_id);
+  SELECT count(*) INTO v_counted FROM (SELECT 1 FROM crm.invitations i
+   WHERE i.organization_id = (SELECT app.org_id()) LIMIT app.exact_count_limit() + 1) c;
+  IF v_counted > app.exact_count_limit() THEN
+    EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM crm.invitations i WHERE i.organization_id = (SELECT app.org_id())' INTO v_plan;
+  END IF;
   SELECT jsonb_agg(app.invitation_json(i) ORDER BY i.created_at DESC, i.id DESC) INTO v_items
     FROM (SELECT * FROM crm.invitations i
            WHERE i.organization_id = (SELECT app.org_id())
+             AND (p_after_id IS NULL OR (i.created_at, i.id) < (p_after_created_at, p_after_id))
            ORDER BY i.created_at DESC, i.id DESC
-           LIMIT p_page_size OFFSET (p_page - 1)::bigint * p_page_size) i;
-  RETURN app.page_json(v_items, p_page, p_page_size, v_total);
+           LIMIT p_page_size + 1 OFFSET (coalesce(p_page, 1) - 1)::bigint * p_page_size) i;
+  RETURN app.page_json(v_items, p_page, p_page_size, app.list_total(v_counted, v_plan), 'created_at');
 END
 $$;
 

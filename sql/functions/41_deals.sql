@@ -9,17 +9,17 @@ CREATE OR REPLACE FUNCTION app.deal_json(d crm.deals) RETURNS jsonb
       'created_at', app.ts(d.created_at), 'updated_at', app.ts(d.updated_at))
   $$;
 
-CREATE OR REPLACE FUNCTION app.exact_count_limit() RETURNS int
-  LANGUAGE sql IMMUTABLE PARALLEL SAFE
-  AS $$ SELECT 1000 $$;
-
 -- p_order_by: created_at | updated_at | amount | title; p_order: asc | desc.
 -- Both are checked against these lists before they become SQL identifiers.
+-- p_page (offset pages) or a keyset: p_after_id and the p_after_<order_by>
+-- of the last row seen (a cursor page: the rows after it in this order).
 CREATE OR REPLACE FUNCTION api.deals_list(p_page int, p_page_size int,
     p_statuses crm.deal_status[] DEFAULT NULL, p_stage crm.deal_stage DEFAULT NULL,
     p_min_amount numeric DEFAULT NULL, p_max_amount numeric DEFAULT NULL,
     p_owner_id uuid DEFAULT NULL, p_contact_id uuid DEFAULT NULL,
-    p_order_by text DEFAULT 'created_at', p_order text DEFAULT 'desc')
+    p_order_by text DEFAULT 'created_at', p_order text DEFAULT 'desc',
+    p_after_created_at timestamptz DEFAULT NULL, p_after_updated_at timestamptz DEFAULT NULL,
+    p_after_amount numeric DEFAULT NULL, p_after_title text DEFAULT NULL, p_after_id uuid DEFAULT NULL)
   RETURNS jsonb LANGUAGE plpgsql -- volatile: EXPLAIN (the estimate) is not allowed in a stable function
   AS $$
 DECLARE
@@ -31,8 +31,8 @@ DECLARE
     || CASE WHEN p_owner_id IS NOT NULL THEN ' AND d.owner_id = $5' ELSE '' END
     || CASE WHEN p_contact_id IS NOT NULL THEN ' AND d.contact_id = $6' ELSE '' END;
   v_order text;
-  v_total bigint;
-  v_exact boolean := true;
+  v_keyset text := '';
+  v_counted bigint;
   v_plan json;
   v_items jsonb;
 BEGIN
@@ -43,24 +43,31 @@ BEGIN
     PERFORM app.fail('MC400', 'invalid_order', 'order must be asc or desc', 'order');
   END IF;
   PERFORM app.require_owner_filter(p_owner_id);
+  -- Only the key of the sort in use may be given (a cursor of another sort
+  -- never reaches here: the server checks the cursor's query fingerprint).
+  PERFORM app.check_paging(p_page, CASE p_order_by
+      WHEN 'created_at' THEN p_after_created_at IS NOT NULL WHEN 'updated_at' THEN p_after_updated_at IS NOT NULL
+      WHEN 'amount' THEN p_after_amount IS NOT NULL ELSE p_after_title IS NOT NULL END, p_after_id);
   v_order := format('d.%I %s, d.id %s', p_order_by, p_order, p_order);
-  -- Exact up to app.exact_count_limit() matching deals; beyond, counting costs
-  -- as much as reading them all, so total is the planner's estimate (never less
-  -- than the limit) and total_exact is false.
+  IF p_after_id IS NOT NULL THEN
+    -- A row comparison in the index's order: (organization_id, <key>, id).
+    v_keyset := format(' AND (d.%I, d.id) %s (%s, $13)', p_order_by, CASE p_order WHEN 'asc' THEN '>' ELSE '<' END,
+                       CASE p_order_by WHEN 'created_at' THEN '$9' WHEN 'updated_at' THEN '$10'
+                                       WHEN 'amount' THEN '$11' ELSE '$12' END);
+  END IF;
   EXECUTE 'SELECT count(*) FROM (SELECT 1 FROM crm.deals d WHERE ' || v_where || ' LIMIT $7) c'
-    INTO v_total USING p_statuses, p_stage, p_min_amount, p_max_amount, p_owner_id, p_contact_id,
-                       app.exact_count_limit() + 1;
-  IF v_total > app.exact_count_limit() THEN
-    v_exact := false;
+    INTO v_counted USING p_statuses, p_stage, p_min_amount, p_max_amount, p_owner_id, p_contact_id,
+                         app.exact_count_limit() + 1;
+  IF v_counted > app.exact_count_limit() THEN
     EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM crm.deals d WHERE ' || v_where
       INTO v_plan USING p_statuses, p_stage, p_min_amount, p_max_amount, p_owner_id, p_contact_id;
-    v_total := greatest(v_total, (v_plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric::bigint);
   END IF;
-  EXECUTE format('SELECT jsonb_agg(app.deal_json(d) ORDER BY %s) FROM (SELECT * FROM crm.deals d WHERE %s ORDER BY %s LIMIT $7 OFFSET $8) d',
-                 v_order, v_where, v_order)
+  EXECUTE format('SELECT jsonb_agg(app.deal_json(d) ORDER BY %s) FROM (SELECT * FROM crm.deals d WHERE %s%s ORDER BY %s LIMIT $7 OFFSET $8) d',
+                 v_order, v_where, v_keyset, v_order)
     INTO v_items USING p_statuses, p_stage, p_min_amount, p_max_amount, p_owner_id, p_contact_id,
-                       p_page_size, (p_page - 1)::bigint * p_page_size;
-  RETURN app.page_json(v_items, p_page, p_page_size, v_total, v_exact);
+                       p_page_size + 1, (coalesce(p_page, 1) - 1)::bigint * p_page_size,
+                       p_after_created_at, p_after_updated_at, p_after_amount, p_after_title, p_after_id;
+  RETURN app.page_json(v_items, p_page, p_page_size, app.list_total(v_counted, v_plan), p_order_by);
 END
 $$;
 

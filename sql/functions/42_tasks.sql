@@ -8,32 +8,36 @@ CREATE OR REPLACE FUNCTION app.task_json(t crm.tasks) RETURNS jsonb
       'is_done', t.is_done, 'created_at', app.ts(t.created_at), 'updated_at', app.ts(t.updated_at))
   $$;
 
--- Soonest due first; due_before and due_after are inclusive.
+-- Soonest due first; due_before and due_after are inclusive. p_page (offset
+-- pages) or the keyset p_after_due_date + p_after_id (a cursor page).
 CREATE OR REPLACE FUNCTION api.tasks_list(p_page int, p_page_size int, p_deal_id uuid DEFAULT NULL,
-    p_only_open boolean DEFAULT false, p_due_before date DEFAULT NULL, p_due_after date DEFAULT NULL)
-  RETURNS jsonb LANGUAGE plpgsql STABLE
+    p_only_open boolean DEFAULT false, p_due_before date DEFAULT NULL, p_due_after date DEFAULT NULL,
+    p_after_due_date date DEFAULT NULL, p_after_id uuid DEFAULT NULL)
+  RETURNS jsonb LANGUAGE plpgsql -- volatile: EXPLAIN (the estimate) is not allowed in a stable function
   AS $$
 DECLARE
-  v_total bigint;
+  v_where text := 't.organization_id = (SELECT app.org_id())'
+    || CASE WHEN p_deal_id IS NOT NULL THEN ' AND t.deal_id = $1' ELSE '' END
+    || CASE WHEN coalesce(p_only_open, false) THEN ' AND NOT t.is_done' ELSE '' END
+    || CASE WHEN p_due_before IS NOT NULL THEN ' AND t.due_date <= $2' ELSE '' END
+    || CASE WHEN p_due_after IS NOT NULL THEN ' AND t.due_date >= $3' ELSE '' END;
+  v_counted bigint;
+  v_plan json;
   v_items jsonb;
 BEGIN
-  SELECT count(*) INTO v_total
-    FROM crm.tasks t
-   WHERE t.organization_id = (SELECT app.org_id())
-     AND (p_deal_id IS NULL OR t.deal_id = p_deal_id)
-     AND (NOT coalesce(p_only_open, false) OR NOT t.is_done)
-     AND (p_due_before IS NULL OR t.due_date <= p_due_before)
-     AND (p_due_after IS NULL OR t.due_date >= p_due_after);
-  SELECT jsonb_agg(app.task_json(t) ORDER BY t.due_date, t.id) INTO v_items
-    FROM (SELECT * FROM crm.tasks t
-           WHERE t.organization_id = (SELECT app.org_id())
-             AND (p_deal_id IS NULL OR t.deal_id = p_deal_id)
-             AND (NOT coalesce(p_only_open, false) OR NOT t.is_done)
-             AND (p_due_before IS NULL OR t.due_date <= p_due_before)
-             AND (p_due_after IS NULL OR t.due_date >= p_due_after)
-           ORDER BY t.due_date, t.id
-           LIMIT p_page_size OFFSET (p_page - 1)::bigint * p_page_size) t;
-  RETURN app.page_json(v_items, p_page, p_page_size, v_total);
+  PERFORM app.check_paging(p_page, p_after_due_date IS NOT NULL, p_after_id);
+  EXECUTE 'SELECT count(*) FROM (SELECT 1 FROM crm.tasks t WHERE ' || v_where || ' LIMIT $4) c'
+    INTO v_counted USING p_deal_id, p_due_before, p_due_after, app.exact_count_limit() + 1;
+  IF v_counted > app.exact_count_limit() THEN
+    EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM crm.tasks t WHERE ' || v_where INTO v_plan USING p_deal_id, p_due_before, p_due_after;
+  END IF;
+  EXECUTE 'SELECT jsonb_agg(app.task_json(t) ORDER BY t.due_date, t.id)
+             FROM (SELECT * FROM crm.tasks t WHERE ' || v_where
+          || CASE WHEN p_after_id IS NOT NULL THEN ' AND (t.due_date, t.id) > ($4, $5)' ELSE '' END
+          || ' ORDER BY t.due_date, t.id LIMIT $6 OFFSET $7) t'
+    INTO v_items USING p_deal_id, p_due_before, p_due_after, p_after_due_date, p_after_id,
+                       p_page_size + 1, (coalesce(p_page, 1) - 1)::bigint * p_page_size;
+  RETURN app.page_json(v_items, p_page, p_page_size, app.list_total(v_counted, v_plan), 'due_date');
 END
 $$;
 

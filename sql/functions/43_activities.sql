@@ -8,24 +8,42 @@ CREATE OR REPLACE FUNCTION app.activity_json(a crm.activities) RETURNS jsonb
       'author_id', a.author_id, 'type', a.type, 'payload', a.payload, 'created_at', app.ts(a.created_at))
   $$;
 
-CREATE OR REPLACE FUNCTION api.activities_list(p_deal_id uuid, p_page int, p_page_size int)
-  RETURNS jsonb LANGUAGE plpgsql STABLE
+-- Newest first. p_page (offset pages) or the keyset p_after_created_at +
+-- p_after_id (a cursor page).
+CREATE OR REPLACE FUNCTION api.activities_list(p_deal_id uuid, p_page int, p_page_size int,
+    p_after_created_at timestamptz DEFAULT NULL, p_after_id uuid DEFAULT NULL)
+  RETURNS jsonb LANGUAGE plpgsql -- volatile: EXPLAIN (the estimate) is not allowed in a stable function
   AS $$
 DECLARE
-  v_total bigint;
+  v_counted bigint;
+  v_plan json;
   v_items jsonb;
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_deal_id) THEN
     PERFORM app.not_found('deal');
   END IF;
-  SELECT count(*) INTO v_total FROM crm.activities a
-   WHERE a.organization_id = (SELECT app.org_id()) AND a.deal_id = p_deal_id;
-  SELECT jsonb_agg(app.activity_json(a) ORDER BY a.created_at DESC, a.id DESC) INTO v_items
-    FROM (SELECT * FROM crm.activities a
-           WHERE a.organization_id = (SELECT app.org_id()) AND a.deal_id = p_deal_id
-           ORDER BY a.created_at DESC, a.id DESC
-           LIMIT p_page_size OFFSET (p_page - 1)::bigint * p_page_size) a;
-  RETURN app.page_json(v_items, p_page, p_page_size, v_total);
+  PERFORM app.check_paging(p_page, p_after_created_at IS NOT NULL, p_after_id);
+  SELECT count(*) INTO v_counted FROM (SELECT 1 FROM crm.activities a
+   WHERE a.organization_id = (SELECT app.org_id()) AND a.deal_id = p_deal_id LIMIT app.exact_count_limit() + 1) c;
+  IF v_counted > app.exact_count_limit() THEN
+    EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM crm.activities a WHERE a.organization_id = (SELECT app.org_id()) AND a.deal_id = $1'
+      INTO v_plan USING p_deal_id;
+  END IF;
+  IF p_after_id IS NULL THEN
+    SELECT jsonb_agg(app.activity_json(a) ORDER BY a.created_at DESC, a.id DESC) INTO v_items
+      FROM (SELECT * FROM crm.activities a
+             WHERE a.organization_id = (SELECT app.org_id()) AND a.deal_id = p_deal_id
+             ORDER BY a.created_at DESC, a.id DESC
+             LIMIT p_page_size + 1 OFFSET (coalesce(p_page, 1) - 1)::bigint * p_page_size) a;
+  ELSE
+    SELECT jsonb_agg(app.activity_json(a) ORDER BY a.created_at DESC, a.id DESC) INTO v_items
+      FROM (SELECT * FROM crm.activities a
+             WHERE a.organization_id = (SELECT app.org_id()) AND a.deal_id = p_deal_id
+               AND (a.created_at, a.id) < (p_after_created_at, p_after_id)
+             ORDER BY a.created_at DESC, a.id DESC
+             LIMIT p_page_size + 1) a;
+  END IF;
+  RETURN app.page_json(v_items, p_page, p_page_size, app.list_total(v_counted, v_plan), 'created_at');
 END
 $$;
 

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod cursor;
 pub mod extract;
+pub mod list;
 pub mod openapi;
 pub mod problem;
 pub mod routes;

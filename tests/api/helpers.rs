@@ -620,13 +620,11 @@ pub fn assert_timestamp(value: &Value) {
     chrono::DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"));
 }
 
-/// The items of a list envelope, after checking its page fields.
+/// The items of a list envelope, after checking its page fields; an offset
+/// page has a `next_cursor` exactly when rows follow it.
 #[track_caller]
 pub fn page_items(body: &Value, page: i64, page_size: i64, total: i64) -> Vec<Value> {
-    assert_fields(
-        body,
-        &["items", "page", "page_size", "total", "total_exact"],
-    );
+    assert_fields(body, ENVELOPE);
     assert_eq!(
         (
             &body["page"],
@@ -637,8 +635,24 @@ pub fn page_items(body: &Value, page: i64, page_size: i64, total: i64) -> Vec<Va
         (&json!(page), &json!(page_size), &json!(total), &json!(true)),
         "envelope of {body}"
     );
+    assert_eq!(
+        body["next_cursor"].is_string(),
+        page * page_size < total,
+        "next_cursor of {body}"
+    );
+    assert!(body["next_cursor"].is_string() || body["next_cursor"].is_null());
     body["items"].as_array().unwrap().clone()
 }
+
+/// The fields of every list envelope.
+pub const ENVELOPE: &[&str] = &[
+    "items",
+    "page",
+    "page_size",
+    "total",
+    "total_exact",
+    "next_cursor",
+];
 
 /// Asserts that GET `path?<query>` answers 400 invalid_query_parameter,
 /// naming a field, for each of the whitespace-separated `queries`.

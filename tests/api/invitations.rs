@@ -258,7 +258,7 @@ async fn admins_list_and_revoke_invitations() {
 
     // The list: owner/admin, newest first, the list envelope.
     let page = admin.read(&list).await;
-    assert_fields(&page, "items page page_size total total_exact");
+    assert_fields(&page, "items page page_size total total_exact next_cursor");
     assert_eq!(
         (&page["total"], &page["page"], &page["page_size"]),
         (&json!(4), &json!(1), &json!(20)),
@@ -268,6 +268,26 @@ async fn admins_list_and_revoke_invitations() {
     assert_eq!(page["items"][1], for_carol);
     let second = admin.read(&format!("{list}?page=2&page_size=1")).await;
     assert_eq!(second["items"][0], for_carol);
+    // Cursor pages: the same rows, one at a time, then the end.
+    let first = admin.read(&format!("{list}?page_size=1")).await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let next = admin
+        .read(&format!("{list}?page_size=1&cursor={cursor}"))
+        .await;
+    assert_eq!(
+        (&next["items"][0], &next["page"]),
+        (&for_carol, &Value::Null)
+    );
+    let rest = admin
+        .read(&format!("{list}?page_size=100&cursor={cursor}"))
+        .await;
+    assert_eq!(
+        (
+            rest["items"].as_array().unwrap().len(),
+            &rest["next_cursor"]
+        ),
+        (3, &Value::Null)
+    );
     admin
         .get(&format!("{list}?page_size=101"))
         .await

@@ -9,7 +9,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
+    http::cursor::Fingerprint,
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
+    http::list::Paging,
     http::problem::{AppResult, Problem},
     http::routes::fields::{ActivityType, DealStage, DealStatus, Page, PageSize},
     state::AppState,
@@ -78,20 +80,33 @@ pub enum ActivityPayload {
 #[derive(Serialize, ToSchema)]
 pub struct ActivityPage {
     pub items: Vec<Activity>,
-    pub page: i32,
+    /// The offset page; null on a page reached through `cursor`.
+    #[schema(required = true)]
+    pub page: Option<i32>,
     pub page_size: i32,
+    /// Exact up to 1,000 matches of the filters, the planner's estimate beyond.
     pub total: i64,
     /// False when `total` is an estimate (see README, *Counting*).
     pub total_exact: bool,
+    /// The next page of the same query: pass it as `cursor`. Null on the last page.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ActivityQuery {
-    #[serde(default)]
-    #[param(value_type = Option<i32>, minimum = 1)]
-    pub page: Page,
+    /// Default 1; `page × page_size` at most 10,000 (deeper: 400
+    /// `page_too_deep`, use `cursor`). Not with `cursor` (400 `cursor_with_page`).
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 10000)]
+    pub page: Option<Page>,
+    /// The `next_cursor` of a previous page of this query (same filters and
+    /// sort; `page_size` may change): the page after it. Another query's or
+    /// organization's cursor, an altered one, or one older than the cursor
+    /// age limit (24 h by default): 400 `invalid_cursor`.
+    #[param(max_length = 2048)]
+    pub cursor: Option<String>,
     #[serde(default)]
     #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
     pub page_size: PageSize,
@@ -113,7 +128,7 @@ pub struct NewActivity {
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path, description = "The deal"), ActivityQuery),
     responses(
         (status = 200, description = "Newest first", body = ActivityPage),
-        (status = 400, description = "Malformed id, query or header", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed id, query or header, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Deal not found in this organization: `deal_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
@@ -122,6 +137,10 @@ pub async fn list(
     ApiPath(deal_id): ApiPath<Uuid>,
     ApiQuery(q): ApiQuery<ActivityQuery>,
 ) -> AppResult<JsonText> {
+    let query = Fingerprint::of("activities")
+        .with("deal_id", deal_id)
+        .done();
+    let paging = Paging::new(&app, ctx, query, q.page, q.page_size, q.cursor.as_deref())?;
     let json = app
         .db
         .call(
@@ -129,12 +148,17 @@ pub async fn list(
             "api.activities_list",
             &[
                 ("p_deal_id", &deal_id),
-                ("p_page", &q.page.0),
-                ("p_page_size", &q.page_size.0),
+                ("p_page", &paging.page),
+                ("p_page_size", &paging.page_size),
+                (
+                    "p_after_created_at",
+                    &paging.after_key::<chrono::DateTime<chrono::Utc>>()?,
+                ),
+                ("p_after_id", &paging.after_id()),
             ],
         )
         .await?;
-    JsonText::from_db(json)
+    paging.respond(&app, json)
 }
 
 /// Comment on a deal.

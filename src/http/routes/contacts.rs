@@ -1,13 +1,16 @@
 //! /contacts: list, create, get, partial update, delete.
 
 use axum::{extract::State, http::StatusCode};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
+    http::cursor::Fingerprint,
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
+    http::list::Paging,
     http::problem::{AppResult, Problem},
     http::routes::fields::{present, present_fields, Page, PageSize},
     state::AppState,
@@ -30,20 +33,33 @@ pub struct Contact {
 #[derive(Serialize, ToSchema)]
 pub struct ContactPage {
     pub items: Vec<Contact>,
-    pub page: i32,
+    /// The offset page; null on a page reached through `cursor`.
+    #[schema(required = true)]
+    pub page: Option<i32>,
     pub page_size: i32,
+    /// Exact up to 1,000 matches of the filters, the planner's estimate beyond.
     pub total: i64,
     /// False when `total` is an estimate (see README, *Counting*).
     pub total_exact: bool,
+    /// The next page of the same query: pass it as `cursor`. Null on the last page.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ContactQuery {
-    #[serde(default)]
-    #[param(value_type = Option<i32>, minimum = 1)]
-    pub page: Page,
+    /// Default 1; `page × page_size` at most 10,000 (deeper: 400
+    /// `page_too_deep`, use `cursor`). Not with `cursor` (400 `cursor_with_page`).
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 10000)]
+    pub page: Option<Page>,
+    /// The `next_cursor` of a previous page of this query (same filters and
+    /// sort; `page_size` may change): the page after it. Another query's or
+    /// organization's cursor, an altered one, or one older than the cursor
+    /// age limit (24 h by default): 400 `invalid_cursor`.
+    #[param(max_length = 2048)]
+    pub cursor: Option<String>,
     #[serde(default)]
     #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
     pub page_size: PageSize,
@@ -95,7 +111,7 @@ pub struct ContactPatch {
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ContactQuery),
     responses(
         (status = 200, description = "Newest first", body = ContactPage),
-        (status = 400, description = "Bad query value or organization header", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad query value or organization header, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member filtering by another member's owner_id: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -104,20 +120,27 @@ pub async fn list(
     OrgActor(ctx): OrgActor,
     ApiQuery(q): ApiQuery<ContactQuery>,
 ) -> AppResult<JsonText> {
+    let query = Fingerprint::of("contacts")
+        .with_opt("search", q.search.as_deref())
+        .with_opt("owner_id", q.owner_id)
+        .done();
+    let paging = Paging::new(&app, ctx, query, q.page, q.page_size, q.cursor.as_deref())?;
     let json = app
         .db
         .call(
             ctx,
             "api.contacts_list",
             &[
-                ("p_page", &q.page.0),
-                ("p_page_size", &q.page_size.0),
+                ("p_page", &paging.page),
+                ("p_page_size", &paging.page_size),
                 ("p_search", &q.search),
                 ("p_owner_id", &q.owner_id),
+                ("p_after_created_at", &paging.after_key::<DateTime<Utc>>()?),
+                ("p_after_id", &paging.after_id()),
             ],
         )
         .await?;
-    JsonText::from_db(json)
+    paging.respond(&app, json)
 }
 
 /// Create a contact.

@@ -1,6 +1,7 @@
 //! /deals: list (filters, sorts, pages), create, get, partial update, delete.
 
 use axum::{extract::State, http::StatusCode};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -8,7 +9,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
+    http::cursor::Fingerprint,
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
+    http::list::Paging,
     http::problem::{AppResult, Problem},
     http::routes::fields::{
         money_request, money_request_or_null, Amount, DealStage, DealStatus, Page, PageSize,
@@ -41,11 +44,17 @@ pub struct Deal {
 #[derive(Serialize, ToSchema)]
 pub struct DealPage {
     pub items: Vec<Deal>,
-    pub page: i32,
+    /// The offset page; null on a page reached through `cursor`.
+    #[schema(required = true)]
+    pub page: Option<i32>,
     pub page_size: i32,
+    /// Exact up to 1,000 matches of the filters, the planner's estimate beyond.
     pub total: i64,
     /// False when `total` is an estimate (see README, *Counting*).
     pub total_exact: bool,
+    /// The next page of the same query: pass it as `cursor`. Null on the last page.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]
@@ -90,9 +99,16 @@ impl SortOrder {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DealQuery {
-    #[serde(default)]
-    #[param(value_type = Option<i32>, minimum = 1)]
-    pub page: Page,
+    /// Default 1; `page × page_size` at most 10,000 (deeper: 400
+    /// `page_too_deep`, use `cursor`). Not with `cursor` (400 `cursor_with_page`).
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 10000)]
+    pub page: Option<Page>,
+    /// The `next_cursor` of a previous page of this query (same filters and
+    /// sort; `page_size` may change): the page after it. Another query's or
+    /// organization's cursor, an altered one, or one older than the cursor
+    /// age limit (24 h by default): 400 `invalid_cursor`.
+    #[param(max_length = 2048)]
+    pub cursor: Option<String>,
     #[serde(default)]
     #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
     pub page_size: PageSize,
@@ -156,7 +172,7 @@ pub struct DealPatch {
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, DealQuery),
     responses(
         (status = 200, description = "One page, in the requested order, ties broken by id", body = DealPage),
-        (status = 400, description = "Bad query value (unknown status, order_by, page_size > 100, ...) or header", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad query value (unknown status, order_by, page_size > 100, ...) or header, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member filtering by another member's owner_id: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -165,17 +181,38 @@ pub async fn list(
     OrgActor(ctx): OrgActor,
     ApiQuery(q): ApiQuery<DealQuery>,
 ) -> AppResult<JsonText> {
-    let statuses = (!q.status.is_empty()).then_some(q.status);
     let min: Option<Decimal> = q.min_amount.map(|a| a.0);
     let max: Option<Decimal> = q.max_amount.map(|a| a.0);
+    let mut status_names: Vec<String> = q.status.iter().map(|s| format!("{s:?}")).collect();
+    status_names.sort_unstable();
+    status_names.dedup();
+    let query = Fingerprint::of("deals")
+        .with("status", status_names.join(","))
+        .with_opt("stage", q.stage.map(|s| format!("{s:?}")))
+        .with_opt("min_amount", min.map(|a| a.normalize()))
+        .with_opt("max_amount", max.map(|a| a.normalize()))
+        .with_opt("owner_id", q.owner_id)
+        .with_opt("contact_id", q.contact_id)
+        .with("order_by", q.order_by.column())
+        .with("order", q.order.keyword())
+        .done();
+    let paging = Paging::new(&app, ctx, query, q.page, q.page_size, q.cursor.as_deref())?;
+    let (mut created_at, mut updated_at, mut amount, mut title) = (None, None, None, None);
+    match q.order_by {
+        DealOrderBy::CreatedAt => created_at = paging.after_key::<DateTime<Utc>>()?,
+        DealOrderBy::UpdatedAt => updated_at = paging.after_key::<DateTime<Utc>>()?,
+        DealOrderBy::Amount => amount = paging.after_key::<Decimal>()?,
+        DealOrderBy::Title => title = paging.after_key::<String>()?,
+    }
+    let statuses = (!q.status.is_empty()).then_some(q.status);
     let json = app
         .db
         .call(
             ctx,
             "api.deals_list",
             &[
-                ("p_page", &q.page.0),
-                ("p_page_size", &q.page_size.0),
+                ("p_page", &paging.page),
+                ("p_page_size", &paging.page_size),
                 ("p_statuses", &statuses),
                 ("p_stage", &q.stage),
                 ("p_min_amount", &min),
@@ -184,10 +221,15 @@ pub async fn list(
                 ("p_contact_id", &q.contact_id),
                 ("p_order_by", &q.order_by.column()),
                 ("p_order", &q.order.keyword()),
+                ("p_after_created_at", &created_at),
+                ("p_after_updated_at", &updated_at),
+                ("p_after_amount", &amount),
+                ("p_after_title", &title),
+                ("p_after_id", &paging.after_id()),
             ],
         )
         .await?;
-    JsonText::from_db(json)
+    paging.respond(&app, json)
 }
 
 /// Create a deal.

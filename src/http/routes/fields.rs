@@ -9,9 +9,11 @@ use utoipa::ToSchema;
 
 use crate::db::param::{custom, custom_array, Typed, Wire};
 
-/// `page`: 1 or more (default 1).
+/// `page`: 1 or more (default 1); `page × page_size` is bounded by
+/// [`crate::http::list::MAX_OFFSET_ROWS`] (checked in `Paging::new`, so that a
+/// huge page number is `page_too_deep`, not an overflow).
 #[derive(Clone, Copy, Debug)]
-pub struct Page(pub i32);
+pub struct Page(pub i64);
 
 impl Default for Page {
     fn default() -> Self {
@@ -21,7 +23,7 @@ impl Default for Page {
 
 impl<'de> Deserialize<'de> for Page {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match i32::deserialize(d)? {
+        match i64::deserialize(d)? {
             n if n >= 1 => Ok(Page(n)),
             _ => Err(D::Error::custom("page must be 1 or more")),
         }

@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use crate::{
     db::Ctx,
+    http::cursor::Fingerprint,
     http::extract::{ApiJson, ApiPath, ApiQuery, AuthUser, Created, JsonText},
+    http::list::Paging,
     http::problem::{AppResult, Problem},
     http::routes::fields::{Page, PageSize},
     http::routes::organizations::{Member, MemberRole, OrgPath},
@@ -50,11 +52,17 @@ pub struct Invitation {
 #[derive(Serialize, ToSchema)]
 pub struct InvitationPage {
     pub items: Vec<Invitation>,
-    pub page: i32,
+    /// The offset page; null on a page reached through `cursor`.
+    #[schema(required = true)]
+    pub page: Option<i32>,
     pub page_size: i32,
+    /// Exact up to 1,000 invitations, the planner's estimate beyond.
     pub total: i64,
-    /// Always true: invitations are counted exactly.
+    /// False when `total` is an estimate (see README, *Counting*).
     pub total_exact: bool,
+    /// The next page: pass it as `cursor`. Null on the last page.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -102,9 +110,15 @@ pub struct InvitationRequest {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct InvitationQuery {
-    #[serde(default)]
-    #[param(value_type = Option<i32>, minimum = 1)]
-    pub page: Page,
+    /// Default 1; `page × page_size` at most 10,000 (deeper: 400
+    /// `page_too_deep`, use `cursor`). Not with `cursor` (400 `cursor_with_page`).
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 10000)]
+    pub page: Option<Page>,
+    /// The `next_cursor` of a previous page: the page after it. Another
+    /// organization's or list's cursor, an altered one, or one older than the
+    /// cursor age limit (24 h by default): 400 `invalid_cursor`.
+    #[param(max_length = 2048)]
+    pub cursor: Option<String>,
     #[serde(default)]
     #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
     pub page_size: PageSize,
@@ -174,9 +188,10 @@ pub async fn create(
     security(("bearer" = [])), params(OrgPath, InvitationQuery),
     responses(
         (status = 200, description = "Every invitation of the organization, newest first", body = InvitationPage),
-        (status = 400, description = "Malformed id or query: `invalid_path_parameter`, `invalid_query_parameter`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed id or query: `invalid_path_parameter`, `invalid_query_parameter`, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Manager or member: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found or not a member: `organization_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "Request target over 8 KiB (`uri_too_long`): e.g. a very long `cursor`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(app): State<AppState>,
@@ -184,15 +199,26 @@ pub async fn list(
     ApiPath(path): ApiPath<OrgPath>,
     ApiQuery(q): ApiQuery<InvitationQuery>,
 ) -> AppResult<JsonText> {
-    JsonText::from_db(
-        app.db
-            .call(
-                Ctx::org(user, path.org_id),
-                "api.invitations_list",
-                &[("p_page", &q.page.0), ("p_page_size", &q.page_size.0)],
-            )
-            .await?,
-    )
+    let ctx = Ctx::org(user, path.org_id);
+    let query = Fingerprint::of("invitations").done();
+    let paging = Paging::new(&app, ctx, query, q.page, q.page_size, q.cursor.as_deref())?;
+    let json = app
+        .db
+        .call(
+            ctx,
+            "api.invitations_list",
+            &[
+                ("p_page", &paging.page),
+                ("p_page_size", &paging.page_size),
+                (
+                    "p_after_created_at",
+                    &paging.after_key::<chrono::DateTime<chrono::Utc>>()?,
+                ),
+                ("p_after_id", &paging.after_id()),
+            ],
+        )
+        .await?;
+    paging.respond(&app, json)
 }
 
 /// One invitation of the organization (owner/admin).

@@ -9,7 +9,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
+    http::cursor::Fingerprint,
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
+    http::list::Paging,
     http::problem::{AppResult, Problem},
     http::routes::fields::{present, present_fields, Page, PageSize},
     state::AppState,
@@ -33,20 +35,33 @@ pub struct Task {
 #[derive(Serialize, ToSchema)]
 pub struct TaskPage {
     pub items: Vec<Task>,
-    pub page: i32,
+    /// The offset page; null on a page reached through `cursor`.
+    #[schema(required = true)]
+    pub page: Option<i32>,
     pub page_size: i32,
+    /// Exact up to 1,000 matches of the filters, the planner's estimate beyond.
     pub total: i64,
     /// False when `total` is an estimate (see README, *Counting*).
     pub total_exact: bool,
+    /// The next page of the same query: pass it as `cursor`. Null on the last page.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TaskQuery {
-    #[serde(default)]
-    #[param(value_type = Option<i32>, minimum = 1)]
-    pub page: Page,
+    /// Default 1; `page × page_size` at most 10,000 (deeper: 400
+    /// `page_too_deep`, use `cursor`). Not with `cursor` (400 `cursor_with_page`).
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 10000)]
+    pub page: Option<Page>,
+    /// The `next_cursor` of a previous page of this query (same filters and
+    /// sort; `page_size` may change): the page after it. Another query's or
+    /// organization's cursor, an altered one, or one older than the cursor
+    /// age limit (24 h by default): 400 `invalid_cursor`.
+    #[param(max_length = 2048)]
+    pub cursor: Option<String>,
     #[serde(default)]
     #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
     pub page_size: PageSize,
@@ -96,7 +111,7 @@ pub struct TaskPatch {
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, TaskQuery),
     responses(
         (status = 200, description = "Soonest due first, ties broken by id", body = TaskPage),
-        (status = 400, description = "Bad query value (a bad date, page_size > 100, ...) or header", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad query value (a bad date, page_size > 100, ...) or header, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
@@ -104,22 +119,31 @@ pub async fn list(
     OrgActor(ctx): OrgActor,
     ApiQuery(q): ApiQuery<TaskQuery>,
 ) -> AppResult<JsonText> {
+    let query = Fingerprint::of("tasks")
+        .with_opt("deal_id", q.deal_id)
+        .with("only_open", q.only_open)
+        .with_opt("due_before", q.due_before)
+        .with_opt("due_after", q.due_after)
+        .done();
+    let paging = Paging::new(&app, ctx, query, q.page, q.page_size, q.cursor.as_deref())?;
     let json = app
         .db
         .call(
             ctx,
             "api.tasks_list",
             &[
-                ("p_page", &q.page.0),
-                ("p_page_size", &q.page_size.0),
+                ("p_page", &paging.page),
+                ("p_page_size", &paging.page_size),
                 ("p_deal_id", &q.deal_id),
                 ("p_only_open", &q.only_open),
                 ("p_due_before", &q.due_before),
                 ("p_due_after", &q.due_after),
+                ("p_after_due_date", &paging.after_key::<NaiveDate>()?),
+                ("p_after_id", &paging.after_id()),
             ],
         )
         .await?;
-    JsonText::from_db(json)
+    paging.respond(&app, json)
 }
 
 /// Create a task.
