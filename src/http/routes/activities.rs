@@ -130,6 +130,7 @@ pub struct NewActivity {
         (status = 200, description = "Newest first", body = ActivityPage),
         (status = 400, description = "Malformed id, query or header, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Deal not found in this organization: `deal_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "Request target over 8 KiB (`uri_too_long`): e.g. a very long `cursor` or `search`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(app): State<AppState>,

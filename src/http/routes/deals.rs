@@ -175,6 +175,7 @@ pub struct DealPatch {
         (status = 400, description = "Bad query value (unknown status, order_by, page_size > 100, ...) or header, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member filtering by another member's owner_id: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "Request target over 8 KiB (`uri_too_long`): e.g. a very long `cursor` or `search`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(app): State<AppState>,

@@ -113,6 +113,7 @@ pub struct TaskPatch {
         (status = 200, description = "Soonest due first, ties broken by id", body = TaskPage),
         (status = 400, description = "Bad query value (a bad date, page_size > 100, ...) or header, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "Request target over 8 KiB (`uri_too_long`): e.g. a very long `cursor` or `search`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(app): State<AppState>,
