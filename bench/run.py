@@ -329,6 +329,9 @@ def main():
     text = report(results, meta)
     if notes.exists():
         text = text.replace("\n## ", "\n" + notes.read_text() + "\n## ", 1)
+    sweep = ROOT / "bench" / "sweep-results.md"  # bench/sweep.py --out bench/sweep-results.md
+    if sweep.exists():
+        text += "\n## Lists at scale (bench/sweep.py)\n\n" + sweep.read_text()
     target.write_text(text)
     log(f"wrote {target}")
 

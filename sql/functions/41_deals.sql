@@ -26,8 +26,9 @@ DECLARE
   v_where text := 'd.organization_id = (SELECT app.org_id())'
     || CASE WHEN p_statuses IS NOT NULL THEN ' AND d.status = ANY ($1)' ELSE '' END
     || CASE WHEN p_stage IS NOT NULL THEN ' AND d.stage = $2' ELSE '' END
-    || CASE WHEN p_min_amount IS NOT NULL THEN ' AND d.amount >= $3' ELSE '' END
-    || CASE WHEN p_max_amount IS NOT NULL THEN ' AND d.amount <= $4' ELSE '' END
+    -- In cents (V10): bigint comparisons are leakproof, so an index serves them under RLS.
+    || CASE WHEN p_min_amount IS NOT NULL THEN ' AND d.amount_cents >= ceil($3 * 100)::bigint' ELSE '' END
+    || CASE WHEN p_max_amount IS NOT NULL THEN ' AND d.amount_cents <= floor($4 * 100)::bigint' ELSE '' END
     || CASE WHEN p_owner_id IS NOT NULL THEN ' AND d.owner_id = $5' ELSE '' END
     || CASE WHEN p_contact_id IS NOT NULL THEN ' AND d.contact_id = $6' ELSE '' END;
   v_order text;
@@ -48,12 +49,15 @@ BEGIN
   PERFORM app.check_paging(p_page, CASE p_order_by
       WHEN 'created_at' THEN p_after_created_at IS NOT NULL WHEN 'updated_at' THEN p_after_updated_at IS NOT NULL
       WHEN 'amount' THEN p_after_amount IS NOT NULL ELSE p_after_title IS NOT NULL END, p_after_id);
-  v_order := format('d.%I %s, d.id %s', p_order_by, p_order, p_order);
+  -- The amount sorts by its cents (the same order; see the filters above).
+  v_order := format('d.%I %s, d.id %s', CASE p_order_by WHEN 'amount' THEN 'amount_cents' ELSE p_order_by END,
+                    p_order, p_order);
   IF p_after_id IS NOT NULL THEN
     -- A row comparison in the index's order: (organization_id, <key>, id).
-    v_keyset := format(' AND (d.%I, d.id) %s (%s, $13)', p_order_by, CASE p_order WHEN 'asc' THEN '>' ELSE '<' END,
+    v_keyset := format(' AND (d.%I, d.id) %s (%s, $13)', CASE p_order_by WHEN 'amount' THEN 'amount_cents' ELSE p_order_by END,
+                       CASE p_order WHEN 'asc' THEN '>' ELSE '<' END,
                        CASE p_order_by WHEN 'created_at' THEN '$9' WHEN 'updated_at' THEN '$10'
-                                       WHEN 'amount' THEN '$11' ELSE '$12' END);
+                                       WHEN 'amount' THEN '($11 * 100)::bigint' ELSE '$12' END);
   END IF;
   EXECUTE 'SELECT count(*) FROM (SELECT 1 FROM crm.deals d WHERE ' || v_where || ' LIMIT $7) c'
     INTO v_counted USING p_statuses, p_stage, p_min_amount, p_max_amount, p_owner_id, p_contact_id,

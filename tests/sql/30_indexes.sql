@@ -5,7 +5,7 @@ SELECT plan(21);
 
 SELECT has_index('crm', 'deals', 'deals_by_created', ARRAY['organization_id', 'created_at', 'id'], 'deals: default sort');
 SELECT has_index('crm', 'deals', 'deals_by_updated', ARRAY['organization_id', 'updated_at', 'id'], 'deals: order_by=updated_at');
-SELECT has_index('crm', 'deals', 'deals_by_amount', ARRAY['organization_id', 'amount', 'id'], 'deals: order_by=amount (W1)');
+SELECT has_index('crm', 'deals', 'deals_by_amount', ARRAY['organization_id', 'amount_cents', 'id'], 'deals: order_by=amount and the amount filters, in cents (V10)');
 SELECT has_index('crm', 'deals', 'deals_by_title', ARRAY['organization_id', 'title', 'id'], 'deals: order_by=title');
 SELECT has_index('crm', 'deals', 'deals_by_status_amount', ARRAY['organization_id', 'status', 'amount', 'id'], 'deals: status filter');
 SELECT has_index('crm', 'deals', 'deals_by_stage', ARRAY['organization_id', 'stage', 'created_at', 'id'], 'deals: stage filter');
