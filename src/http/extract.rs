@@ -250,6 +250,16 @@ impl JsonText {
             .ok_or_else(|| anyhow::anyhow!("the database returned no result").into())
     }
 
+    /// Calls an API function that always returns a document (`Db::call`).
+    pub async fn call(
+        db: &crate::db::Db,
+        ctx: crate::db::Ctx,
+        function: &str,
+        args: &[crate::db::Arg<'_>],
+    ) -> crate::http::problem::AppResult<Self> {
+        Self::from_db(db.call(ctx, function, args).await?)
+    }
+
     /// A created record, found at `{collection}/{its key field}` (the key is
     /// usually `id`).
     pub fn created(

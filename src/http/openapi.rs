@@ -188,6 +188,21 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
                 }
             }
             let mut bad_request = Vec::new();
+            let has_in = |place: utoipa::openapi::path::ParameterIn| {
+                op.parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.parameter_in == place)
+            };
+            if has_in(utoipa::openapi::path::ParameterIn::Path) {
+                bad_request.push("an id in the path is not a UUID (`invalid_path_parameter`)");
+            }
+            if has_in(utoipa::openapi::path::ParameterIn::Query) {
+                bad_request.push(
+                    "a query parameter is unknown or malformed (`invalid_query_parameter`, with \
+                     `errors[].field`)",
+                );
+            }
             if org_scoped {
                 bad_request.push(
                     "the `X-Organization-Id` header is missing (`organization_header_missing`) \

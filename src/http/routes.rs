@@ -16,6 +16,24 @@ use serde::{Deserialize, Deserializer};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
+/// One page of a list (SPEC §5, §14), as the database builds it
+/// (`app.page_json`): documentation only, the JSON passes through.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ListPage<T> {
+    pub items: Vec<T>,
+    /// The offset page; null on a page reached through `cursor`.
+    #[schema(required = true)]
+    pub page: Option<i32>,
+    pub page_size: i32,
+    /// Exact up to 1,000 matches of the filters, the planner's estimate beyond.
+    pub total: i64,
+    /// False when `total` is an estimate (see README, *Counting*).
+    pub total_exact: bool,
+    /// The next page of the same query: pass it as `cursor`. Null on the last page.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
 /// The header every organization-scoped request carries (documentation only;
 /// `extract::OrgActor` reads it).
 #[derive(Deserialize, IntoParams)]

@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use crate::http::routes::ListPage;
 use crate::{
     http::cursor::Fingerprint,
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
@@ -77,22 +78,6 @@ pub enum ActivityPayload {
     System(SystemPayload),
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct ActivityPage {
-    pub items: Vec<Activity>,
-    /// The offset page; null on a page reached through `cursor`.
-    #[schema(required = true)]
-    pub page: Option<i32>,
-    pub page_size: i32,
-    /// Exact up to 1,000 matches of the filters, the planner's estimate beyond.
-    pub total: i64,
-    /// False when `total` is an estimate (see README, *Counting*).
-    pub total_exact: bool,
-    /// The next page of the same query: pass it as `cursor`. Null on the last page.
-    #[schema(required = true)]
-    pub next_cursor: Option<String>,
-}
-
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -127,7 +112,7 @@ pub struct NewActivity {
     path = "/deals/{id}/activities", tag = "activities",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path, description = "The deal"), ActivityQuery),
     responses(
-        (status = 200, description = "Newest first", body = ActivityPage),
+        (status = 200, description = "Newest first", body = ListPage<Activity>),
         (status = 400, description = "Malformed id, query or header, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Deal not found in this organization: `deal_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 414, description = "Request target over 8 KiB (`uri_too_long`): e.g. a very long `cursor` or `search`", body = Problem, content_type = "application/problem+json"),

@@ -7,6 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use crate::http::routes::ListPage;
 use crate::{
     http::cursor::Fingerprint,
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
@@ -28,22 +29,6 @@ pub struct Contact {
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ContactPage {
-    pub items: Vec<Contact>,
-    /// The offset page; null on a page reached through `cursor`.
-    #[schema(required = true)]
-    pub page: Option<i32>,
-    pub page_size: i32,
-    /// Exact up to 1,000 matches of the filters, the planner's estimate beyond.
-    pub total: i64,
-    /// False when `total` is an estimate (see README, *Counting*).
-    pub total_exact: bool,
-    /// The next page of the same query: pass it as `cursor`. Null on the last page.
-    #[schema(required = true)]
-    pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -110,7 +95,7 @@ pub struct ContactPatch {
     path = "/contacts", tag = "contacts",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ContactQuery),
     responses(
-        (status = 200, description = "Newest first", body = ContactPage),
+        (status = 200, description = "Newest first", body = ListPage<Contact>),
         (status = 400, description = "Bad query value or organization header, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member filtering by another member's owner_id: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
@@ -182,7 +167,6 @@ pub async fn create(
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The contact", body = Contact),
-        (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found in this organization: `contact_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
@@ -190,11 +174,7 @@ pub async fn get(
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
 ) -> AppResult<JsonText> {
-    JsonText::from_db(
-        app.db
-            .call(ctx, "api.contacts_get", &[("p_id", &id)])
-            .await?,
-    )
+    JsonText::call(&app.db, ctx, "api.contacts_get", &[("p_id", &id)]).await
 }
 
 /// Update a contact (only the fields given).
@@ -244,7 +224,6 @@ pub async fn update(
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member deleting another member's contact: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found in this organization", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The contact has deals (R2): `contact_has_deals`", body = Problem, content_type = "application/problem+json"),

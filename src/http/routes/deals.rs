@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use crate::http::routes::ListPage;
 use crate::{
     http::cursor::Fingerprint,
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
@@ -39,22 +40,6 @@ pub struct Deal {
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DealPage {
-    pub items: Vec<Deal>,
-    /// The offset page; null on a page reached through `cursor`.
-    #[schema(required = true)]
-    pub page: Option<i32>,
-    pub page_size: i32,
-    /// Exact up to 1,000 matches of the filters, the planner's estimate beyond.
-    pub total: i64,
-    /// False when `total` is an estimate (see README, *Counting*).
-    pub total_exact: bool,
-    /// The next page of the same query: pass it as `cursor`. Null on the last page.
-    #[schema(required = true)]
-    pub next_cursor: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]
@@ -171,7 +156,7 @@ pub struct DealPatch {
     path = "/deals", tag = "deals",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, DealQuery),
     responses(
-        (status = 200, description = "One page, in the requested order, ties broken by id", body = DealPage),
+        (status = 200, description = "One page, in the requested order, ties broken by id", body = ListPage<Deal>),
         (status = 400, description = "Bad query value (unknown status, order_by, page_size > 100, ...) or header, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member filtering by another member's owner_id: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
@@ -273,7 +258,6 @@ pub async fn create(
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The deal", body = Deal),
-        (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found in this organization: `deal_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
@@ -281,7 +265,7 @@ pub async fn get(
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
 ) -> AppResult<JsonText> {
-    JsonText::from_db(app.db.call(ctx, "api.deals_get", &[("p_id", &id)]).await?)
+    JsonText::call(&app.db, ctx, "api.deals_get", &[("p_id", &id)]).await
 }
 
 /// Update a deal (only the fields given).
@@ -329,7 +313,6 @@ pub async fn update(
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Deleted, with its tasks and timeline"),
-        (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member deleting another member's deal: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found in this organization", body = Problem, content_type = "application/problem+json"),
     ))]

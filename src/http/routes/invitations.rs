@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use crate::http::routes::ListPage;
 use crate::{
     db::Ctx,
     http::cursor::Fingerprint,
@@ -47,22 +48,6 @@ pub struct Invitation {
     pub created_at: String,
     /// The user id of the member who invited (null if that user no longer exists).
     pub invited_by: Option<Uuid>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct InvitationPage {
-    pub items: Vec<Invitation>,
-    /// The offset page; null on a page reached through `cursor`.
-    #[schema(required = true)]
-    pub page: Option<i32>,
-    pub page_size: i32,
-    /// Exact up to 1,000 invitations, the planner's estimate beyond.
-    pub total: i64,
-    /// False when `total` is an estimate (see README, *Counting*).
-    pub total_exact: bool,
-    /// The next page: pass it as `cursor`. Null on the last page.
-    #[schema(required = true)]
-    pub next_cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -187,7 +172,7 @@ pub async fn create(
     path = "/organizations/{org_id}/invitations", tag = "invitations",
     security(("bearer" = [])), params(OrgPath, InvitationQuery),
     responses(
-        (status = 200, description = "Every invitation of the organization, newest first", body = InvitationPage),
+        (status = 200, description = "Every invitation of the organization, newest first", body = ListPage<Invitation>),
         (status = 400, description = "Malformed id or query: `invalid_path_parameter`, `invalid_query_parameter`, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Manager or member: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found or not a member: `organization_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -227,7 +212,6 @@ pub async fn list(
     security(("bearer" = [])), params(OrgInvitationPath),
     responses(
         (status = 200, description = "The invitation", body = Invitation),
-        (status = 400, description = "Malformed id: `invalid_path_parameter`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Manager or member: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization (`organization_not_found`) or invitation (`invitation_not_found`) not found", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -236,15 +220,13 @@ pub async fn get(
     AuthUser(user): AuthUser,
     ApiPath(path): ApiPath<OrgInvitationPath>,
 ) -> AppResult<JsonText> {
-    JsonText::from_db(
-        app.db
-            .call(
-                Ctx::org(user, path.org_id),
-                "api.invitations_get",
-                &[("p_id", &path.id)],
-            )
-            .await?,
+    JsonText::call(
+        &app.db,
+        Ctx::org(user, path.org_id),
+        "api.invitations_get",
+        &[("p_id", &path.id)],
     )
+    .await
 }
 
 /// Revoke a pending invitation (owner/admin; an owner invitation: owner).
@@ -253,7 +235,6 @@ pub async fn get(
     security(("bearer" = [])), params(OrgInvitationPath),
     responses(
         (status = 204, description = "Revoked: it can no longer be accepted"),
-        (status = 400, description = "Malformed id: `invalid_path_parameter`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Manager or member (`role_forbidden`), or an admin revoking an owner invitation (`owner_required`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization (`organization_not_found`) or invitation (`invitation_not_found`) not found", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Already accepted, declined or revoked: `invitation_gone`", body = Problem, content_type = "application/problem+json"),
@@ -282,11 +263,7 @@ pub async fn revoke(
         (status = 200, description = "The invitations waiting for the caller's answer", body = MyInvitationList),
     ))]
 pub async fn mine(State(app): State<AppState>, AuthUser(user): AuthUser) -> AppResult<JsonText> {
-    JsonText::from_db(
-        app.db
-            .call(Ctx::user(user), "api.invitations_mine", &[])
-            .await?,
-    )
+    JsonText::call(&app.db, Ctx::user(user), "api.invitations_mine", &[]).await
 }
 
 /// Accept an invitation: the caller becomes a member with the invited role.
@@ -295,7 +272,6 @@ pub async fn mine(State(app): State<AppState>, AuthUser(user): AuthUser) -> AppR
     security(("bearer" = [])), params(InvitationPath),
     responses(
         (status = 200, description = "The new membership, as the members list shows it", body = Member),
-        (status = 400, description = "Malformed id: `invalid_path_parameter`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such invitation for the caller (another user's is the same): `invitation_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The caller is a member of that organization already: `already_member`", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Expired, declined, revoked or already accepted: `invitation_gone`", body = Problem, content_type = "application/problem+json"),
@@ -305,15 +281,13 @@ pub async fn accept(
     AuthUser(user): AuthUser,
     ApiPath(path): ApiPath<InvitationPath>,
 ) -> AppResult<JsonText> {
-    JsonText::from_db(
-        app.db
-            .call(
-                Ctx::user(user),
-                "api.invitations_accept",
-                &[("p_id", &path.id)],
-            )
-            .await?,
+    JsonText::call(
+        &app.db,
+        Ctx::user(user),
+        "api.invitations_accept",
+        &[("p_id", &path.id)],
     )
+    .await
 }
 
 /// Decline an invitation.
@@ -322,7 +296,6 @@ pub async fn accept(
     security(("bearer" = [])), params(InvitationPath),
     responses(
         (status = 204, description = "Declined"),
-        (status = 400, description = "Malformed id: `invalid_path_parameter`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such invitation for the caller (another user's is the same): `invitation_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Expired, declined, revoked or already accepted: `invitation_gone`", body = Problem, content_type = "application/problem+json"),
     ))]

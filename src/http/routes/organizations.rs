@@ -105,11 +105,7 @@ pub struct MemberPath {
         (status = 200, description = "The caller's organizations, with the caller's role in each", body = OrganizationList),
     ))]
 pub async fn mine(State(app): State<AppState>, AuthUser(user): AuthUser) -> AppResult<JsonText> {
-    JsonText::from_db(
-        app.db
-            .call(Ctx::user(user), "api.organizations_mine", &[])
-            .await?,
-    )
+    JsonText::call(&app.db, Ctx::user(user), "api.organizations_mine", &[]).await
 }
 
 /// Create an organization owned by the caller.
@@ -143,7 +139,6 @@ pub async fn create(
     security(("bearer" = [])), params(OrgPath),
     responses(
         (status = 200, description = "The organization, with the caller's role", body = Organization),
-        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization, or the caller is not a member", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
@@ -151,11 +146,13 @@ pub async fn get(
     AuthUser(user): AuthUser,
     ApiPath(path): ApiPath<OrgPath>,
 ) -> AppResult<JsonText> {
-    JsonText::from_db(
-        app.db
-            .call(Ctx::org(user, path.org_id), "api.organizations_get", &[])
-            .await?,
+    JsonText::call(
+        &app.db,
+        Ctx::org(user, path.org_id),
+        "api.organizations_get",
+        &[],
     )
+    .await
 }
 
 /// Rename an organization.
@@ -176,11 +173,13 @@ pub async fn rename(
     ApiJson(req): ApiJson<OrganizationRequest>,
 ) -> AppResult<JsonText> {
     let ctx = Ctx::org(user, path.org_id);
-    JsonText::from_db(
-        app.db
-            .call(ctx, "api.organizations_rename", &[("p_name", &req.name)])
-            .await?,
+    JsonText::call(
+        &app.db,
+        ctx,
+        "api.organizations_rename",
+        &[("p_name", &req.name)],
     )
+    .await
 }
 
 /// Delete an organization with all its data.
@@ -189,7 +188,6 @@ pub async fn rename(
     security(("bearer" = [])), params(OrgPath),
     responses(
         (status = 204, description = "Deleted, with everything in it"),
-        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only an owner may delete: `owner_required`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found or not a member", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -211,7 +209,6 @@ pub async fn delete(
     security(("bearer" = [])), params(OrgPath),
     responses(
         (status = 200, description = "Every member, oldest first", body = MemberList),
-        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found or not a member", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn members(
@@ -219,11 +216,13 @@ pub async fn members(
     AuthUser(user): AuthUser,
     ApiPath(path): ApiPath<OrgPath>,
 ) -> AppResult<JsonText> {
-    JsonText::from_db(
-        app.db
-            .call(Ctx::org(user, path.org_id), "api.members_list", &[])
-            .await?,
+    JsonText::call(
+        &app.db,
+        Ctx::org(user, path.org_id),
+        "api.members_list",
+        &[],
     )
+    .await
 }
 
 /// Change a member's role.

@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use crate::http::routes::ListPage;
 use crate::{
     http::cursor::Fingerprint,
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
@@ -30,22 +31,6 @@ pub struct Task {
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct TaskPage {
-    pub items: Vec<Task>,
-    /// The offset page; null on a page reached through `cursor`.
-    #[schema(required = true)]
-    pub page: Option<i32>,
-    pub page_size: i32,
-    /// Exact up to 1,000 matches of the filters, the planner's estimate beyond.
-    pub total: i64,
-    /// False when `total` is an estimate (see README, *Counting*).
-    pub total_exact: bool,
-    /// The next page of the same query: pass it as `cursor`. Null on the last page.
-    #[schema(required = true)]
-    pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -110,7 +95,7 @@ pub struct TaskPatch {
     path = "/tasks", tag = "tasks",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, TaskQuery),
     responses(
-        (status = 200, description = "Soonest due first, ties broken by id", body = TaskPage),
+        (status = 200, description = "Soonest due first, ties broken by id", body = ListPage<Task>),
         (status = 400, description = "Bad query value (a bad date, page_size > 100, ...) or header, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
         (status = 414, description = "Request target over 8 KiB (`uri_too_long`): e.g. a very long `cursor` or `search`", body = Problem, content_type = "application/problem+json"),
@@ -185,7 +170,6 @@ pub async fn create(
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The task", body = Task),
-        (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found in this organization: `task_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
@@ -193,7 +177,7 @@ pub async fn get(
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
 ) -> AppResult<JsonText> {
-    JsonText::from_db(app.db.call(ctx, "api.tasks_get", &[("p_id", &id)]).await?)
+    JsonText::call(&app.db, ctx, "api.tasks_get", &[("p_id", &id)]).await
 }
 
 /// Update a task (only the fields given).
@@ -243,7 +227,6 @@ pub async fn update(
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed id or header", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member deleting a task of another user's deal: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found in this organization", body = Problem, content_type = "application/problem+json"),
     ))]

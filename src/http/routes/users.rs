@@ -31,8 +31,7 @@ pub struct User {
         (status = 200, description = "The caller", body = User),
     ))]
 pub async fn me(State(app): State<AppState>, AuthUser(user): AuthUser) -> AppResult<JsonText> {
-    let json = app.db.call(Ctx::user(user), "api.users_me", &[]).await?;
-    JsonText::from_db(json)
+    JsonText::call(&app.db, Ctx::user(user), "api.users_me", &[]).await
 }
 
 /// The routes of this module, each registered with its OpenAPI operation.
