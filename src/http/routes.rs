@@ -16,6 +16,34 @@ use serde::{Deserialize, Deserializer};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
+/// A list's query parameters: the paging every list takes (`page`, `cursor`,
+/// `page_size`), then the list's own filters. Unknown parameters are a 400.
+macro_rules! list_query {
+    ($(#[$meta:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        #[derive(serde::Deserialize, utoipa::IntoParams)]
+        #[serde(deny_unknown_fields)]
+        #[into_params(parameter_in = Query)]
+        pub struct $name {
+            /// Default 1; `page × page_size` at most 10,000 (deeper: 400
+            /// `page_too_deep`, use `cursor`). Not with `cursor` (400 `cursor_with_page`).
+            #[param(value_type = Option<i32>, minimum = 1, maximum = 10000)]
+            pub page: Option<$crate::http::routes::fields::Page>,
+            /// The `next_cursor` of a previous page of this query (same filters and
+            /// sort; `page_size` may change): the page after it. Another query's or
+            /// organization's cursor, an altered one, or one older than the cursor
+            /// age limit (24 h by default): 400 `invalid_cursor`.
+            #[param(max_length = 2048)]
+            pub cursor: Option<String>,
+            #[serde(default)]
+            #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
+            pub page_size: $crate::http::routes::fields::PageSize,
+            $($body)*
+        }
+    };
+}
+pub(crate) use list_query;
+
 /// One page of a list (SPEC §5, §14), as the database builds it
 /// (`app.page_json`): documentation only, the JSON passes through.
 #[derive(serde::Serialize, utoipa::ToSchema)]

@@ -4,19 +4,18 @@ use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use crate::http::routes::ListPage;
+use crate::http::routes::{list_query, ListPage};
 use crate::{
     http::cursor::Fingerprint,
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
     http::list::Paging,
     http::problem::{AppResult, Problem},
     http::routes::fields::{
-        money_request, money_request_or_null, Amount, DealStage, DealStatus, Page, PageSize,
-        QueryAmount,
+        money_request, money_request_or_null, Amount, DealStage, DealStatus, QueryAmount,
     },
     state::AppState,
 };
@@ -80,43 +79,29 @@ impl SortOrder {
     }
 }
 
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct DealQuery {
-    /// Default 1; `page × page_size` at most 10,000 (deeper: 400
-    /// `page_too_deep`, use `cursor`). Not with `cursor` (400 `cursor_with_page`).
-    #[param(value_type = Option<i32>, minimum = 1, maximum = 10000)]
-    pub page: Option<Page>,
-    /// The `next_cursor` of a previous page of this query (same filters and
-    /// sort; `page_size` may change): the page after it. Another query's or
-    /// organization's cursor, an altered one, or one older than the cursor
-    /// age limit (24 h by default): 400 `invalid_cursor`.
-    #[param(max_length = 2048)]
-    pub cursor: Option<String>,
-    #[serde(default)]
-    #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
-    pub page_size: PageSize,
-    /// Repeatable: `status=new&status=won`.
-    #[serde(default)]
-    #[param(explode = true, style = Form)]
-    pub status: Vec<DealStatus>,
-    pub stage: Option<DealStage>,
-    #[param(value_type = Option<String>, pattern = r"^[0-9]+(\.[0-9]{1,2})?$", example = "100.00")]
-    pub min_amount: Option<QueryAmount>,
-    #[param(value_type = Option<String>, pattern = r"^[0-9]+(\.[0-9]{1,2})?$", example = "5000.00")]
-    pub max_amount: Option<QueryAmount>,
-    /// Members may only name themselves.
-    pub owner_id: Option<Uuid>,
-    pub contact_id: Option<Uuid>,
-    /// Default `created_at`; ties are broken by id.
-    #[serde(default)]
-    #[param(inline)]
-    pub order_by: DealOrderBy,
-    /// Default `desc`.
-    #[serde(default)]
-    #[param(inline)]
-    pub order: SortOrder,
+list_query! {
+    pub struct DealQuery {
+        /// Repeatable: `status=new&status=won`.
+        #[serde(default)]
+        #[param(explode = true, style = Form)]
+        pub status: Vec<DealStatus>,
+        pub stage: Option<DealStage>,
+        #[param(value_type = Option<String>, pattern = r"^[0-9]+(\.[0-9]{1,2})?$", example = "100.00")]
+        pub min_amount: Option<QueryAmount>,
+        #[param(value_type = Option<String>, pattern = r"^[0-9]+(\.[0-9]{1,2})?$", example = "5000.00")]
+        pub max_amount: Option<QueryAmount>,
+        /// Members may only name themselves.
+        pub owner_id: Option<Uuid>,
+        pub contact_id: Option<Uuid>,
+        /// Default `created_at`; ties are broken by id.
+        #[serde(default)]
+        #[param(inline)]
+        pub order_by: DealOrderBy,
+        /// Default `desc`.
+        #[serde(default)]
+        #[param(inline)]
+        pub order: SortOrder,
+    }
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -9,14 +9,13 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use crate::http::routes::ListPage;
+use crate::http::routes::{list_query, ListPage};
 use crate::{
     db::Ctx,
     http::cursor::Fingerprint,
     http::extract::{ApiJson, ApiPath, ApiQuery, AuthUser, Created, JsonText},
     http::list::Paging,
     http::problem::{AppResult, Problem},
-    http::routes::fields::{Page, PageSize},
     http::routes::organizations::{Member, MemberRole, OrgPath},
     state::AppState,
 };
@@ -91,22 +90,9 @@ pub struct InvitationRequest {
     pub role: MemberRole,
 }
 
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct InvitationQuery {
-    /// Default 1; `page × page_size` at most 10,000 (deeper: 400
-    /// `page_too_deep`, use `cursor`). Not with `cursor` (400 `cursor_with_page`).
-    #[param(value_type = Option<i32>, minimum = 1, maximum = 10000)]
-    pub page: Option<Page>,
-    /// The `next_cursor` of a previous page: the page after it. Another
-    /// organization's or list's cursor, an altered one, or one older than the
-    /// cursor age limit (24 h by default): 400 `invalid_cursor`.
-    #[param(max_length = 2048)]
-    pub cursor: Option<String>,
-    #[serde(default)]
-    #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
-    pub page_size: PageSize,
+list_query! {
+    pub struct InvitationQuery {
+    }
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -4,17 +4,17 @@
 use axum::{extract::State, http::StatusCode};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use crate::http::routes::ListPage;
+use crate::http::routes::{list_query, ListPage};
 use crate::{
     http::cursor::Fingerprint,
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
     http::list::Paging,
     http::problem::{AppResult, Problem},
-    http::routes::fields::{present, present_fields, Page, PageSize},
+    http::routes::fields::{present, present_fields},
     state::AppState,
 };
 
@@ -33,31 +33,17 @@ pub struct Task {
     pub updated_at: String,
 }
 
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct TaskQuery {
-    /// Default 1; `page × page_size` at most 10,000 (deeper: 400
-    /// `page_too_deep`, use `cursor`). Not with `cursor` (400 `cursor_with_page`).
-    #[param(value_type = Option<i32>, minimum = 1, maximum = 10000)]
-    pub page: Option<Page>,
-    /// The `next_cursor` of a previous page of this query (same filters and
-    /// sort; `page_size` may change): the page after it. Another query's or
-    /// organization's cursor, an altered one, or one older than the cursor
-    /// age limit (24 h by default): 400 `invalid_cursor`.
-    #[param(max_length = 2048)]
-    pub cursor: Option<String>,
-    #[serde(default)]
-    #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
-    pub page_size: PageSize,
-    pub deal_id: Option<Uuid>,
-    /// Only tasks not done.
-    #[serde(default)]
-    pub only_open: bool,
-    /// Due on or before this date.
-    pub due_before: Option<NaiveDate>,
-    /// Due on or after this date.
-    pub due_after: Option<NaiveDate>,
+list_query! {
+    pub struct TaskQuery {
+        pub deal_id: Option<Uuid>,
+        /// Only tasks not done.
+        #[serde(default)]
+        pub only_open: bool,
+        /// Due on or before this date.
+        pub due_before: Option<NaiveDate>,
+        /// Due on or after this date.
+        pub due_after: Option<NaiveDate>,
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
