@@ -1,8 +1,7 @@
 -- app.email_key: the one folding of email addresses. Two addresses are the
 -- same account when their keys are equal: the unique index users_email_taken
 -- is on app.email_key(email) (R10), the login and member lookups compare keys,
--- and the server's per-email login/register limit counts by the key it gets
--- from here (api.auth_login_credentials, api.auth_email_key).
+-- and the per-email login/register limit counts by it (api.auth_attempt).
 --
 --   1. NFKC: compatibility forms to their plain letters (fullwidth ｖ -> v,
 --      ligature ﬁ -> fi, ℌ -> H, NBSP -> space), and e + U+0301 -> é;

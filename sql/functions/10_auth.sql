@@ -92,16 +92,9 @@ $$;
 CREATE OR REPLACE FUNCTION api.auth_login_credentials(p_email text) RETURNS jsonb
   LANGUAGE sql STABLE
   AS $$
-    SELECT jsonb_build_object('email_key', app.email_key(p_email),
-                              'user_id', c.user_id, 'hashed_password', c.hashed_password)
+    SELECT jsonb_build_object('user_id', c.user_id, 'hashed_password', c.hashed_password)
       FROM (SELECT) one LEFT JOIN private.user_credentials(p_email) c ON true
   $$;
-
--- The key the server counts registration attempts by, asked before it spends
--- a password hash on the attempt.
-CREATE OR REPLACE FUNCTION api.auth_email_key(p_email text) RETURNS text
-  LANGUAGE sql IMMUTABLE
-  AS $$ SELECT app.email_key(p_email) $$;
 
 CREATE OR REPLACE FUNCTION api.auth_session_start(p_user_id uuid, p_refresh_hash bytea, p_refresh_expires_at timestamptz)
   RETURNS void LANGUAGE sql

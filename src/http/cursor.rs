@@ -169,14 +169,16 @@ impl Cursors {
         if body[0] != VERSION {
             return Err(invalid(BROKEN));
         }
-        let field = |from: usize| -> [u8; 16] { body[from..from + 16].try_into().unwrap() };
+        // `bytes.len() >= HEAD + TAG` was checked above, so these slices exist.
+        let field =
+            |from: usize| -> [u8; 16] { body[from..from + 16].try_into().expect("length checked") };
         if Uuid::from_bytes(field(1)) != org || field(17) != query.0 {
             return Err(invalid(
                 "the cursor belongs to another query: follow it with the same organization, \
                  filters and sort as the page that gave it",
             ));
         }
-        let issued = i64::from_be_bytes(body[33..41].try_into().unwrap());
+        let issued = i64::from_be_bytes(body[33..41].try_into().expect("length checked"));
         let age = now_ms().saturating_sub(issued);
         if age > self.max_age.as_millis() as i64 || age < -SKEW_MS {
             return Err(invalid(&format!(
