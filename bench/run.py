@@ -8,7 +8,9 @@ builds).
 
 BENCH_WORKLOADS=W2 (a comma list of workload keys, or "none") runs only those
 workloads and then splices the fixed-cost section into the existing
-docs/benchmarks.md instead of rewriting it.
+docs/benchmarks.md instead of rewriting it. `bench/run.py --report` renders the
+report again from the last run's bench/out/results.json and meta.json (after
+editing the notes), with the same BENCH_WORKLOADS as that run.
 """
 
 import json
@@ -515,6 +517,9 @@ def splice_fixed(text, section):
 
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
+    if sys.argv[1:] == ["--report"]:  # render again from the last run's results (after editing the notes)
+        write_report(json.loads((OUT / "results.json").read_text()), json.loads((OUT / "meta.json").read_text()))
+        return
     cluster = Cluster()
     results = []
     try:
@@ -533,6 +538,11 @@ def main():
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                  text=True).stdout.strip(),
     }
+    (OUT / "meta.json").write_text(json.dumps(meta))
+    write_report(results, meta)
+
+
+def write_report(results, meta):
     target = Path(os.environ.get("BENCH_REPORT", ROOT / "docs" / "benchmarks.md"))
     target.parent.mkdir(exist_ok=True)
     fixed = next((fixed_report(r, meta) for r in results if "fixed" in r), None)
