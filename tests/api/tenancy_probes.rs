@@ -29,6 +29,8 @@ enum Kind {
     Member,
     /// An invitation the organization made (to someone else than the caller).
     Invitation,
+    /// A pipeline (the organization's default one).
+    Pipeline,
 }
 
 /// (path template, path parameter) → the kind of record it names.
@@ -77,6 +79,7 @@ const REFERENCE_FIELDS: &[(&str, Kind)] = &[
     ("contact_id", Kind::Contact),
     ("deal_id", Kind::Deal),
     ("owner_id", Kind::Member),
+    ("pipeline_id", Kind::Pipeline),
     ("reassign_to", Kind::Member),
 ];
 
@@ -110,6 +113,7 @@ struct Tenant {
     member: Uuid,
     /// A pending invitation of someone who is in neither organization.
     invitation: Uuid,
+    pipeline: Uuid,
 }
 
 impl Tenant {
@@ -121,6 +125,7 @@ impl Tenant {
             Kind::Task => self.task,
             Kind::Member => self.member,
             Kind::Invitation => self.invitation,
+            Kind::Pipeline => self.pipeline,
         }
     }
 }
@@ -174,6 +179,8 @@ struct Operation {
     query_refs: Vec<String>,
     /// Body properties: (name, required).
     body: Option<Vec<(String, bool)>>,
+    /// Whether its answer is a list page (a reference in its query is a filter).
+    lists: bool,
     /// Where the document disagrees with the path template.
     doc_issues: Vec<String>,
 }
@@ -203,9 +210,14 @@ impl Operation {
         }
     }
 
-    /// A list read that only filters by the reference (no path id).
+    /// A list read that only filters by the reference (no path id). A
+    /// reference in the query of another read (a report of one pipeline)
+    /// names a record, like a path id.
     fn is_list_filter(&self, slot: &Slot) -> bool {
-        matches!(slot, Slot::Query(_)) && self.method == Method::GET && self.path_params.is_empty()
+        matches!(slot, Slot::Query(_))
+            && self.method == Method::GET
+            && self.path_params.is_empty()
+            && self.lists
     }
 }
 
@@ -338,6 +350,10 @@ fn operations(doc: &Value) -> Vec<Operation> {
                 body_properties(doc, schema, &mut props);
                 props
             });
+            let answer = op
+                .pointer("/responses/200/content/application~1json/schema")
+                .map(|schema| resolve(doc, schema));
+            let lists = answer.is_some_and(|a| a.pointer("/properties/next_cursor").is_some());
             ops.push(Operation {
                 method,
                 path: path.clone(),
@@ -345,6 +361,7 @@ fn operations(doc: &Value) -> Vec<Operation> {
                 path_params,
                 query_refs,
                 body,
+                lists,
                 doc_issues,
             });
         }
@@ -526,7 +543,7 @@ async fn fingerprint(app: &TestApp, org: Uuid) -> BTreeMap<String, String> {
     out
 }
 
-async fn tenant(owner: &TestUser, member: &TestUser, name: &str) -> Tenant {
+async fn tenant(app: &TestApp, owner: &TestUser, member: &TestUser, name: &str) -> Tenant {
     let org = owner.org_id;
     let member = member.in_org(org);
     let contact = member.contact(&format!("{name} contact")).await;
@@ -536,6 +553,12 @@ async fn tenant(owner: &TestUser, member: &TestUser, name: &str) -> Tenant {
     let task = member.task(deal, &format!("{name} task"), 2).await;
     member.comment(deal, &format!("{name} note")).await;
     let invitation = id_of(&invite(owner, &format!("{name}-invitee@example.com"), "member").await);
+    let pipeline = app
+        .value(
+            "SELECT id FROM crm.pipelines WHERE organization_id = $1 ORDER BY position LIMIT 1",
+            &[&org],
+        )
+        .await;
     Tenant {
         org,
         contact,
@@ -543,6 +566,7 @@ async fn tenant(owner: &TestUser, member: &TestUser, name: &str) -> Tenant {
         task,
         member: member.id,
         invitation,
+        pipeline,
     }
 }
 
@@ -555,11 +579,11 @@ async fn world(app: &TestApp) -> (World, TestUser) {
     let b_member = app.member_of(&b_owner, "probe-b-member", "member").await;
     let loner = app.user("probe-loner").await;
     // A's records belong to its owner; Kind::Member names A's other member.
-    let mut a = tenant(&a_owner, &a_owner, "A").await;
+    let mut a = tenant(app, &a_owner, &a_owner, "A").await;
     a.member = a_member.id;
     let world = World {
         a,
-        b: tenant(&b_owner, &b_member, "B").await,
+        b: tenant(app, &b_owner, &b_member, "B").await,
         caller: a_owner,
         loner_email: loner.email.clone(),
     };
@@ -734,6 +758,7 @@ async fn no_operation_reaches_another_organizations_records() {
         Kind::Task,
         Kind::Member,
         Kind::Invitation,
+        Kind::Pipeline,
     ] {
         assert!(aimed.contains(&kind), "no probe named B's {kind:?}");
     }
@@ -768,6 +793,7 @@ fn not_found_code(kind: Kind) -> &'static str {
         Kind::Task => "task_not_found",
         Kind::Member => "member_not_found",
         Kind::Invitation => "invitation_not_found",
+        Kind::Pipeline => "pipeline_not_found",
     }
 }
 

@@ -16,7 +16,7 @@ use crate::{
     http::cache::Report,
     http::extract::{ApiQuery, OrgActor},
     http::problem::{AppResult, Problem},
-    http::routes::fields::{DealStage, DealStatus},
+    http::routes::fields::DealStatus,
     state::AppState,
 };
 
@@ -99,7 +99,9 @@ pub struct StatusCounts {
 
 #[derive(Serialize, ToSchema)]
 pub struct FunnelStage {
-    pub stage: DealStage,
+    /// The stage's key.
+    #[schema(example = "proposal")]
+    pub stage: String,
     /// Deals currently in this stage.
     pub count: i64,
     pub by_status: StatusCounts,
