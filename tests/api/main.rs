@@ -15,6 +15,7 @@ mod helpers;
 mod instances;
 mod invitations;
 mod limits;
+mod migration_v12;
 mod migrations;
 mod observability;
 mod organizations;
