@@ -19,6 +19,7 @@ mod migration_v12;
 mod migrations;
 mod observability;
 mod organizations;
+mod pipelines;
 mod pooler;
 mod scenario;
 mod security;

@@ -72,7 +72,23 @@ const PATH_PARAMS: &[(&str, &str, Kind)] = &[
     ("/api/v1/deals/{id}", "id", Kind::Deal),
     ("/api/v1/deals/{id}/activities", "id", Kind::Deal),
     ("/api/v1/tasks/{id}", "id", Kind::Task),
+    ("/api/v1/pipelines/{id}", "id", Kind::Pipeline),
+    ("/api/v1/pipelines/{id}/stages", "id", Kind::Pipeline),
+    ("/api/v1/pipelines/{id}/stages/{key}", "id", Kind::Pipeline),
 ];
+
+/// Path parameters that name no record by themselves, with the value every
+/// probe sends (a stage's key means something only in its pipeline, which
+/// the pipeline id of the same path names and the probes aim at).
+const FIXED_PATH_PARAMS: &[(&str, &str, &str)] =
+    &[("/api/v1/pipelines/{id}/stages/{key}", "key", "proposal")];
+
+fn fixed_path_value(template: &str, param: &str) -> Option<&'static str> {
+    FIXED_PATH_PARAMS
+        .iter()
+        .find(|(t, p, _)| *t == template && *p == param)
+        .map(|(_, _, v)| *v)
+}
 
 /// Body fields and query parameters that reference a record, by name.
 const REFERENCE_FIELDS: &[(&str, Kind)] = &[
@@ -150,6 +166,10 @@ fn sample(field: &str, loner_email: &str) -> Option<Value> {
         "role" => json!("admin"),
         "type" => json!("comment"),
         "payload" => json!({"text": "probe"}),
+        "key" => json!("probe"),
+        "probability" => json!(50),
+        "position" => json!(1),
+        "stages" => json!([{"key": "probe", "name": "Probe", "probability": 50}]),
         _ => return None,
     })
 }
@@ -191,7 +211,13 @@ impl Operation {
     }
 
     fn slots(&self) -> Vec<Slot> {
-        let mut slots: Vec<Slot> = self.path_params.iter().cloned().map(Slot::Path).collect();
+        let mut slots: Vec<Slot> = self
+            .path_params
+            .iter()
+            .filter(|p| fixed_path_value(&self.path, p).is_none())
+            .cloned()
+            .map(Slot::Path)
+            .collect();
         slots.extend(self.query_refs.iter().cloned().map(Slot::Query));
         if let Some(body) = &self.body {
             slots.extend(
@@ -406,8 +432,14 @@ impl World {
     fn build(&self, op: &Operation, aim: &Aim) -> Probe {
         let mut uri = op.path.clone();
         for p in &op.path_params {
-            let id = self.target(op, aim, &Slot::Path(p.clone())).unwrap();
-            uri = uri.replace(&format!("{{{p}}}"), &id.to_string());
+            let value = match fixed_path_value(&op.path, p) {
+                Some(fixed) => fixed.to_owned(),
+                None => self
+                    .target(op, aim, &Slot::Path(p.clone()))
+                    .unwrap()
+                    .to_string(),
+            };
+            uri = uri.replace(&format!("{{{p}}}"), &value);
         }
         // Query references are sent only when probed (or all into B).
         let query: Vec<String> = op
@@ -653,6 +685,13 @@ async fn no_operation_reaches_another_organizations_records() {
             ops.iter()
                 .any(|op| op.path == *template && op.path_params.iter().any(|p| p == param)),
             "PATH_PARAMS names {template} {{{param}}}, which the document does not have"
+        );
+    }
+    for (template, param, _) in FIXED_PATH_PARAMS {
+        assert!(
+            ops.iter()
+                .any(|op| op.path == *template && op.path_params.iter().any(|p| p == param)),
+            "FIXED_PATH_PARAMS names {template} {{{param}}}, which the document does not have"
         );
     }
 
@@ -926,6 +965,9 @@ async fn every_operation_checks_token_header_membership_and_path_ids() {
         }
         let header = op.org_header.then_some(org);
         for param in &op.path_params {
+            if fixed_path_value(&op.path, param).is_some() {
+                continue;
+            }
             let slot = Slot::Path(param.clone());
             let marker = Uuid::new_v4();
             for malformed in ["not-a-uuid", "1234", "42"] {
