@@ -113,6 +113,8 @@ def sample_values(api, name, schema):
         return ["true", "false"]
     if name == "search":
         return SEARCH_TERMS
+    if name == "stage":
+        return STAGE_KEYS
     if "amount" in name:
         return ["50", "99000"]
     if kind == "integer":
@@ -125,6 +127,15 @@ def sample_values(api, name, schema):
 
 
 SAMPLE_IDS = {}
+STAGE_KEYS = []
+
+
+def discover_pipelines(api):
+    """The last pipeline (the seed's smaller one) and every stage key there is."""
+    _, pipelines = api.call("GET", "/api/v1/pipelines")
+    if pipelines and pipelines.get("items"):
+        SAMPLE_IDS["pipeline_id"] = pipelines["items"][-1]["id"]
+        STAGE_KEYS.extend(s["key"] for p in pipelines["items"] for s in p["stages"])
 
 
 def discover_ids(api):
@@ -181,6 +192,7 @@ def main():
     with urllib.request.urlopen(args.url + "/openapi.json") as r:
         doc = json.loads(r.read())
     discover_ids(api)
+    discover_pipelines(api)
 
     rows, misses = [], 0
     for path, op in list_operations(doc):

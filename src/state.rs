@@ -44,8 +44,9 @@ impl App {
 }
 
 impl App {
-    /// A write through the API changed the deals of the context's organization:
-    /// the next analytics read must see it.
+    /// A write through the API changed the deals of the context's organization
+    /// (or its pipelines, whose stages the funnel lists): the next analytics
+    /// read must see it.
     pub fn deals_changed(&self, ctx: crate::db::Ctx) {
         if let Some(org) = ctx.org_id {
             self.analytics.invalidate_reports(org);

@@ -40,6 +40,8 @@ OPERATIONS = """
     deals_list deals_create deals_get deals_update deals_delete
     tasks_list tasks_create tasks_get tasks_update tasks_delete
     activities_list activities_create analytics_summary analytics_funnel
+    pipelines_list pipelines_create pipelines_get pipelines_update pipelines_delete
+    pipeline_stages_create pipeline_stages_update pipeline_stages_delete
 """.split()
 _generated = {}
 for _tag in pkgutil.iter_modules(minicrm_client.api.__path__):
@@ -61,7 +63,6 @@ from minicrm_client.models import (
     CommentPayload,
     ContactPatch,
     DealPatch,
-    DealStage,
     DealStatus,
     DealsListOrder,
     DealsListOrderBy,
@@ -72,6 +73,11 @@ from minicrm_client.models import (
     NewActivity,
     NewContact,
     NewDeal,
+    NewPipeline,
+    NewPipelineStage,
+    NewStage,
+    PipelinePatch,
+    StagePatch,
     NewTask,
     OrganizationRequest,
     Problem,
@@ -400,7 +406,7 @@ def scenario() -> None:
         contact_id=contact.id, title="Analytical Engine", amount="5000", currency="GBP"))
     deal = expect(resp, 201, "POST /deals")
     eq((deal.status, deal.stage, deal.amount, deal.currency, deal.owner_id),
-       (DealStatus.NEW, DealStage.QUALIFICATION, "5000.00", "GBP", bob_reg.user.id), "new deal")
+       (DealStatus.NEW, "qualification", "5000.00", "GBP", bob_reg.user.id), "new deal")
     location(resp, f"/deals/{deal.id}", "POST /deals")
     deal2 = expect(op.deals_create.sync_detailed(client=ann, x_organization_id=org_header(org), body=NewDeal(
         contact_id=grace.id, title="Compiler", amount="120.5", currency="USD")), 201,
@@ -434,7 +440,7 @@ def scenario() -> None:
         return expect(op.deals_update.sync_detailed(deal.id, client=who, x_organization_id=org_header(org), body=body),
                       200, what)
 
-    eq(patch(bob, DealPatch(stage=DealStage.PROPOSAL), "stage → proposal").stage, DealStage.PROPOSAL, "stage")
+    eq(patch(bob, DealPatch(stage="proposal"), "stage → proposal").stage, "proposal", "stage")
     eq(patch(bob, DealPatch(status=DealStatus.IN_PROGRESS), "status → in_progress").status, DealStatus.IN_PROGRESS,
        "status")
     resp = op.activities_create.sync_detailed(deal.id, client=bob, x_organization_id=org_header(org), body=NewActivity(
@@ -448,12 +454,12 @@ def scenario() -> None:
     problem(op.activities_create.sync_detailed(deal.id, client=bob, x_organization_id=org_header(org), body=NewActivity(
         type_=ActivityType.COMMENT, payload=CommentPayload(text=""))), 400, None,
         "a comment needs a non-empty text (R9)")
-    won = patch(bob, DealPatch(status=DealStatus.WON, stage=DealStage.CLOSED), "won and closed")
-    eq((won.status, won.stage), (DealStatus.WON, DealStage.CLOSED), "won deal")
+    won = patch(bob, DealPatch(status=DealStatus.WON, stage="closed"), "won and closed")
+    eq((won.status, won.stage), (DealStatus.WON, "closed"), "won deal")
     problem(op.deals_update.sync_detailed(deal.id, client=bob, x_organization_id=org_header(org),
-                                       body=DealPatch(stage=DealStage.NEGOTIATION)),
+                                       body=DealPatch(stage="negotiation")),
             403, "stage_rollback_forbidden", "a member moves the stage back (R5)")
-    eq(patch(ann, DealPatch(stage=DealStage.NEGOTIATION), "the owner moves it back").stage, DealStage.NEGOTIATION,
+    eq(patch(ann, DealPatch(stage="negotiation"), "the owner moves it back").stage, "negotiation",
        "stage after rollback")
     done = expect(op.tasks_update.sync_detailed(task.id, client=bob, x_organization_id=org_header(org), body=TaskPatch(is_done=True)),
                   200, "PATCH /tasks/{id}")
@@ -489,7 +495,7 @@ def scenario() -> None:
                   "GET /deals?status=won&status=new&order_by=amount&order=asc")
     eq([d.id for d in page.items], [deal2.id, deal.id], "deals by amount ascending")
     page = expect(op.deals_list.sync_detailed(client=ann, x_organization_id=org_header(org), status=[DealStatus.WON],
-                                           stage=DealStage.NEGOTIATION, min_amount="1000", contact_id=contact.id),
+                                           stage="negotiation", min_amount="1000", contact_id=contact.id),
                   200, "GET /deals?status=won&stage=negotiation&min_amount=1000&contact_id=")
     eq([d.id for d in page.items], [deal.id], "filtered deals")
     page = expect(op.deals_list.sync_detailed(client=bob, x_organization_id=org_header(org), owner_id=bob_reg.user.id, max_amount="200"),
@@ -499,7 +505,7 @@ def scenario() -> None:
             "GET /deals?page_size=500")
     got = expect(op.deals_get.sync_detailed(deal.id, client=carl, x_organization_id=org_header(org)), 200,
                  "GET /deals/{id}")
-    eq((got.status, got.stage, got.amount), (DealStatus.WON, DealStage.NEGOTIATION, "5000.00"), "the deal now")
+    eq((got.status, got.stage, got.amount), (DealStatus.WON, "negotiation", "5000.00"), "the deal now")
     page = expect(op.tasks_list.sync_detailed(client=ann, x_organization_id=org_header(org), deal_id=deal.id), 200,
                   "GET /tasks?deal_id=")
     eq([t.id for t in page.items], [task.id], "tasks of the deal")
@@ -528,10 +534,53 @@ def scenario() -> None:
     f = expect(op.analytics_funnel.sync_detailed(client=ann, x_organization_id=org_header(org)), 200,
                "GET /analytics/deals/funnel")
     eq([st.stage for st in f.stages],
-       [DealStage.QUALIFICATION, DealStage.PROPOSAL, DealStage.NEGOTIATION, DealStage.CLOSED], "funnel stages")
+       ["qualification", "proposal", "negotiation", "closed"], "funnel stages")
     eq([(st.count, st.by_status.new, st.by_status.won) for st in f.stages],
        [(1, 1, 0), (0, 0, 0), (1, 0, 1), (0, 0, 0)], "funnel counts")
     eq([st.conversion_pct for st in f.stages], [None, 50.0, 100.0, 0.0], "funnel conversion")
+
+    step("10b. pipelines: the default one, a new one with its stages, a deal moved there, its funnel")
+    pl = expect(op.pipelines_list.sync_detailed(client=bob, x_organization_id=org_header(org)), 200, "GET /pipelines")
+    eq([(p.name, p.position) for p in pl.items], [("Sales", 1)], "the default pipeline")
+    eq([(s.key, s.position, s.probability) for s in pl.items[0].stages],
+       [("qualification", 1, 10), ("proposal", 2, 30), ("negotiation", 3, 60), ("closed", 4, 100)], "its stages")
+    sales = pl.items[0]
+    eq(f.pipeline_id, sales.id, "the funnel was the default pipeline's")
+    body = NewPipeline(name="Renewals", stages=[NewStage(key="due", name="Due", probability=40),
+                                                NewStage(key="renewed", name="Renewed", probability=100)])
+    problem(op.pipelines_create.sync_detailed(client=bob, x_organization_id=org_header(org), body=body), 403,
+            "role_forbidden", "a member creates a pipeline")
+    resp = op.pipelines_create.sync_detailed(client=ann, x_organization_id=org_header(org), body=body)
+    ren = expect(resp, 201, "POST /pipelines")
+    location(resp, f"/pipelines/{ren.id}", "POST /pipelines")
+    eq((ren.position, [s.key for s in ren.stages]), (2, ["due", "renewed"]), "the new pipeline")
+    ren = expect(op.pipeline_stages_create.sync_detailed(ren.id, client=ann, x_organization_id=org_header(org),
+                 body=NewPipelineStage(key="quoted", name="Quoted", probability=70, position=2)), 201,
+                 "POST /pipelines/{id}/stages")
+    eq([(s.key, s.position) for s in ren.stages], [("due", 1), ("quoted", 2), ("renewed", 3)], "a stage inserted")
+    problem(op.pipeline_stages_create.sync_detailed(ren.id, client=ann, x_organization_id=org_header(org),
+            body=NewPipelineStage(key="quoted", name="Again", probability=1)), 409, "pipeline_stages_key_taken",
+            "a stage key twice")
+    ren = expect(op.pipeline_stages_update.sync_detailed(ren.id, "renewed", client=ann, x_organization_id=org_header(org),
+                 body=StagePatch(probability=95)), 200, "PATCH /pipelines/{id}/stages/{key}")
+    eq(ren.stages[2].probability, 95, "a stage's probability changed")
+    moved = patch(bob, DealPatch(pipeline_id=ren.id), "the deal moves to Renewals")
+    eq((moved.pipeline_id, moved.stage), (ren.id, "due"), "in its first stage")
+    problem(op.pipelines_delete.sync_detailed(ren.id, client=ann, x_organization_id=org_header(org)), 409,
+            "pipeline_has_deals", "a pipeline with deals")
+    fr = expect(op.analytics_funnel.sync_detailed(client=ann, x_organization_id=org_header(org), pipeline_id=ren.id), 200,
+                "GET /analytics/deals/funnel?pipeline_id=")
+    eq([(st.stage, st.count) for st in fr.stages], [("due", 1), ("quoted", 0), ("renewed", 0)], "Renewals' funnel")
+    moved = patch(ann, DealPatch(pipeline_id=sales.id, stage="negotiation"), "the deal moves back to Sales")
+    eq(moved.stage, "negotiation", "back in negotiation")
+    expect_empty(op.pipeline_stages_delete.sync_detailed(ren.id, "quoted", client=ann, x_organization_id=org_header(org)),
+                 204, "DELETE /pipelines/{id}/stages/{key}")
+    eq(expect(op.pipelines_update.sync_detailed(ren.id, client=ann, x_organization_id=org_header(org),
+              body=PipelinePatch(position=1)), 200, "PATCH /pipelines/{id}").position, 1, "Renewals first")
+    eq(expect(op.pipelines_get.sync_detailed(sales.id, client=bob, x_organization_id=org_header(org)), 200,
+              "GET /pipelines/{id}").position, 2, "Sales second")
+    expect_empty(op.pipelines_delete.sync_detailed(ren.id, client=ann, x_organization_id=org_header(org)), 204,
+                 "DELETE /pipelines/{id}")
 
     step("11. tenancy: another organization's records are 404")
     problem(op.deals_get.sync_detailed(deal.id, client=ann, x_organization_id=org_header(first_org)), 404, "deal_not_found",

@@ -1,4 +1,4 @@
--- The pipeline's rules (SPEC §3 role table, §4 R1–R9), as triggers, so they
+-- The pipeline's rules (SPEC §3 role table, §4 R1–R9, §9), as triggers, so they
 -- hold for every writer: the API, and a DBA in psql acting under app.act_as.
 -- Role checks apply when there is an acting role; the timeline rows are
 -- written here, in the same transaction as the change, authored by the actor.
@@ -55,6 +55,9 @@ CREATE TRIGGER contacts_rules BEFORE INSERT OR UPDATE OR DELETE ON crm.contacts
 CREATE OR REPLACE FUNCTION private.deals_rules() RETURNS trigger
   LANGUAGE plpgsql
   AS $$
+DECLARE
+  v_to int;
+  v_from int;
 BEGIN
   IF TG_OP = 'DELETE' THEN
     IF app.organization_exists(OLD.organization_id) THEN
@@ -62,16 +65,55 @@ BEGIN
     END IF;
     RETURN OLD;
   END IF;
+  -- The order of the refusals: a member touching another's deal, creating
+  -- for someone else; then the deal's place (R5 among it); then handing an
+  -- existing deal to someone else.
   IF TG_OP = 'UPDATE' THEN
     PERFORM app.require_record_owner(OLD.owner_id, 'change');
-    -- R5: forward moves (skipping allowed) are free; backwards only for owner/admin.
-    IF NEW.stage < OLD.stage AND app.role() IS NOT NULL AND app.role() NOT IN ('owner', 'admin') THEN
-      PERFORM app.fail('MC403', 'stage_rollback_forbidden',
-        format('only an owner or admin may move a deal back from %s to %s', OLD.stage, NEW.stage), 'stage');
-    END IF;
     NEW.updated_at := now();
+  ELSE
+    PERFORM app.require_record_owner(NEW.owner_id, 'create or hold');
   END IF;
-  PERFORM app.require_record_owner(NEW.owner_id, 'create or hold');
+  -- The deal's place (SPEC §9), when it is new or moves. Without a pipeline
+  -- a new deal goes to the organization's first; without a stage (also on a
+  -- move to another pipeline: the API sends none), to the pipeline's first.
+  -- The key-share lock on the pipeline waits for a reorder or a stage delete
+  -- in progress (they lock it FOR UPDATE), so the positions read here are
+  -- settled, and a stage cannot vanish between this check and the commit.
+  IF TG_OP = 'INSERT' OR NEW.pipeline_id IS DISTINCT FROM OLD.pipeline_id OR NEW.stage IS DISTINCT FROM OLD.stage THEN
+    IF NEW.pipeline_id IS NULL AND TG_OP = 'INSERT' THEN
+      SELECT p.id INTO NEW.pipeline_id FROM crm.pipelines p
+       WHERE p.organization_id = NEW.organization_id ORDER BY p.position LIMIT 1;
+    END IF;
+    PERFORM 1 FROM crm.pipelines p WHERE p.organization_id = NEW.organization_id AND p.id = NEW.pipeline_id FOR KEY SHARE;
+    IF NOT FOUND THEN
+      PERFORM app.fail('MC404', 'pipeline_not_found', 'pipeline not found', 'pipeline_id');
+    END IF;
+    IF NEW.stage IS NULL THEN
+      SELECT s.key INTO NEW.stage FROM crm.pipeline_stages s
+       WHERE s.organization_id = NEW.organization_id AND s.pipeline_id = NEW.pipeline_id ORDER BY s.position LIMIT 1;
+    END IF;
+    SELECT s.position INTO v_to FROM crm.pipeline_stages s
+     WHERE s.organization_id = NEW.organization_id AND s.pipeline_id = NEW.pipeline_id AND s.key = NEW.stage;
+    IF NOT FOUND THEN
+      PERFORM app.fail('MC400', 'stage_not_in_pipeline', format('the pipeline has no stage %s', NEW.stage), 'stage');
+    END IF;
+    -- R5: within a pipeline, forward moves (skipping allowed) are free;
+    -- backwards (a lower position) only for owner/admin. Moving to another
+    -- pipeline is no step back.
+    IF TG_OP = 'UPDATE' AND NEW.pipeline_id = OLD.pipeline_id AND app.role() IS NOT NULL
+       AND app.role() NOT IN ('owner', 'admin') THEN
+      SELECT s.position INTO v_from FROM crm.pipeline_stages s
+       WHERE s.organization_id = OLD.organization_id AND s.pipeline_id = OLD.pipeline_id AND s.key = OLD.stage;
+      IF v_to < v_from THEN
+        PERFORM app.fail('MC403', 'stage_rollback_forbidden',
+          format('only an owner or admin may move a deal back from %s to %s', OLD.stage, NEW.stage), 'stage');
+      END IF;
+    END IF;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    PERFORM app.require_record_owner(NEW.owner_id, 'create or hold');
+  END IF;
   -- Store money with two decimals (400 → 400.00); more decimals are left for
   -- the deals_amount_invalid check to refuse.
   IF NEW.amount = round(NEW.amount, 2) THEN
@@ -98,7 +140,8 @@ BEGIN
   IF TG_OP = 'INSERT' THEN
     INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload)
     VALUES (NEW.organization_id, NEW.id, app.user_id(), 'system',
-            jsonb_build_object('event', 'deal_created', 'status', NEW.status, 'stage', NEW.stage));
+            jsonb_build_object('event', 'deal_created', 'status', NEW.status, 'pipeline_id', NEW.pipeline_id,
+                               'stage', NEW.stage));
     RETURN NULL;
   END IF;
   IF NEW.status IS DISTINCT FROM OLD.status THEN
@@ -106,7 +149,13 @@ BEGIN
     VALUES (NEW.organization_id, NEW.id, app.user_id(), 'status_changed',
             jsonb_build_object('from', OLD.status, 'to', NEW.status));
   END IF;
-  IF NEW.stage IS DISTINCT FROM OLD.stage THEN
+  -- A move to another pipeline is one event, whatever the stage keys (SPEC §9).
+  IF NEW.pipeline_id IS DISTINCT FROM OLD.pipeline_id THEN
+    INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload)
+    VALUES (NEW.organization_id, NEW.id, app.user_id(), 'pipeline_changed',
+            jsonb_build_object('from', jsonb_build_object('pipeline_id', OLD.pipeline_id, 'stage', OLD.stage),
+                               'to', jsonb_build_object('pipeline_id', NEW.pipeline_id, 'stage', NEW.stage)));
+  ELSIF NEW.stage IS DISTINCT FROM OLD.stage THEN
     INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload)
     VALUES (NEW.organization_id, NEW.id, app.user_id(), 'stage_changed',
             jsonb_build_object('from', OLD.stage, 'to', NEW.stage));
@@ -116,7 +165,7 @@ END
 $$;
 
 DROP TRIGGER IF EXISTS deals_timeline ON crm.deals;
-CREATE TRIGGER deals_timeline AFTER INSERT OR UPDATE OF status, stage ON crm.deals
+CREATE TRIGGER deals_timeline AFTER INSERT OR UPDATE OF status, stage, pipeline_id ON crm.deals
   FOR EACH ROW EXECUTE FUNCTION private.deals_timeline();
 
 -- tasks (a task belongs to its deal's owner) -------------------------------------

@@ -5,7 +5,7 @@ CREATE OR REPLACE FUNCTION app.deal_json(d crm.deals) RETURNS jsonb
   AS $$
     SELECT jsonb_build_object('id', d.id, 'organization_id', d.organization_id, 'contact_id', d.contact_id,
       'owner_id', d.owner_id, 'title', d.title, 'amount', to_char(d.amount, 'FM999999999990.00'),
-      'currency', d.currency, 'status', d.status, 'stage', d.stage,
+      'currency', d.currency, 'status', d.status, 'pipeline_id', d.pipeline_id, 'stage', d.stage,
       'created_at', app.ts(d.created_at), 'updated_at', app.ts(d.updated_at))
   $$;
 
@@ -13,19 +13,24 @@ CREATE OR REPLACE FUNCTION app.deal_json(d crm.deals) RETURNS jsonb
 -- Both are checked against these lists before they become SQL identifiers.
 -- p_page (offset pages) or a keyset: p_after_id and the p_after_<order_by>
 -- of the last row seen (a cursor page: the rows after it in this order).
+-- p_stages (keys) and p_pipeline_id filter together; a key that no stage of
+-- the organization (of that pipeline, if it is one of the organization's)
+-- has is 400, like any unknown query value.
 CREATE OR REPLACE FUNCTION api.deals_list(p_page int, p_page_size int,
-    p_statuses crm.deal_status[] DEFAULT NULL, p_stage crm.deal_stage DEFAULT NULL,
+    p_statuses crm.deal_status[] DEFAULT NULL, p_stages text[] DEFAULT NULL,
     p_min_amount numeric DEFAULT NULL, p_max_amount numeric DEFAULT NULL,
     p_owner_id uuid DEFAULT NULL, p_contact_id uuid DEFAULT NULL,
     p_order_by text DEFAULT 'created_at', p_order text DEFAULT 'desc',
     p_after_created_at timestamptz DEFAULT NULL, p_after_updated_at timestamptz DEFAULT NULL,
-    p_after_amount numeric DEFAULT NULL, p_after_title text DEFAULT NULL, p_after_id uuid DEFAULT NULL)
+    p_after_amount numeric DEFAULT NULL, p_after_title text DEFAULT NULL, p_after_id uuid DEFAULT NULL,
+    p_pipeline_id uuid DEFAULT NULL)
   RETURNS jsonb LANGUAGE plpgsql -- volatile: EXPLAIN (the estimate) is not allowed in a stable function
   AS $$
 DECLARE
   v_where text := 'd.organization_id = (SELECT app.org_id())'
     || CASE WHEN p_statuses IS NOT NULL THEN ' AND d.status = ANY ($1)' ELSE '' END
-    || CASE WHEN p_stage IS NOT NULL THEN ' AND d.stage = $2' ELSE '' END
+    || CASE WHEN p_pipeline_id IS NOT NULL THEN ' AND d.pipeline_id = $14' ELSE '' END
+    || CASE WHEN p_stages IS NOT NULL THEN ' AND d.stage = ANY ($2)' ELSE '' END
     -- In cents (V10): bigint comparisons are leakproof, so an index serves them under RLS.
     || CASE WHEN p_min_amount IS NOT NULL THEN ' AND d.amount_cents >= ceil($3 * 100)::bigint' ELSE '' END
     || CASE WHEN p_max_amount IS NOT NULL THEN ' AND d.amount_cents <= floor($4 * 100)::bigint' ELSE '' END
@@ -36,7 +41,20 @@ DECLARE
   v_counted bigint;
   v_plan json;
   v_items jsonb;
+  v_unknown text;
 BEGIN
+  IF p_stages IS NOT NULL THEN
+    SELECT k INTO v_unknown FROM unnest(p_stages) k
+     WHERE NOT EXISTS (SELECT 1 FROM crm.pipeline_stages s
+                        WHERE s.organization_id = (SELECT app.org_id()) AND s.key = k
+                          AND (s.pipeline_id = p_pipeline_id OR p_pipeline_id IS NULL
+                               OR NOT EXISTS (SELECT 1 FROM crm.pipelines p
+                                               WHERE p.organization_id = (SELECT app.org_id()) AND p.id = p_pipeline_id)))
+     LIMIT 1;
+    IF v_unknown IS NOT NULL THEN
+      PERFORM app.fail('MC400', 'stage_not_in_pipeline', format('no pipeline of the filter has a stage %s', v_unknown), 'stage');
+    END IF;
+  END IF;
   IF p_order_by IS NULL OR p_order_by NOT IN ('created_at', 'updated_at', 'amount', 'title') THEN
     PERFORM app.fail('MC400', 'invalid_order_by', 'order_by must be one of created_at, updated_at, amount, title', 'order_by');
   END IF;
@@ -60,27 +78,35 @@ BEGIN
                                        WHEN 'amount' THEN '($11 * 100)::bigint' ELSE '$12' END);
   END IF;
   EXECUTE 'SELECT count(*) FROM (SELECT 1 FROM crm.deals d WHERE ' || v_where || ' LIMIT $7) c'
-    INTO v_counted USING p_statuses, p_stage, p_min_amount, p_max_amount, p_owner_id, p_contact_id,
-                         app.exact_count_limit() + 1;
+    INTO v_counted USING p_statuses, p_stages, p_min_amount, p_max_amount, p_owner_id, p_contact_id,
+                         app.exact_count_limit() + 1, NULL::bigint, NULL::timestamptz, NULL::timestamptz,
+                         NULL::numeric, NULL::text, NULL::uuid, p_pipeline_id;
   IF v_counted > app.exact_count_limit() THEN
     EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM crm.deals d WHERE ' || v_where
-      INTO v_plan USING p_statuses, p_stage, p_min_amount, p_max_amount, p_owner_id, p_contact_id;
+      INTO v_plan USING p_statuses, p_stages, p_min_amount, p_max_amount, p_owner_id, p_contact_id,
+                        NULL::bigint, NULL::bigint, NULL::timestamptz, NULL::timestamptz,
+                        NULL::numeric, NULL::text, NULL::uuid, p_pipeline_id;
   END IF;
   EXECUTE format('SELECT jsonb_agg(app.deal_json(d) ORDER BY %s) FROM (SELECT * FROM crm.deals d WHERE %s%s ORDER BY %s LIMIT $7 OFFSET $8) d',
                  v_order, v_where, v_keyset, v_order)
-    INTO v_items USING p_statuses, p_stage, p_min_amount, p_max_amount, p_owner_id, p_contact_id,
+    INTO v_items USING p_statuses, p_stages, p_min_amount, p_max_amount, p_owner_id, p_contact_id,
                        p_page_size + 1, (coalesce(p_page, 1) - 1)::bigint * p_page_size,
-                       p_after_created_at, p_after_updated_at, p_after_amount, p_after_title, p_after_id;
+                       p_after_created_at, p_after_updated_at, p_after_amount, p_after_title, p_after_id,
+                       p_pipeline_id;
   RETURN app.page_json(v_items, p_page, p_page_size, app.list_total(v_counted, v_plan), p_order_by);
 END
 $$;
 
--- New deals start new / qualification.
-CREATE OR REPLACE FUNCTION api.deals_create(p_contact_id uuid, p_title text, p_amount numeric, p_currency text, p_owner_id uuid DEFAULT NULL)
+-- New deals start `new`, in p_pipeline_id (default: the organization's
+-- first pipeline) at p_stage (default: that pipeline's first stage); the
+-- rule trigger fills in the defaults and checks the stage.
+CREATE OR REPLACE FUNCTION api.deals_create(p_contact_id uuid, p_title text, p_amount numeric, p_currency text,
+    p_owner_id uuid DEFAULT NULL, p_pipeline_id uuid DEFAULT NULL, p_stage text DEFAULT NULL)
   RETURNS jsonb LANGUAGE sql
   AS $$
-    INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency)
-    VALUES (app.org_id(), p_contact_id, coalesce(p_owner_id, app.user_id()), app.trim_space(p_title), p_amount, p_currency)
+    INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency, pipeline_id, stage)
+    VALUES (app.org_id(), p_contact_id, coalesce(p_owner_id, app.user_id()), app.trim_space(p_title), p_amount, p_currency,
+            p_pipeline_id, p_stage)
     RETURNING app.deal_json(deals)
   $$;
 
@@ -98,22 +124,28 @@ BEGIN
 END
 $$;
 
--- Partial update; null means "not given" (no deal field is nullable).
-CREATE OR REPLACE FUNCTION api.deals_update(p_id uuid, p_status crm.deal_status, p_stage crm.deal_stage,
-    p_title text, p_amount numeric, p_currency text, p_contact_id uuid, p_owner_id uuid)
+-- Partial update; null means "not given" (no deal field is nullable). A new
+-- p_pipeline_id without p_stage goes to that pipeline's first stage (the
+-- rule trigger resolves a null stage).
+CREATE OR REPLACE FUNCTION api.deals_update(p_id uuid, p_status crm.deal_status, p_stage text,
+    p_title text, p_amount numeric, p_currency text, p_contact_id uuid, p_owner_id uuid,
+    p_pipeline_id uuid DEFAULT NULL)
   RETURNS jsonb LANGUAGE plpgsql
   AS $$
 DECLARE
   v jsonb;
 BEGIN
   UPDATE crm.deals d SET
-    status     = coalesce(p_status, d.status),
-    stage      = coalesce(p_stage, d.stage),
-    title      = coalesce(app.trim_space(p_title), d.title),
-    amount     = coalesce(p_amount, d.amount),
-    currency   = coalesce(p_currency, d.currency),
-    contact_id = coalesce(p_contact_id, d.contact_id),
-    owner_id   = coalesce(p_owner_id, d.owner_id)
+    status      = coalesce(p_status, d.status),
+    pipeline_id = coalesce(p_pipeline_id, d.pipeline_id),
+    stage       = CASE WHEN p_stage IS NOT NULL THEN p_stage
+                       WHEN p_pipeline_id IS DISTINCT FROM d.pipeline_id AND p_pipeline_id IS NOT NULL THEN NULL
+                       ELSE d.stage END,
+    title       = coalesce(app.trim_space(p_title), d.title),
+    amount      = coalesce(p_amount, d.amount),
+    currency    = coalesce(p_currency, d.currency),
+    contact_id  = coalesce(p_contact_id, d.contact_id),
+    owner_id    = coalesce(p_owner_id, d.owner_id)
    WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id
   RETURNING app.deal_json(d) INTO v;
   IF v IS NULL THEN

@@ -7,12 +7,50 @@ CREATE OR REPLACE FUNCTION app.money(p numeric) RETURNS text
   LANGUAGE sql STABLE PARALLEL SAFE
   AS $$ SELECT to_char(round(p, 2), 'FM99999999999999990.00') $$;
 
-CREATE OR REPLACE FUNCTION api.analytics_summary(p_days int DEFAULT 30) RETURNS jsonb
-  LANGUAGE sql STABLE
+-- The organization's pipeline p_id, or its first one (by position) when
+-- p_id is null; 404 for an id that is not one of its pipelines.
+CREATE OR REPLACE FUNCTION app.pipeline_or_first(p_id uuid) RETURNS uuid
+  LANGUAGE plpgsql STABLE
   AS $$
+DECLARE
+  v uuid;
+BEGIN
+  SELECT p.id INTO v FROM crm.pipelines p
+   WHERE p.organization_id = (SELECT app.org_id()) AND (p.id = p_id OR p_id IS NULL)
+   ORDER BY p.position LIMIT 1;
+  IF v IS NULL THEN
+    PERFORM app.fail('MC404', 'pipeline_not_found', 'pipeline not found', 'pipeline_id');
+  END IF;
+  RETURN v;
+END
+$$;
+
+-- p_pipeline_id: one pipeline's deals; null: every pipeline's.
+CREATE OR REPLACE FUNCTION api.analytics_summary(p_days int DEFAULT 30, p_pipeline_id uuid DEFAULT NULL) RETURNS jsonb
+  LANGUAGE plpgsql STABLE
+  AS $$
+DECLARE
+  v_new bigint;
+BEGIN
+  IF p_pipeline_id IS NULL THEN
+    SELECT count(*) INTO v_new FROM crm.deals d
+     WHERE d.organization_id = (SELECT app.org_id()) AND d.created_at >= now() - make_interval(days => p_days);
+  ELSE
+    PERFORM app.pipeline_or_first(p_pipeline_id);
+    -- One index range per stage on deals_by_stage (organization_id,
+    -- pipeline_id, stage, created_at): every deal of the pipeline is in one
+    -- of its stages (the foreign key), and each range reads only the window.
+    SELECT coalesce(sum(n.n), 0)::bigint INTO v_new
+      FROM crm.pipeline_stages s
+     CROSS JOIN LATERAL (SELECT count(*) AS n FROM crm.deals d
+                          WHERE d.organization_id = s.organization_id AND d.pipeline_id = s.pipeline_id
+                            AND d.stage = s.key AND d.created_at >= now() - make_interval(days => p_days)) n
+     WHERE s.organization_id = (SELECT app.org_id()) AND s.pipeline_id = p_pipeline_id;
+  END IF;
+  RETURN (
     WITH g AS (
       SELECT t.status, t.currency, sum(t.deals) AS n, sum(t.amount) AS total
-        FROM app.deal_totals() t
+        FROM app.deal_totals(p_pipeline_id) t
        GROUP BY t.status, t.currency
     ), by_status AS (
       SELECT s.status, coalesce(sum(g.n), 0) AS n,
@@ -24,48 +62,56 @@ CREATE OR REPLACE FUNCTION api.analytics_summary(p_days int DEFAULT 30) RETURNS 
     )
     SELECT jsonb_build_object(
       'days', p_days,
+      'pipeline_id', p_pipeline_id,
       'by_status', (SELECT jsonb_agg(jsonb_build_object('status', b.status, 'count', b.n, 'amounts', b.amounts)
                                      ORDER BY b.status) FROM by_status b),
       'won_average', (SELECT coalesce(jsonb_agg(jsonb_build_object('currency', g.currency, 'average', app.money(g.total / g.n))
                                                 ORDER BY g.currency), '[]')
                         FROM g WHERE g.status = 'won'),
-      'new_deals', (SELECT count(*) FROM crm.deals d
-                     WHERE d.organization_id = (SELECT app.org_id())
-                       AND d.created_at >= now() - make_interval(days => p_days)))
-  $$;
+      'new_deals', v_new));
+END
+$$;
 
--- reached(stage) = deals whose current stage is that stage or a later one;
--- conversion = reached(stage) / reached(previous) × 100, null for the first
--- stage and when the previous stage was reached by none.
-CREATE OR REPLACE FUNCTION api.analytics_funnel() RETURNS jsonb
-  LANGUAGE sql STABLE
+-- One pipeline's stages in position order (p_pipeline_id, default the first
+-- pipeline). reached(stage) = deals whose current stage is that stage or a
+-- later one (by position); conversion = reached(stage) / reached(previous)
+-- × 100, null for the first stage and when the previous stage was reached by
+-- none.
+CREATE OR REPLACE FUNCTION api.analytics_funnel(p_pipeline_id uuid DEFAULT NULL) RETURNS jsonb
+  LANGUAGE plpgsql STABLE
   AS $$
+DECLARE
+  v_pipeline uuid := app.pipeline_or_first(p_pipeline_id);
+BEGIN
+  RETURN (
     WITH g AS (
       SELECT t.stage, t.status, sum(t.deals) AS n
-        FROM app.deal_totals() t
+        FROM app.deal_totals(v_pipeline) t
        GROUP BY t.stage, t.status
     ), stages AS (
-      SELECT s.stage,
+      SELECT s.key AS stage, s.position,
              coalesce(sum(g.n), 0) AS n,
              jsonb_build_object(
                'new', coalesce(sum(g.n) FILTER (WHERE g.status = 'new'), 0),
                'in_progress', coalesce(sum(g.n) FILTER (WHERE g.status = 'in_progress'), 0),
                'won', coalesce(sum(g.n) FILTER (WHERE g.status = 'won'), 0),
                'lost', coalesce(sum(g.n) FILTER (WHERE g.status = 'lost'), 0)) AS by_status
-        FROM unnest(enum_range(NULL::crm.deal_stage)) AS s (stage)
-        LEFT JOIN g ON g.stage = s.stage
-       GROUP BY s.stage
+        FROM crm.pipeline_stages s
+        LEFT JOIN g ON g.stage = s.key
+       WHERE s.organization_id = (SELECT app.org_id()) AND s.pipeline_id = v_pipeline
+       GROUP BY s.key, s.position
     ), reached AS (
-      SELECT st.*, sum(st.n) OVER (ORDER BY st.stage DESC) AS reached
+      SELECT st.*, sum(st.n) OVER (ORDER BY st.position DESC) AS reached
         FROM stages st
     ), conversion AS (
-      SELECT r.*, lag(r.reached) OVER (ORDER BY r.stage) AS reached_before
+      SELECT r.*, lag(r.reached) OVER (ORDER BY r.position) AS reached_before
         FROM reached r
     )
-    SELECT jsonb_build_object('stages', jsonb_agg(jsonb_build_object(
+    SELECT jsonb_build_object('pipeline_id', v_pipeline, 'stages', jsonb_agg(jsonb_build_object(
              'stage', c.stage, 'count', c.n, 'by_status', c.by_status,
              'conversion_pct', CASE WHEN coalesce(c.reached_before, 0) = 0 THEN NULL
                                     ELSE round(c.reached * 100.0 / c.reached_before, 2) END)
-           ORDER BY c.stage))
-      FROM conversion c
-  $$;
+           ORDER BY c.position))
+      FROM conversion c);
+END
+$$;

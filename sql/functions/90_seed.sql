@@ -7,6 +7,8 @@
 -- one must not stay callable beside it.
 DROP FUNCTION IF EXISTS private.seed(int, int, text);
 
+-- Each organization has two pipelines: the default "Sales" (four stages) with
+-- about 80 % of the deals, and "Renewals" (three stages) with the rest.
 -- Without the optional counts, contacts are a tenth of the deals, tasks go to
 -- about 30 % of the open deals and the timeline has what the triggers would
 -- have written; with them (the benchmark's shape of SPEC §14), exactly that
@@ -23,6 +25,8 @@ DECLARE
   v_users uuid[];
   v_contacts uuid[];
   v_deals uuid[];
+  v_sales uuid;
+  v_renewals uuid;
   v_timeline bigint;
   v_roles crm.member_role[] := ARRAY['owner', 'admin', 'admin', 'manager', 'manager', 'manager',
     'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member']::crm.member_role[];
@@ -56,6 +60,17 @@ BEGIN
     -- The owner obeys RLS too (it is forced): act inside the new organization.
     PERFORM set_config('app.org_id', v_org::text, true);
     INSERT INTO crm.organizations (id, name) VALUES (v_org, format('Demo %s', i));
+    -- The insert trigger made "Sales", unless triggers are off (replica mode).
+    SELECT p.id INTO v_sales FROM crm.pipelines p WHERE p.organization_id = v_org AND p.position = 1;
+    IF v_sales IS NULL THEN
+      v_sales := app.pipelines_create_default(v_org);
+    END IF;
+    INSERT INTO crm.pipelines (organization_id, name, position) VALUES (v_org, 'Renewals', 2)
+    RETURNING id INTO v_renewals;
+    INSERT INTO crm.pipeline_stages (organization_id, pipeline_id, key, name, position, probability)
+    VALUES (v_org, v_renewals, 'renewal_due', 'Renewal due', 1, 40),
+           (v_org, v_renewals, 'quoted', 'Quoted', 2, 70),
+           (v_org, v_renewals, 'renewed', 'Renewed', 3, 100);
 
     -- User n has role v_roles[n]; user 1 is the owner.
     SELECT array_agg(gen_random_uuid()) INTO v_users FROM generate_series(1, array_length(v_roles, 1));
@@ -74,7 +89,8 @@ BEGIN
     SELECT array_agg(c.id) INTO v_contacts FROM crm.contacts c WHERE c.organization_id = v_org;
 
     -- random() in the select list of the inner query: one draw per row.
-    INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency, status, stage, created_at, updated_at)
+    INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency, status, pipeline_id, stage,
+                           created_at, updated_at)
     SELECT v_org, v_contacts[1 + floor(r.r1 * array_length(v_contacts, 1))::int],
            v_users[1 + floor(r.r2 * array_length(v_users, 1))::int],
            format('Deal %s', r.n),
@@ -82,17 +98,22 @@ BEGIN
            CASE WHEN r.r5 < 0.5 THEN 'EUR' WHEN r.r5 < 0.85 THEN 'USD' ELSE 'GBP' END,
            CASE WHEN r.r4 < 0.3 THEN 'new' WHEN r.r4 < 0.6 THEN 'in_progress'
                 WHEN r.r4 < 0.8 THEN 'won' ELSE 'lost' END::crm.deal_status,
-           CASE WHEN r.r4 < 0.3 THEN 'qualification' WHEN r.r4 < 0.45 THEN 'proposal'
-                WHEN r.r4 < 0.6 THEN 'negotiation' ELSE 'closed' END::crm.deal_stage,
+           CASE WHEN r.r7 < 0.8 THEN v_sales ELSE v_renewals END,
+           CASE WHEN r.r7 < 0.8 THEN
+                  CASE WHEN r.r4 < 0.3 THEN 'qualification' WHEN r.r4 < 0.45 THEN 'proposal'
+                       WHEN r.r4 < 0.6 THEN 'negotiation' ELSE 'closed' END
+                ELSE CASE WHEN r.r4 < 0.3 THEN 'renewal_due' WHEN r.r4 < 0.6 THEN 'quoted' ELSE 'renewed' END END,
            r.ts, r.ts + r.r6 * interval '30 days'
       FROM (SELECT n, random() AS r1, random() AS r2, random() AS r3, random() AS r4, random() AS r5, random() AS r6,
-                   now() - random() * interval '730 days' AS ts
+                   random() AS r7, now() - random() * interval '730 days' AS ts
               FROM generate_series(1, p_deals_per_org) n) r;
 
     -- The timeline the triggers would have written: creation, then the status change.
     INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload, created_at)
     SELECT d.organization_id, d.id, d.owner_id, 'system',
-           jsonb_build_object('event', 'deal_created', 'status', 'new', 'stage', 'qualification'), d.created_at
+           jsonb_build_object('event', 'deal_created', 'status', 'new', 'pipeline_id', d.pipeline_id,
+                              'stage', CASE WHEN d.pipeline_id = v_sales THEN 'qualification' ELSE 'renewal_due' END),
+           d.created_at
       FROM crm.deals d WHERE d.organization_id = v_org;
     INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload, created_at)
     SELECT d.organization_id, d.id, d.owner_id, 'status_changed',
@@ -129,10 +150,10 @@ BEGIN
                 FROM generate_series(1, p_activities_per_org - v_timeline) n) r;
     END IF;
 
-    INSERT INTO crm.deal_totals (organization_id, status, stage, currency, deals, amount)
-    SELECT d.organization_id, d.status, d.stage, d.currency, count(*), sum(d.amount)
+    INSERT INTO crm.deal_totals (organization_id, pipeline_id, status, stage, currency, deals, amount)
+    SELECT d.organization_id, d.pipeline_id, d.status, d.stage, d.currency, count(*), sum(d.amount)
       FROM crm.deals d WHERE d.organization_id = v_org
-     GROUP BY 1, 2, 3, 4;
+     GROUP BY 1, 2, 3, 4, 5;
 
     organization_id := v_org;
     owner_email := format('seed-%s-%s-1@example.com', v_run, i);

@@ -60,7 +60,8 @@ DO $$
 DECLARE
   t text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['contacts', 'deals', 'tasks', 'activities', 'deal_totals', 'deal_totals_delta'] LOOP
+  FOREACH t IN ARRAY ARRAY['contacts', 'deals', 'tasks', 'activities', 'deal_totals', 'deal_totals_delta',
+                           'pipelines', 'pipeline_stages'] LOOP
     EXECUTE format('DROP POLICY IF EXISTS %I ON crm.%I', t || '_tenant', t);
     EXECUTE format(
       'CREATE POLICY %I ON crm.%I FOR ALL USING (organization_id = (SELECT app.org_id())) '

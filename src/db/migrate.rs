@@ -49,17 +49,47 @@ pub async fn run(database_url: &str) -> anyhow::Result<()> {
 }
 
 async fn apply(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
+    versioned(client, refinery::Target::Latest).await?;
+    repeatable(client, REPEATABLE.iter().map(|(name, sql)| (*name, *sql))).await
+}
+
+async fn versioned(
+    client: &mut tokio_postgres::Client,
+    target: refinery::Target,
+) -> anyhow::Result<()> {
     embedded::migrations::runner()
+        .set_target(target)
         .run_async(client)
         .await
         .context("applying versioned migrations")?;
+    Ok(())
+}
+
+/// Applies the versioned migrations up to and including `version` only, and
+/// no repeatable file: the schema as it was before a later migration, for
+/// testing that migration on a database of the old schema
+/// (tests/api/migrations.rs).
+pub async fn versioned_up_to(
+    client: &mut tokio_postgres::Client,
+    version: u32,
+) -> anyhow::Result<()> {
+    versioned(client, refinery::Target::Version(version)).await
+}
+
+/// The repeatable step: the api schema anew, then `files` (name, SQL) in
+/// order, in one transaction. `migrate` applies sql/functions and
+/// sql/policies; a test may apply those of an older commit.
+pub async fn repeatable<'a>(
+    client: &mut tokio_postgres::Client,
+    files: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> anyhow::Result<()> {
     let tx = client.transaction().await?;
     tx.batch_execute("SET LOCAL client_min_messages = warning")
         .await?;
     tx.batch_execute(RECREATE_API)
         .await
         .context("recreating the api schema")?;
-    for (name, sql) in REPEATABLE {
+    for (name, sql) in files {
         tx.batch_execute(sql)
             .await
             .with_context(|| format!("applying {name}"))?;

@@ -3,7 +3,7 @@
 //! prepared and cached per connection (the default).
 //!
 //! Custom types (the `crm` enums) travel as text and the call casts them
-//! (`p_stage => $5::crm.deal_stage`): their OIDs differ from one database to
+//! (`p_status => $4::crm.deal_status`): their OIDs differ from one database to
 //! the next, text does not. With a prepared statement the cast also fixes the
 //! parameter's type, so both modes send the same SQL.
 
@@ -76,6 +76,7 @@ typed! {
     DateTime<Utc> => Type::TIMESTAMPTZ, None;
     Vec<u8> => Type::BYTEA, None;
     Vec<&str> => Type::TEXT_ARRAY, None;
+    Vec<String> => Type::TEXT_ARRAY, None;
     Json<&serde_json::Value> => Type::JSONB, None;
 }
 

@@ -2,7 +2,8 @@
 //!
 //! A hit must still be an authorized read, so the cache also remembers which
 //! users it has seen the database accept as members of the organization (for
-//! the same TTL). Writes through this server to an organization's deals drop
+//! the same TTL). Writes through this server to an organization's deals (and
+//! to its pipelines and stages, which the funnel lists) drop
 //! its entries; membership changes drop its remembered members. Other server
 //! instances see such writes when their entries expire.
 
@@ -14,10 +15,11 @@ use std::{
 
 use uuid::Uuid;
 
+/// A report and its parameters: each combination is cached on its own.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Report {
-    Summary { days: i32 },
-    Funnel,
+    Summary { days: i32, pipeline: Option<Uuid> },
+    Funnel { pipeline: Option<Uuid> },
 }
 
 /// (organization, report) → (computed at, JSON).
@@ -125,12 +127,24 @@ mod tests {
     fn hits_only_for_known_members_and_until_invalidated_or_expired() {
         let cache = AnalyticsCache::new(Duration::from_millis(80));
         let (user, other, org) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let r = Report::Summary { days: 30 };
+        let r = Report::Summary {
+            days: 30,
+            pipeline: None,
+        };
         assert!(cache.get(user, org, r).is_none());
         cache.put(user, org, r, Arc::from("{}"), cache.generation(org));
         assert_eq!(cache.get(user, org, r).as_deref(), Some("{}"));
         assert!(cache.get(other, org, r).is_none());
-        assert!(cache.get(user, org, Report::Summary { days: 7 }).is_none());
+        let other_days = Report::Summary {
+            days: 7,
+            pipeline: None,
+        };
+        assert!(cache.get(user, org, other_days).is_none());
+        let other_pipeline = Report::Summary {
+            days: 30,
+            pipeline: Some(Uuid::new_v4()),
+        };
+        assert!(cache.get(user, org, other_pipeline).is_none());
         cache.invalidate_reports(org);
         assert!(cache.get(user, org, r).is_none());
         cache.put(user, org, r, Arc::from("{}"), cache.generation(org));
@@ -145,7 +159,7 @@ mod tests {
     fn a_report_computed_before_an_invalidation_is_not_stored() {
         let cache = AnalyticsCache::new(Duration::from_secs(30));
         let (user, org) = (Uuid::new_v4(), Uuid::new_v4());
-        let r = Report::Funnel;
+        let r = Report::Funnel { pipeline: None };
         let before = cache.generation(org);
         cache.invalidate_reports(org); // a write commits while the report is computed
         cache.put(user, org, r, Arc::from("stale"), before);

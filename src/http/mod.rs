@@ -51,6 +51,7 @@ pub fn registry() -> OpenApiRouter<AppState> {
         .merge(organizations::router())
         .merge(invitations::router())
         .merge(contacts::router())
+        .merge(pipelines::router())
         .merge(deals::router())
         .merge(activities::router())
         .merge(tasks::router())

@@ -9,6 +9,7 @@ pub mod fields;
 pub mod health;
 pub mod invitations;
 pub mod organizations;
+pub mod pipelines;
 pub mod tasks;
 pub mod users;
 

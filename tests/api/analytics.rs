@@ -72,7 +72,8 @@ async fn summary_on_a_known_dataset() {
                 {"status": "lost", "count": 1, "amounts": [{"currency": "GBP", "total": "0.00"}]}
             ],
             "won_average": [{"currency": "EUR", "average": "99.99"}, {"currency": "USD", "average": "400.00"}],
-            "new_deals": 6
+            "new_deals": 6,
+            "pipeline_id": null
         })
     );
     let (body, _) = get(&owner, "/api/v1/analytics/deals/summary?days=50").await;
@@ -85,11 +86,14 @@ async fn funnel_on_a_known_dataset() {
     let (_, owner) = TestApp::with_user("owner").await;
     known_dataset(&owner).await;
     let (body, _) = get(&owner, "/api/v1/analytics/deals/funnel").await;
+    // The default: the organization's first (and only) pipeline, the deals'.
+    let deals = owner.read("/api/v1/deals").await;
+    let sales = deals["items"][0]["pipeline_id"].clone();
     // qualification: new 100 EUR, lost 0 GBP; proposal: 1; negotiation: 2; closed: 2.
     // reached: 7, 5, 4, 2.
     assert_eq!(
         body,
-        json!({"stages": [
+        json!({"pipeline_id": sales, "stages": [
             {"stage": "qualification", "count": 2, "by_status": {"new": 1, "in_progress": 0, "won": 0, "lost": 1}, "conversion_pct": null},
             {"stage": "proposal", "count": 1, "by_status": {"new": 1, "in_progress": 0, "won": 0, "lost": 0}, "conversion_pct": 71.43},
             {"stage": "negotiation", "count": 2, "by_status": {"new": 1, "in_progress": 0, "won": 1, "lost": 0}, "conversion_pct": 80.0},

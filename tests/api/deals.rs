@@ -8,7 +8,8 @@ use crate::helpers::{
 };
 
 const DEALS: &str = "/api/v1/deals";
-const DEAL_FIELDS: &str = "id organization_id contact_id owner_id title amount currency status stage created_at updated_at";
+const DEAL_FIELDS: &str =
+    "id organization_id contact_id owner_id title amount currency status pipeline_id stage created_at updated_at";
 
 /// The deal list's ids for a query string.
 async fn listed(user: &TestUser, query: &str) -> Vec<Uuid> {
@@ -63,7 +64,7 @@ async fn deals_create_get_update_delete() {
     let cases = vec![
         (json!({"title": " "}), 400, "deals_title_invalid"),
         (json!({"status": "pending"}), 400, "validation_failed"),
-        (json!({"stage": "closedish"}), 400, "validation_failed"),
+        (json!({"stage": "closedish"}), 400, "stage_not_in_pipeline"),
         (
             json!({"organization_id": Uuid::new_v4()}),
             400,
@@ -415,9 +416,18 @@ async fn deals_reject_bad_query_values() {
     let bad = "page_size=500 page_size=101 page_size=0 page=0 page=x order_by=password \
                order_by=amount%3Bdrop%20table%20deals order_by= order=sideways \
                order=ASC%20NULLS%20FIRST status=pending status=new&status=pending status=NEW \
-               stage=closedish min_amount=abc max_amount=1.234 owner_id=not-a-uuid \
+               min_amount=abc max_amount=1.234 owner_id=not-a-uuid pipeline_id=sales \
                contact_id=123 colour=blue search=alpha";
     assert_bad_queries(&ann, "/api/v1/deals", bad).await;
+    // A stage is a key of the organization's stages, which the database knows.
+    for query in [
+        "stage=closedish",
+        "stage=proposal&stage=closedish",
+        "stage=Proposal",
+    ] {
+        let res = ann.get(&format!("/api/v1/deals?{query}")).await;
+        assert_eq!(res.field(400, "stage_not_in_pipeline"), "stage", "{query}");
+    }
 }
 
 #[tokio::test]

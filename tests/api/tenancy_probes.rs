@@ -29,6 +29,8 @@ enum Kind {
     Member,
     /// An invitation the organization made (to someone else than the caller).
     Invitation,
+    /// A pipeline (the organization's default one).
+    Pipeline,
 }
 
 /// (path template, path parameter) → the kind of record it names.
@@ -70,13 +72,30 @@ const PATH_PARAMS: &[(&str, &str, Kind)] = &[
     ("/api/v1/deals/{id}", "id", Kind::Deal),
     ("/api/v1/deals/{id}/activities", "id", Kind::Deal),
     ("/api/v1/tasks/{id}", "id", Kind::Task),
+    ("/api/v1/pipelines/{id}", "id", Kind::Pipeline),
+    ("/api/v1/pipelines/{id}/stages", "id", Kind::Pipeline),
+    ("/api/v1/pipelines/{id}/stages/{key}", "id", Kind::Pipeline),
 ];
+
+/// Path parameters that name no record by themselves, with the value every
+/// probe sends (a stage's key means something only in its pipeline, which
+/// the pipeline id of the same path names and the probes aim at).
+const FIXED_PATH_PARAMS: &[(&str, &str, &str)] =
+    &[("/api/v1/pipelines/{id}/stages/{key}", "key", "proposal")];
+
+fn fixed_path_value(template: &str, param: &str) -> Option<&'static str> {
+    FIXED_PATH_PARAMS
+        .iter()
+        .find(|(t, p, _)| *t == template && *p == param)
+        .map(|(_, _, v)| *v)
+}
 
 /// Body fields and query parameters that reference a record, by name.
 const REFERENCE_FIELDS: &[(&str, Kind)] = &[
     ("contact_id", Kind::Contact),
     ("deal_id", Kind::Deal),
     ("owner_id", Kind::Member),
+    ("pipeline_id", Kind::Pipeline),
     ("reassign_to", Kind::Member),
 ];
 
@@ -110,6 +129,7 @@ struct Tenant {
     member: Uuid,
     /// A pending invitation of someone who is in neither organization.
     invitation: Uuid,
+    pipeline: Uuid,
 }
 
 impl Tenant {
@@ -121,6 +141,7 @@ impl Tenant {
             Kind::Task => self.task,
             Kind::Member => self.member,
             Kind::Invitation => self.invitation,
+            Kind::Pipeline => self.pipeline,
         }
     }
 }
@@ -145,6 +166,10 @@ fn sample(field: &str, loner_email: &str) -> Option<Value> {
         "role" => json!("admin"),
         "type" => json!("comment"),
         "payload" => json!({"text": "probe"}),
+        "key" => json!("probe"),
+        "probability" => json!(50),
+        "position" => json!(1),
+        "stages" => json!([{"key": "probe", "name": "Probe", "probability": 50}]),
         _ => return None,
     })
 }
@@ -174,6 +199,8 @@ struct Operation {
     query_refs: Vec<String>,
     /// Body properties: (name, required).
     body: Option<Vec<(String, bool)>>,
+    /// Whether its answer is a list page (a reference in its query is a filter).
+    lists: bool,
     /// Where the document disagrees with the path template.
     doc_issues: Vec<String>,
 }
@@ -184,7 +211,13 @@ impl Operation {
     }
 
     fn slots(&self) -> Vec<Slot> {
-        let mut slots: Vec<Slot> = self.path_params.iter().cloned().map(Slot::Path).collect();
+        let mut slots: Vec<Slot> = self
+            .path_params
+            .iter()
+            .filter(|p| fixed_path_value(&self.path, p).is_none())
+            .cloned()
+            .map(Slot::Path)
+            .collect();
         slots.extend(self.query_refs.iter().cloned().map(Slot::Query));
         if let Some(body) = &self.body {
             slots.extend(
@@ -203,9 +236,14 @@ impl Operation {
         }
     }
 
-    /// A list read that only filters by the reference (no path id).
+    /// A list read that only filters by the reference (no path id). A
+    /// reference in the query of another read (a report of one pipeline)
+    /// names a record, like a path id.
     fn is_list_filter(&self, slot: &Slot) -> bool {
-        matches!(slot, Slot::Query(_)) && self.method == Method::GET && self.path_params.is_empty()
+        matches!(slot, Slot::Query(_))
+            && self.method == Method::GET
+            && self.path_params.is_empty()
+            && self.lists
     }
 }
 
@@ -338,6 +376,10 @@ fn operations(doc: &Value) -> Vec<Operation> {
                 body_properties(doc, schema, &mut props);
                 props
             });
+            let answer = op
+                .pointer("/responses/200/content/application~1json/schema")
+                .map(|schema| resolve(doc, schema));
+            let lists = answer.is_some_and(|a| a.pointer("/properties/next_cursor").is_some());
             ops.push(Operation {
                 method,
                 path: path.clone(),
@@ -345,6 +387,7 @@ fn operations(doc: &Value) -> Vec<Operation> {
                 path_params,
                 query_refs,
                 body,
+                lists,
                 doc_issues,
             });
         }
@@ -389,8 +432,14 @@ impl World {
     fn build(&self, op: &Operation, aim: &Aim) -> Probe {
         let mut uri = op.path.clone();
         for p in &op.path_params {
-            let id = self.target(op, aim, &Slot::Path(p.clone())).unwrap();
-            uri = uri.replace(&format!("{{{p}}}"), &id.to_string());
+            let value = match fixed_path_value(&op.path, p) {
+                Some(fixed) => fixed.to_owned(),
+                None => self
+                    .target(op, aim, &Slot::Path(p.clone()))
+                    .unwrap()
+                    .to_string(),
+            };
+            uri = uri.replace(&format!("{{{p}}}"), &value);
         }
         // Query references are sent only when probed (or all into B).
         let query: Vec<String> = op
@@ -526,7 +575,7 @@ async fn fingerprint(app: &TestApp, org: Uuid) -> BTreeMap<String, String> {
     out
 }
 
-async fn tenant(owner: &TestUser, member: &TestUser, name: &str) -> Tenant {
+async fn tenant(app: &TestApp, owner: &TestUser, member: &TestUser, name: &str) -> Tenant {
     let org = owner.org_id;
     let member = member.in_org(org);
     let contact = member.contact(&format!("{name} contact")).await;
@@ -536,6 +585,12 @@ async fn tenant(owner: &TestUser, member: &TestUser, name: &str) -> Tenant {
     let task = member.task(deal, &format!("{name} task"), 2).await;
     member.comment(deal, &format!("{name} note")).await;
     let invitation = id_of(&invite(owner, &format!("{name}-invitee@example.com"), "member").await);
+    let pipeline = app
+        .value(
+            "SELECT id FROM crm.pipelines WHERE organization_id = $1 ORDER BY position LIMIT 1",
+            &[&org],
+        )
+        .await;
     Tenant {
         org,
         contact,
@@ -543,6 +598,7 @@ async fn tenant(owner: &TestUser, member: &TestUser, name: &str) -> Tenant {
         task,
         member: member.id,
         invitation,
+        pipeline,
     }
 }
 
@@ -555,11 +611,11 @@ async fn world(app: &TestApp) -> (World, TestUser) {
     let b_member = app.member_of(&b_owner, "probe-b-member", "member").await;
     let loner = app.user("probe-loner").await;
     // A's records belong to its owner; Kind::Member names A's other member.
-    let mut a = tenant(&a_owner, &a_owner, "A").await;
+    let mut a = tenant(app, &a_owner, &a_owner, "A").await;
     a.member = a_member.id;
     let world = World {
         a,
-        b: tenant(&b_owner, &b_member, "B").await,
+        b: tenant(app, &b_owner, &b_member, "B").await,
         caller: a_owner,
         loner_email: loner.email.clone(),
     };
@@ -629,6 +685,13 @@ async fn no_operation_reaches_another_organizations_records() {
             ops.iter()
                 .any(|op| op.path == *template && op.path_params.iter().any(|p| p == param)),
             "PATH_PARAMS names {template} {{{param}}}, which the document does not have"
+        );
+    }
+    for (template, param, _) in FIXED_PATH_PARAMS {
+        assert!(
+            ops.iter()
+                .any(|op| op.path == *template && op.path_params.iter().any(|p| p == param)),
+            "FIXED_PATH_PARAMS names {template} {{{param}}}, which the document does not have"
         );
     }
 
@@ -734,6 +797,7 @@ async fn no_operation_reaches_another_organizations_records() {
         Kind::Task,
         Kind::Member,
         Kind::Invitation,
+        Kind::Pipeline,
     ] {
         assert!(aimed.contains(&kind), "no probe named B's {kind:?}");
     }
@@ -768,6 +832,7 @@ fn not_found_code(kind: Kind) -> &'static str {
         Kind::Task => "task_not_found",
         Kind::Member => "member_not_found",
         Kind::Invitation => "invitation_not_found",
+        Kind::Pipeline => "pipeline_not_found",
     }
 }
 
@@ -900,6 +965,9 @@ async fn every_operation_checks_token_header_membership_and_path_ids() {
         }
         let header = op.org_header.then_some(org);
         for param in &op.path_params {
+            if fixed_path_value(&op.path, param).is_some() {
+                continue;
+            }
             let slot = Slot::Path(param.clone());
             let marker = Uuid::new_v4();
             for malformed in ["not-a-uuid", "1234", "42"] {

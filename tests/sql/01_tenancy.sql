@@ -142,7 +142,7 @@ SELECT throws_ok($$ SELECT pg_temp.exec_as('a0000000-0000-0000-0000-000000000001
   $q$INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency)
      VALUES ('b0000000-0000-0000-0000-000000000000', 'b0000000-0000-0000-0000-000000000c01',
              'b0000000-0000-0000-0000-000000000001', 'x', 1, 'EUR')$q$) $$,
-  '42501', 'new row violates row-level security policy for table "deals"', 'A''s context cannot insert a deal into B');
+  'MC404', 'pipeline not found', 'A''s context cannot insert a deal into B (B''s pipelines are not found, before RLS refuses the row)');
 SELECT throws_ok($$ SELECT pg_temp.exec_as('a0000000-0000-0000-0000-000000000001', 'a0000000-0000-0000-0000-000000000000',
   $q$INSERT INTO crm.tasks (organization_id, deal_id, title, due_date)
      VALUES ('b0000000-0000-0000-0000-000000000000', 'b0000000-0000-0000-0000-000000000d01', 'x', current_date + 1)$q$) $$,

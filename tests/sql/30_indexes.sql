@@ -1,14 +1,17 @@
 -- The indexes that keep lists, search and analytics fast (issue 4) exist and
 -- lead with organization_id.
 BEGIN;
-SELECT plan(21);
+SELECT plan(23);
 
 SELECT has_index('crm', 'deals', 'deals_by_created', ARRAY['organization_id', 'created_at', 'id'], 'deals: default sort');
 SELECT has_index('crm', 'deals', 'deals_by_updated', ARRAY['organization_id', 'updated_at', 'id'], 'deals: order_by=updated_at');
 SELECT has_index('crm', 'deals', 'deals_by_amount', ARRAY['organization_id', 'amount_cents', 'id'], 'deals: order_by=amount and the amount filters, in cents (V10)');
 SELECT has_index('crm', 'deals', 'deals_by_title', ARRAY['organization_id', 'title', 'id'], 'deals: order_by=title');
 SELECT has_index('crm', 'deals', 'deals_by_status_amount', ARRAY['organization_id', 'status', 'amount', 'id'], 'deals: status filter');
-SELECT has_index('crm', 'deals', 'deals_by_stage', ARRAY['organization_id', 'stage', 'created_at', 'id'], 'deals: stage filter');
+SELECT has_index('crm', 'deals', 'deals_by_stage', ARRAY['organization_id', 'pipeline_id', 'stage', 'created_at', 'id'],
+  'deals: pipeline and stage filters, and the checks of the foreign key to their stage (V12)');
+SELECT has_index('crm', 'pipeline_stages', 'pipeline_stages_key_taken', ARRAY['organization_id', 'pipeline_id', 'key'], 'stages: by key (the deals'' foreign key)');
+SELECT has_index('crm', 'pipelines', 'pipelines_position_taken', ARRAY['organization_id', '"position"'], 'pipelines: in order');
 SELECT has_index('crm', 'deals', 'deals_by_owner', ARRAY['organization_id', 'owner_id'], 'deals: owner filter');
 SELECT has_index('crm', 'deals', 'deals_by_contact', ARRAY['organization_id', 'contact_id'], 'deals: contact filter');
 SELECT has_index('crm', 'contacts', 'contacts_by_created', ARRAY['organization_id', 'created_at', 'id'], 'contacts: default sort');
@@ -31,7 +34,8 @@ SELECT is(
   (SELECT array_agg(i.indexrelid::regclass::text ORDER BY i.indexrelid::regclass::text)
      FROM pg_index i
      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-    WHERE i.indrelid = ANY (ARRAY['crm.organization_members', 'crm.invitations', 'crm.contacts', 'crm.deals', 'crm.tasks', 'crm.activities', 'crm.deal_totals', 'crm.deal_totals_delta']::regclass[])
+    WHERE i.indrelid = ANY (ARRAY['crm.organization_members', 'crm.invitations', 'crm.contacts', 'crm.deals', 'crm.tasks', 'crm.activities', 'crm.deal_totals', 'crm.deal_totals_delta',
+                                'crm.pipelines', 'crm.pipeline_stages']::regclass[])
       AND a.attname <> 'organization_id'),
   ARRAY['crm.invitations_by_email_key', 'crm.organization_members_by_user'],
   'every tenant-table index leads with organization_id');

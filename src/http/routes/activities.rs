@@ -14,7 +14,7 @@ use crate::{
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
     http::list::Paging,
     http::problem::{AppResult, Problem},
-    http::routes::fields::{ActivityType, DealStage, DealStatus},
+    http::routes::fields::{ActivityType, DealStatus},
     state::AppState,
 };
 
@@ -64,7 +64,23 @@ pub struct SystemPayload {
     #[schema(example = "deal_created")]
     pub event: String,
     pub status: Option<DealStatus>,
-    pub stage: Option<DealStage>,
+    pub pipeline_id: Option<Uuid>,
+    /// The stage's key.
+    pub stage: Option<String>,
+}
+
+/// Where a deal is: its pipeline and the key of its stage.
+#[derive(Serialize, ToSchema)]
+pub struct PipelinePlace {
+    pub pipeline_id: Uuid,
+    pub stage: String,
+}
+
+/// `payload` of `pipeline_changed`: the deal moved to another pipeline.
+#[derive(Serialize, ToSchema)]
+pub struct PipelineChangePayload {
+    pub from: PipelinePlace,
+    pub to: PipelinePlace,
 }
 
 /// The payload, by the activity's `type`.
@@ -74,6 +90,7 @@ pub struct SystemPayload {
 pub enum ActivityPayload {
     Comment(CommentPayload),
     Change(ChangePayload),
+    PipelineChange(PipelineChangePayload),
     TaskCreated(TaskCreatedPayload),
     System(SystemPayload),
 }

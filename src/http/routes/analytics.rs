@@ -11,12 +11,13 @@ use axum::{
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use crate::{
     http::cache::Report,
     http::extract::{ApiQuery, OrgActor},
     http::problem::{AppResult, Problem},
-    http::routes::fields::{DealStage, DealStatus},
+    http::routes::fields::DealStatus,
     state::AppState,
 };
 
@@ -50,6 +51,18 @@ pub struct SummaryQuery {
     #[serde(default)]
     #[param(value_type = Option<i32>, minimum = 1, maximum = 3650)]
     pub days: Days,
+    /// One pipeline's deals (default: every pipeline's). Not one of the
+    /// organization's: 404 `pipeline_not_found`.
+    pub pipeline_id: Option<Uuid>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FunnelQuery {
+    /// The pipeline (default: the organization's first). Not one of the
+    /// organization's: 404 `pipeline_not_found`.
+    pub pipeline_id: Option<Uuid>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -81,6 +94,9 @@ pub struct CurrencyAverage {
 #[derive(Serialize, ToSchema)]
 pub struct Summary {
     pub days: i32,
+    /// The pipeline asked for; null: every pipeline.
+    #[schema(required = true)]
+    pub pipeline_id: Option<Uuid>,
     /// Always the four statuses, in the order new, in_progress, won, lost.
     pub by_status: Vec<StatusSummary>,
     /// Average amount of won deals, per currency.
@@ -99,7 +115,9 @@ pub struct StatusCounts {
 
 #[derive(Serialize, ToSchema)]
 pub struct FunnelStage {
-    pub stage: DealStage,
+    /// The stage's key.
+    #[schema(example = "proposal")]
+    pub stage: String,
     /// Deals currently in this stage.
     pub count: i64,
     pub by_status: StatusCounts,
@@ -111,7 +129,9 @@ pub struct FunnelStage {
 
 #[derive(Serialize, ToSchema)]
 pub struct Funnel {
-    /// In pipeline order.
+    /// The pipeline shown (the first one when none was asked for).
+    pub pipeline_id: Uuid,
+    /// Its stages, by position.
     pub stages: Vec<FunnelStage>,
 }
 
@@ -124,12 +144,20 @@ async fn report(app: &AppState, ctx: crate::db::Ctx, report: Report) -> AppResul
     }
     let generation = app.analytics.generation(org);
     let json = match report {
-        Report::Summary { days } => {
+        Report::Summary { days, pipeline } => {
             app.db
-                .call(ctx, "api.analytics_summary", &[("p_days", &days)])
+                .call(
+                    ctx,
+                    "api.analytics_summary",
+                    &[("p_days", &days), ("p_pipeline_id", &pipeline)],
+                )
                 .await?
         }
-        Report::Funnel => app.db.call(ctx, "api.analytics_funnel", &[]).await?,
+        Report::Funnel { pipeline } => {
+            app.db
+                .call(ctx, "api.analytics_funnel", &[("p_pipeline_id", &pipeline)])
+                .await?
+        }
     };
     let json: Arc<str> = Arc::from(json.ok_or_else(|| anyhow::anyhow!("no analytics result"))?);
     app.analytics
@@ -154,32 +182,39 @@ fn respond(json: Arc<str>, cache: &'static str) -> Response {
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, SummaryQuery),
     responses(
         (status = 200, description = "Counts and per-currency totals by status, won average per currency, new deals. `X-Cache: hit|miss`", body = Summary),
-        (status = 400, description = "days outside 1–3650, or a bad header", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "days outside 1–3650, a malformed pipeline_id, or a bad header", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Organization not found, or pipeline_id not one of its pipelines (`pipeline_not_found`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn summary(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiQuery(q): ApiQuery<SummaryQuery>,
 ) -> AppResult<Response> {
-    report(&app, ctx, Report::Summary { days: q.days.0 }).await
+    let report_of = Report::Summary {
+        days: q.days.0,
+        pipeline: q.pipeline_id,
+    };
+    report(&app, ctx, report_of).await
 }
 
-/// Deals by stage with conversion between stages.
+/// One pipeline's deals by stage, with conversion between stages.
 #[utoipa::path(get, operation_id = "analytics_funnel",
     path = "/analytics/deals/funnel", tag = "analytics",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, FunnelQuery),
     responses(
-        (status = 200, description = "Deals per stage, split by status, with stage-to-stage conversion. `X-Cache: hit|miss`", body = Funnel),
-        (status = 400, description = "A bad header or an unknown query parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Deals per stage of the pipeline, in position order, split by status, with stage-to-stage conversion. `X-Cache: hit|miss`", body = Funnel),
+        (status = 400, description = "A bad header, a malformed pipeline_id or an unknown query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Organization not found, or pipeline_id not one of its pipelines (`pipeline_not_found`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn funnel(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
-    ApiQuery(_no_parameters): ApiQuery<NoQuery>,
+    ApiQuery(q): ApiQuery<FunnelQuery>,
 ) -> AppResult<Response> {
-    report(&app, ctx, Report::Funnel).await
+    let report_of = Report::Funnel {
+        pipeline: q.pipeline_id,
+    };
+    report(&app, ctx, report_of).await
 }
 
 /// The routes of this module, each registered with its OpenAPI operation.

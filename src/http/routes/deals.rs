@@ -14,9 +14,7 @@ use crate::{
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
     http::list::Paging,
     http::problem::{AppResult, Problem},
-    http::routes::fields::{
-        money_request, money_request_or_null, Amount, DealStage, DealStatus, QueryAmount,
-    },
+    http::routes::fields::{money_request, money_request_or_null, Amount, DealStatus, QueryAmount},
     state::AppState,
 };
 
@@ -34,7 +32,10 @@ pub struct Deal {
     #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: String,
     pub status: DealStatus,
-    pub stage: DealStage,
+    pub pipeline_id: Uuid,
+    /// The key of its stage in that pipeline.
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,39}$", example = "proposal")]
+    pub stage: String,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -85,7 +86,13 @@ list_query! {
         #[serde(default)]
         #[param(explode = true, style = Form)]
         pub status: Vec<DealStatus>,
-        pub stage: Option<DealStage>,
+        /// Repeatable: stage keys (`stage=proposal&stage=negotiation`). A key
+        /// that no stage of the filtered pipelines has is 400 `stage_not_in_pipeline`.
+        #[serde(default)]
+        #[param(explode = true, style = Form)]
+        pub stage: Vec<String>,
+        /// Only this pipeline's deals (with `stage`: its stages).
+        pub pipeline_id: Option<Uuid>,
         #[param(value_type = Option<String>, pattern = r"^[0-9]+(\.[0-9]{1,2})?$", example = "100.00")]
         pub min_amount: Option<QueryAmount>,
         #[param(value_type = Option<String>, pattern = r"^[0-9]+(\.[0-9]{1,2})?$", example = "5000.00")]
@@ -117,6 +124,11 @@ pub struct NewDeal {
     pub currency: String,
     /// Defaults to the caller; another member needs manager or above.
     pub owner_id: Option<Uuid>,
+    /// Defaults to the organization's first pipeline.
+    pub pipeline_id: Option<Uuid>,
+    /// A stage key of that pipeline; defaults to its first stage.
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,39}$", example = "qualification")]
+    pub stage: Option<String>,
 }
 
 /// Only the fields given change (null means "not given").
@@ -124,8 +136,13 @@ pub struct NewDeal {
 #[serde(deny_unknown_fields)]
 pub struct DealPatch {
     pub status: Option<DealStatus>,
-    /// Backwards moves need owner or admin (R5).
-    pub stage: Option<DealStage>,
+    /// A stage key of the deal's pipeline (of `pipeline_id`, when given).
+    /// Backwards (a lower position) needs owner or admin (R5).
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,39}$", example = "proposal")]
+    pub stage: Option<String>,
+    /// Another pipeline: the deal moves there, to `stage` or, without it, to
+    /// the pipeline's first stage (a `pipeline_changed` activity).
+    pub pipeline_id: Option<Uuid>,
     #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
     #[schema(schema_with = money_request_or_null)]
@@ -157,9 +174,13 @@ pub async fn list(
     let mut status_names: Vec<String> = q.status.iter().map(|s| format!("{s:?}")).collect();
     status_names.sort_unstable();
     status_names.dedup();
+    let mut stages = q.stage;
+    stages.sort_unstable();
+    stages.dedup();
     let query = Fingerprint::of("deals")
         .with("status", status_names.join(","))
-        .with_opt("stage", q.stage.map(|s| format!("{s:?}")))
+        .with("stage", stages.join(","))
+        .with_opt("pipeline_id", q.pipeline_id)
         .with_opt("min_amount", min.map(|a| a.normalize()))
         .with_opt("max_amount", max.map(|a| a.normalize()))
         .with_opt("owner_id", q.owner_id)
@@ -176,6 +197,7 @@ pub async fn list(
         DealOrderBy::Title => title = paging.after_key::<String>()?,
     }
     let statuses = (!q.status.is_empty()).then_some(q.status);
+    let stages = (!stages.is_empty()).then_some(stages);
     let json = app
         .db
         .call(
@@ -185,7 +207,8 @@ pub async fn list(
                 ("p_page", &paging.page),
                 ("p_page_size", &paging.page_size),
                 ("p_statuses", &statuses),
-                ("p_stage", &q.stage),
+                ("p_stages", &stages),
+                ("p_pipeline_id", &q.pipeline_id),
                 ("p_min_amount", &min),
                 ("p_max_amount", &max),
                 ("p_owner_id", &q.owner_id),
@@ -209,10 +232,10 @@ pub async fn list(
     security(("bearer" = [])), params(crate::http::routes::OrgHeader),
     request_body = NewDeal,
     responses(
-        (status = 201, description = "Created, status new, stage qualification", body = Deal),
-        (status = 400, description = "Validation failed (amount < 0: `deals_amount_negative`, currency: `deals_currency_invalid`, ...)", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Created, status new, in the pipeline's first stage unless `stage` says otherwise", body = Deal),
+        (status = 400, description = "Validation failed (amount < 0: `deals_amount_negative`, currency: `deals_currency_invalid`, a stage the pipeline lacks: `stage_not_in_pipeline`, ...)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member creating a deal for another member: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The contact is not in this organization (`deals_contact_id_not_found`), or owner_id is not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The contact is not in this organization (`deals_contact_id_not_found`), owner_id is not a member, or pipeline_id is not one of its pipelines (`pipeline_not_found`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(app): State<AppState>,
@@ -230,6 +253,8 @@ pub async fn create(
                 ("p_amount", &d.amount.0),
                 ("p_currency", &d.currency),
                 ("p_owner_id", &d.owner_id),
+                ("p_pipeline_id", &d.pipeline_id),
+                ("p_stage", &d.stage),
             ],
         )
         .await?;
@@ -259,10 +284,10 @@ pub async fn get(
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
     request_body = DealPatch,
     responses(
-        (status = 200, description = "Updated; status and stage changes are on the timeline", body = Deal),
-        (status = 400, description = "Validation failed, or won without an amount (R1): `deal_won_requires_amount`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Updated; status, stage and pipeline changes are on the timeline", body = Deal),
+        (status = 400, description = "Validation failed, won without an amount (R1): `deal_won_requires_amount`, or a stage the pipeline lacks: `stage_not_in_pipeline`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member changing another member's deal (`role_forbidden`); a stage moved back by a manager or member (R5): `stage_rollback_forbidden`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Deal, contact_id or owner_id not in this organization", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Deal, contact_id, owner_id or pipeline_id (`pipeline_not_found`) not in this organization", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
     State(app): State<AppState>,
@@ -285,6 +310,7 @@ pub async fn update(
                 ("p_currency", &p.currency),
                 ("p_contact_id", &p.contact_id),
                 ("p_owner_id", &p.owner_id),
+                ("p_pipeline_id", &p.pipeline_id),
             ],
         )
         .await?;

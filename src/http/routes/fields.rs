@@ -179,17 +179,6 @@ pub enum DealStatus {
     Lost,
 }
 
-/// Pipeline order: qualification → proposal → negotiation → closed.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema, ToSql, FromSql, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-#[postgres(name = "deal_stage", rename_all = "snake_case")]
-pub enum DealStage {
-    Qualification,
-    Proposal,
-    Negotiation,
-    Closed,
-}
-
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema, ToSql, FromSql, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 #[postgres(name = "activity_type", rename_all = "snake_case")]
@@ -199,6 +188,7 @@ pub enum ActivityType {
     StageChanged,
     TaskCreated,
     System,
+    PipelineChanged,
 }
 
 impl Typed for DealStatus {
@@ -206,9 +196,6 @@ impl Typed for DealStatus {
 }
 impl Typed for Vec<DealStatus> {
     const WIRE: Wire = custom_array("crm.deal_status[]");
-}
-impl Typed for DealStage {
-    const WIRE: Wire = custom("crm.deal_stage");
 }
 impl Typed for ActivityType {
     const WIRE: Wire = custom("crm.activity_type");
@@ -246,11 +233,11 @@ mod tests {
         use crate::db::param::{AsWire, Param};
         use postgres_types::{ToSql, Type};
         let mut out = bytes::BytesMut::new();
-        AsWire(&DealStage::Proposal)
+        AsWire(&DealStatus::InProgress)
             .to_sql_checked(&Type::TEXT, &mut out)
             .unwrap();
-        assert_eq!(&out[..], b"proposal");
-        assert_eq!(Some(DealStage::Closed).wire().cast, Some("crm.deal_stage"));
+        assert_eq!(&out[..], b"in_progress");
+        assert_eq!(Some(DealStatus::Won).wire().cast, Some("crm.deal_status"));
         let mut out = bytes::BytesMut::new();
         AsWire(&vec![DealStatus::New, DealStatus::Won])
             .to_sql_checked(&Type::TEXT_ARRAY, &mut out)
