@@ -155,6 +155,11 @@ BEGIN
       FROM crm.deals d WHERE d.organization_id = v_org
      GROUP BY 1, 2, 3, 4, 5;
 
+    INSERT INTO crm.deal_created_days (organization_id, pipeline_id, day, deals)
+    SELECT d.organization_id, d.pipeline_id, app.created_day(d.created_at), count(*)
+      FROM crm.deals d WHERE d.organization_id = v_org
+     GROUP BY 1, 2, 3;
+
     organization_id := v_org;
     owner_email := format('seed-%s-%s-1@example.com', v_run, i);
     deals := p_deals_per_org::bigint;

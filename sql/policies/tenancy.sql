@@ -61,7 +61,7 @@ DECLARE
   t text;
 BEGIN
   FOREACH t IN ARRAY ARRAY['contacts', 'deals', 'tasks', 'activities', 'deal_totals', 'deal_totals_delta',
-                           'pipelines', 'pipeline_stages'] LOOP
+                           'pipelines', 'pipeline_stages', 'deal_created_days', 'deal_created_days_delta'] LOOP
     EXECUTE format('DROP POLICY IF EXISTS %I ON crm.%I', t || '_tenant', t);
     EXECUTE format(
       'CREATE POLICY %I ON crm.%I FOR ALL USING (organization_id = (SELECT app.org_id())) '

@@ -35,7 +35,8 @@ SELECT is(
      FROM pg_index i
      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
     WHERE i.indrelid = ANY (ARRAY['crm.organization_members', 'crm.invitations', 'crm.contacts', 'crm.deals', 'crm.tasks', 'crm.activities', 'crm.deal_totals', 'crm.deal_totals_delta',
-                                'crm.pipelines', 'crm.pipeline_stages']::regclass[])
+                                'crm.pipelines', 'crm.pipeline_stages', 'crm.deal_created_days',
+                                'crm.deal_created_days_delta']::regclass[])
       AND a.attname <> 'organization_id'),
   ARRAY['crm.invitations_by_email_key', 'crm.organization_members_by_user'],
   'every tenant-table index leads with organization_id');
