@@ -46,27 +46,32 @@ RESET ROLE;  -- assertions as the test's superuser; the context stays set
 SELECT ok(pg_temp.days_match(:'org'), 'counts plus deltas equal the deals per pipeline and day');
 SELECT is(:deltas_after::int, :deltas_before::int, 'a change that moves no deal between days or pipelines writes no delta');
 
+-- Read as the request role (under RLS), asserted as the test's superuser.
 SET ROLE minicrm_api;
+SELECT (SELECT array_agg(app.deals_created_since(now() - n * interval '1 day' - n * interval '37 minutes', NULL) ORDER BY n)
+          FROM generate_series(1, 120, 7) n) AS since_any,
+       (SELECT array_agg(app.deals_created_since(now() - n * interval '1 day', :'renewals') ORDER BY n)
+          FROM generate_series(1, 120, 9) n) AS since_renewals,
+       (api.analytics_summary(p_days => 30) ->> 'new_deals') AS summary_30,
+       (api.analytics_summary(p_days => 3650, p_pipeline_id => :'renewals') ->> 'new_deals') AS summary_renewals \gset
+RESET ROLE;
 -- Windows whose first day is partial, at several cutoffs.
-SELECT is((SELECT array_agg(app.deals_created_since(now() - n * interval '1 day' - n * interval '37 minutes', NULL) ORDER BY n)
-             FROM generate_series(1, 120, 7) n),
+SELECT is(:'since_any'::bigint[],
           (SELECT array_agg((SELECT count(*) FROM crm.deals d WHERE d.organization_id = :'org'
                               AND d.created_at >= now() - n * interval '1 day' - n * interval '37 minutes') ORDER BY n)
              FROM generate_series(1, 120, 7) n),
           'deals created since a moment: exact, whatever the moment of its first day');
-SELECT is((SELECT array_agg(app.deals_created_since(now() - n * interval '1 day', :'renewals') ORDER BY n)
-             FROM generate_series(1, 120, 9) n),
+SELECT is(:'since_renewals'::bigint[],
           (SELECT array_agg((SELECT count(*) FROM crm.deals d WHERE d.organization_id = :'org' AND d.pipeline_id = :'renewals'
                               AND d.created_at >= now() - n * interval '1 day') ORDER BY n)
              FROM generate_series(1, 120, 9) n),
           'and per pipeline');
-SELECT is((api.analytics_summary(p_days => 30) ->> 'new_deals')::bigint,
-          (SELECT count(*) FROM crm.deals WHERE created_at >= now() - interval '30 days'),
+SELECT is(:'summary_30'::bigint,
+          (SELECT count(*) FROM crm.deals WHERE organization_id = :'org' AND created_at >= now() - interval '30 days'),
           'the summary''s new_deals is that count');
-SELECT is((api.analytics_summary(p_days => 3650, p_pipeline_id => :'renewals') ->> 'new_deals')::bigint,
-          (SELECT count(*) FROM crm.deals WHERE pipeline_id = :'renewals'),
+SELECT is(:'summary_renewals'::bigint,
+          (SELECT count(*) FROM crm.deals WHERE organization_id = :'org' AND pipeline_id = :'renewals'),
           'per pipeline too');
-RESET ROLE;
 
 SELECT app.deal_created_days_compact(:'org');
 SELECT is((SELECT count(*)::int FROM crm.deal_created_days_delta WHERE organization_id = :'org'), 0,
