@@ -3,7 +3,7 @@
 -- each word of the term begins one of its words; the lookup is an index
 -- range under RLS; every access path gives the answer the rule gives.
 BEGIN;
-SELECT plan(50);
+SELECT plan(51);
 
 SELECT (api.auth_register('search@example.com', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA', 'S', 'Search',
         '\x7703'::bytea, now() + interval '1 day') -> 'organization' ->> 'id') AS org,
@@ -141,12 +141,15 @@ SELECT throws_ok(format('SELECT pg_temp.as_api(%L)',
 SELECT pg_temp.acting(:'owner', :'org');
 
 -- Every access path (the merge of few words, the range, the walk of dense
--- terms, several words) answers exactly what the rule says, page after page,
--- through ties of created_at.
+-- terms, several words) answers exactly what the rule says, cursor page
+-- after cursor page through ties of created_at, and on an offset page.
 SELECT app.act_as(:'owner', :'org');
 INSERT INTO crm.contacts (organization_id, owner_id, name, email, created_at)
 SELECT :'org', :'owner', 'Person ' || n, format('p%s@d%s.test', n, n % 7), now() - (n % 100) * interval '1 minute'
   FROM generate_series(1, 6000) n;
+-- Eight words with q each: 8,000 entries for 1,000 contacts.
+INSERT INTO crm.contacts (organization_id, owner_id, name, email)
+SELECT :'org', :'owner', 'Qa Qb Qc Qd Qe Qf', format('q%s@q.test', n) FROM generate_series(1, 1000) n;
 RESET ROLE;
 ANALYZE crm.contacts, crm.contact_search_words;
 -- The matches by the definition, newest first.
@@ -176,8 +179,15 @@ BEGIN
   END LOOP;
 END
 $$;
+-- An offset page: the third of 100.
+CREATE FUNCTION pg_temp.third_page(p_search text) RETURNS uuid[] LANGUAGE sql AS $$
+  SELECT coalesce(array_agg((e ->> 'id')::uuid ORDER BY n), '{}')
+    FROM jsonb_array_elements(pg_temp.as_api(format('SELECT api.contacts_list(3, 100, %L)', p_search)) -> 'items')
+         WITH ORDINALITY x (e, n)
+$$;
 CREATE TEMP TABLE paths AS
-SELECT t, d, w.ids = pg_temp.rule(t) AS same, w.totals_ok, cardinality(w.ids) AS found
+SELECT t, d, w.ids = pg_temp.rule(t) AND pg_temp.third_page(t) = coalesce((pg_temp.rule(t))[201:300], '{}') AS same,
+       w.totals_ok, cardinality(w.ids) AS found
   FROM (VALUES (1, 'person', 'one word, every contact: the merge'),
                (2, 'd3', 'one word, one contact in seven: the merge'),
                (3, 'p1', '1,111 words, 1,111 contacts: the range'),
@@ -185,7 +195,8 @@ SELECT t, d, w.ids = pg_temp.rule(t) AS same, w.totals_ok, cardinality(w.ids) AS
                (5, '12', '111 words of the names: the range'),
                (6, 'person 12', 'two words, a dense one'),
                (7, 'd3 p1', 'two words, each of many contacts'),
-               (8, 'person 12 d5', 'three words')) v (n, t, d),
+               (8, 'person 12 d5', 'three words'),
+               (9, 'q', '1,000 contacts of eight words each: counted to the end')) v (n, t, d),
        LATERAL pg_temp.walked(t) w
  ORDER BY n;
 SELECT ok(same, format('%s (%s found): %s', t, found, d)) FROM paths;
