@@ -250,12 +250,22 @@ BEGIN
     END IF;
   END IF;
 
+  -- Read in list order, the merge of few words and the walk of a dense
+  -- term need neither a sort nor a hash, and stop when they have enough; the
+  -- planner would rather sort the lot (it expects fewer rows and does not
+  -- know the index is in memory). Put back as it was after.
+  v_sort := current_setting('enable_sort');
+  v_hashagg := current_setting('enable_hashagg');
+  IF v_words IS NOT NULL OR v_walk THEN
+    PERFORM set_config('enable_sort', 'off', true), set_config('enable_hashagg', 'off', true);
+  END IF;
   IF v_counted IS NULL THEN
     EXECUTE 'SELECT count(*) FROM (' || app.contacts_match_sql(v_k, v_driver, cardinality(v_words), p_owner_id IS NOT NULL, false)
          || ' ORDER BY 1 DESC, 2 DESC LIMIT $7) m'
       INTO v_counted USING v_org, v_terms, v_next, p_owner_id, NULL::timestamptz, NULL::uuid,
                            app.exact_count_limit() + 1, 0, v_words;
   END IF;
+  PERFORM set_config('enable_sort', v_sort, true), set_config('enable_hashagg', v_hashagg, true);
   v_counted := least(v_counted, app.exact_count_limit() + 1);
   IF v_estimate IS NULL AND (v_counted > app.exact_count_limit() OR (v_walk AND p_page > 1)) THEN
     IF v_k = 1 AND p_owner_id IS NULL THEN
@@ -278,12 +288,7 @@ BEGIN
     v_walk := v_estimate::numeric ^ 2 > ((p_page - 1)::numeric * p_page_size + p_page_size + 1) * app.contacts_estimate(v_org);
   END IF;
 
-  IF v_walk THEN
-    -- A dense term: walk the primary key in list order. Sorting the range
-    -- is what the planner would pick; it does not know the index is in
-    -- memory. Put back as it was for the rest of the transaction.
-    v_sort := current_setting('enable_sort');
-    v_hashagg := current_setting('enable_hashagg');
+  IF v_words IS NOT NULL OR v_walk THEN
     PERFORM set_config('enable_sort', 'off', true), set_config('enable_hashagg', 'off', true);
   END IF;
   EXECUTE 'SELECT jsonb_agg(app.contact_json(c) ORDER BY c.created_at DESC, c.id DESC)
@@ -292,9 +297,7 @@ BEGIN
              JOIN crm.contacts c ON c.organization_id = $1 AND c.id = m.contact_id'
     INTO v_items USING v_org, v_terms, v_next, p_owner_id, p_after_created_at, p_after_id,
                        p_page_size + 1, (coalesce(p_page, 1) - 1)::bigint * p_page_size, v_words;
-  IF v_walk THEN
-    PERFORM set_config('enable_sort', v_sort, true), set_config('enable_hashagg', v_hashagg, true);
-  END IF;
+  PERFORM set_config('enable_sort', v_sort, true), set_config('enable_hashagg', v_hashagg, true);
   -- list_total reads an estimate where EXPLAIN (FORMAT JSON) has it.
   RETURN app.page_json(v_items, p_page, p_page_size,
                        app.list_total(v_counted, json_build_array(json_build_object('Plan', json_build_object('Plan Rows', v_estimate)))),
