@@ -172,8 +172,10 @@ DECLARE
   v_estimate bigint;
   v_plan json;
   v_items jsonb;
+  v_ordered boolean;
   v_sort text;
   v_hashagg text;
+  v_set text;
   -- A driving term with at most this many distinct words is read as their merge.
   c_words constant int := 32;
   -- Entries of a term's range read to count it. Past that, a term has more
@@ -254,10 +256,13 @@ BEGIN
   -- term need neither a sort nor a hash, and stop when they have enough; the
   -- planner would rather sort the lot (it expects fewer rows and does not
   -- know the index is in memory). Put back as it was after.
+  -- (set_config in assignments: the simple-expression path, see app.act_as.)
+  v_ordered := v_words IS NOT NULL OR v_walk;
   v_sort := current_setting('enable_sort');
   v_hashagg := current_setting('enable_hashagg');
-  IF v_words IS NOT NULL OR v_walk THEN
-    PERFORM set_config('enable_sort', 'off', true), set_config('enable_hashagg', 'off', true);
+  IF v_ordered THEN
+    v_set := set_config('enable_sort', 'off', true);
+    v_set := set_config('enable_hashagg', 'off', true);
   END IF;
   IF v_counted IS NULL THEN
     EXECUTE 'SELECT count(*) FROM (' || app.contacts_match_sql(v_k, v_driver, cardinality(v_words), p_owner_id IS NOT NULL, false)
@@ -265,7 +270,10 @@ BEGIN
       INTO v_counted USING v_org, v_terms, v_next, p_owner_id, NULL::timestamptz, NULL::uuid,
                            app.exact_count_limit() + 1, 0, v_words;
   END IF;
-  PERFORM set_config('enable_sort', v_sort, true), set_config('enable_hashagg', v_hashagg, true);
+  IF v_ordered THEN
+    v_set := set_config('enable_sort', v_sort, true);
+    v_set := set_config('enable_hashagg', v_hashagg, true);
+  END IF;
   v_counted := least(v_counted, app.exact_count_limit() + 1);
   IF v_estimate IS NULL AND (v_counted > app.exact_count_limit() OR (v_walk AND p_page > 1)) THEN
     IF v_k = 1 AND p_owner_id IS NULL THEN
@@ -288,8 +296,10 @@ BEGIN
     v_walk := v_estimate::numeric ^ 2 > ((p_page - 1)::numeric * p_page_size + p_page_size + 1) * app.contacts_estimate(v_org);
   END IF;
 
-  IF v_words IS NOT NULL OR v_walk THEN
-    PERFORM set_config('enable_sort', 'off', true), set_config('enable_hashagg', 'off', true);
+  v_ordered := v_words IS NOT NULL OR v_walk;
+  IF v_ordered THEN
+    v_set := set_config('enable_sort', 'off', true);
+    v_set := set_config('enable_hashagg', 'off', true);
   END IF;
   EXECUTE 'SELECT jsonb_agg(app.contact_json(c) ORDER BY c.created_at DESC, c.id DESC)
              FROM (' || app.contacts_match_sql(v_k, v_driver, cardinality(v_words), p_owner_id IS NOT NULL, p_after_id IS NOT NULL)
@@ -297,7 +307,10 @@ BEGIN
              JOIN crm.contacts c ON c.organization_id = $1 AND c.id = m.contact_id'
     INTO v_items USING v_org, v_terms, v_next, p_owner_id, p_after_created_at, p_after_id,
                        p_page_size + 1, (coalesce(p_page, 1) - 1)::bigint * p_page_size, v_words;
-  PERFORM set_config('enable_sort', v_sort, true), set_config('enable_hashagg', v_hashagg, true);
+  IF v_ordered THEN
+    v_set := set_config('enable_sort', v_sort, true);
+    v_set := set_config('enable_hashagg', v_hashagg, true);
+  END IF;
   -- list_total reads an estimate where EXPLAIN (FORMAT JSON) has it.
   RETURN app.page_json(v_items, p_page, p_page_size,
                        app.list_total(v_counted, json_build_array(json_build_object('Plan', json_build_object('Plan Rows', v_estimate)))),
