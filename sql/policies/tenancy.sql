@@ -60,7 +60,7 @@ DO $$
 DECLARE
   t text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['contacts', 'deals', 'tasks', 'activities', 'deal_totals', 'deal_totals_delta',
+  FOREACH t IN ARRAY ARRAY['contacts', 'contact_search_words', 'deals', 'tasks', 'activities', 'deal_totals', 'deal_totals_delta',
                            'pipelines', 'pipeline_stages', 'deal_created_days', 'deal_created_days_delta'] LOOP
     EXECUTE format('DROP POLICY IF EXISTS %I ON crm.%I', t || '_tenant', t);
     EXECUTE format(
