@@ -30,7 +30,7 @@ DECLARE
   v_timeline bigint;
   v_roles crm.member_role[] := ARRAY['owner', 'admin', 'admin', 'manager', 'manager', 'manager',
     'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member']::crm.member_role[];
-  v_tables text[] := ARRAY['organization_members', 'contacts', 'deals', 'tasks', 'activities'];
+  v_tables text[] := ARRAY['organization_members', 'contacts', 'deals', 'tasks', 'activities', 'deal_stage_history'];
   v_rebuild boolean := p_orgs::bigint * p_deals_per_org >= 100000;
   v_indexes text[];
   t text;
@@ -45,11 +45,13 @@ BEGIN
     PERFORM set_config('maintenance_work_mem', '512MB', true);
     SELECT array_agg(pg_get_indexdef(i.indexrelid)) INTO v_indexes
       FROM pg_index i
-     WHERE i.indrelid = ANY (ARRAY['crm.contacts', 'crm.deals', 'crm.tasks', 'crm.activities']::regclass[])
+     WHERE i.indrelid = ANY (ARRAY['crm.contacts', 'crm.deals', 'crm.tasks', 'crm.activities',
+                                   'crm.deal_stage_history']::regclass[])
        AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid);
     FOR t IN SELECT i.indexrelid::regclass::text
                FROM pg_index i
-              WHERE i.indrelid = ANY (ARRAY['crm.contacts', 'crm.deals', 'crm.tasks', 'crm.activities']::regclass[])
+              WHERE i.indrelid = ANY (ARRAY['crm.contacts', 'crm.deals', 'crm.tasks', 'crm.activities',
+                                            'crm.deal_stage_history']::regclass[])
                 AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) LOOP
       EXECUTE 'DROP INDEX ' || t;
     END LOOP;
@@ -89,8 +91,11 @@ BEGIN
     SELECT array_agg(c.id) INTO v_contacts FROM crm.contacts c WHERE c.organization_id = v_org;
 
     -- random() in the select list of the inner query: one draw per row.
+    -- Won and lost deals closed at their last change (never in the future);
+    -- 85 % of the open ones expect to close between four months ago and
+    -- six months ahead.
     INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency, status, pipeline_id, stage,
-                           created_at, updated_at)
+                           created_at, updated_at, closed_at, expected_close_date)
     SELECT v_org, v_contacts[1 + floor(r.r1 * array_length(v_contacts, 1))::int],
            v_users[1 + floor(r.r2 * array_length(v_users, 1))::int],
            format('Deal %s', r.n),
@@ -103,9 +108,11 @@ BEGIN
                   CASE WHEN r.r4 < 0.3 THEN 'qualification' WHEN r.r4 < 0.45 THEN 'proposal'
                        WHEN r.r4 < 0.6 THEN 'negotiation' ELSE 'closed' END
                 ELSE CASE WHEN r.r4 < 0.3 THEN 'renewal_due' WHEN r.r4 < 0.6 THEN 'quoted' ELSE 'renewed' END END,
-           r.ts, r.ts + r.r6 * interval '30 days'
+           r.ts, least(r.ts + r.r6 * interval '30 days', now()),
+           CASE WHEN r.r4 >= 0.6 THEN least(r.ts + r.r6 * interval '30 days', now()) END,
+           CASE WHEN r.r4 < 0.6 AND r.r8 < 0.85 THEN current_date - 120 + (r.r8 / 0.85 * 300)::int END
       FROM (SELECT n, random() AS r1, random() AS r2, random() AS r3, random() AS r4, random() AS r5, random() AS r6,
-                   random() AS r7, now() - random() * interval '730 days' AS ts
+                   random() AS r7, random() AS r8, now() - random() * interval '730 days' AS ts
               FROM generate_series(1, p_deals_per_org) n) r;
 
     -- The timeline the triggers would have written: creation, then the status change.
@@ -150,10 +157,12 @@ BEGIN
                 FROM generate_series(1, p_activities_per_org - v_timeline) n) r;
     END IF;
 
-    INSERT INTO crm.deal_totals (organization_id, pipeline_id, status, stage, currency, deals, amount)
-    SELECT d.organization_id, d.pipeline_id, d.status, d.stage, d.currency, count(*), sum(d.amount)
+    PERFORM private.seed_stage_history(v_org);
+    INSERT INTO crm.deal_totals (organization_id, pipeline_id, status, stage, currency, close_month, deals, amount)
+    SELECT d.organization_id, d.pipeline_id, d.status, d.stage, d.currency,
+           app.close_month(d.status, d.expected_close_date), count(*), sum(d.amount)
       FROM crm.deals d WHERE d.organization_id = v_org
-     GROUP BY 1, 2, 3, 4, 5;
+     GROUP BY 1, 2, 3, 4, 5, 6;
 
     organization_id := v_org;
     owner_email := format('seed-%s-%s-1@example.com', v_run, i);
