@@ -104,6 +104,8 @@ def sample_values(api, name, schema):
         return ["true", "false"]
     if name == "search":
         return SEARCH_TERMS
+    if name == "stage":
+        return STAGE_KEYS
     if "amount" in name:
         return ["50", "99000"]
     if kind == "integer":
@@ -116,6 +118,7 @@ def sample_values(api, name, schema):
 
 
 SAMPLE_IDS = {}
+STAGE_KEYS = []
 
 
 def discover_ids(api):
@@ -127,6 +130,11 @@ def discover_ids(api):
         SAMPLE_IDS["deal_id"] = deals["items"][0]["id"]
         SAMPLE_IDS["contact_id"] = deals["items"][0]["contact_id"]
         SAMPLE_IDS["id"] = deals["items"][0]["id"]
+    # The last pipeline (the seed's smaller one) and every stage key there is.
+    _, pipelines = api.call("GET", "/api/v1/pipelines")
+    if pipelines and pipelines.get("items"):
+        SAMPLE_IDS["pipeline_id"] = pipelines["items"][-1]["id"]
+        STAGE_KEYS.extend(s["key"] for p in pipelines["items"] for s in p["stages"])
 
 
 def shapes(doc, path, op):

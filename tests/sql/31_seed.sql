@@ -1,7 +1,7 @@
 -- `minicrm seed` (private.seed): realistic, consistent demo data, and the
 -- rule triggers switched back on afterwards.
 BEGIN;
-SELECT plan(22);
+SELECT plan(25);
 
 CREATE TEMP TABLE seeded AS
   SELECT * FROM private.seed(2, 300, '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA');
@@ -17,6 +17,19 @@ SELECT is((SELECT count(*)::int FROM crm.deals WHERE organization_id IN (SELECT 
 SELECT cmp_ok((SELECT count(DISTINCT (status, stage, currency))::int FROM crm.deals), '>=', 10,
               'deals spread over statuses, stages and currencies');
 SELECT cmp_ok((SELECT count(DISTINCT owner_id)::int FROM crm.deals), '>', 8, 'deals spread over owners');
+SELECT is((SELECT array_agg(DISTINCT x.p ORDER BY x.p) FROM (
+             SELECT string_agg(p.name || ':' || (SELECT string_agg(s.key, ',' ORDER BY s.position) FROM crm.pipeline_stages s
+                                                 WHERE s.pipeline_id = p.id), ' ' ORDER BY p.position) AS p
+               FROM crm.pipelines p WHERE p.organization_id IN (SELECT organization_id FROM seeded) GROUP BY p.organization_id) x),
+          ARRAY['Sales:qualification,proposal,negotiation,closed Renewals:renewal_due,quoted,renewed'],
+          'each organization has Sales and a second pipeline, Renewals');
+SELECT is((SELECT count(DISTINCT (d.organization_id, p.name))::int FROM crm.deals d
+             JOIN crm.pipelines p ON (p.organization_id, p.id) = (d.organization_id, d.pipeline_id)
+            WHERE d.organization_id IN (SELECT organization_id FROM seeded)), 4, 'both hold deals');
+SELECT is((SELECT count(*)::int FROM crm.deals d WHERE d.organization_id IN (SELECT organization_id FROM seeded)
+              AND NOT EXISTS (SELECT 1 FROM crm.activities a WHERE a.deal_id = d.id AND a.type = 'system'
+                                AND (a.payload ->> 'pipeline_id')::uuid = d.pipeline_id)),
+          0, 'each deal''s creation row names its pipeline');
 SELECT is((SELECT count(*)::int FROM crm.deals WHERE status = 'won' AND amount <= 0), 0, 'R1 holds in the seed');
 SELECT is((SELECT count(*)::int FROM crm.deals d
             WHERE NOT EXISTS (SELECT 1 FROM crm.activities a WHERE a.deal_id = d.id AND a.type = 'system')),
