@@ -1,12 +1,22 @@
 #!/usr/bin/env python3
 """The minicrm benchmark: HTTP (wrk) against a release server on loopback,
-and the same SQL calls through pgbench as the limit, at several sizes.
-Writes docs/benchmarks.md. Run through bench/run (which installs and builds).
+and the same SQL calls through pgbench as the limit, at several sizes; at the
+largest size, the fixed cost of a request: W2 against a bare primary-key
+lookup and the breakdown variants (bench/pgbench/ref_*.sql), alternated in
+rounds. Writes docs/benchmarks.md. Run through bench/run (which installs and
+builds).
+
+BENCH_WORKLOADS=W2 (a comma list of workload keys, or "none") runs only those
+workloads and then splices the fixed-cost section into the existing
+docs/benchmarks.md instead of rewriting it. `bench/run.py --report` renders the
+report again from the last run's bench/out/results.json and meta.json (after
+editing the notes), with the same BENCH_WORKLOADS as that run.
 """
 
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -19,11 +29,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 PORT = int(os.environ.get("BENCH_PG_PORT", "55460"))
-HTTP = "127.0.0.1:18080"
+HTTP = os.environ.get("BENCH_HTTP_ADDR", "127.0.0.1:18080")
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "50000,1000000").split(",")]
 WARMUP = int(os.environ.get("BENCH_WARMUP_SECS", "5"))
 DURATION = int(os.environ.get("BENCH_SECS", "20"))
 CONNECTIONS = 32
+# The fixed-cost comparison: rounds of every variant, BENCH_REF_SECS each.
+REF_ROUNDS = int(os.environ.get("BENCH_REF_ROUNDS", "5"))
+REF_SECS = int(os.environ.get("BENCH_REF_SECS", "8"))
 SECRET = "bench-secret-bench-secret-bench-secret!"
 ROOT_USER = os.geteuid() == 0
 
@@ -35,6 +48,30 @@ WORKLOADS = [
     ("W5", "analytics summary, cached", "w5_summary"),
     ("W5u", "analytics summary, uncached", "w5_summary"),
     ("W6", "login (argon2id)", "w6_login"),
+]
+ONLY = os.environ.get("BENCH_WORKLOADS")  # unset: every workload and a full report
+SELECTED = [w for w in WORKLOADS if ONLY is None or w[0] in ONLY.split(",")]
+
+# The fixed cost of a request (issue #10 item 7): the function path against
+# the bare reference, and the variants that take one piece out or put one
+# back (bench/pgbench/ref_*.sql; helpers in ref_setup.sql). "http" is W2 (wrk).
+REFS = [
+    ("bare", "ref_bare_get", "bare reference: the deal by primary key as the same JSON "
+     "(`app.deal_json`), no context, no role switch, no function (as the superuser login)"),
+    ("fn", "w2_get", "function path: `SELECT api.deals_get(…)::text FROM app.act_as(user, org)`, "
+     "what the server sends for W2"),
+    ("http", "w2_get", "HTTP W2, `GET /deals/{id}` through the server (wrk)"),
+    ("select", "ref_select", "the statement alone: the benchmark's id lookup, no deal, no context"),
+    ("bare_id", "ref_bare_id", "bare lookup returning the id instead of the JSON"),
+    ("act_as", "ref_act_as", "the statement alone + `app.act_as`, no deal"),
+    ("bare_act_as", "ref_bare_act_as", "bare lookup in a statement that also calls `app.act_as` "
+     "(planned as the login: no RLS, no plpgsql wrapper)"),
+    ("settings_only", "ref_get_settings_only", "`api.deals_get` after a plpgsql function that only "
+     "sets the three settings (no switch, no lookup, no RLS; not a valid request)"),
+    ("no_switch", "ref_get_no_switch", "function path without the role switch (so without RLS, "
+     "as the superuser; not a valid request)"),
+    ("before", "ref_w2_before", "function path with `app.act_as` as it was before (PERFORM, six "
+     "settings, lookup after the switch under RLS)"),
 ]
 
 
@@ -83,10 +120,12 @@ class Cluster:
                "--locale=C.UTF-8", "--no-instructions"], stdout=subprocess.DEVNULL)
         opts = (f"-c listen_addresses=127.0.0.1 -c port={PORT} -c unix_socket_directories={self.dir} "
                 "-c max_connections=200 -c shared_buffers=1GB -c work_mem=16MB -c maintenance_work_mem=512MB "
-                "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all "
+                "-c shared_preload_libraries=pg_stat_statements "
                 "-c max_wal_size=4GB -c checkpoint_timeout=30min")
         as_pg([BIN / "pg_ctl", "-D", self.dir / "data", "-l", self.dir / "postgres.log", "-w", "-o", opts, "start"],
               stdout=subprocess.DEVNULL)
+        # Not on the command line, which would outrank ALTER SYSTEM (see track_statements).
+        track_statements("postgres", "none")
 
     def stop(self):
         subprocess.run((["runuser", "-u", "postgres", "--"] if ROOT_USER else [])
@@ -151,14 +190,93 @@ def wrk(script, secs, connections=CONNECTIONS):
     return parse_wrk(out.stdout)
 
 
-def pgbench(db, script, ids):
+def proc_cpu_secs(pid):
+    """User + system CPU time of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_children_cpu_secs():
+    """CPU time of this script's finished children (pgbench, wrk)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def wrk_cpu(db, script, secs, server):
+    """A wrk run, with the CPU per request of wrk, of the server process and
+    of the server's pooled PostgreSQL backends (all alive during the run)."""
+    pids = psql(db, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND backend_type = 'client backend' AND pid <> pg_backend_pid()").split()
+    before = {p: proc_cpu_secs(p) for p in pids}
+    srv0, cli0 = proc_cpu_secs(server.proc.pid), own_children_cpu_secs()
+    run = wrk(script, secs)
+    n = max(run["requests"], 1)
+    backend = sum(proc_cpu_secs(p) - c for p, c in before.items() if Path(f"/proc/{p}").exists())
+    return {"tps": run["rps"], "cpu_us": backend / n * 1e6, "server_us": (proc_cpu_secs(server.proc.pid) - srv0) / n * 1e6,
+            "client_us": (own_children_cpu_secs() - cli0) / n * 1e6}
+
+
+def children_cpu_secs(cluster):
+    """CPU time (user + system) of the postmaster's exited children: the
+    backends of finished pgbench runs (each run's backends exit at its end)."""
+    pid = (cluster.dir / "data" / "postmaster.pid").read_text().split()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def pgbench(db, script, ids, secs=None, cluster=None):
+    """TPS and average latency; with a cluster, also the backends' CPU per
+    transaction in µs (less sensitive to the other load on the machine)."""
+    cpu0 = children_cpu_secs(cluster) if cluster else 0
+    cli0 = own_children_cpu_secs()
     out = subprocess.run(["pgbench", "-h", "127.0.0.1", "-p", str(PORT), "-U", "postgres", "-n", "-M", "prepared",
-                          f"-c{CONNECTIONS}", "-j2", f"-T{DURATION}", "-f", f"bench/pgbench/{script}.sql",
+                          f"-c{CONNECTIONS}", "-j2", f"-T{secs or DURATION}", "-f", f"bench/pgbench/{script}.sql",
                           "-D", f"user={ids['user']}", "-D", f"org={ids['org']}", "-D", f"email={ids['email']}", db],
                          cwd=ROOT, capture_output=True, text=True, check=True)
     tps = float(re.search(r"tps = ([\d.]+) \(without initial", out.stdout).group(1))
     avg = float(re.search(r"latency average = ([\d.]+) ms", out.stdout).group(1))
-    return {"tps": tps, "avg": avg}
+    res = {"tps": tps, "avg": avg}
+    if cluster:
+        txs = int(re.search(r"number of transactions actually processed: (\d+)", out.stdout).group(1))
+        time.sleep(0.5)  # the backends exit and are reaped after pgbench has gone
+        res["cpu_us"] = (children_cpu_secs(cluster) - cpu0) / max(txs, 1) * 1e6
+        res["client_us"] = (own_children_cpu_secs() - cli0) / max(txs, 1) * 1e6
+    return res
+
+
+def track_statements(db, level):
+    """pg_stat_statements.track for every session: 'none' while measuring
+    (tracking costs per statement, and nested statements would weigh on the
+    function path more than on a bare query), 'top' for the counting runs."""
+    psql(db, f"ALTER SYSTEM SET pg_stat_statements.track = '{level}'")
+    psql(db, "SELECT pg_reload_conf()")
+    time.sleep(0.5)  # the server's pooled sessions reload before their next statement
+
+
+def count_statements(db, script):
+    """Top-level statements per request in a short run of its own (not the measured one)."""
+    track_statements(db, "top")
+    try:
+        psql(db, "SELECT pg_stat_statements_reset()")
+        run = wrk(script, max(WARMUP, 2))
+        return {"requests": run["requests"], "rows": statements(db)}
+    finally:
+        track_statements(db, "none")
+
+
+def fixed_cost(db, ids, cluster, server):
+    """REF_ROUNDS rounds of every REFS variant, alternated, so that the
+    machine's other load falls on all of them alike; medians are reported."""
+    psql(db, (ROOT / "bench" / "pgbench" / "ref_setup.sql").read_text())
+    runs = {key: [] for key, _, _ in REFS}
+    for r in range(REF_ROUNDS):
+        for key, script, _ in REFS:
+            log(f"fixed cost: round {r + 1}/{REF_ROUNDS}, {key} {REF_SECS}s")
+            if key == "http":
+                runs[key].append(wrk_cpu(db, script, REF_SECS, server))
+            else:
+                runs[key].append(pgbench(db, script, ids, REF_SECS, cluster))
+    return runs
 
 
 def statements(db):
@@ -192,7 +310,7 @@ def plans(db, ids):
     return out
 
 
-def run_size(cluster_db, size):
+def run_size(cluster, cluster_db, size, refs):
     db = cluster_db
     psql("postgres", f"CREATE DATABASE {db}")
     psql(db, "CREATE EXTENSION pg_stat_statements")
@@ -214,6 +332,8 @@ def run_size(cluster_db, size):
 
     results = {"size": size, "seed_secs": seed_secs, "http": {}, "pg": {}, "rss": {}, "stmts": {}}
     for cache_ttl in (30, 0):
+        if cache_ttl == 0 and not any(k == "W5u" for k, _, _ in SELECTED):
+            continue
         server = Server(db, cache_ttl)
         try:
             token = post("/api/v1/auth/login", {"email": email, "password": "demo-password"})["access_token"]
@@ -221,27 +341,88 @@ def run_size(cluster_db, size):
             (OUT / "ids.lua").write_text(
                 "return {token = %s, org = %s, email = %s, deals = {%s}}\n" % (
                     json.dumps(token), json.dumps(org), json.dumps(email), ",".join(json.dumps(d) for d in deals)))
-            for key, _, script in WORKLOADS:
+            for key, _, script in SELECTED:
                 if (key == "W5u") != (cache_ttl == 0):
                     continue
                 log(f"{size}: {key} warm-up {WARMUP}s, then {DURATION}s")
                 wrk(script, WARMUP)
-                psql(db, "SELECT pg_stat_statements_reset()")
                 results["http"][key] = wrk(script, DURATION)
-                results["stmts"][key] = statements(db)
+                results["stmts"][key] = count_statements(db, script)
                 if key == "W1":
                     results["http"]["W1c1"] = wrk(script, DURATION // 2, connections=1)
+            if refs and cache_ttl == 30:
+                results["fixed"] = fixed_cost(db, ids, cluster, server)
             results["rss"][cache_ttl] = server.peak_rss_mb()
         finally:
             server.stop()
-    for key, _, script in WORKLOADS:
+    for key, _, script in SELECTED:
         if key == "W5":
             continue
         log(f"{size}: pgbench {key}")
         results["pg"][key] = pgbench(db, script, ids)
-    results["plans"] = plans(db, ids)
+    if ONLY is None:
+        results["plans"] = plans(db, ids)
     results["deals"] = int(psql(db, f"SELECT count(*) FROM crm.deals WHERE organization_id = '{org}'"))
     return results
+
+
+# The two data shapes of SPEC §14 for the list sweep (bench/sweep.py).
+# BENCH_SWEEP_SCALE (default 1) scales every count, for a quick trial run.
+SWEEP_SHAPES = [
+    ("one", "one organization: 1M deals, 1M contacts, 1M tasks, 5M activities",
+     {"orgs": 1, "deals-per-org": 1_000_000, "contacts-per-org": 1_000_000, "tasks-per-org": 1_000_000,
+      "activities-per-org": 5_000_000}),
+    ("many", "10,000 organizations of 100 deals", {"orgs": 10_000, "deals-per-org": 100}),
+]
+
+
+def run_sweep():
+    """Seeds each §14 shape in a throwaway cluster, runs bench/sweep.py against a
+    release server with the analytics cache off, and writes bench/sweep-results.md."""
+    scale = float(os.environ.get("BENCH_SWEEP_SCALE", "1"))
+    wanted = os.environ.get("BENCH_SWEEP_SHAPES", "one,many").split(",")
+    parts = []
+    cluster = Cluster()
+    try:
+        cluster.start()
+        for name, label, counts in SWEEP_SHAPES:
+            if name not in wanted:
+                continue
+            db = f"sweep_{name}"
+            psql("postgres", f"CREATE DATABASE {db}")
+            args = []
+            for k, v in counts.items():
+                args += [f"--{k}", str(max(1, int(v * scale)))]
+            log(f"seeding {db}: minicrm seed {' '.join(args)}")
+            t0 = time.time()
+            seed = subprocess.run([str(ROOT / "target/release/minicrm"), "seed"] + args,
+                                  env=dict(os.environ, DATABASE_URL=url(db), JWT_SECRET=SECRET, RUST_LOG="warn"),
+                                  capture_output=True, text=True, check=True)
+            seed_secs = time.time() - t0
+            email = seed.stdout.strip().splitlines()[1].split()[1]
+            if scale != 1:
+                label += f" (scaled x{scale:g} for a trial)"
+            server = Server(db, cache_ttl=0)
+            try:
+                out = OUT / f"sweep-{name}.md"
+                subprocess.run([sys.executable, str(ROOT / "bench" / "sweep.py"), "--url", f"http://{HTTP}",
+                                "--email", email, "--password", "demo-password", "--label", label,
+                                "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+            finally:
+                server.stop()
+            parts.append(out.read_text().replace(
+                "\n\n", f"\n\nSeed: `minicrm seed {' '.join(args)}` took {seed_secs:.0f} s "
+                f"(VACUUM ANALYZE included).\n\n", 1))
+            psql("postgres", f"DROP DATABASE {db}")
+    finally:
+        cluster.stop()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    head = (f"Generated by `bench/run sweep` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+            f"commit `{commit}`, {os.cpu_count()} cores: a release server with the analytics cache off, "
+            "one request at a time.\n\n")
+    (ROOT / "bench" / "sweep-results.md").write_text(head + "\n".join(parts))
+    log("wrote bench/sweep-results.md")
 
 
 def fmt(x, digits=1):
@@ -286,13 +467,15 @@ def report(all_results, meta):
                   f"W1 with a single connection (the query's own latency, no queueing): p50 {fmt(c1['p50'], 2)} ms, "
                   f"p99 {fmt(c1['p99'], 2)} ms, {fmt(c1['rps'])} req/s.", "",
                   f"Server peak RSS (VmHWM): {fmt(r['rss'][30])} MB (cached run), {fmt(r['rss'][0])} MB (uncached run).",
-                  "", "Round trips: statements the database ran per HTTP request during each measured run "
-                  "(`pg_stat_statements`, top-level, reset before the run):", "",
+                  "", "Round trips: statements the database ran per HTTP request, counted in a short run of "
+                  f"{max(WARMUP, 2)} s after each measured one (`pg_stat_statements`, top-level, reset before; "
+                  "the measured runs track nothing):", "",
                   "| workload | requests | statements | per request | statement |", "|---|---:|---:|---:|---|"]
         for key, _, _ in WORKLOADS:
-            st = r["stmts"].get(key, [])
+            counted = r["stmts"][key]
+            st = counted["rows"]
             total = sum(c for c, _ in st)
-            reqs = r["http"][key]["requests"]
+            reqs = counted["requests"]
             top = st[0][1][:90] if st else "(none: served from the cache)"
             lines.append(f"| {key} | {reqs:,} | {total:,} | {total / max(reqs, 1):.2f} | `{top}` |")
         lines += ["", "<details><summary>Plans of the hot queries, under RLS as the request role "
@@ -303,14 +486,107 @@ def report(all_results, meta):
     return "\n".join(lines) + "\n"
 
 
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return (xs[n // 2] + xs[(n - 1) // 2]) / 2
+
+
+FIXED_BEGIN = "<!-- fixed-cost section: generated by bench/run.py, analysis in bench/fixedcost-notes.md -->"
+FIXED_END = "<!-- end of the fixed-cost section -->"
+
+
+def fixed_report(r, meta):
+    """The fixed-cost section: every variant's medians, the two ratios, and
+    the pieces as differences of the backends' CPU per transaction."""
+    runs = r["fixed"]
+    tps = {k: median([x["tps"] for x in v]) for k, v in runs.items()}
+    cpu = {k: median([x["cpu_us"] for x in v]) for k, v in runs.items() if v and "cpu_us" in v[0]}
+
+    def med(key, field):
+        xs = [x[field] for x in runs[key] if field in x]
+        return fmt(median(xs), 1) if xs else "—"
+    fn_bare = tps["fn"] / tps["bare"] * 100
+    http_fn = tps["http"] / tps["fn"] * 100
+    # The same ratios within each round (the variants of a round ran back to
+    # back, under about the same outside load), and from the CPU per transaction.
+    paired = {pair: median([x["tps"] / y["tps"] * 100 for x, y in zip(runs[pair[0]], runs[pair[1]])])
+              for pair in (("fn", "bare"), ("http", "fn"))}
+    total = {k: median([x["cpu_us"] + x.get("client_us", 0) + x.get("server_us", 0) for x in runs[k]])
+             for k in ("bare", "fn", "http")}
+    lines = [FIXED_BEGIN, f"## The fixed cost of a request: W2 against a bare lookup ({r['deals']:,} deals)", "",
+             f"Run: {meta['date']} · commit `{meta['commit']}` · {REF_ROUNDS} rounds; in each round every variant "
+             f"ran {REF_SECS} s in the order below (`pgbench -M prepared`, {CONNECTIONS} clients, 2 threads; HTTP: "
+             f"`wrk`, {CONNECTIONS} connections, against the release server). Statements are not tracked "
+             "(`pg_stat_statements.track = none`), no `auto_explain`. Medians over the rounds. *Backend CPU* is the "
+             "CPU time of PostgreSQL's backends per transaction (user + system: for pgbench, of the postmaster's "
+             "reaped children; for HTTP, of the server's pooled backends), which the machine's other load disturbs "
+             "less than TPS; *client* is pgbench's or wrk's CPU per transaction, *server* the minicrm process's.", "",
+             f"**Function path / bare: {fn_bare:.0f} %** (target ≥ 80 %). "
+             f"**HTTP W2 / function path: {http_fn:.0f} %** (target ≥ 90 %). Both are ratios of the medians; "
+             f"the median of the ratios within each round is {paired[('fn', 'bare')]:.0f} % and "
+             f"{paired[('http', 'fn')]:.0f} %, and the ratio of the CPU all processes spend per transaction "
+             f"(backend + client + server, the inverse of what two saturated cores can do) is "
+             f"{total['bare'] / total['fn'] * 100:.0f} % and {total['fn'] / total['http'] * 100:.0f} %.", "",
+             "| variant | TPS | of bare | CPU µs/tx: backend | client | server | TPS per round |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for key, script, what in REFS:
+        per_round = ", ".join(fmt(x["tps"], 0) for x in runs[key])
+        src = f" (`{script}`)" if key != "http" else ""
+        lines.append(f"| **{key}**: {what}{src} | {fmt(tps[key], 0)} | {tps[key] / tps['bare'] * 100:.0f} % | "
+                     f"{med(key, 'cpu_us')} | {med(key, 'client_us')} | {med(key, 'server_us')} | {per_round} |")
+    pieces = [
+        ("the gap: function path − bare", "fn", "bare"),
+        ("building the deal's JSON (both paths pay it)", "bare", "bare_id"),
+        ("`app.act_as` in a statement (call, settings, switch, lookup)", "act_as", "select"),
+        ("`api.deals_get`'s plpgsql wrapper and RLS on the deal lookup", "fn", "bare_act_as"),
+        ("the role switch and the RLS it brings", "fn", "no_switch"),
+        ("act_as's plpgsql call and settings, deals_get's wrapper (no switch, lookup or RLS)", "settings_only", "bare"),
+        ("the membership lookup (as the login)", "no_switch", "settings_only"),
+        ("`app.act_as` before this change − now", "before", "fn"),
+    ]
+    lines += ["", "The pieces, as differences of backend CPU per transaction (medians; each piece is measured "
+              "on its own pair, so they overlap and do not add up exactly):", "",
+              "| piece | pair | µs per request |", "|---|---|---:|"]
+    for name, a, b in pieces:
+        if a in cpu and b in cpu:
+            lines.append(f"| {name} | {a} − {b} | {cpu[a] - cpu[b]:+.1f} |")
+    notes = ROOT / "bench" / "fixedcost-notes.md"  # the analysis, written by people
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
+    lines += ["", FIXED_END, ""]
+    log(f"fixed cost: function path / bare {fn_bare:.1f} % (within rounds {paired[('fn', 'bare')]:.1f} %, "
+        f"CPU {total['bare'] / total['fn'] * 100:.1f} %), HTTP W2 / function path {http_fn:.1f} % "
+        f"(within rounds {paired[('http', 'fn')]:.1f} %, CPU {total['fn'] / total['http'] * 100:.1f} %)")
+    return "\n".join(lines)
+
+
+def splice_fixed(text, section):
+    """Replaces the fixed-cost section of a report (or adds it before the
+    sweep's section, or at the end)."""
+    if FIXED_BEGIN in text and FIXED_END in text:
+        head, rest = text.split(FIXED_BEGIN, 1)
+        return head + section.rstrip("\n") + rest.split(FIXED_END, 1)[1]
+    marker = "\n## Lists and analytics at scale"
+    if marker in text:
+        head, rest = text.split(marker, 1)
+        return head.rstrip("\n") + "\n\n" + section + marker + rest
+    return text.rstrip("\n") + "\n\n" + section
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
+    if sys.argv[1:] == ["sweep"]:
+        return run_sweep()
+    if sys.argv[1:] == ["--report"]:  # render again from the last run's results (after editing the notes)
+        write_report(json.loads((OUT / "results.json").read_text()), json.loads((OUT / "meta.json").read_text()))
+        return
     cluster = Cluster()
     results = []
     try:
         cluster.start()
         for size in SIZES:
-            results.append(run_size(f"bench_{size}", size))
+            results.append(run_size(cluster, f"bench_{size}", size, refs=size == max(SIZES)))
             (OUT / "results.json").write_text(json.dumps(results, indent=1))
     finally:
         cluster.stop()
@@ -323,15 +599,31 @@ def main():
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                  text=True).stdout.strip(),
     }
+    (OUT / "meta.json").write_text(json.dumps(meta))
+    write_report(results, meta)
+
+
+def write_report(results, meta):
     target = Path(os.environ.get("BENCH_REPORT", ROOT / "docs" / "benchmarks.md"))
     target.parent.mkdir(exist_ok=True)
+    fixed = next((fixed_report(r, meta) for r in results if "fixed" in r), None)
+    if ONLY is not None:  # a partial run: only the fixed-cost section changes
+        if fixed:
+            target.write_text(splice_fixed(target.read_text() if target.exists() else "# Benchmarks\n", fixed))
+            log(f"wrote the fixed-cost section of {target}")
+        return
     notes = ROOT / "bench" / "notes.md"  # the analysis, written by people
     text = report(results, meta)
     if notes.exists():
         text = text.replace("\n## ", "\n" + notes.read_text() + "\n## ", 1)
     sweep = ROOT / "bench" / "sweep-results.md"  # bench/sweep.py --out bench/sweep-results.md
     if sweep.exists():
-        text += "\n## Lists at scale (bench/sweep.py)\n\n" + sweep.read_text()
+        text += "\n## Lists and analytics at scale (bench/sweep.py)\n\n" + sweep.read_text()
+    sweep_notes = ROOT / "bench" / "sweep-notes.md"  # the analysis of the sweep, written by people
+    if sweep_notes.exists():
+        text += "\n" + sweep_notes.read_text()
+    if fixed:
+        text = splice_fixed(text, fixed)
     target.write_text(text)
     log(f"wrote {target}")
 

@@ -26,6 +26,7 @@ import urllib.parse
 import urllib.request
 
 P50_MS, P99_MS = 10.0, 25.0
+ANALYTICS_MS = 50.0  # SPEC §14: every analytics endpoint uncached < 50 ms
 SKIP = {"page", "page_size", "cursor"}
 SEARCH_TERMS = ["a", "zq", "con", "tact12", "contact12345", "nomatchatall"]
 
@@ -75,6 +76,14 @@ def list_operations(doc):
         ref = content.get("schema", {}).get("$ref", "")
         schema = schemas.get(ref.rsplit("/", 1)[-1], {})
         if "items" in schema.get("properties", {}) and "next_cursor" in schema.get("properties", {}):
+            yield path, op
+
+
+def analytics_operations(doc):
+    """(path, operation) of every analytics GET (the server runs with the cache off)."""
+    for path, item in doc["paths"].items():
+        op = item.get("get")
+        if op and "analytics" in op.get("tags", []):
             yield path, op
 
 
@@ -206,12 +215,29 @@ def main():
                         f"{p50:.1f} / {p99:.1f} | {deep} | {'**miss**' if miss else 'ok'} |")
             print(rows[-1], file=sys.stderr, flush=True)
 
-    out = [f"### List sweep{': ' + args.label if args.label else ''}", "",
+    # Analytics, uncached (the server must run with ANALYTICS_CACHE_TTL_SECS=0):
+    # every analytics GET, with no parameter and with each parameter's sampled values.
+    arows, amisses = [], 0
+    for path, op in analytics_operations(doc):
+        for label, query in shapes(doc, path, op):
+            target = path + ("?" + urllib.parse.urlencode(query) if query else "")
+            p50, p99, status, _ = timed(api, target, args.repeat)
+            miss = status != 200 or p50 >= ANALYTICS_MS
+            amisses += miss
+            arows.append(f"| `{op['operationId']}` | `{label}` | {status} | {p50:.1f} / {p99:.1f} | "
+                         f"{'**miss**' if miss else 'ok'} |")
+            print(arows[-1], file=sys.stderr, flush=True)
+
+    title = f"### {args.label}" if args.label else "### Sweep"
+    out = [title, "",
            f"One request at a time, {args.repeat} runs per shape after a warm-up, page_size 20; "
            f"the deep page is the one after {args.deep} cursor pages of 100 rows. Target: p50 < {P50_MS:g} ms and "
-           f"p99 < {P99_MS:g} ms. {len(rows) - misses} of {len(rows)} shapes meet it.", "",
+           f"p99 < {P99_MS:g} ms. **{len(rows) - misses} of {len(rows)} list shapes meet it.**", "",
            "| operation | shape | total | first page p50 / p99 ms | deep cursor page p50 / p99 ms | target |",
-           "|---|---|---|---|---|---|"] + rows + [""]
+           "|---|---|---|---|---|---|"] + rows + [
+           "", f"Analytics, uncached (target p50 < {ANALYTICS_MS:g} ms): "
+           f"**{len(arows) - amisses} of {len(arows)} shapes meet it.**", "",
+           "| operation | shape | status | p50 / p99 ms | target |", "|---|---|---|---|---|"] + arows + [""]
     text = "\n".join(out)
     if args.out:
         with open(args.out, "w") as f:

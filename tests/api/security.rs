@@ -748,3 +748,71 @@ async fn names_of_nothing_but_white_space_are_blank() {
         untrimmed.join("\n  ")
     );
 }
+
+/// app.act_as looks the membership up as the login role, before it switches
+/// to minicrm_api (sql/functions/00_context.sql). Through a login that RLS
+/// applies to (not a superuser, as an owner login under FORCE RLS is not),
+/// the row is visible only through app.user_id, which act_as sets first:
+/// members are served, non-members still get 404, tenancy holds.
+#[tokio::test]
+async fn a_login_under_rls_serves_members_and_refuses_the_others() {
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann").await;
+    let bob = app.member_of(&ann, "bob", "member").await;
+    let eve = app.user("eve").await;
+    let contact = ann.contact("Grace").await;
+    let deal = ann.deal(contact, "Big one", "1200.50").await;
+    let eve_contact = eve.contact("Mallory").await;
+
+    let login = format!("t_login_{}", Uuid::new_v4().simple());
+    let sql = app.sql().await;
+    sql.batch_execute(&format!(
+        "CREATE ROLE {login} LOGIN NOSUPERUSER INHERIT; GRANT minicrm_api TO {login}"
+    ))
+    .await
+    .unwrap();
+    let superuser: bool = app
+        .value(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = $1",
+            &[&login],
+        )
+        .await;
+    assert!(!superuser, "the login is not a superuser");
+    let url = app
+        .db_url
+        .replacen("postgres://postgres@", &format!("postgres://{login}@"), 1);
+    let under_rls = TestApp::with_config(minicrm::ops::config::Config::for_database(url));
+
+    let path = format!("/api/v1/deals/{deal}");
+    let direct = ann.get(&path).await.ok(200).clone();
+    assert_eq!(ann.via(&under_rls).get(&path).await.ok(200), &direct);
+    assert_eq!(bob.via(&under_rls).get(&path).await.ok(200), &direct);
+    assert_eq!(
+        ann.via(&under_rls).no_org().read("/api/v1/users/me").await["id"],
+        ann.id.to_string()
+    );
+    // Eve is no member of Ann's organization: 404, as through the superuser login.
+    eve.via(&under_rls)
+        .in_org(ann.org_id)
+        .get(&path)
+        .await
+        .problem(404, "organization_not_found");
+    // In her own organization, Ann's deal does not exist and her contact does.
+    eve.via(&under_rls)
+        .get(&path)
+        .await
+        .problem(404, "deal_not_found");
+    eve.via(&under_rls)
+        .get(&format!("/api/v1/contacts/{eve_contact}"))
+        .await
+        .ok(200);
+    ann.via(&under_rls)
+        .get(&format!("/api/v1/contacts/{eve_contact}"))
+        .await
+        .problem(404, "contact_not_found");
+
+    drop(under_rls);
+    sql.batch_execute(&format!("DROP ROLE {login}"))
+        .await
+        .unwrap();
+}
