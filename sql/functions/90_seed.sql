@@ -55,6 +55,9 @@ BEGIN
                 AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) LOOP
       EXECUTE 'DROP INDEX ' || t;
     END LOOP;
+    -- The stays' primary key too (nothing references it): inserting millions
+    -- of random UUIDs into it costs several times building it afterwards.
+    ALTER TABLE crm.deal_stage_history DROP CONSTRAINT deal_stage_history_pkey;
   END IF;
 
   FOR i IN 1..p_orgs LOOP
@@ -170,6 +173,9 @@ BEGIN
     RETURN NEXT;
   END LOOP;
 
+  IF v_rebuild THEN
+    ALTER TABLE crm.deal_stage_history ADD CONSTRAINT deal_stage_history_pkey PRIMARY KEY (organization_id, id);
+  END IF;
   FOREACH t IN ARRAY coalesce(v_indexes, '{}') LOOP
     EXECUTE t;
   END LOOP;
