@@ -294,6 +294,8 @@ def plans(db, ids):
         "W2 api.deals_get": f"api.deals_get('{ids['deals'][0]}')",
         "W5 api.analytics_summary": "api.analytics_summary(30)",
         "api.analytics_funnel": "api.analytics_funnel()",
+        "api.analytics_velocity": "api.analytics_velocity()",
+        "api.analytics_forecast": "api.analytics_forecast()",
     }
     out = {}
     for name, call in calls.items():
@@ -305,7 +307,8 @@ def plans(db, ids):
                               "-c", sql], capture_output=True, text=True)
         text = res.stderr
         blocks = [b for b in re.split(r"NOTICE:\s+duration: ", text) if "Query Text" in b]
-        keep = [b for b in blocks if "crm.deals" in b and "organization_members" not in b]
+        keep = [b for b in blocks if re.search(r"crm\.(deals|deal_totals|deal_closes|deal_stage_history|stage_stays_|velocity_delta)", b)
+                and "organization_members" not in b]
         out[name] = "\n".join("duration: " + b.strip() for b in keep)
     return out
 

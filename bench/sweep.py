@@ -154,8 +154,6 @@ def discover_ids(api):
         SAMPLE_IDS["deal_id"] = deals["items"][0]["id"]
         SAMPLE_IDS["contact_id"] = deals["items"][0]["contact_id"]
         SAMPLE_IDS["id"] = deals["items"][0]["id"]
-        if deals["items"][0].get("pipeline_id"):
-            SAMPLE_IDS["pipeline_id"] = deals["items"][0]["pipeline_id"]
 
 
 def shapes(doc, path, op):

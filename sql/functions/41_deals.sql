@@ -6,6 +6,7 @@ CREATE OR REPLACE FUNCTION app.deal_json(d crm.deals) RETURNS jsonb
     SELECT jsonb_build_object('id', d.id, 'organization_id', d.organization_id, 'contact_id', d.contact_id,
       'owner_id', d.owner_id, 'title', d.title, 'amount', to_char(d.amount, 'FM999999999990.00'),
       'currency', d.currency, 'status', d.status, 'pipeline_id', d.pipeline_id, 'stage', d.stage,
+      'expected_close_date', d.expected_close_date, 'closed_at', app.ts(d.closed_at),
       'created_at', app.ts(d.created_at), 'updated_at', app.ts(d.updated_at))
   $$;
 
@@ -101,12 +102,14 @@ $$;
 -- first pipeline) at p_stage (default: that pipeline's first stage); the
 -- rule trigger fills in the defaults and checks the stage.
 CREATE OR REPLACE FUNCTION api.deals_create(p_contact_id uuid, p_title text, p_amount numeric, p_currency text,
-    p_owner_id uuid DEFAULT NULL, p_pipeline_id uuid DEFAULT NULL, p_stage text DEFAULT NULL)
+    p_owner_id uuid DEFAULT NULL, p_pipeline_id uuid DEFAULT NULL, p_stage text DEFAULT NULL,
+    p_expected_close_date date DEFAULT NULL)
   RETURNS jsonb LANGUAGE sql
   AS $$
-    INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency, pipeline_id, stage)
+    INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency, pipeline_id, stage,
+                           expected_close_date)
     VALUES (app.org_id(), p_contact_id, coalesce(p_owner_id, app.user_id()), app.trim_space(p_title), p_amount, p_currency,
-            p_pipeline_id, p_stage)
+            p_pipeline_id, p_stage, p_expected_close_date)
     RETURNING app.deal_json(deals)
   $$;
 
@@ -124,12 +127,14 @@ BEGIN
 END
 $$;
 
--- Partial update; null means "not given" (no deal field is nullable). A new
--- p_pipeline_id without p_stage goes to that pipeline's first stage (the
--- rule trigger resolves a null stage).
+-- Partial update; null means "not given", except for the one nullable
+-- field, expected_close_date: it changes (to p_expected_close_date, null
+-- clearing it) only when p_fields names it. A new p_pipeline_id without
+-- p_stage goes to that pipeline's first stage (the rule trigger resolves a
+-- null stage).
 CREATE OR REPLACE FUNCTION api.deals_update(p_id uuid, p_status crm.deal_status, p_stage text,
     p_title text, p_amount numeric, p_currency text, p_contact_id uuid, p_owner_id uuid,
-    p_pipeline_id uuid DEFAULT NULL)
+    p_pipeline_id uuid DEFAULT NULL, p_expected_close_date date DEFAULT NULL, p_fields text[] DEFAULT '{}')
   RETURNS jsonb LANGUAGE plpgsql
   AS $$
 DECLARE
@@ -145,7 +150,9 @@ BEGIN
     amount      = coalesce(p_amount, d.amount),
     currency    = coalesce(p_currency, d.currency),
     contact_id  = coalesce(p_contact_id, d.contact_id),
-    owner_id    = coalesce(p_owner_id, d.owner_id)
+    owner_id    = coalesce(p_owner_id, d.owner_id),
+    expected_close_date = CASE WHEN 'expected_close_date' = ANY (p_fields) THEN p_expected_close_date
+                               ELSE d.expected_close_date END
    WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id
   RETURNING app.deal_json(d) INTO v;
   IF v IS NULL THEN

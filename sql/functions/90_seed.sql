@@ -30,7 +30,7 @@ DECLARE
   v_timeline bigint;
   v_roles crm.member_role[] := ARRAY['owner', 'admin', 'admin', 'manager', 'manager', 'manager',
     'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member']::crm.member_role[];
-  v_tables text[] := ARRAY['organization_members', 'contacts', 'deals', 'tasks', 'activities'];
+  v_tables text[] := ARRAY['organization_members', 'contacts', 'deals', 'tasks', 'activities', 'deal_stage_history'];
   v_rebuild boolean := p_orgs::bigint * p_deals_per_org >= 100000;
   v_indexes text[];
   t text;
@@ -46,14 +46,19 @@ BEGIN
     PERFORM set_config('work_mem', '256MB', true);  -- the sort of the contacts' words
     SELECT array_agg(pg_get_indexdef(i.indexrelid)) INTO v_indexes
       FROM pg_index i
-     WHERE i.indrelid = ANY (ARRAY['crm.contacts', 'crm.contact_search_words', 'crm.deals', 'crm.tasks', 'crm.activities']::regclass[])
+     WHERE i.indrelid = ANY (ARRAY['crm.contacts', 'crm.contact_search_words', 'crm.deals', 'crm.tasks', 'crm.activities',
+                                   'crm.deal_stage_history']::regclass[])
        AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid);
     FOR t IN SELECT i.indexrelid::regclass::text
                FROM pg_index i
-              WHERE i.indrelid = ANY (ARRAY['crm.contacts', 'crm.contact_search_words', 'crm.deals', 'crm.tasks', 'crm.activities']::regclass[])
+              WHERE i.indrelid = ANY (ARRAY['crm.contacts', 'crm.contact_search_words', 'crm.deals', 'crm.tasks', 'crm.activities',
+                                            'crm.deal_stage_history']::regclass[])
                 AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) LOOP
       EXECUTE 'DROP INDEX ' || t;
     END LOOP;
+    -- The stays' primary key too (nothing references it): inserting millions
+    -- of random UUIDs into it costs several times building it afterwards.
+    ALTER TABLE crm.deal_stage_history DROP CONSTRAINT deal_stage_history_pkey;
   END IF;
 
   FOR i IN 1..p_orgs LOOP
@@ -97,8 +102,11 @@ BEGIN
      ORDER BY c.created_at, c.id, w;
 
     -- random() in the select list of the inner query: one draw per row.
+    -- Won and lost deals closed at their last change (never in the future);
+    -- 85 % of the open ones expect to close between four months ago and
+    -- six months ahead.
     INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency, status, pipeline_id, stage,
-                           created_at, updated_at)
+                           created_at, updated_at, closed_at, expected_close_date)
     SELECT v_org, v_contacts[1 + floor(r.r1 * array_length(v_contacts, 1))::int],
            v_users[1 + floor(r.r2 * array_length(v_users, 1))::int],
            format('Deal %s', r.n),
@@ -111,9 +119,11 @@ BEGIN
                   CASE WHEN r.r4 < 0.3 THEN 'qualification' WHEN r.r4 < 0.45 THEN 'proposal'
                        WHEN r.r4 < 0.6 THEN 'negotiation' ELSE 'closed' END
                 ELSE CASE WHEN r.r4 < 0.3 THEN 'renewal_due' WHEN r.r4 < 0.6 THEN 'quoted' ELSE 'renewed' END END,
-           r.ts, r.ts + r.r6 * interval '30 days'
+           r.ts, least(r.ts + r.r6 * interval '30 days', now()),
+           CASE WHEN r.r4 >= 0.6 THEN least(r.ts + r.r6 * interval '30 days', now()) END,
+           CASE WHEN r.r4 < 0.6 AND r.r8 < 0.85 THEN current_date - 120 + (r.r8 / 0.85 * 300)::int END
       FROM (SELECT n, random() AS r1, random() AS r2, random() AS r3, random() AS r4, random() AS r5, random() AS r6,
-                   random() AS r7, now() - random() * interval '730 days' AS ts
+                   random() AS r7, random() AS r8, now() - random() * interval '730 days' AS ts
               FROM generate_series(1, p_deals_per_org) n) r;
 
     -- The timeline the triggers would have written: creation, then the status change.
@@ -158,10 +168,12 @@ BEGIN
                 FROM generate_series(1, p_activities_per_org - v_timeline) n) r;
     END IF;
 
-    INSERT INTO crm.deal_totals (organization_id, pipeline_id, status, stage, currency, deals, amount)
-    SELECT d.organization_id, d.pipeline_id, d.status, d.stage, d.currency, count(*), sum(d.amount)
+    PERFORM private.seed_stage_history(v_org);
+    INSERT INTO crm.deal_totals (organization_id, pipeline_id, status, stage, currency, close_month, deals, amount)
+    SELECT d.organization_id, d.pipeline_id, d.status, d.stage, d.currency,
+           app.close_month(d.status, d.expected_close_date), count(*), sum(d.amount)
       FROM crm.deals d WHERE d.organization_id = v_org
-     GROUP BY 1, 2, 3, 4, 5;
+     GROUP BY 1, 2, 3, 4, 5, 6;
 
     INSERT INTO crm.deal_created_days (organization_id, pipeline_id, day, deals)
     SELECT d.organization_id, d.pipeline_id, app.created_day(d.created_at), count(*)
@@ -174,6 +186,9 @@ BEGIN
     RETURN NEXT;
   END LOOP;
 
+  IF v_rebuild THEN
+    ALTER TABLE crm.deal_stage_history ADD CONSTRAINT deal_stage_history_pkey PRIMARY KEY (organization_id, id);
+  END IF;
   FOREACH t IN ARRAY coalesce(v_indexes, '{}') LOOP
     EXECUTE t;
   END LOOP;

@@ -18,8 +18,22 @@ use uuid::Uuid;
 /// A report and its parameters: each combination is cached on its own.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Report {
-    Summary { days: i32, pipeline: Option<Uuid> },
-    Funnel { pipeline: Option<Uuid> },
+    Summary {
+        days: i32,
+        pipeline: Option<Uuid>,
+    },
+    Funnel {
+        pipeline: Option<Uuid>,
+    },
+    Velocity {
+        pipeline: Option<Uuid>,
+        days: i32,
+        stuck_after_days: i32,
+    },
+    Forecast {
+        pipeline: Option<Uuid>,
+        months: i32,
+    },
 }
 
 /// (organization, report) → (computed at, JSON).

@@ -27,3 +27,4 @@ mod service;
 mod tasks;
 mod tenancy_probes;
 mod tls;
+mod velocity;

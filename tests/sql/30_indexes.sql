@@ -1,7 +1,7 @@
 -- The indexes that keep lists, search and analytics fast (issue 4) exist and
 -- lead with organization_id.
 BEGIN;
-SELECT plan(25);
+SELECT plan(33);
 
 SELECT has_index('crm', 'deals', 'deals_by_created', ARRAY['organization_id', 'created_at', 'id'], 'deals: default sort');
 SELECT has_index('crm', 'deals', 'deals_by_updated', ARRAY['organization_id', 'updated_at', 'id'], 'deals: order_by=updated_at');
@@ -12,6 +12,19 @@ SELECT has_index('crm', 'deals', 'deals_by_stage', ARRAY['organization_id', 'pip
   'deals: pipeline and stage filters, and the checks of the foreign key to their stage (V12)');
 SELECT has_index('crm', 'pipeline_stages', 'pipeline_stages_key_taken', ARRAY['organization_id', 'pipeline_id', 'key'], 'stages: by key (the deals'' foreign key)');
 SELECT has_index('crm', 'pipelines', 'pipelines_position_taken', ARRAY['organization_id', '"position"'], 'pipelines: in order');
+SELECT has_index('crm', 'deals', 'deals_by_closed', ARRAY['organization_id', 'pipeline_id', 'closed_at'],
+  'deals: won and lost on the first day of a velocity window (V13)');
+SELECT has_index('crm', 'deal_stage_history', 'deal_stage_history_by_deal', ARRAY['organization_id', 'deal_id', 'entered_at'],
+  'stage history: a deal''s stays, in order');
+SELECT ok((SELECT indisunique AND pg_get_expr(indpred, indrelid) = '(left_at IS NULL)' FROM pg_index
+            WHERE indexrelid = 'crm.deal_stage_history_deal_id_taken'::regclass),
+  'stage history: one current stay per deal (partial unique)');
+SELECT has_index('crm', 'deal_stage_history', 'deal_stage_history_by_left', ARRAY['organization_id', 'pipeline_id', 'left_at'],
+  'stage history: stays that ended on the first day of a velocity window');
+SELECT has_index('crm', 'deal_stage_history', 'deal_stage_history_open_by_entered', ARRAY['organization_id', 'pipeline_id', 'entered_at'],
+  'stage history: current stays that began on the day stuck begins');
+SELECT has_index('crm', 'stage_stays_done', 'stage_stays_done_pkey', ARRAY['organization_id', 'pipeline_id', 'grain', 'period', 'stage', 'bucket'],
+  'finished stays: a window''s whole months, then its whole days');
 SELECT has_index('crm', 'deals', 'deals_by_owner', ARRAY['organization_id', 'owner_id'], 'deals: owner filter');
 SELECT has_index('crm', 'deals', 'deals_by_contact', ARRAY['organization_id', 'contact_id'], 'deals: contact filter');
 SELECT has_index('crm', 'contacts', 'contacts_by_created', ARRAY['organization_id', 'created_at', 'id'], 'contacts: default sort');
@@ -40,8 +53,9 @@ SELECT is(
      FROM pg_index i
      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
     WHERE i.indrelid = ANY (ARRAY['crm.organization_members', 'crm.invitations', 'crm.contacts', 'crm.contact_search_words', 'crm.deals', 'crm.tasks', 'crm.activities', 'crm.deal_totals', 'crm.deal_totals_delta',
-                                'crm.pipelines', 'crm.pipeline_stages', 'crm.deal_created_days',
-                                'crm.deal_created_days_delta']::regclass[])
+                                'crm.pipelines', 'crm.pipeline_stages', 'crm.deal_created_days', 'crm.deal_created_days_delta',
+                                'crm.deal_stage_history', 'crm.stage_stays_done',
+                                'crm.stage_stays_open', 'crm.deal_closes', 'crm.velocity_delta']::regclass[])
       AND a.attname <> 'organization_id'),
   ARRAY['crm.invitations_by_email_key', 'crm.organization_members_by_user'],
   'every tenant-table index leads with organization_id');

@@ -1,7 +1,7 @@
 -- `minicrm seed` (private.seed): realistic, consistent demo data, and the
 -- rule triggers switched back on afterwards.
 BEGIN;
-SELECT plan(19);
+SELECT plan(29);
 
 CREATE TEMP TABLE seeded AS
   SELECT * FROM private.seed(2, 300, '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA');
@@ -42,9 +42,50 @@ SELECT is((SELECT count(*)::int FROM crm.tasks t
                                 AND a.payload ->> 'task_id' = t.id::text)),
           0, 'every task has its task_created row');
 SELECT is((SELECT count(*)::int FROM pg_trigger
-            WHERE tgrelid = ANY (ARRAY['crm.deals', 'crm.contacts', 'crm.tasks', 'crm.activities', 'crm.organization_members']::regclass[])
+            WHERE tgrelid = ANY (ARRAY['crm.deals', 'crm.contacts', 'crm.tasks', 'crm.activities', 'crm.organization_members',
+                                       'crm.deal_stage_history']::regclass[])
               AND NOT tgisinternal AND tgenabled = 'D'),
           0, 'the rule triggers are enabled again');
+
+-- Stage histories (SPEC §10): every deal passed through its pipeline's
+-- stages up to its current one, over its life.
+SELECT is((SELECT count(*)::int FROM crm.deals d
+            WHERE d.organization_id IN (SELECT organization_id FROM seeded)
+              AND (SELECT count(*) FROM crm.deal_stage_history h
+                    WHERE h.deal_id = d.id AND h.left_at IS NULL AND h.pipeline_id = d.pipeline_id AND h.stage = d.stage
+                      AND h.deal_open = (d.status IN ('new', 'in_progress'))) <> 1),
+          0, 'every deal has one current stay, in its stage, open as its status');
+SELECT is((SELECT count(*)::int FROM crm.deals d
+            JOIN crm.pipeline_stages cur ON cur.pipeline_id = d.pipeline_id AND cur.key = d.stage
+           WHERE d.organization_id IN (SELECT organization_id FROM seeded)
+             AND (SELECT string_agg(h.stage, ' ' ORDER BY h.entered_at) FROM crm.deal_stage_history h WHERE h.deal_id = d.id)
+                 IS DISTINCT FROM (SELECT string_agg(s.key, ' ' ORDER BY s.position) FROM crm.pipeline_stages s
+                                    WHERE s.pipeline_id = d.pipeline_id AND s.position <= cur.position)),
+          0, 'one stay in each stage up to the current one, in order');
+SELECT is((SELECT count(*)::int FROM crm.deal_stage_history h JOIN crm.deals d ON d.id = h.deal_id
+            WHERE d.organization_id IN (SELECT organization_id FROM seeded)
+              AND (h.entered_at < d.created_at OR h.left_at > coalesce(d.closed_at, now())
+                   OR (h.left_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM crm.deal_stage_history n
+                                                              WHERE n.deal_id = h.deal_id AND n.entered_at = h.left_at)))),
+          0, 'each stay ends where the next begins, within the deal''s life');
+SELECT cmp_ok((SELECT count(DISTINCT app.duration_bucket(extract(epoch FROM h.left_at - h.entered_at)))::int
+                 FROM crm.deal_stage_history h WHERE h.left_at IS NOT NULL
+                  AND h.organization_id IN (SELECT organization_id FROM seeded)), '>', 40,
+              'stays of many lengths (distinct duration buckets)');
+SELECT is((SELECT count(*)::int FROM crm.deals WHERE organization_id IN (SELECT organization_id FROM seeded)
+              AND (closed_at IS NOT NULL) <> (status IN ('won', 'lost'))), 0, 'won and lost deals have their closed_at');
+SELECT ok((SELECT avg((expected_close_date IS NOT NULL)::int) BETWEEN 0.75 AND 0.95
+                  AND min(expected_close_date) < current_date - 60 AND max(expected_close_date) > current_date + 90
+             FROM crm.deals WHERE organization_id IN (SELECT organization_id FROM seeded) AND status IN ('new', 'in_progress')),
+  'most open deals expect to close, some months ago to months ahead');
+SELECT is((SELECT sum(stays)::int FROM crm.stage_stays_done WHERE grain = 'month' AND organization_id IN (SELECT organization_id FROM seeded))
+          + (SELECT sum(stays)::int FROM crm.stage_stays_open WHERE organization_id IN (SELECT organization_id FROM seeded))
+          + (SELECT sum(deals)::int FROM crm.deal_closes WHERE organization_id IN (SELECT organization_id FROM seeded)),
+          (SELECT count(*)::int FROM crm.deal_stage_history h JOIN crm.deals d ON d.id = h.deal_id
+            WHERE d.organization_id IN (SELECT organization_id FROM seeded)
+              AND (h.left_at IS NOT NULL OR d.status IN ('new', 'in_progress')))
+          + (SELECT count(*)::int FROM crm.deals WHERE organization_id IN (SELECT organization_id FROM seeded) AND closed_at IS NOT NULL),
+  'the velocity totals count every finished stay, current open stay and close');
 
 -- The benchmark's shape: exact counts of contacts, tasks and timeline rows.
 CREATE TEMP TABLE shaped AS

@@ -1,7 +1,7 @@
 //! /deals: list (filters, sorts, pages), create, get, partial update, delete.
 
 use axum::{extract::State, http::StatusCode};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,7 +14,10 @@ use crate::{
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
     http::list::Paging,
     http::problem::{AppResult, Problem},
-    http::routes::fields::{money_request, money_request_or_null, Amount, DealStatus, QueryAmount},
+    http::routes::fields::{
+        money_request, money_request_or_null, present, present_fields, Amount, DealStatus,
+        QueryAmount,
+    },
     state::AppState,
 };
 
@@ -36,6 +39,13 @@ pub struct Deal {
     /// The key of its stage in that pipeline.
     #[schema(pattern = "^[a-z][a-z0-9_]{0,39}$", example = "proposal")]
     pub stage: String,
+    /// When the deal is expected to close (for the forecast); null: not scheduled.
+    #[schema(required = true, value_type = Option<String>, format = Date)]
+    pub expected_close_date: Option<String>,
+    /// Read-only: set by the database when the status becomes won or lost,
+    /// null while the deal is open.
+    #[schema(required = true, value_type = Option<String>, format = DateTime)]
+    pub closed_at: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -129,9 +139,12 @@ pub struct NewDeal {
     /// A stage key of that pipeline; defaults to its first stage.
     #[schema(pattern = "^[a-z][a-z0-9_]{0,39}$", example = "qualification")]
     pub stage: Option<String>,
+    /// When the deal is expected to close (past dates allowed).
+    pub expected_close_date: Option<NaiveDate>,
 }
 
-/// Only the fields given change (null means "not given").
+/// Only the fields given change; null means "not given", except for
+/// `expected_close_date`, where null clears the date.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DealPatch {
@@ -151,6 +164,36 @@ pub struct DealPatch {
     pub currency: Option<String>,
     pub contact_id: Option<Uuid>,
     pub owner_id: Option<Uuid>,
+    /// A date, or null to clear it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<NaiveDate>)]
+    pub expected_close_date: Option<Option<NaiveDate>>,
+}
+
+/// One stay of a deal in a stage.
+#[derive(Serialize, ToSchema)]
+pub struct StageStay {
+    pub pipeline_id: Uuid,
+    /// The stage's key.
+    #[schema(example = "proposal")]
+    pub stage: String,
+    #[schema(format = DateTime)]
+    pub entered_at: String,
+    /// Null for the current stay.
+    #[schema(required = true, value_type = Option<String>, format = DateTime)]
+    pub left_at: Option<String>,
+    /// left_at - entered_at, or up to now for the current stay, in whole seconds.
+    pub duration_seconds: i64,
+    /// Who moved the deal there (who created it, for the first stay); null when
+    /// not known (a DBA without a context, stays recorded by the V13 migration).
+    #[schema(required = true)]
+    pub entered_by: Option<Uuid>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StageHistory {
+    /// Oldest first.
+    pub items: Vec<StageStay>,
 }
 
 /// List deals.
@@ -255,6 +298,7 @@ pub async fn create(
                 ("p_owner_id", &d.owner_id),
                 ("p_pipeline_id", &d.pipeline_id),
                 ("p_stage", &d.stage),
+                ("p_expected_close_date", &d.expected_close_date),
             ],
         )
         .await?;
@@ -296,6 +340,7 @@ pub async fn update(
     ApiJson(p): ApiJson<DealPatch>,
 ) -> AppResult<JsonText> {
     let amount = p.amount.map(|a| a.0);
+    let fields = present_fields([("expected_close_date", p.expected_close_date.is_some())]);
     let json = app
         .db
         .call(
@@ -311,6 +356,8 @@ pub async fn update(
                 ("p_contact_id", &p.contact_id),
                 ("p_owner_id", &p.owner_id),
                 ("p_pipeline_id", &p.pipeline_id),
+                ("p_expected_close_date", &p.expected_close_date.flatten()),
+                ("p_fields", &fields),
             ],
         )
         .await?;
@@ -339,9 +386,26 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A deal's stays in its stages.
+#[utoipa::path(get, operation_id = "deals_stage_history",
+    path = "/deals/{id}/stage-history", tag = "deals",
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path, description = "The deal")),
+    responses(
+        (status = 200, description = "Every stay of the deal in a stage, oldest first; the last one is current", body = StageHistory),
+        (status = 404, description = "Deal not found in this organization: `deal_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn stage_history(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiPath(id): ApiPath<Uuid>,
+) -> AppResult<JsonText> {
+    JsonText::call(&app.db, ctx, "api.deals_stage_history", &[("p_id", &id)]).await
+}
+
 /// The routes of this module, each registered with its OpenAPI operation.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(get, update, delete))
+        .routes(routes!(stage_history))
 }
