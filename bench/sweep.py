@@ -130,6 +130,14 @@ SAMPLE_IDS = {}
 STAGE_KEYS = []
 
 
+def discover_pipelines(api):
+    """The last pipeline (the seed's smaller one) and every stage key there is."""
+    _, pipelines = api.call("GET", "/api/v1/pipelines")
+    if pipelines and pipelines.get("items"):
+        SAMPLE_IDS["pipeline_id"] = pipelines["items"][-1]["id"]
+        STAGE_KEYS.extend(s["key"] for p in pipelines["items"] for s in p["stages"])
+
+
 def discover_ids(api):
     """Ids the data has: an owner, a contact and a deal with records behind them."""
     status, me = api.call("GET", "/api/v1/users/me")
@@ -139,11 +147,6 @@ def discover_ids(api):
         SAMPLE_IDS["deal_id"] = deals["items"][0]["id"]
         SAMPLE_IDS["contact_id"] = deals["items"][0]["contact_id"]
         SAMPLE_IDS["id"] = deals["items"][0]["id"]
-    # The last pipeline (the seed's smaller one) and every stage key there is.
-    _, pipelines = api.call("GET", "/api/v1/pipelines")
-    if pipelines and pipelines.get("items"):
-        SAMPLE_IDS["pipeline_id"] = pipelines["items"][-1]["id"]
-        STAGE_KEYS.extend(s["key"] for p in pipelines["items"] for s in p["stages"])
 
 
 def shapes(doc, path, op):
@@ -187,6 +190,7 @@ def main():
     with urllib.request.urlopen(args.url + "/openapi.json") as r:
         doc = json.loads(r.read())
     discover_ids(api)
+    discover_pipelines(api)
 
     rows, misses = [], 0
     for path, op in list_operations(doc):

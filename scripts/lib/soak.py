@@ -940,6 +940,9 @@ def main():
     writes_log.flush()
 
     log("final analytics through the API, against the deals")
+    # This thread's keep-alive connection has been idle for the whole run, so
+    # the server has closed it (HTTP_HEADER_READ_TIMEOUT_MS): start a new one.
+    client.close()
     for org in ORGS:
         owner = org.actors[0]
         r = call("final_summary", "GET", "/api/v1/analytics/deals/summary", owner, org.id, query={"days": 3650})

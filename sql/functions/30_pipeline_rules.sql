@@ -65,11 +65,15 @@ BEGIN
     END IF;
     RETURN OLD;
   END IF;
+  -- The order of the refusals: a member touching another's deal, creating
+  -- for someone else; then the deal's place (R5 among it); then handing an
+  -- existing deal to someone else.
   IF TG_OP = 'UPDATE' THEN
     PERFORM app.require_record_owner(OLD.owner_id, 'change');
     NEW.updated_at := now();
+  ELSE
+    PERFORM app.require_record_owner(NEW.owner_id, 'create or hold');
   END IF;
-  PERFORM app.require_record_owner(NEW.owner_id, 'create or hold');
   -- The deal's place (SPEC §9), when it is new or moves. Without a pipeline
   -- a new deal goes to the organization's first; without a stage (also on a
   -- move to another pipeline: the API sends none), to the pipeline's first.
@@ -106,6 +110,9 @@ BEGIN
           format('only an owner or admin may move a deal back from %s to %s', OLD.stage, NEW.stage), 'stage');
       END IF;
     END IF;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    PERFORM app.require_record_owner(NEW.owner_id, 'create or hold');
   END IF;
   -- Store money with two decimals (400 → 400.00); more decimals are left for
   -- the deals_amount_invalid check to refuse.

@@ -654,6 +654,13 @@ async fn deals_live_in_pipelines_r5_goes_by_position_and_moves_are_on_the_timeli
     mia.patch(&path, json!({"stage": "due"}))
         .await
         .problem(403, "stage_rollback_forbidden");
+    // R5 answers before the hand-off of the deal to someone else, as it did.
+    mia.patch(&path, json!({"stage": "due", "owner_id": max.id}))
+        .await
+        .problem(403, "stage_rollback_forbidden");
+    mia.patch(&path, json!({"stage": "quoted", "owner_id": max.id}))
+        .await
+        .field(403, "role_forbidden");
     mia.patch(&path, json!({"stage": "negotiation"}))
         .await
         .field(400, "stage_not_in_pipeline");
