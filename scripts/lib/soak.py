@@ -29,6 +29,7 @@ import io
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -607,11 +608,18 @@ def op_list_contacts(rng, org, actor):
         q["owner_id"] = actor.user_id
     r = call("list_contacts", "GET", "/api/v1/contacts", actor, org.id, query=q)
     if r is not None and "search" in q:
-        s = q["search"].lower()
+        terms = search_tokens(q["search"])
         for it in r.json()["items"]:
-            if s not in it["name"].lower() and s not in (it["email"] or "").lower():
-                problem(f"list_contacts {q}: {it} does not contain the search")
+            words = search_tokens(it["name"] + " " + (it["email"] or ""))
+            if not all(any(w.startswith(t) for w in words) for t in terms):
+                problem(f"list_contacts {q}: {it} does not have a word beginning with each word of the search")
                 return
+
+
+def search_tokens(text):
+    """app.search_tokens for ASCII text (what the soak writes): lower-case
+    runs of letters and digits, and each other printable character alone."""
+    return set(re.findall(r"[a-z0-9]+|[!-/:-@\[-`{-~]", text.lower()))
 
 
 def op_list_tasks(rng, org, actor):

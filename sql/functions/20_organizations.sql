@@ -15,8 +15,9 @@ BEGIN
     PERFORM app.require_admin();
   END IF;
   IF TG_OP = 'DELETE' THEN
-    -- The one tenant table without a foreign key to organizations.
+    -- The tenant tables without a foreign key to organizations.
     DELETE FROM crm.deal_totals_delta WHERE organization_id = OLD.id;
+    DELETE FROM crm.deal_created_days_delta WHERE organization_id = OLD.id;
   END IF;
   RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
 END

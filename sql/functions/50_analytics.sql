@@ -1,7 +1,7 @@
 -- Pipeline analytics for the current organization (SPEC §6). Amounts are
 -- never added across currencies. Counts and amounts come from the running
 -- totals (45_deal_totals.sql), so they cost the same at a million deals as at
--- ten; only new_deals reads deals, as an index range on created_at.
+-- ten; new_deals comes from the deals created per day (47_deal_created_days.sql).
 
 CREATE OR REPLACE FUNCTION app.money(p numeric) RETURNS text
   LANGUAGE sql STABLE PARALLEL SAFE
@@ -32,21 +32,12 @@ CREATE OR REPLACE FUNCTION api.analytics_summary(p_days int DEFAULT 30, p_pipeli
 DECLARE
   v_new bigint;
 BEGIN
-  IF p_pipeline_id IS NULL THEN
-    SELECT count(*) INTO v_new FROM crm.deals d
-     WHERE d.organization_id = (SELECT app.org_id()) AND d.created_at >= now() - make_interval(days => p_days);
-  ELSE
+  IF p_pipeline_id IS NOT NULL THEN
     PERFORM app.pipeline_or_first(p_pipeline_id);
-    -- One index range per stage on deals_by_stage (organization_id,
-    -- pipeline_id, stage, created_at): every deal of the pipeline is in one
-    -- of its stages (the foreign key), and each range reads only the window.
-    SELECT coalesce(sum(n.n), 0)::bigint INTO v_new
-      FROM crm.pipeline_stages s
-     CROSS JOIN LATERAL (SELECT count(*) AS n FROM crm.deals d
-                          WHERE d.organization_id = s.organization_id AND d.pipeline_id = s.pipeline_id
-                            AND d.stage = s.key AND d.created_at >= now() - make_interval(days => p_days)) n
-     WHERE s.organization_id = (SELECT app.org_id()) AND s.pipeline_id = p_pipeline_id;
   END IF;
+  -- From the per-day counts (47_deal_created_days.sql), not a range of
+  -- deals: with days=3650 the range would be every deal.
+  v_new := app.deals_created_since(now() - make_interval(days => p_days), p_pipeline_id);
   RETURN (
     WITH g AS (
       SELECT t.status, t.currency, sum(t.deals) AS n, sum(t.amount) AS total

@@ -43,14 +43,15 @@ BEGIN
   END LOOP;
   IF v_rebuild THEN
     PERFORM set_config('maintenance_work_mem', '512MB', true);
+    PERFORM set_config('work_mem', '256MB', true);  -- the sort of the contacts' words
     SELECT array_agg(pg_get_indexdef(i.indexrelid)) INTO v_indexes
       FROM pg_index i
-     WHERE i.indrelid = ANY (ARRAY['crm.contacts', 'crm.deals', 'crm.tasks', 'crm.activities',
+     WHERE i.indrelid = ANY (ARRAY['crm.contacts', 'crm.contact_search_words', 'crm.deals', 'crm.tasks', 'crm.activities',
                                    'crm.deal_stage_history']::regclass[])
        AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid);
     FOR t IN SELECT i.indexrelid::regclass::text
                FROM pg_index i
-              WHERE i.indrelid = ANY (ARRAY['crm.contacts', 'crm.deals', 'crm.tasks', 'crm.activities',
+              WHERE i.indrelid = ANY (ARRAY['crm.contacts', 'crm.contact_search_words', 'crm.deals', 'crm.tasks', 'crm.activities',
                                             'crm.deal_stage_history']::regclass[])
                 AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) LOOP
       EXECUTE 'DROP INDEX ' || t;
@@ -92,6 +93,13 @@ BEGIN
       FROM (SELECT n, now() - random() * interval '730 days' AS ts
               FROM generate_series(1, coalesce(p_contacts_per_org, greatest(1, p_deals_per_org / 10))) n) x;
     SELECT array_agg(c.id) INTO v_contacts FROM crm.contacts c WHERE c.organization_id = v_org;
+    -- Their words, as the trigger (off while loading) would have stored
+    -- them; in key order, so the primary key grows at its end.
+    INSERT INTO crm.contact_search_words (organization_id, contact_id, word, created_at)
+    SELECT c.organization_id, c.id, w, c.created_at
+      FROM crm.contacts c CROSS JOIN LATERAL unnest(app.search_tokens(c.name || ' ' || coalesce(c.email, ''))) w
+     WHERE c.organization_id = v_org
+     ORDER BY c.created_at, c.id, w;
 
     -- random() in the select list of the inner query: one draw per row.
     -- Won and lost deals closed at their last change (never in the future);
@@ -166,6 +174,11 @@ BEGIN
            app.close_month(d.status, d.expected_close_date), count(*), sum(d.amount)
       FROM crm.deals d WHERE d.organization_id = v_org
      GROUP BY 1, 2, 3, 4, 5, 6;
+
+    INSERT INTO crm.deal_created_days (organization_id, pipeline_id, day, deals)
+    SELECT d.organization_id, d.pipeline_id, app.created_day(d.created_at), count(*)
+      FROM crm.deals d WHERE d.organization_id = v_org
+     GROUP BY 1, 2, 3;
 
     organization_id := v_org;
     owner_email := format('seed-%s-%s-1@example.com', v_run, i);

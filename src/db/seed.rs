@@ -62,7 +62,8 @@ pub async fn run(database_url: &str, args: SeedArgs) -> anyhow::Result<()> {
     client
         .batch_execute(
             "VACUUM (ANALYZE) crm.organizations, crm.users, crm.organization_members, \
-             crm.pipelines, crm.pipeline_stages, crm.contacts, crm.deals, crm.tasks, crm.activities",
+             crm.pipelines, crm.pipeline_stages, crm.contacts, crm.contact_search_words, crm.deals, crm.tasks, \
+             crm.activities",
         )
         .await?;
     println!("organization_id                       owner (password: {DEMO_PASSWORD})");

@@ -1,7 +1,7 @@
 -- The indexes that keep lists, search and analytics fast (issue 4) exist and
 -- lead with organization_id.
 BEGIN;
-SELECT plan(29);
+SELECT plan(33);
 
 SELECT has_index('crm', 'deals', 'deals_by_created', ARRAY['organization_id', 'created_at', 'id'], 'deals: default sort');
 SELECT has_index('crm', 'deals', 'deals_by_updated', ARRAY['organization_id', 'updated_at', 'id'], 'deals: order_by=updated_at');
@@ -29,8 +29,13 @@ SELECT has_index('crm', 'deals', 'deals_by_owner', ARRAY['organization_id', 'own
 SELECT has_index('crm', 'deals', 'deals_by_contact', ARRAY['organization_id', 'contact_id'], 'deals: contact filter');
 SELECT has_index('crm', 'contacts', 'contacts_by_created', ARRAY['organization_id', 'created_at', 'id'], 'contacts: default sort');
 SELECT has_index('crm', 'contacts', 'contacts_by_owner', ARRAY['organization_id', 'owner_id', 'created_at', 'id'], 'contacts: owner filter');
-SELECT has_index('crm', 'contacts', 'contacts_search_name', 'contacts: trigram search on name');
-SELECT has_index('crm', 'contacts', 'contacts_search_email', 'contacts: trigram search on email');
+SELECT ok((SELECT indisunique FROM pg_index WHERE indexrelid = 'crm.contacts_by_created'::regclass),
+  'contacts: the default sort is unique, for the words'' foreign key (V11)');
+SELECT has_index('crm', 'contact_search_words', 'contact_search_words_pkey', ARRAY['organization_id', 'created_at', 'contact_id', 'word'],
+  'contact search: the words in list order (dense terms, the contact''s own words)');
+SELECT has_index('crm', 'contact_search_words', 'contact_search_words_by_word', ARRAY['organization_id', 'word', 'created_at', 'contact_id'],
+  'contact search: word prefixes as ranges (sparse terms), and words in list order');
+SELECT hasnt_index('crm', 'contacts', 'contacts_search_name', 'the trigram indexes are gone (V11: no request could use them)');
 SELECT has_index('crm', 'tasks', 'tasks_by_due', ARRAY['organization_id', 'due_date', 'id'], 'tasks: default sort and due filters');
 SELECT has_index('crm', 'tasks', 'tasks_by_deal', ARRAY['organization_id', 'deal_id', 'due_date', 'id'], 'tasks: deal filter');
 SELECT has_index('crm', 'tasks', 'tasks_open_by_due', ARRAY['organization_id', 'due_date', 'id'], 'tasks: only_open');
@@ -47,15 +52,16 @@ SELECT is(
   (SELECT array_agg(i.indexrelid::regclass::text ORDER BY i.indexrelid::regclass::text)
      FROM pg_index i
      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-    WHERE i.indrelid = ANY (ARRAY['crm.organization_members', 'crm.invitations', 'crm.contacts', 'crm.deals', 'crm.tasks', 'crm.activities', 'crm.deal_totals', 'crm.deal_totals_delta',
-                                'crm.pipelines', 'crm.pipeline_stages', 'crm.deal_stage_history', 'crm.stage_stays_done',
+    WHERE i.indrelid = ANY (ARRAY['crm.organization_members', 'crm.invitations', 'crm.contacts', 'crm.contact_search_words', 'crm.deals', 'crm.tasks', 'crm.activities', 'crm.deal_totals', 'crm.deal_totals_delta',
+                                'crm.pipelines', 'crm.pipeline_stages', 'crm.deal_created_days', 'crm.deal_created_days_delta',
+                                'crm.deal_stage_history', 'crm.stage_stays_done',
                                 'crm.stage_stays_open', 'crm.deal_closes', 'crm.velocity_delta']::regclass[])
       AND a.attname <> 'organization_id'),
   ARRAY['crm.invitations_by_email_key', 'crm.organization_members_by_user'],
   'every tenant-table index leads with organization_id');
-SELECT ok(
-  (SELECT indexdef LIKE '%gin_trgm_ops%' FROM pg_indexes WHERE indexname = 'contacts_search_name'),
-  'the contact search index is a trigram index');
+SELECT is((SELECT collname::text FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation
+            WHERE a.attrelid = 'crm.contact_search_words'::regclass AND a.attname = 'word'),
+          'C', 'the words are in "C" order, so a prefix is a range');
 
 SELECT * FROM finish();
 ROLLBACK;

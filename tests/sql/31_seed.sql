@@ -1,7 +1,7 @@
 -- `minicrm seed` (private.seed): realistic, consistent demo data, and the
 -- rule triggers switched back on afterwards.
 BEGIN;
-SELECT plan(25);
+SELECT plan(29);
 
 CREATE TEMP TABLE seeded AS
   SELECT * FROM private.seed(2, 300, '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA');
@@ -102,6 +102,15 @@ SELECT is((SELECT count(*)::int FROM crm.activities a
             WHERE a.organization_id = (SELECT organization_id FROM shaped) AND a.type = 'comment'
               AND (jsonb_typeof(a.payload -> 'text') <> 'string' OR a.author_id IS NULL)), 0,
           'the filling rows are comments with a text and an author');
+SELECT is_empty(format($$
+  (SELECT c.id, w FROM crm.contacts c, unnest(app.search_tokens(c.name || ' ' || coalesce(c.email, ''))) w
+    WHERE c.organization_id = %1$L
+   EXCEPT SELECT s.contact_id, s.word FROM crm.contact_search_words s WHERE s.organization_id = %1$L)
+  UNION ALL
+  (SELECT s.contact_id, s.word FROM crm.contact_search_words s WHERE s.organization_id = %1$L
+   EXCEPT SELECT c.id, w FROM crm.contacts c, unnest(app.search_tokens(c.name || ' ' || coalesce(c.email, ''))) w
+    WHERE c.organization_id = %1$L)$$, (SELECT organization_id FROM shaped)),
+  'the seeded contacts are searchable: their words are the ones the trigger stores');
 
 SELECT * FROM finish();
 ROLLBACK;

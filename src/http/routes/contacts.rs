@@ -33,7 +33,10 @@ pub struct Contact {
 
 list_query! {
     pub struct ContactQuery {
-        /// Case-insensitive substring of the name or email.
+        /// Words, any case: a contact matches when each begins a word of its
+        /// name or email (`ada lov` finds Ada Lovelace, `lace` does not).
+        /// Punctuation is searched literally (`%`, `_`, `o'b`, `ada@`). At most
+        /// 16 words.
         pub search: Option<String>,
         /// Only contacts of this owner (members: only themselves).
         pub owner_id: Option<Uuid>,
@@ -82,7 +85,7 @@ pub struct ContactPatch {
     security(("bearer" = [])), params(crate::http::routes::OrgHeader, ContactQuery),
     responses(
         (status = 200, description = "Newest first", body = ListPage<Contact>),
-        (status = 400, description = "Bad query value or organization header, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad query value (a `search` of more than 16 words, too) or organization header, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member filtering by another member's owner_id: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
         (status = 414, description = "Request target over 8 KiB (`uri_too_long`): e.g. a very long `cursor` or `search`", body = Problem, content_type = "application/problem+json"),

@@ -1,0 +1,84 @@
+-- Contact search (README, "Search"): crm.contact_search_words holds one row
+-- per distinct token (app.search_tokens) of each contact's name and email,
+-- kept by the trigger below; a contact matches a search when every token of
+-- the term is a prefix of one of its words. Prefixes of a "C"-collated
+-- column are btree ranges, and the comparisons of a range are leakproof, so
+-- the lookup is an index condition under RLS (ILIKE is not leakproof: behind
+-- the tenancy policy it could only ever filter every row of the tenant).
+
+-- The least string greater than every string that starts with p_prefix (in
+-- "C" order, which is code point order): the last character incremented,
+-- skipping the surrogates, and dropped first when it is already the last
+-- code point. A prefix made only of U+10FFFF has no such string; the bound
+-- returned then is longer than any word (names and emails are at most 254
+-- characters), which is as good.
+CREATE OR REPLACE FUNCTION app.prefix_next(p_prefix text) RETURNS text
+  LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+  AS $$
+DECLARE
+  v_rest text := p_prefix;
+  v_last int;
+BEGIN
+  WHILE v_rest <> '' LOOP
+    v_last := ascii(right(v_rest, 1));
+    v_rest := left(v_rest, -1);
+    IF v_last < 1114111 THEN
+      RETURN v_rest || chr(CASE WHEN v_last + 1 BETWEEN 55296 AND 57343 THEN 57344 ELSE v_last + 1 END);
+    END IF;
+  END LOOP;
+  RETURN repeat(chr(1114111), 300);
+END
+$$;
+
+-- The tokens a search term asks for, without the ones another token of the
+-- term already implies (a prefix of a prefix), longest first. More than 16
+-- is refused: each token is a condition of the query, and the term comes
+-- from the URL.
+CREATE OR REPLACE FUNCTION app.search_terms(p_search text) RETURNS text[]
+  LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+  AS $$
+DECLARE
+  v_tokens text[] := coalesce(app.search_tokens(p_search), '{}');
+  v_terms text[];
+BEGIN
+  SELECT coalesce(array_agg(t ORDER BY length(t) DESC, t), '{}') INTO v_terms
+    FROM unnest(v_tokens) t
+   WHERE NOT EXISTS (SELECT 1 FROM unnest(v_tokens) u WHERE u <> t AND starts_with(u, t));
+  IF cardinality(v_terms) > 16 THEN
+    PERFORM app.fail('MC400', 'invalid_query_parameter', 'a search may have at most 16 words', 'search');
+  END IF;
+  RETURN v_terms;
+END
+$$;
+
+-- The words of a contact follow its name and email: every writer (the API,
+-- a DBA in psql) goes through this trigger. created_at and the keys follow
+-- the contact through the foreign key (ON UPDATE CASCADE), and a deleted
+-- contact takes its words along (ON DELETE CASCADE). Security invoker, like
+-- the other maintenance triggers: the request role writes the rows of its
+-- organization, and RLS checks them.
+CREATE OR REPLACE FUNCTION private.contacts_search_words() RETURNS trigger
+  LANGUAGE plpgsql
+  AS $$
+DECLARE
+  v_words text[];
+BEGIN
+  IF TG_OP = 'UPDATE' AND NEW.name IS NOT DISTINCT FROM OLD.name AND NEW.email IS NOT DISTINCT FROM OLD.email THEN
+    RETURN NULL;
+  END IF;
+  v_words := coalesce(app.search_tokens(NEW.name || ' ' || coalesce(NEW.email, '')), '{}');
+  IF TG_OP = 'UPDATE' THEN
+    DELETE FROM crm.contact_search_words s
+     WHERE s.organization_id = NEW.organization_id AND s.created_at = NEW.created_at AND s.contact_id = NEW.id
+       AND s.word <> ALL (v_words);
+  END IF;
+  INSERT INTO crm.contact_search_words (organization_id, contact_id, word, created_at)
+  SELECT NEW.organization_id, NEW.id, w, NEW.created_at FROM unnest(v_words) w
+  ON CONFLICT DO NOTHING;
+  RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS contacts_search_words ON crm.contacts;
+CREATE TRIGGER contacts_search_words AFTER INSERT OR UPDATE OF name, email ON crm.contacts
+  FOR EACH ROW EXECUTE FUNCTION private.contacts_search_words();
