@@ -625,6 +625,9 @@ def write_report(results, meta):
     sweep_notes = ROOT / "bench" / "sweep-notes.md"  # the analysis of the sweep, written by people
     if sweep_notes.exists():
         text += "\n" + sweep_notes.read_text()
+    velocity_notes = ROOT / "bench" / "velocity-notes.md"  # velocity, forecast, the stage history's cost
+    if velocity_notes.exists():
+        text += "\n" + velocity_notes.read_text()
     if fixed:
         text = splice_fixed(text, fixed)
     target.write_text(text)

@@ -40,6 +40,7 @@ OPERATIONS = """
     deals_list deals_create deals_get deals_update deals_delete
     tasks_list tasks_create tasks_get tasks_update tasks_delete
     activities_list activities_create analytics_summary analytics_funnel
+    deals_stage_history analytics_velocity analytics_forecast
     pipelines_list pipelines_create pipelines_get pipelines_update pipelines_delete
     pipeline_stages_create pipeline_stages_update pipeline_stages_delete
 """.split()
@@ -506,6 +507,7 @@ def scenario() -> None:
     got = expect(op.deals_get.sync_detailed(deal.id, client=carl, x_organization_id=org_header(org)), 200,
                  "GET /deals/{id}")
     eq((got.status, got.stage, got.amount), (DealStatus.WON, "negotiation", "5000.00"), "the deal now")
+    eq((got.closed_at is not None, got.expected_close_date), (True, None), "closed_at set by the database")
     page = expect(op.tasks_list.sync_detailed(client=ann, x_organization_id=org_header(org), deal_id=deal.id), 200,
                   "GET /tasks?deal_id=")
     eq([t.id for t in page.items], [task.id], "tasks of the deal")
@@ -538,6 +540,25 @@ def scenario() -> None:
     eq([(st.count, st.by_status.new, st.by_status.won) for st in f.stages],
        [(1, 1, 0), (0, 0, 0), (1, 0, 1), (0, 0, 0)], "funnel counts")
     eq([st.conversion_pct for st in f.stages], [None, 50.0, 100.0, 0.0], "funnel conversion")
+    # SPEC §10: the won deal's stays (step 7 moved it), its closing, the forecast of the open one.
+    h = expect(op.deals_stage_history.sync_detailed(deal.id, client=carl, x_organization_id=org_header(org)), 200,
+               "GET /deals/{id}/stage-history")
+    eq([st.stage for st in h.items], ["qualification", "proposal", "closed", "negotiation"], "the deal's stays, oldest first")
+    eq((h.items[-1].left_at, h.items[-1].entered_by, h.items[1].entered_by), (None, ann_id, bob_id),
+       "the current stay, and who moved the deal where")
+    v = expect(op.analytics_velocity.sync_detailed(client=ann, x_organization_id=org_header(org), days=30), 200,
+               "GET /analytics/deals/velocity?days=30")
+    eq(([st.stage for st in v.stages], v.won, v.lost, v.win_rate_pct),
+       (["qualification", "proposal", "negotiation", "closed"], 1, 0, 100.0), "velocity: stages, won, lost, win rate")
+    eq([(st.stage, st.stays_completed, st.current) for st in v.stages],
+       [("qualification", 1, 1), ("proposal", 1, 0), ("negotiation", 0, 0), ("closed", 1, 0)],
+       "velocity: finished stays and open deals per stage")
+    problem(op.analytics_velocity.sync_detailed(client=ann, x_organization_id=org_header(org), days=0), 400,
+            "invalid_query_parameter", "velocity days=0")
+    fc = expect(op.analytics_forecast.sync_detailed(client=ann, x_organization_id=org_header(org), months=2), 200,
+                "GET /analytics/deals/forecast?months=2")
+    eq(([m.amounts for m in fc.months], [(a.currency, a.total, a.weighted) for a in fc.unscheduled], fc.overdue),
+       ([[], []], [("USD", "120.50", "12.05")], []), "forecast: the open deal has no date (qualification, 10 %)")
 
     step("10b. pipelines: the default one, a new one with its stages, a deal moved there, its funnel")
     pl = expect(op.pipelines_list.sync_detailed(client=bob, x_organization_id=org_header(org)), 200, "GET /pipelines")

@@ -262,7 +262,8 @@ pub struct VelocityStage {
     #[schema(required = true)]
     pub avg_seconds: Option<i64>,
     /// Their median duration (whole seconds), an estimate within 4.8 % (plus
-    /// 1.5 s) of the exact median; null when none. See the README, *Velocity*.
+    /// 1.5 s) of the exact median; null when none. See the README, *Stage
+    /// history, velocity and forecast*.
     #[schema(required = true)]
     pub median_seconds: Option<i64>,
     /// Their 90th percentile, an estimate as `median_seconds` is; null when none.
