@@ -6,6 +6,12 @@ lookup and the breakdown variants (bench/pgbench/ref_*.sql), alternated in
 rounds. Writes docs/benchmarks.md. Run through bench/run (which installs and
 builds).
 
+Optional HTTP variants of the fixed-cost rounds, each served by a server
+of its own on the next ports: BENCH_HTTP_BEFORE=<a minicrm binary> adds
+`http_before` (W2 through that binary, e.g. one built from main before a
+change to the server), BENCH_HTTP_UNIX=1 adds `http_unix` (the server
+connected to PostgreSQL over its Unix socket instead of TCP).
+
 BENCH_WORKLOADS=W2 (a comma list of workload keys, or "none") runs only those
 workloads and then splices the fixed-cost section into the existing
 docs/benchmarks.md instead of rewriting it. `bench/run.py --report` renders the
@@ -23,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -73,6 +80,20 @@ REFS = [
     ("before", "ref_w2_before", "function path with `app.act_as` as it was before (PERFORM, six "
      "settings, lookup after the switch under RLS)"),
 ]
+# HTTP variants served by servers of their own (module docstring); the
+# description of http_before names the binary (meta.json, "http_before").
+HTTP_EXTRAS = [
+    ("http_before", "w2_get", "HTTP W2 through the server binary `{http_before}` (`BENCH_HTTP_BEFORE`)"),
+    ("http_unix", "w2_get", "HTTP W2 with the server connected to PostgreSQL over its Unix socket "
+     "(`BENCH_HTTP_UNIX`; the function path still uses TCP)"),
+]
+HTTP_BEFORE = os.environ.get("BENCH_HTTP_BEFORE")
+HTTP_UNIX = os.environ.get("BENCH_HTTP_UNIX") not in (None, "", "0")
+
+
+def extra_addr(n):
+    host, port = HTTP.rsplit(":", 1)
+    return f"{host}:{int(port) + n}"
 
 
 def log(*a):
@@ -135,15 +156,16 @@ class Cluster:
 
 
 class Server:
-    def __init__(self, db, cache_ttl=30):
-        env = dict(os.environ, DATABASE_URL=url(db), JWT_SECRET=SECRET, LISTEN_ADDR=HTTP, RUST_LOG="warn",
-                   ANALYTICS_CACHE_TTL_SECS=str(cache_ttl), ACCESS_TOKEN_TTL_SECS="7200",
+    def __init__(self, db, cache_ttl=30, binary=None, addr=HTTP, database_url=None):
+        self.addr = addr
+        env = dict(os.environ, DATABASE_URL=database_url or url(db), JWT_SECRET=SECRET, LISTEN_ADDR=addr,
+                   RUST_LOG="warn", ANALYTICS_CACHE_TTL_SECS=str(cache_ttl), ACCESS_TOKEN_TTL_SECS="7200",
                    AUTH_ATTEMPTS_PER_EMAIL_PER_MINUTE="100000000",
                    AUTH_ATTEMPTS_PER_ADDRESS_PER_MINUTE="100000000")
-        self.proc = subprocess.Popen([str(ROOT / "target" / "release" / "minicrm"), "serve"], env=env)
+        self.proc = subprocess.Popen([str(binary or ROOT / "target" / "release" / "minicrm"), "serve"], env=env)
         for _ in range(200):
             try:
-                urllib.request.urlopen(f"http://{HTTP}/readyz", timeout=1)
+                urllib.request.urlopen(f"http://{addr}/readyz", timeout=1)
                 return
             except Exception:
                 time.sleep(0.1)
@@ -182,9 +204,9 @@ def parse_wrk(text):
             "p99": dur(lat["99"]), "errors": errors, "requests": reqs}
 
 
-def wrk(script, secs, connections=CONNECTIONS):
+def wrk(script, secs, connections=CONNECTIONS, addr=HTTP):
     out = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{secs}s", "--latency", "-s",
-                          f"bench/wrk/{script}.lua", f"http://{HTTP}"],
+                          f"bench/wrk/{script}.lua", f"http://{addr}"],
                          cwd=ROOT, capture_output=True, text=True, check=True,
                          env=dict(os.environ, BENCH_IDS=str(OUT / "ids.lua")))
     return parse_wrk(out.stdout)
@@ -209,7 +231,7 @@ def wrk_cpu(db, script, secs, server):
                     "AND backend_type = 'client backend' AND pid <> pg_backend_pid()").split()
     before = {p: proc_cpu_secs(p) for p in pids}
     srv0, cli0 = proc_cpu_secs(server.proc.pid), own_children_cpu_secs()
-    run = wrk(script, secs)
+    run = wrk(script, secs, addr=server.addr)
     n = max(run["requests"], 1)
     backend = sum(proc_cpu_secs(p) - c for p, c in before.items() if Path(f"/proc/{p}").exists())
     return {"tps": run["rps"], "cpu_us": backend / n * 1e6, "server_us": (proc_cpu_secs(server.proc.pid) - srv0) / n * 1e6,
@@ -265,17 +287,35 @@ def count_statements(db, script):
 
 
 def fixed_cost(db, ids, cluster, server):
-    """REF_ROUNDS rounds of every REFS variant, alternated, so that the
-    machine's other load falls on all of them alike; medians are reported."""
+    """REF_ROUNDS rounds of every REFS variant (and of the configured
+    HTTP_EXTRAS), alternated, so that the machine's other load falls on all
+    of them alike; medians are reported."""
     psql(db, (ROOT / "bench" / "pgbench" / "ref_setup.sql").read_text())
-    runs = {key: [] for key, _, _ in REFS}
-    for r in range(REF_ROUNDS):
-        for key, script, _ in REFS:
-            log(f"fixed cost: round {r + 1}/{REF_ROUNDS}, {key} {REF_SECS}s")
-            if key == "http":
-                runs[key].append(wrk_cpu(db, script, REF_SECS, server))
-            else:
-                runs[key].append(pgbench(db, script, ids, REF_SECS, cluster))
+    servers = {"http": server}
+    try:
+        if HTTP_BEFORE:
+            servers["http_before"] = Server(db, binary=HTTP_BEFORE, addr=extra_addr(1))
+        if HTTP_UNIX:
+            socket_dir = urllib.parse.quote(str(cluster.dir), safe="")
+            servers["http_unix"] = Server(db, addr=extra_addr(2),
+                                          database_url=f"postgres://postgres@{socket_dir}:{PORT}/{db}")
+        for key, s in servers.items():
+            if key != "http":  # the main server is warm from the workloads
+                log(f"fixed cost: {key} warm-up {WARMUP}s")
+                wrk("w2_get", WARMUP, addr=s.addr)
+        variants = REFS + [v for v in HTTP_EXTRAS if v[0] in servers]
+        runs = {key: [] for key, _, _ in variants}
+        for r in range(REF_ROUNDS):
+            for key, script, _ in variants:
+                log(f"fixed cost: round {r + 1}/{REF_ROUNDS}, {key} {REF_SECS}s")
+                if key in servers:
+                    runs[key].append(wrk_cpu(db, script, REF_SECS, servers[key]))
+                else:
+                    runs[key].append(pgbench(db, script, ids, REF_SECS, cluster))
+    finally:
+        for key, s in servers.items():
+            if key != "http":
+                s.stop()
     return runs
 
 
@@ -531,11 +571,14 @@ def fixed_report(r, meta):
              f"{paired[('http', 'fn')]:.0f} %, and the ratio of the CPU all processes spend per transaction "
              f"(backend + client + server, the inverse of what two saturated cores can do) is "
              f"{total['bare'] / total['fn'] * 100:.0f} % and {total['fn'] / total['http'] * 100:.0f} %.", "",
+             *extra_ratios(runs, tps, total),
              "| variant | TPS | of bare | CPU µs/tx: backend | client | server | TPS per round |",
              "|---|---:|---:|---:|---:|---:|---|"]
-    for key, script, what in REFS:
+    variants = REFS + [v for v in HTTP_EXTRAS if v[0] in runs]
+    for key, script, what in variants:
         per_round = ", ".join(fmt(x["tps"], 0) for x in runs[key])
-        src = f" (`{script}`)" if key != "http" else ""
+        what = what.replace("{http_before}", str(meta.get("http_before")))
+        src = f" (`{script}`)" if not key.startswith("http") else ""
         lines.append(f"| **{key}**: {what}{src} | {fmt(tps[key], 0)} | {tps[key] / tps['bare'] * 100:.0f} % | "
                      f"{med(key, 'cpu_us')} | {med(key, 'client_us')} | {med(key, 'server_us')} | {per_round} |")
     pieces = [
@@ -562,6 +605,24 @@ def fixed_report(r, meta):
         f"CPU {total['bare'] / total['fn'] * 100:.1f} %), HTTP W2 / function path {http_fn:.1f} % "
         f"(within rounds {paired[('http', 'fn')]:.1f} %, CPU {total['fn'] / total['http'] * 100:.1f} %)")
     return "\n".join(lines)
+
+
+def extra_ratios(runs, tps, total):
+    """A paragraph on the optional HTTP variants (HTTP_EXTRAS), when they ran."""
+    out = []
+    for key, label in (("http_before", "HTTP W2 through the earlier server"),
+                       ("http_unix", "HTTP W2 over the Unix socket")):
+        if key not in runs:
+            continue
+        xs = runs[key]
+        total[key] = median([x["cpu_us"] + x.get("client_us", 0) + x.get("server_us", 0) for x in xs])
+        paired = median([x["tps"] / y["tps"] * 100 for x, y in zip(xs, runs["fn"])])
+        server = median([x["server_us"] for x in xs])
+        out.append(f"{label} (`{key}`) / function path: {tps[key] / tps['fn'] * 100:.0f} % (within rounds "
+                   f"{paired:.0f} %, CPU {total['fn'] / total[key] * 100:.0f} %); its server spends "
+                   f"{fmt(server)} µs per request, against {fmt(median([x['server_us'] for x in runs['http']]))} "
+                   f"for `http`.")
+    return [" ".join(out), ""] if out else []
 
 
 def splice_fixed(text, section):
@@ -601,6 +662,7 @@ def main():
         "pg": subprocess.run([str(BIN / "postgres"), "--version"], capture_output=True, text=True).stdout.split()[-1],
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                  text=True).stdout.strip(),
+        "http_before": Path(HTTP_BEFORE).name if HTTP_BEFORE else None,
     }
     (OUT / "meta.json").write_text(json.dumps(meta))
     write_report(results, meta)

@@ -136,18 +136,25 @@ pub type Arg<'a> = (&'static str, &'a dyn param::Param);
 /// context is `$1` (user) and `$2` (organization); custom types are cast
 /// (`param`).
 fn call_sql(function: &str, args: &[Arg<'_>]) -> String {
-    let named: Vec<String> = args
-        .iter()
-        .enumerate()
-        .map(|(i, (name, value))| match value.wire().cast {
-            Some(cast) => format!("{name} => ${}::{cast}", i + 3),
-            None => format!("{name} => ${}", i + 3),
-        })
-        .collect();
-    format!(
-        "SELECT ({function}({}))::text FROM app.act_as($1, $2)",
-        named.join(", ")
-    )
+    use std::fmt::Write;
+    // Written into one string: the text is built on every request (it is the
+    // key of the connection's statement cache).
+    let mut sql = String::with_capacity(64 + function.len() + 24 * args.len());
+    sql.push_str("SELECT (");
+    sql.push_str(function);
+    sql.push('(');
+    for (i, (name, value)) in args.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "{name} => ${}", i + 3);
+        if let Some(cast) = value.wire().cast {
+            sql.push_str("::");
+            sql.push_str(cast);
+        }
+    }
+    sql.push_str("))::text FROM app.act_as($1, $2)");
+    sql
 }
 
 #[derive(Clone)]
@@ -297,6 +304,12 @@ mod tests {
         assert_eq!(
             call_sql("api.users_me", &[]),
             "SELECT (api.users_me())::text FROM app.act_as($1, $2)"
+        );
+        let status = crate::http::routes::fields::DealStatus::Won;
+        assert_eq!(
+            call_sql("api.deals_list", &[("p_status", &status), ("p_id", &id)]),
+            "SELECT (api.deals_list(p_status => $3::crm.deal_status, p_id => $4))::text \
+             FROM app.act_as($1, $2)"
         );
     }
 }

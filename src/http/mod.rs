@@ -10,15 +10,15 @@ pub mod problem;
 pub mod routes;
 pub mod serve;
 
-use std::time::Duration;
+use std::{convert::Infallible, time::Duration};
 
 use axum::{
     extract::{DefaultBodyLimit, Request},
     http::{header, HeaderName, HeaderValue, Method, StatusCode},
-    middleware::{self, Next},
     response::{IntoResponse, Response},
     Router,
 };
+use tower::{util::MapFutureLayer, ServiceBuilder};
 use tower_http::{
     compression::CompressionLayer,
     cors::{AllowOrigin, CorsLayer},
@@ -28,7 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
     http::{problem::Problem, routes::*},
-    ops::config::CorsOrigins,
+    ops::{config::CorsOrigins, metrics::ObserveLayer},
     state::AppState,
 };
 
@@ -68,31 +68,37 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole HTTP application, so tests can drive it in-process.
+///
+/// The middleware is one `Router::layer` call: axum wraps every route in
+/// each layer given to it, boxing the result, so every layer given
+/// separately was one more boxed service to clone (and, for `from_fn`, one
+/// more boxed future) on every request. Outermost first:
+///
+/// 1. [`ObserveLayer`]: request id, span, metrics and the log line, so they
+///    cover every answer, the timeout's, the preflights' and the fallbacks';
+///    inside it, the head limits (414, 431: [`head_problem`]);
+/// 2. CORS, when configured: preflights are answered before routing (no 405
+///    for OPTIONS);
+/// 3. compression;
+/// 4. the request time limit (a problem, where tower-http's TimeoutLayer
+///    answers with an empty body);
+/// 5. the body limit.
 pub fn app(state: AppState) -> Router {
     let request_timeout = state.config.request_timeout;
     let (routes, doc) = registry().split_for_parts();
-    let mut router = routes
+    let middleware = ServiceBuilder::new()
+        .layer(ObserveLayer::new(state.metrics.clone(), head_problem))
+        .option_layer(state.config.cors_allowed_origins.as_ref().map(cors))
+        .layer(compression())
+        .layer(MapFutureLayer::new(move |response| {
+            time_limit(request_timeout, response)
+        }))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    routes
         .merge(openapi::docs(openapi::finish(doc)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        // tower-http's TimeoutLayer answers with an empty body; ours is a problem.
-        .layer(middleware::from_fn(move |req, next| {
-            time_limit(request_timeout, req, next)
-        }))
-        .layer(compression());
-    // Preflights are answered before routing (no 405 for OPTIONS).
-    if let Some(origins) = &state.config.cors_allowed_origins {
-        router = router.layer(cors(origins));
-    }
-    // Outermost, so the request id, the span, the metrics and the log line
-    // cover every answer, the timeout's, the preflights' and the fallbacks'.
-    router
-        .layer(middleware::from_fn(limit_head))
-        .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            crate::ops::metrics::observe,
-        ))
+        .layer(middleware)
         .with_state(state)
 }
 
@@ -142,14 +148,16 @@ fn cors(origins: &CorsOrigins) -> CorsLayer {
 /// 414 and 431 as problems. hyper answers these itself, with an empty body,
 /// only past its own (higher) limits: 64 KiB of target, 400 headers
 /// (`serve`), ~400 KiB of head.
-async fn limit_head(req: Request, next: Next) -> Response {
-    if req.uri().to_string().len() > MAX_URI {
-        return Problem::new(
-            StatusCode::URI_TOO_LONG,
-            "uri_too_long",
-            format!("the request target is longer than {MAX_URI} bytes"),
-        )
-        .into_response();
+fn head_problem(req: &Request) -> Option<Response> {
+    if uri_len(req.uri()) > MAX_URI {
+        return Some(
+            Problem::new(
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                format!("the request target is longer than {MAX_URI} bytes"),
+            )
+            .into_response(),
+        );
     }
     let headers = req.headers();
     let bytes: usize = headers
@@ -157,29 +165,49 @@ async fn limit_head(req: Request, next: Next) -> Response {
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
     if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
-        return Problem::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
-            format!(
-                "at most {MAX_HEADERS} request headers of at most {MAX_HEADER_BYTES} bytes in all"
-            ),
-        )
-        .into_response();
+        return Some(
+            Problem::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                format!(
+                    "at most {MAX_HEADERS} request headers of at most {MAX_HEADER_BYTES} bytes in all"
+                ),
+            )
+            .into_response(),
+        );
     }
-    next.run(req).await
+    None
+}
+
+/// The length of the target as written out (`Uri`'s `Display`), without
+/// building the string on every request.
+fn uri_len(uri: &axum::http::Uri) -> usize {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = std::fmt::write(&mut count, format_args!("{uri}"));
+    count.0
 }
 
 /// A request that takes longer than `limit` is answered 503 rather than left
 /// hanging; the database's statement_timeout bounds any work left behind.
-async fn time_limit(limit: Duration, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+async fn time_limit<F>(limit: Duration, response: F) -> Result<Response, Infallible>
+where
+    F: std::future::Future<Output = Result<Response, Infallible>>,
+{
+    match tokio::time::timeout(limit, response).await {
         Ok(response) => response,
-        Err(_) => Problem::new(
+        Err(_) => Ok(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "request_timeout",
             "the request took too long; try again",
         )
-        .into_response(),
+        .into_response()),
     }
 }
 

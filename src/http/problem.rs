@@ -29,7 +29,7 @@ pub struct Problem {
     #[schema(ignore)]
     pub retry_after: Option<u64>,
     /// The kind of database error this problem stands for, counted by
-    /// `metrics::observe` (`minicrm_db_errors_total`).
+    /// `metrics::Observe` (`minicrm_db_errors_total`).
     #[serde(skip)]
     #[schema(ignore)]
     pub db_error: Option<DbErrorKind>,

@@ -53,7 +53,7 @@ fn builder(settings: &ServeSettings) -> auto::Builder<TokioExecutor> {
         .header_read_timeout(settings.header_read_timeout)
         // More than hyper's default 100, so that a request with too many
         // headers reaches the application and gets a problem+json 431
-        // (`http::limit_head`) instead of hyper's empty one.
+        // (`http::head_problem`) instead of hyper's empty one.
         .max_headers(crate::http::MAX_HEADERS * 4);
     builder
         .http2()

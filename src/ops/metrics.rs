@@ -1,7 +1,7 @@
 //! Observability: the request id, one log line per request, and the counters
 //! behind `GET /metrics` in the Prometheus text format (the `prometheus` crate).
 //!
-//! Every request passes through [`observe`], the outermost layer: it settles
+//! Every request passes through [`Observe`], the outermost layer: it settles
 //! the request id (a sane incoming `X-Request-Id` or a new UUID), runs the
 //! request inside a `request` span carrying `request_id`, `method` and `route`
 //! (the matched path template, never the raw URI), then counts it, logs one
@@ -9,20 +9,24 @@
 //! response's `X-Request-Id`. Neither headers nor bodies are ever logged.
 
 use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
     sync::Arc,
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
 use axum::{
-    extract::{MatchedPath, Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue, Method},
-    middleware::Next,
-    response::Response,
+    extract::{MatchedPath, Request},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode},
+    response::{IntoResponse, Response},
 };
 use prometheus::{
     core::Collector, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
+use tower::{Layer, Service};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -126,11 +130,12 @@ impl Metrics {
         &self,
         route: &str,
         method: &'static str,
-        status: u16,
+        status: StatusCode,
         elapsed: Duration,
     ) {
+        // `as_str`: the code's digits as a static string, no allocation.
         self.requests
-            .with_label_values(&[route, method, &status.to_string()])
+            .with_label_values(&[route, method, status.as_str()])
             .inc();
         self.durations
             .with_label_values(&[route])
@@ -156,13 +161,17 @@ impl Metrics {
 
 /// The request id to use: the client's, when it is a sane token (1 to 64
 /// characters of `[A-Za-z0-9._-]`), otherwise a new UUID v4.
-pub fn request_id(headers: &HeaderMap) -> String {
-    headers
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(id) = headers
         .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| is_sane_request_id(v))
-        .map(str::to_owned)
-        .unwrap_or_else(|| Uuid::new_v4().to_string())
+        .filter(|v| v.to_str().is_ok_and(is_sane_request_id))
+    {
+        return id.clone();
+    }
+    let mut text = Uuid::encode_buffer();
+    let text = Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    // A UUID is always a valid header value.
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("invalid"))
 }
 
 pub fn is_sane_request_id(id: &str) -> bool {
@@ -189,37 +198,108 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// The outermost layer: request id, span, metrics and the per-request log line.
-pub async fn observe(
-    State(metrics): State<Arc<Metrics>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let id = request_id(req.headers());
-    // A sane id or a UUID is always a valid header value.
-    let id_value = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("invalid"));
-    req.headers_mut().insert(REQUEST_ID, id_value.clone());
-    let method = method_label(req.method());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str)
-        .to_owned();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+/// A check made before the request goes in: a response instead of it (the
+/// head limits, `http::head_problem`), inside the request's observation.
+pub type Refuse = fn(&Request) -> Option<Response>;
 
-    let mut response = next.run(req).instrument(span.clone()).await;
+/// The outermost layer: request id, span, metrics and the per-request log
+/// line. A tower service rather than `middleware::from_fn`: axum applies
+/// `Router::layer` to every route, and each `from_fn` layer clones the boxed
+/// service under it and boxes its future on every request (with the five
+/// layers given one by one, `GET /deals/{id}` cloned 42 boxed services per
+/// request). This one calls its inner service in place and boxes one future.
+#[derive(Clone)]
+pub struct ObserveLayer {
+    metrics: Arc<Metrics>,
+    refuse: Refuse,
+}
 
-    let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    metrics.record_request(&route, method, status, elapsed);
-    if let Some(kind) = response.extensions().get::<DbErrorKind>() {
-        metrics.record_db_error(*kind);
+impl ObserveLayer {
+    pub fn new(metrics: Arc<Metrics>, refuse: Refuse) -> Self {
+        Self { metrics, refuse }
     }
-    let latency_ms = elapsed.as_micros() as f64 / 1000.0;
-    span.in_scope(|| tracing::info!(status, latency_ms, "request finished"));
-    response.headers_mut().insert(REQUEST_ID, id_value);
-    response
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            metrics: self.metrics.clone(),
+            refuse: self.refuse,
+        }
+    }
+}
+
+/// What [`Observe`] waits for: the inner service's answer, or the refusal.
+enum Answer<F> {
+    Inner(F),
+    Refused(Response),
+}
+
+#[derive(Clone)]
+pub struct Observe<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+    refuse: Refuse,
+}
+
+impl<S> Service<Request> for Observe<S>
+where
+    S: Service<Request, Error = Infallible>,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let started = Instant::now();
+        let id = request_id(req.headers());
+        req.headers_mut().insert(REQUEST_ID, id.clone());
+        let method = method_label(req.method());
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let label = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id.to_str().unwrap_or_default(),
+            method = %method,
+            route = %label
+        );
+        // The inner services' synchronous part runs in the span too.
+        let answer = span.in_scope(|| match (self.refuse)(&req) {
+            Some(refused) => Answer::Refused(refused),
+            None => Answer::Inner(self.inner.call(req)),
+        });
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let mut response = match answer {
+                Answer::Inner(future) => match future.instrument(span.clone()).await {
+                    Ok(response) => response.into_response(),
+                    Err(never) => match never {},
+                },
+                Answer::Refused(refused) => refused,
+            };
+            let elapsed = started.elapsed();
+            let status = response.status();
+            let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+            metrics.record_request(route, method, status, elapsed);
+            if let Some(kind) = response.extensions().get::<DbErrorKind>() {
+                metrics.record_db_error(*kind);
+            }
+            let latency_ms = elapsed.as_micros() as f64 / 1000.0;
+            let status = status.as_u16();
+            span.in_scope(|| tracing::info!(status, latency_ms, "request finished"));
+            response.headers_mut().insert(REQUEST_ID, id);
+            Ok(response)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -240,9 +320,10 @@ mod tests {
     #[test]
     fn histogram_buckets_are_cumulative() {
         let m = Metrics::default();
-        m.record_request("/x", "GET", 200, Duration::from_micros(500));
-        m.record_request("/x", "GET", 200, Duration::from_millis(30));
-        m.record_request("/x", "GET", 500, Duration::from_secs(9));
+        let (ok, failed) = (StatusCode::OK, StatusCode::INTERNAL_SERVER_ERROR);
+        m.record_request("/x", "GET", ok, Duration::from_micros(500));
+        m.record_request("/x", "GET", ok, Duration::from_millis(30));
+        m.record_request("/x", "GET", failed, Duration::from_secs(9));
         m.record_db_error(DbErrorKind::Timeout);
         let text = m.render(deadpool_postgres::Status {
             max_size: 4,

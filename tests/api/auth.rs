@@ -304,6 +304,25 @@ async fn users_me_refuses_missing_bad_expired_and_foreign_tokens() {
     me(&app, &good).await.ok(200);
 }
 
+/// The server remembers verified tokens (README, *Access tokens*): a
+/// remembered one must still be refused once it has expired.
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_it_expires() {
+    let (app, ann) = TestApp::with_user("ann").await;
+    // Expired two seconds ago: accepted within the 5 s leeway, for 3 s more.
+    let exp = chrono::Utc::now().timestamp() - 2;
+    let token = sign(
+        json!({"sub": ann.id, "iat": exp - 60, "exp": exp, "typ": "access"}),
+        SECRET,
+    );
+    me(&app, &token).await.ok(200);
+    me(&app, &token).await.ok(200);
+    while chrono::Utc::now().timestamp() <= exp + 5 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    me(&app, &token).await.problem(401, "invalid_token");
+}
+
 #[tokio::test]
 async fn login_and_register_are_rate_limited_per_email() {
     let app = TestApp::spawn_with(|c| c.auth_attempts_per_email = 3).await;
