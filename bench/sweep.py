@@ -186,7 +186,7 @@ def main():
     ap.add_argument("--deep", type=int, default=100,
                     help="cursor pages of 100 rows followed before timing the deep page")
     ap.add_argument("--only", action="append", metavar="OPERATION_ID",
-                    help="sweep only this list operation (repeatable), e.g. contacts_list")
+                    help="sweep only this operation (repeatable), e.g. contacts_list")
     ap.add_argument("--out")
     args = ap.parse_args()
 
@@ -234,6 +234,8 @@ def main():
     # every analytics GET, with no parameter and with each parameter's sampled values.
     arows, amisses = [], 0
     for path, op in analytics_operations(doc):
+        if args.only and op["operationId"] not in args.only:
+            continue
         for label, query in shapes(doc, path, op):
             target = path + ("?" + urllib.parse.urlencode(query) if query else "")
             p50, p99, status, _ = timed(api, target, args.repeat)
