@@ -1,6 +1,6 @@
 //! V12 (pipelines) on a database of the old schema, not only on an empty one:
 //! the versioned migrations before V12 and the repeatable files of the commit
-//! before V12 (read from the git history), seeded by that commit's own
+//! before V12 (kept in tests/fixtures/before_v12), seeded by that commit's own
 //! `private.seed` and its API functions (so its triggers wrote the timeline
 //! and the analytics deltas), then `minicrm migrate`. Every deal must land in
 //! its organization's "Sales" in the stage it had, with nothing else changed.
@@ -10,43 +10,36 @@
 //! e.g. for the README's figure at 1,000,000 deals:
 //! `MIGRATION_TEST_ORGS=1 MIGRATION_TEST_DEALS=1000000 scripts/test v12_ -- --nocapture`.
 
-use std::{process::Command, time::Instant};
+use std::time::Instant;
 
 use uuid::Uuid;
 
 use crate::helpers::connect;
 
-fn git(args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .output()
-        .expect("running git (this test reads the schema before V12 from the history)");
-    assert!(
-        out.status.success(),
-        "git {}: {} (this test reads the schema before V12 from the git history; \
-         a shallow clone needs `git fetch --unshallow`)",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
+/// The repeatable SQL (sql/functions, sql/policies) of commit f4d1656, the
+/// last before V12, kept in tests/fixtures/before_v12 so that the test needs
+/// no git history (CI may run on a shallow clone). Its newest versioned
+/// migration was V10.
+const OLD_VERSION: u32 = 10;
 
-/// The commit whose sql/ is the schema before V12: the parent of the commit
-/// that added V12 (HEAD while V12 is not committed yet).
-fn before_v12() -> String {
-    let added = git(&[
-        "log",
-        "-1",
-        "--format=%H",
-        "--diff-filter=A",
-        "--",
-        "sql/migrations/V12__pipelines.sql",
-    ]);
-    if added.is_empty() {
-        "HEAD".into()
-    } else {
-        format!("{added}^")
+fn old_repeatable_files() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/before_v12");
+    let mut files = Vec::new();
+    for dir in ["functions", "policies"] {
+        let mut names: Vec<_> = std::fs::read_dir(root.join(dir))
+            .expect("tests/fixtures/before_v12")
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        for path in names {
+            let text = std::fs::read_to_string(&path).unwrap();
+            files.push((
+                format!("sql/{dir}/{}", path.file_name().unwrap().to_string_lossy()),
+                text,
+            ));
+        }
     }
+    files
 }
 
 fn env_or(name: &str, default: i32) -> i32 {
@@ -90,30 +83,9 @@ async fn v12_moves_every_old_deal_into_sales_and_changes_nothing_else() {
         env_or("MIGRATION_TEST_ORGS", 3),
         env_or("MIGRATION_TEST_DEALS", 1000),
     );
-    let old = before_v12();
-    let old_version: u32 = git(&["ls-tree", "--name-only", &old, "sql/migrations/"])
-        .lines()
-        .filter_map(|f| {
-            f.strip_prefix("sql/migrations/V")?
-                .split("__")
-                .next()?
-                .parse()
-                .ok()
-        })
-        .max()
-        .expect("versioned migrations before V12");
-    assert!(old_version < 12, "{old} already has V{old_version}");
-    let files: Vec<(String, String)> = git(&[
-        "ls-tree",
-        "--name-only",
-        &old,
-        "sql/functions/",
-        "sql/policies/",
-    ])
-    .lines()
-    .map(|path| (path.to_owned(), git(&["show", &format!("{old}:{path}")])))
-    .collect();
-    assert!(files.len() > 10, "the repeatable files of {old}");
+    let old_version = OLD_VERSION;
+    let files = old_repeatable_files();
+    assert!(files.len() > 10, "the repeatable files before V12");
 
     let admin =
         std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL: run with scripts/test");
