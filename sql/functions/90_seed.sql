@@ -28,6 +28,7 @@ DECLARE
   v_sales uuid;
   v_renewals uuid;
   v_timeline bigint;
+  v_seeded uuid[] := '{}'::uuid[];
   v_roles crm.member_role[] := ARRAY['owner', 'admin', 'admin', 'manager', 'manager', 'manager',
     'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member', 'member']::crm.member_role[];
   v_tables text[] := ARRAY['organization_members', 'contacts', 'deals', 'tasks', 'activities', 'deal_stage_history'];
@@ -169,6 +170,7 @@ BEGIN
     END IF;
 
     PERFORM private.seed_stage_history(v_org);
+    v_seeded := v_seeded || v_org;
     INSERT INTO crm.deal_totals (organization_id, pipeline_id, status, stage, currency, close_month, deals, amount)
     SELECT d.organization_id, d.pipeline_id, d.status, d.stage, d.currency,
            app.close_month(d.status, d.expected_close_date), count(*), sum(d.amount)
@@ -191,6 +193,9 @@ BEGIN
   END IF;
   FOREACH t IN ARRAY coalesce(v_indexes, '{}') LOOP
     EXECUTE t;
+  END LOOP;
+  FOREACH v_org IN ARRAY coalesce(v_seeded, '{}') LOOP
+    PERFORM private.velocity_rebuild(v_org);
   END LOOP;
   FOREACH t IN ARRAY v_tables LOOP
     EXECUTE format('ALTER TABLE crm.%I ENABLE TRIGGER USER', t);

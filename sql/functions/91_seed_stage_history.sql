@@ -33,6 +33,8 @@ BEGIN
                                 AND cur.key = d.stage
     JOIN crm.pipeline_stages s ON s.organization_id = d.organization_id AND s.pipeline_id = d.pipeline_id
                               AND s.position <= cur.position;
-  PERFORM private.velocity_rebuild(p_org_id);
+  -- The velocity totals are rebuilt by private.seed once the indexes are
+  -- back: without them, each organization's rebuild would read the whole
+  -- history table (quadratic in the number of organizations).
 END
 $$;
