@@ -196,7 +196,7 @@ CREATE OR REPLACE FUNCTION app.pipeline_json(p crm.pipelines) RETURNS jsonb
     SELECT jsonb_build_object('id', p.id, 'name', p.name, 'position', p.position,
       'stages', (SELECT coalesce(jsonb_agg(app.stage_json(s) ORDER BY s.position), '[]')
                    FROM crm.pipeline_stages s WHERE s.organization_id = p.organization_id AND s.pipeline_id = p.id),
-      'created_at', app.ts(p.created_at), 'updated_at', app.ts(p.updated_at))
+      'created_at', app.ts(p.created_at), 'updated_at', app.ts(p.updated_at), 'version', p.version)
   $$;
 
 -- The API -------------------------------------------------------------------------
@@ -274,21 +274,27 @@ END
 $$;
 
 -- PATCH: a new name and/or position (1..n; the pipelines in between shift).
-CREATE OR REPLACE FUNCTION api.pipelines_update(p_id uuid, p_name text DEFAULT NULL, p_position int DEFAULT NULL)
+-- p_if_match: If-Match's versions, checked under the pipeline's row lock
+-- (28_versions.sql).
+CREATE OR REPLACE FUNCTION api.pipelines_update(p_id uuid, p_name text DEFAULT NULL, p_position int DEFAULT NULL,
+    p_if_match int[] DEFAULT NULL)
   RETURNS jsonb LANGUAGE plpgsql
   AS $$
 DECLARE
   v_org uuid := app.org_id();
   v_old int;
+  v_version int;
   v_count int;
   v_pipeline crm.pipelines;
 BEGIN
   PERFORM app.require_admin();
   PERFORM 1 FROM crm.organizations o WHERE o.id = v_org FOR NO KEY UPDATE;
-  SELECT p.position INTO v_old FROM crm.pipelines p WHERE p.organization_id = v_org AND p.id = p_id FOR UPDATE;
+  SELECT p.position, p.version INTO v_old, v_version FROM crm.pipelines p
+   WHERE p.organization_id = v_org AND p.id = p_id FOR UPDATE;
   IF NOT FOUND THEN
     PERFORM app.fail('MC404', 'pipeline_not_found', 'pipeline not found');
   END IF;
+  PERFORM app.require_if_match('pipeline', v_version, p_if_match);
   IF p_position IS DISTINCT FROM v_old AND p_position IS NOT NULL THEN
     SELECT count(*)::int INTO v_count FROM crm.pipelines p WHERE p.organization_id = v_org;
     IF p_position NOT BETWEEN 1 AND v_count THEN
@@ -309,19 +315,22 @@ $$;
 -- 409 last_pipeline and pipeline_has_deals come from the guard. The foreign
 -- key from deals to their stages is the backstop: a violation here means a
 -- deal entered the pipeline without the lock, and gets the same answer.
-CREATE OR REPLACE FUNCTION api.pipelines_delete(p_id uuid) RETURNS void
+CREATE OR REPLACE FUNCTION api.pipelines_delete(p_id uuid, p_if_match int[] DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql
   AS $$
 DECLARE
   v_org uuid := app.org_id();
   v_position int;
+  v_version int;
 BEGIN
   PERFORM app.require_admin();
   PERFORM 1 FROM crm.organizations o WHERE o.id = v_org FOR NO KEY UPDATE;
-  SELECT p.position INTO v_position FROM crm.pipelines p WHERE p.organization_id = v_org AND p.id = p_id FOR UPDATE;
+  SELECT p.position, p.version INTO v_position, v_version FROM crm.pipelines p
+   WHERE p.organization_id = v_org AND p.id = p_id FOR UPDATE;
   IF NOT FOUND THEN
     PERFORM app.fail('MC404', 'pipeline_not_found', 'pipeline not found');
   END IF;
+  PERFORM app.require_if_match('pipeline', v_version, p_if_match);
   BEGIN
     DELETE FROM crm.pipelines p WHERE p.organization_id = v_org AND p.id = p_id;
   EXCEPTION WHEN foreign_key_violation THEN
@@ -332,29 +341,35 @@ END
 $$;
 
 -- Locks the pipeline for a change of its stages; 404 if it is not this
--- organization's.
-CREATE OR REPLACE FUNCTION app.pipeline_lock(p_id uuid) RETURNS void
+-- organization's, 412 if p_if_match (the pipeline's If-Match: a stage is
+-- part of the pipeline resource) does not name its version.
+CREATE OR REPLACE FUNCTION app.pipeline_lock(p_id uuid, p_if_match int[] DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql
   AS $$
+DECLARE
+  v_version int;
 BEGIN
-  PERFORM 1 FROM crm.pipelines p WHERE p.organization_id = (SELECT app.org_id()) AND p.id = p_id FOR UPDATE;
+  SELECT p.version INTO v_version FROM crm.pipelines p
+   WHERE p.organization_id = (SELECT app.org_id()) AND p.id = p_id FOR UPDATE;
   IF NOT FOUND THEN
     PERFORM app.fail('MC404', 'pipeline_not_found', 'pipeline not found');
   END IF;
+  PERFORM app.require_if_match('pipeline', v_version, p_if_match);
 END
 $$;
 
--- The pipeline after a change of its stages (its updated_at moves too).
+-- The pipeline after a change of its stages. The stages' trigger
+-- (28_versions.sql) has moved its updated_at and version, once; a PATCH that
+-- changed nothing leaves both.
 CREATE OR REPLACE FUNCTION app.pipeline_touched(p_id uuid) RETURNS jsonb
   LANGUAGE sql
   AS $$
-    UPDATE crm.pipelines p SET updated_at = now() WHERE p.organization_id = (SELECT app.org_id()) AND p.id = p_id
-    RETURNING app.pipeline_json(p)
+    SELECT app.pipeline_json(p) FROM crm.pipelines p WHERE p.organization_id = (SELECT app.org_id()) AND p.id = p_id
   $$;
 
 -- A new stage at p_position (1..n+1, default last); the later stages shift.
 CREATE OR REPLACE FUNCTION api.pipeline_stages_create(p_pipeline_id uuid, p_key text, p_name text, p_probability int,
-    p_position int DEFAULT NULL)
+    p_position int DEFAULT NULL, p_if_match int[] DEFAULT NULL)
   RETURNS jsonb LANGUAGE plpgsql
   AS $$
 DECLARE
@@ -363,7 +378,7 @@ DECLARE
   v_position int;
 BEGIN
   PERFORM app.require_admin();
-  PERFORM app.pipeline_lock(p_pipeline_id);
+  PERFORM app.pipeline_lock(p_pipeline_id, p_if_match);
   SELECT count(*)::int INTO v_count FROM crm.pipeline_stages s WHERE s.organization_id = v_org AND s.pipeline_id = p_pipeline_id;
   v_position := coalesce(p_position, v_count + 1);
   IF v_position NOT BETWEEN 1 AND v_count + 1 THEN
@@ -380,7 +395,7 @@ $$;
 -- PATCH a stage: name, probability and/or position (1..n; the stages in
 -- between shift). Its key never changes.
 CREATE OR REPLACE FUNCTION api.pipeline_stages_update(p_pipeline_id uuid, p_key text, p_name text DEFAULT NULL,
-    p_probability int DEFAULT NULL, p_position int DEFAULT NULL)
+    p_probability int DEFAULT NULL, p_position int DEFAULT NULL, p_if_match int[] DEFAULT NULL)
   RETURNS jsonb LANGUAGE plpgsql
   AS $$
 DECLARE
@@ -389,7 +404,7 @@ DECLARE
   v_count int;
 BEGIN
   PERFORM app.require_admin();
-  PERFORM app.pipeline_lock(p_pipeline_id);
+  PERFORM app.pipeline_lock(p_pipeline_id, p_if_match);
   SELECT s.position INTO v_old FROM crm.pipeline_stages s
    WHERE s.organization_id = v_org AND s.pipeline_id = p_pipeline_id AND s.key = p_key;
   IF NOT FOUND THEN
@@ -417,7 +432,7 @@ $$;
 
 -- 409 last_stage and stage_has_deals come from the guard; the foreign key is
 -- the backstop (see api.pipelines_delete).
-CREATE OR REPLACE FUNCTION api.pipeline_stages_delete(p_pipeline_id uuid, p_key text) RETURNS void
+CREATE OR REPLACE FUNCTION api.pipeline_stages_delete(p_pipeline_id uuid, p_key text, p_if_match int[] DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql
   AS $$
 DECLARE
@@ -425,7 +440,7 @@ DECLARE
   v_position int;
 BEGIN
   PERFORM app.require_admin();
-  PERFORM app.pipeline_lock(p_pipeline_id);
+  PERFORM app.pipeline_lock(p_pipeline_id, p_if_match);
   SELECT s.position INTO v_position FROM crm.pipeline_stages s
    WHERE s.organization_id = v_org AND s.pipeline_id = p_pipeline_id AND s.key = p_key;
   IF NOT FOUND THEN
@@ -438,6 +453,5 @@ BEGIN
   END;
   UPDATE crm.pipeline_stages s SET position = s.position - 1
    WHERE s.organization_id = v_org AND s.pipeline_id = p_pipeline_id AND s.position > v_position;
-  PERFORM app.pipeline_touched(p_pipeline_id);
 END
 $$;

@@ -6,7 +6,7 @@ CREATE OR REPLACE FUNCTION app.contact_json(c crm.contacts) RETURNS jsonb
   AS $$
     SELECT jsonb_build_object('id', c.id, 'organization_id', c.organization_id, 'owner_id', c.owner_id,
       'name', c.name, 'email', c.email, 'phone', c.phone,
-      'created_at', app.ts(c.created_at), 'updated_at', app.ts(c.updated_at))
+      'created_at', app.ts(c.created_at), 'updated_at', app.ts(c.updated_at), 'version', c.version)
   $$;
 
 -- The list envelope of SPEC §5 and §14. p_items holds up to p_page_size + 1
@@ -342,7 +342,9 @@ $$;
 
 -- Partial update: p_fields names the fields present in the request; the
 -- others keep their values (so email and phone can be set to null).
-CREATE OR REPLACE FUNCTION api.contacts_update(p_id uuid, p_fields text[], p_name text, p_email text, p_phone text, p_owner_id uuid)
+-- p_if_match: If-Match's versions (28_versions.sql), checked by the UPDATE itself.
+CREATE OR REPLACE FUNCTION api.contacts_update(p_id uuid, p_fields text[], p_name text, p_email text, p_phone text, p_owner_id uuid,
+    p_if_match int[] DEFAULT NULL)
   RETURNS jsonb LANGUAGE plpgsql
   AS $$
 DECLARE
@@ -354,21 +356,25 @@ BEGIN
     phone    = CASE WHEN 'phone' = ANY (p_fields) THEN app.trim_space(p_phone) ELSE c.phone END,
     owner_id = CASE WHEN 'owner_id' = ANY (p_fields) THEN p_owner_id ELSE c.owner_id END
    WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id
+     AND (p_if_match IS NULL OR c.version = ANY (p_if_match))
   RETURNING app.contact_json(c) INTO v;
   IF v IS NULL THEN
-    PERFORM app.not_found('contact');
+    PERFORM app.not_found_or_changed('contact', p_if_match IS NOT NULL AND EXISTS (
+      SELECT 1 FROM crm.contacts c WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id));
   END IF;
   RETURN v;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION api.contacts_delete(p_id uuid) RETURNS void
+CREATE OR REPLACE FUNCTION api.contacts_delete(p_id uuid, p_if_match int[] DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql
   AS $$
 BEGIN
-  DELETE FROM crm.contacts c WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id;
+  DELETE FROM crm.contacts c WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id
+     AND (p_if_match IS NULL OR c.version = ANY (p_if_match));
   IF NOT FOUND THEN
-    PERFORM app.not_found('contact');
+    PERFORM app.not_found_or_changed('contact', p_if_match IS NOT NULL AND EXISTS (
+      SELECT 1 FROM crm.contacts c WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id));
   END IF;
 END
 $$;

@@ -7,7 +7,7 @@ CREATE OR REPLACE FUNCTION app.deal_json(d crm.deals) RETURNS jsonb
       'owner_id', d.owner_id, 'title', d.title, 'amount', to_char(d.amount, 'FM999999999990.00'),
       'currency', d.currency, 'status', d.status, 'pipeline_id', d.pipeline_id, 'stage', d.stage,
       'expected_close_date', d.expected_close_date, 'closed_at', app.ts(d.closed_at),
-      'created_at', app.ts(d.created_at), 'updated_at', app.ts(d.updated_at))
+      'created_at', app.ts(d.created_at), 'updated_at', app.ts(d.updated_at), 'version', d.version)
   $$;
 
 -- p_order_by: created_at | updated_at | amount | title; p_order: asc | desc.
@@ -131,10 +131,12 @@ $$;
 -- field, expected_close_date: it changes (to p_expected_close_date, null
 -- clearing it) only when p_fields names it. A new p_pipeline_id without
 -- p_stage goes to that pipeline's first stage (the rule trigger resolves a
--- null stage).
+-- null stage). p_if_match: If-Match's versions (28_versions.sql), checked by
+-- the UPDATE itself.
 CREATE OR REPLACE FUNCTION api.deals_update(p_id uuid, p_status crm.deal_status, p_stage text,
     p_title text, p_amount numeric, p_currency text, p_contact_id uuid, p_owner_id uuid,
-    p_pipeline_id uuid DEFAULT NULL, p_expected_close_date date DEFAULT NULL, p_fields text[] DEFAULT '{}')
+    p_pipeline_id uuid DEFAULT NULL, p_expected_close_date date DEFAULT NULL, p_fields text[] DEFAULT '{}',
+    p_if_match int[] DEFAULT NULL)
   RETURNS jsonb LANGUAGE plpgsql
   AS $$
 DECLARE
@@ -154,21 +156,25 @@ BEGIN
     expected_close_date = CASE WHEN 'expected_close_date' = ANY (p_fields) THEN p_expected_close_date
                                ELSE d.expected_close_date END
    WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id
+     AND (p_if_match IS NULL OR d.version = ANY (p_if_match))
   RETURNING app.deal_json(d) INTO v;
   IF v IS NULL THEN
-    PERFORM app.not_found('deal');
+    PERFORM app.not_found_or_changed('deal', p_if_match IS NOT NULL AND EXISTS (
+      SELECT 1 FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id));
   END IF;
   RETURN v;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION api.deals_delete(p_id uuid) RETURNS void
+CREATE OR REPLACE FUNCTION api.deals_delete(p_id uuid, p_if_match int[] DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql
   AS $$
 BEGIN
-  DELETE FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id;
+  DELETE FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id
+     AND (p_if_match IS NULL OR d.version = ANY (p_if_match));
   IF NOT FOUND THEN
-    PERFORM app.not_found('deal');
+    PERFORM app.not_found_or_changed('deal', p_if_match IS NOT NULL AND EXISTS (
+      SELECT 1 FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id));
   END IF;
 END
 $$;

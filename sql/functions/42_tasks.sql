@@ -5,7 +5,8 @@ CREATE OR REPLACE FUNCTION app.task_json(t crm.tasks) RETURNS jsonb
   AS $$
     SELECT jsonb_build_object('id', t.id, 'organization_id', t.organization_id, 'deal_id', t.deal_id,
       'title', t.title, 'description', t.description, 'due_date', to_char(t.due_date, 'YYYY-MM-DD'),
-      'is_done', t.is_done, 'created_at', app.ts(t.created_at), 'updated_at', app.ts(t.updated_at))
+      'is_done', t.is_done, 'created_at', app.ts(t.created_at), 'updated_at', app.ts(t.updated_at),
+      'version', t.version)
   $$;
 
 -- Soonest due first; due_before and due_after are inclusive. p_page (offset
@@ -64,8 +65,9 @@ END
 $$;
 
 -- Partial update: p_fields names the fields present (description may be set to null).
+-- p_if_match: If-Match's versions (28_versions.sql), checked by the UPDATE itself.
 CREATE OR REPLACE FUNCTION api.tasks_update(p_id uuid, p_fields text[], p_title text, p_description text,
-    p_due_date date, p_is_done boolean)
+    p_due_date date, p_is_done boolean, p_if_match int[] DEFAULT NULL)
   RETURNS jsonb LANGUAGE plpgsql
   AS $$
 DECLARE
@@ -77,21 +79,25 @@ BEGIN
     due_date    = CASE WHEN 'due_date' = ANY (p_fields) THEN p_due_date ELSE t.due_date END,
     is_done     = CASE WHEN 'is_done' = ANY (p_fields) THEN p_is_done ELSE t.is_done END
    WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id
+     AND (p_if_match IS NULL OR t.version = ANY (p_if_match))
   RETURNING app.task_json(t) INTO v;
   IF v IS NULL THEN
-    PERFORM app.not_found('task');
+    PERFORM app.not_found_or_changed('task', p_if_match IS NOT NULL AND EXISTS (
+      SELECT 1 FROM crm.tasks t WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id));
   END IF;
   RETURN v;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION api.tasks_delete(p_id uuid) RETURNS void
+CREATE OR REPLACE FUNCTION api.tasks_delete(p_id uuid, p_if_match int[] DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql
   AS $$
 BEGIN
-  DELETE FROM crm.tasks t WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id;
+  DELETE FROM crm.tasks t WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id
+     AND (p_if_match IS NULL OR t.version = ANY (p_if_match));
   IF NOT FOUND THEN
-    PERFORM app.not_found('task');
+    PERFORM app.not_found_or_changed('task', p_if_match IS NOT NULL AND EXISTS (
+      SELECT 1 FROM crm.tasks t WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id));
   END IF;
 END
 $$;

@@ -13,13 +13,14 @@ use uuid::Uuid;
 use crate::helpers::{id_of, TestApp, TestUser, SALES};
 
 const PIPELINES: &str = "/api/v1/pipelines";
-const PIPELINE_FIELDS: [&str; 6] = [
+const PIPELINE_FIELDS: [&str; 7] = [
     "created_at",
     "id",
     "name",
     "position",
     "stages",
     "updated_at",
+    "version",
 ];
 
 /// The pipeline's stages as `key:position:probability`, in order.

@@ -8,7 +8,7 @@ use crate::helpers::{
 
 const TASKS: &str = "/api/v1/tasks";
 const TASK_FIELDS: &str =
-    "id organization_id deal_id title description due_date is_done created_at updated_at";
+    "id organization_id deal_id title description due_date is_done created_at updated_at version";
 
 /// A new task's body: on `deal`, due tomorrow.
 fn due_tomorrow(deal: Uuid, title: &str) -> Value {
