@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod cursor;
+pub mod etag;
 pub mod extract;
 pub mod list;
 pub mod openapi;

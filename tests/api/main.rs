@@ -11,6 +11,7 @@ mod contacts;
 mod conventions;
 mod cursors;
 mod deals;
+mod etags;
 mod helpers;
 mod instances;
 mod invitations;

@@ -1,6 +1,6 @@
 //! /contacts: list, create, get, partial update, delete.
 
-use axum::{extract::State, http::StatusCode};
+use axum::{extract::State, http::StatusCode, response::Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::http::routes::{list_query, ListPage};
 use crate::{
     http::cursor::Fingerprint,
+    http::etag::{IfMatch, IfNoneMatch, Versioned},
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
     http::list::Paging,
     http::problem::{AppResult, Problem},
@@ -29,6 +30,9 @@ pub struct Contact {
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
+    /// 1 on creation, +1 on every change; the `ETag` header is `"<version>"`.
+    #[schema(minimum = 1)]
+    pub version: i32,
 }
 
 list_query! {
@@ -133,7 +137,7 @@ pub async fn create(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiJson(c): ApiJson<NewContact>,
-) -> AppResult<Created<JsonText>> {
+) -> AppResult<Created<Versioned>> {
     let json = app
         .db
         .call(
@@ -147,13 +151,13 @@ pub async fn create(
             ],
         )
         .await?;
-    JsonText::created(json, "/api/v1/contacts", "id")
+    Versioned::created(json, "/api/v1/contacts", "id")
 }
 
 /// Get a contact.
 #[utoipa::path(get, operation_id = "contacts_get",
     path = "/contacts/{id}", tag = "contacts",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, crate::http::etag::IfNoneMatchHeader, ("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The contact", body = Contact),
         (status = 404, description = "Not found in this organization: `contact_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -162,14 +166,19 @@ pub async fn get(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
-) -> AppResult<JsonText> {
-    JsonText::call(&app.db, ctx, "api.contacts_get", &[("p_id", &id)]).await
+    condition: IfNoneMatch,
+) -> AppResult<Response> {
+    Ok(
+        Versioned::call(&app.db, ctx, "api.contacts_get", &[("p_id", &id)])
+            .await?
+            .unless(&condition),
+    )
 }
 
 /// Update a contact (only the fields given).
 #[utoipa::path(patch, operation_id = "contacts_update",
     path = "/contacts/{id}", tag = "contacts",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, crate::http::etag::IfMatchHeader, ("id" = Uuid, Path)),
     request_body = ContactPatch,
     responses(
         (status = 200, description = "Updated", body = Contact),
@@ -181,8 +190,9 @@ pub async fn update(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
+    IfMatch(if_match): IfMatch,
     ApiJson(p): ApiJson<ContactPatch>,
-) -> AppResult<JsonText> {
+) -> AppResult<Versioned> {
     let fields = present_fields([
         ("name", p.name.is_some()),
         ("email", p.email.is_some()),
@@ -201,16 +211,17 @@ pub async fn update(
                 ("p_email", &p.email.flatten()),
                 ("p_phone", &p.phone.flatten()),
                 ("p_owner_id", &p.owner_id.flatten()),
+                ("p_if_match", &if_match),
             ],
         )
         .await?;
-    JsonText::from_db(json)
+    Versioned::from_db(json)
 }
 
 /// Delete a contact.
 #[utoipa::path(delete, operation_id = "contacts_delete",
     path = "/contacts/{id}", tag = "contacts",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, crate::http::etag::IfMatchHeader, ("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "A member deleting another member's contact: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
@@ -221,9 +232,14 @@ pub async fn delete(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
+    IfMatch(if_match): IfMatch,
 ) -> AppResult<StatusCode> {
     app.db
-        .call(ctx, "api.contacts_delete", &[("p_id", &id)])
+        .call(
+            ctx,
+            "api.contacts_delete",
+            &[("p_id", &id), ("p_if_match", &if_match)],
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,6 @@
 //! /deals: list (filters, sorts, pages), create, get, partial update, delete.
 
-use axum::{extract::State, http::StatusCode};
+use axum::{extract::State, http::StatusCode, response::Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::http::routes::{list_query, ListPage};
 use crate::{
     http::cursor::Fingerprint,
+    http::etag::{IfMatch, IfNoneMatch, Versioned},
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
     http::list::Paging,
     http::problem::{AppResult, Problem},
@@ -50,6 +51,9 @@ pub struct Deal {
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
+    /// 1 on creation, +1 on every change; the `ETag` header is `"<version>"`.
+    #[schema(minimum = 1)]
+    pub version: i32,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]
@@ -284,7 +288,7 @@ pub async fn create(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiJson(d): ApiJson<NewDeal>,
-) -> AppResult<Created<JsonText>> {
+) -> AppResult<Created<Versioned>> {
     let json = app
         .db
         .call(
@@ -303,13 +307,13 @@ pub async fn create(
         )
         .await?;
     app.deals_changed(ctx);
-    JsonText::created(json, "/api/v1/deals", "id")
+    Versioned::created(json, "/api/v1/deals", "id")
 }
 
 /// Get a deal.
 #[utoipa::path(get, operation_id = "deals_get",
     path = "/deals/{id}", tag = "deals",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, crate::http::etag::IfNoneMatchHeader, ("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The deal", body = Deal),
         (status = 404, description = "Not found in this organization: `deal_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -318,14 +322,19 @@ pub async fn get(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
-) -> AppResult<JsonText> {
-    JsonText::call(&app.db, ctx, "api.deals_get", &[("p_id", &id)]).await
+    condition: IfNoneMatch,
+) -> AppResult<Response> {
+    Ok(
+        Versioned::call(&app.db, ctx, "api.deals_get", &[("p_id", &id)])
+            .await?
+            .unless(&condition),
+    )
 }
 
 /// Update a deal (only the fields given).
 #[utoipa::path(patch, operation_id = "deals_update",
     path = "/deals/{id}", tag = "deals",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, crate::http::etag::IfMatchHeader, ("id" = Uuid, Path)),
     request_body = DealPatch,
     responses(
         (status = 200, description = "Updated; status, stage and pipeline changes are on the timeline", body = Deal),
@@ -337,8 +346,9 @@ pub async fn update(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
+    IfMatch(if_match): IfMatch,
     ApiJson(p): ApiJson<DealPatch>,
-) -> AppResult<JsonText> {
+) -> AppResult<Versioned> {
     let amount = p.amount.map(|a| a.0);
     let fields = present_fields([("expected_close_date", p.expected_close_date.is_some())]);
     let json = app
@@ -358,17 +368,18 @@ pub async fn update(
                 ("p_pipeline_id", &p.pipeline_id),
                 ("p_expected_close_date", &p.expected_close_date.flatten()),
                 ("p_fields", &fields),
+                ("p_if_match", &if_match),
             ],
         )
         .await?;
     app.deals_changed(ctx);
-    JsonText::from_db(json)
+    Versioned::from_db(json)
 }
 
 /// Delete a deal.
 #[utoipa::path(delete, operation_id = "deals_delete",
     path = "/deals/{id}", tag = "deals",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, crate::http::etag::IfMatchHeader, ("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Deleted, with its tasks and timeline"),
         (status = 403, description = "A member deleting another member's deal: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
@@ -378,9 +389,14 @@ pub async fn delete(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
+    IfMatch(if_match): IfMatch,
 ) -> AppResult<StatusCode> {
     app.db
-        .call(ctx, "api.deals_delete", &[("p_id", &id)])
+        .call(
+            ctx,
+            "api.deals_delete",
+            &[("p_id", &id), ("p_if_match", &if_match)],
+        )
         .await?;
     app.deals_changed(ctx);
     Ok(StatusCode::NO_CONTENT)

@@ -3,7 +3,7 @@
 //! own to read: its writes answer with the whole pipeline, whose positions
 //! they may have shifted.
 
-use axum::{extract::State, http::StatusCode};
+use axum::{extract::State, http::StatusCode, response::Response};
 use postgres_types::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -11,6 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
+    http::etag::{IfMatch, IfNoneMatch, Versioned},
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
     http::problem::{AppResult, Problem},
     http::routes::analytics::NoQuery,
@@ -45,6 +46,10 @@ pub struct Pipeline {
     /// Also moves when its stages change.
     #[schema(format = DateTime)]
     pub updated_at: String,
+    /// 1 on creation, +1 on every change, a change of its stages included
+    /// (once per request); the `ETag` header is `"<version>"`.
+    #[schema(minimum = 1)]
+    pub version: i32,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -147,7 +152,7 @@ pub async fn create(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiJson(p): ApiJson<NewPipeline>,
-) -> AppResult<Created<JsonText>> {
+) -> AppResult<Created<Versioned>> {
     let stages = serde_json::to_value(&p.stages).map_err(anyhow::Error::from)?;
     let json = app
         .db
@@ -158,13 +163,13 @@ pub async fn create(
         )
         .await?;
     app.deals_changed(ctx);
-    JsonText::created(json, "/api/v1/pipelines", "id")
+    Versioned::created(json, "/api/v1/pipelines", "id")
 }
 
 /// Get a pipeline.
 #[utoipa::path(get, operation_id = "pipelines_get",
     path = "/pipelines/{id}", tag = "pipelines",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, crate::http::etag::IfNoneMatchHeader, ("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The pipeline with its stages", body = Pipeline),
         (status = 404, description = "Not found in this organization: `pipeline_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -173,14 +178,19 @@ pub async fn get(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
-) -> AppResult<JsonText> {
-    JsonText::call(&app.db, ctx, "api.pipelines_get", &[("p_id", &id)]).await
+    condition: IfNoneMatch,
+) -> AppResult<Response> {
+    Ok(
+        Versioned::call(&app.db, ctx, "api.pipelines_get", &[("p_id", &id)])
+            .await?
+            .unless(&condition),
+    )
 }
 
 /// Rename or move a pipeline (owner or admin).
 #[utoipa::path(patch, operation_id = "pipelines_update",
     path = "/pipelines/{id}", tag = "pipelines",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, crate::http::etag::IfMatchHeader, ("id" = Uuid, Path)),
     request_body = PipelinePatch,
     responses(
         (status = 200, description = "Updated", body = Pipeline),
@@ -193,8 +203,9 @@ pub async fn update(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
+    IfMatch(if_match): IfMatch,
     ApiJson(p): ApiJson<PipelinePatch>,
-) -> AppResult<JsonText> {
+) -> AppResult<Versioned> {
     let json = app
         .db
         .call(
@@ -204,17 +215,18 @@ pub async fn update(
                 ("p_id", &id),
                 ("p_name", &p.name),
                 ("p_position", &p.position),
+                ("p_if_match", &if_match),
             ],
         )
         .await?;
     app.deals_changed(ctx);
-    JsonText::from_db(json)
+    Versioned::from_db(json)
 }
 
 /// Delete a pipeline (owner or admin) with its stages; the later ones shift.
 #[utoipa::path(delete, operation_id = "pipelines_delete",
     path = "/pipelines/{id}", tag = "pipelines",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, crate::http::etag::IfMatchHeader, ("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Not owner or admin: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
@@ -225,9 +237,14 @@ pub async fn delete(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
+    IfMatch(if_match): IfMatch,
 ) -> AppResult<StatusCode> {
     app.db
-        .call(ctx, "api.pipelines_delete", &[("p_id", &id)])
+        .call(
+            ctx,
+            "api.pipelines_delete",
+            &[("p_id", &id), ("p_if_match", &if_match)],
+        )
         .await?;
     app.deals_changed(ctx);
     Ok(StatusCode::NO_CONTENT)
@@ -236,7 +253,7 @@ pub async fn delete(
 /// Add a stage (owner or admin).
 #[utoipa::path(post, operation_id = "pipeline_stages_create",
     path = "/pipelines/{id}/stages", tag = "pipelines",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path, description = "The pipeline")),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, crate::http::etag::IfMatchHeader, ("id" = Uuid, Path, description = "The pipeline")),
     request_body = NewPipelineStage,
     responses(
         (status = 201, description = "Added; the answer (and `Location`) is the pipeline, whose later stages shifted", body = Pipeline),
@@ -249,8 +266,9 @@ pub async fn stages_create(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
+    IfMatch(if_match): IfMatch,
     ApiJson(s): ApiJson<NewPipelineStage>,
-) -> AppResult<Created<JsonText>> {
+) -> AppResult<Created<Versioned>> {
     let json = app
         .db
         .call(
@@ -262,17 +280,18 @@ pub async fn stages_create(
                 ("p_name", &s.name),
                 ("p_probability", &s.probability),
                 ("p_position", &s.position),
+                ("p_if_match", &if_match),
             ],
         )
         .await?;
     app.deals_changed(ctx);
-    JsonText::created(json, "/api/v1/pipelines", "id")
+    Versioned::created(json, "/api/v1/pipelines", "id")
 }
 
 /// Change a stage: name, probability, position (owner or admin).
 #[utoipa::path(patch, operation_id = "pipeline_stages_update",
     path = "/pipelines/{id}/stages/{key}", tag = "pipelines",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path, description = "The pipeline"), ("key" = String, Path, description = "The stage's key")),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, crate::http::etag::IfMatchHeader, ("id" = Uuid, Path, description = "The pipeline"), ("key" = String, Path, description = "The stage's key")),
     request_body = StagePatch,
     responses(
         (status = 200, description = "Changed; the answer is the pipeline, whose stages in between shifted", body = Pipeline),
@@ -284,8 +303,9 @@ pub async fn stages_update(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath((id, key)): ApiPath<(Uuid, String)>,
+    IfMatch(if_match): IfMatch,
     ApiJson(s): ApiJson<StagePatch>,
-) -> AppResult<JsonText> {
+) -> AppResult<Versioned> {
     let json = app
         .db
         .call(
@@ -297,17 +317,18 @@ pub async fn stages_update(
                 ("p_name", &s.name),
                 ("p_probability", &s.probability),
                 ("p_position", &s.position),
+                ("p_if_match", &if_match),
             ],
         )
         .await?;
     app.deals_changed(ctx);
-    JsonText::from_db(json)
+    Versioned::from_db(json)
 }
 
 /// Delete a stage (owner or admin); the later ones shift.
 #[utoipa::path(delete, operation_id = "pipeline_stages_delete",
     path = "/pipelines/{id}/stages/{key}", tag = "pipelines",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path, description = "The pipeline"), ("key" = String, Path, description = "The stage's key")),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, crate::http::etag::IfMatchHeader, ("id" = Uuid, Path, description = "The pipeline"), ("key" = String, Path, description = "The stage's key")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Not owner or admin: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
@@ -318,12 +339,17 @@ pub async fn stages_delete(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath((id, key)): ApiPath<(Uuid, String)>,
+    IfMatch(if_match): IfMatch,
 ) -> AppResult<StatusCode> {
     app.db
         .call(
             ctx,
             "api.pipeline_stages_delete",
-            &[("p_pipeline_id", &id), ("p_key", &key)],
+            &[
+                ("p_pipeline_id", &id),
+                ("p_key", &key),
+                ("p_if_match", &if_match),
+            ],
         )
         .await?;
     app.deals_changed(ctx);

@@ -1,7 +1,7 @@
 //! /tasks: list, create, get, partial update, delete. A task belongs to its
 //! deal's owner.
 
-use axum::{extract::State, http::StatusCode};
+use axum::{extract::State, http::StatusCode, response::Response};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::http::routes::{list_query, ListPage};
 use crate::{
     http::cursor::Fingerprint,
+    http::etag::{IfMatch, IfNoneMatch, Versioned},
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
     http::list::Paging,
     http::problem::{AppResult, Problem},
@@ -31,6 +32,9 @@ pub struct Task {
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
+    /// 1 on creation, +1 on every change; the `ETag` header is `"<version>"`.
+    #[schema(minimum = 1)]
+    pub version: i32,
 }
 
 list_query! {
@@ -133,7 +137,7 @@ pub async fn create(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiJson(t): ApiJson<NewTask>,
-) -> AppResult<Created<JsonText>> {
+) -> AppResult<Created<Versioned>> {
     let json = app
         .db
         .call(
@@ -147,13 +151,13 @@ pub async fn create(
             ],
         )
         .await?;
-    JsonText::created(json, "/api/v1/tasks", "id")
+    Versioned::created(json, "/api/v1/tasks", "id")
 }
 
 /// Get a task.
 #[utoipa::path(get, operation_id = "tasks_get",
     path = "/tasks/{id}", tag = "tasks",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, crate::http::etag::IfNoneMatchHeader, ("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The task", body = Task),
         (status = 404, description = "Not found in this organization: `task_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -162,14 +166,19 @@ pub async fn get(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
-) -> AppResult<JsonText> {
-    JsonText::call(&app.db, ctx, "api.tasks_get", &[("p_id", &id)]).await
+    condition: IfNoneMatch,
+) -> AppResult<Response> {
+    Ok(
+        Versioned::call(&app.db, ctx, "api.tasks_get", &[("p_id", &id)])
+            .await?
+            .unless(&condition),
+    )
 }
 
 /// Update a task (only the fields given).
 #[utoipa::path(patch, operation_id = "tasks_update",
     path = "/tasks/{id}", tag = "tasks",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, crate::http::etag::IfMatchHeader, ("id" = Uuid, Path)),
     request_body = TaskPatch,
     responses(
         (status = 200, description = "Updated", body = Task),
@@ -181,8 +190,9 @@ pub async fn update(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
+    IfMatch(if_match): IfMatch,
     ApiJson(p): ApiJson<TaskPatch>,
-) -> AppResult<JsonText> {
+) -> AppResult<Versioned> {
     let fields = present_fields([
         ("title", p.title.is_some()),
         ("description", p.description.is_some()),
@@ -201,16 +211,17 @@ pub async fn update(
                 ("p_description", &p.description.flatten()),
                 ("p_due_date", &p.due_date.flatten()),
                 ("p_is_done", &p.is_done.flatten()),
+                ("p_if_match", &if_match),
             ],
         )
         .await?;
-    JsonText::from_db(json)
+    Versioned::from_db(json)
 }
 
 /// Delete a task.
 #[utoipa::path(delete, operation_id = "tasks_delete",
     path = "/tasks/{id}", tag = "tasks",
-    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path)),
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, crate::http::etag::IfMatchHeader, ("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "A member deleting a task of another user's deal: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
@@ -220,9 +231,14 @@ pub async fn delete(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath(id): ApiPath<Uuid>,
+    IfMatch(if_match): IfMatch,
 ) -> AppResult<StatusCode> {
     app.db
-        .call(ctx, "api.tasks_delete", &[("p_id", &id)])
+        .call(
+            ctx,
+            "api.tasks_delete",
+            &[("p_id", &id), ("p_if_match", &if_match)],
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
