@@ -402,6 +402,24 @@ def scenario() -> None:
     problem(op.contacts_list.sync_detailed(client=ann, x_organization_id=org_header(org), page_size=500),
             400, None, "GET /contacts?page_size=500")
 
+    step("4b. versions and ETags (SPEC §11): a conditional GET, a PATCH with If-Match, a stale ETag")
+    resp = op.contacts_get.sync_detailed(contact.id, client=bob, x_organization_id=org_header(org))
+    got = expect(resp, 200, "GET /contacts/{id}")
+    tag = resp.headers.get("etag")
+    eq(tag, f'"{got.version}"', "the ETag is the contact's version")
+    expect_empty(op.contacts_get.sync_detailed(contact.id, client=bob, x_organization_id=org_header(org),
+                                               if_none_match=tag),
+                 304, "GET /contacts/{id} with If-None-Match: the current ETag")
+    resp = op.contacts_update.sync_detailed(contact.id, client=bob, x_organization_id=org_header(org), if_match=tag,
+                                            body=ContactPatch(phone="+44 20 2222"))
+    upd = expect(resp, 200, "PATCH /contacts/{id} with If-Match: the current ETag")
+    eq((upd.version, resp.headers.get("etag")), (got.version + 1, f'"{got.version + 1}"'), "a new version and ETag")
+    problem(op.contacts_update.sync_detailed(contact.id, client=bob, x_organization_id=org_header(org), if_match=tag,
+                                             body=ContactPatch(phone="+44 20 3333")),
+            412, "precondition_failed", "PATCH /contacts/{id} with the replaced ETag")
+    eq(expect(op.contacts_get.sync_detailed(contact.id, client=bob, x_organization_id=org_header(org)), 200,
+              "GET /contacts/{id} after the refused PATCH").phone, "+44 20 2222", "the refused PATCH changed nothing")
+
     step("5. Bob creates a deal on the contact; Ann one on Grace")
     resp = op.deals_create.sync_detailed(client=bob, x_organization_id=org_header(org), body=NewDeal(
         contact_id=contact.id, title="Analytical Engine", amount="5000", currency="GBP"))

@@ -6,7 +6,9 @@
 //! authenticated, organization-scoped or body-carrying request can get (401,
 //! 400 for the organization header or the body, 413, 503), and the response
 //! headers (`X-Request-Id` everywhere, `Location` on 201, `Retry-After` on 429
-//! and 503, `WWW-Authenticate` on 401).
+//! and 503, `WWW-Authenticate` on 401, `ETag` on the 200 and 201 of a
+//! versioned record). An operation that reads `If-None-Match` gets its 304,
+//! one that reads `If-Match` its 412, and both the 400 of a malformed value.
 
 use axum::Router;
 use utoipa::openapi::{
@@ -210,6 +212,19 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
                      or not a UUID (`organization_header_invalid`)",
                 );
             }
+            let reads = |name: &str| op.parameters.iter().flatten().any(|p| p.name == name);
+            let (if_match, if_none_match) = (reads("If-Match"), reads("If-None-Match"));
+            if if_match {
+                bad_request.push(
+                    "`If-Match` is neither `*` nor a list of quoted entity tags (`invalid_if_match`)",
+                );
+            }
+            if if_none_match {
+                bad_request.push(
+                    "`If-None-Match` is neither `*` nor a list of quoted entity tags \
+                     (`invalid_if_none_match`)",
+                );
+            }
             if has_body {
                 bad_request.push(
                     "the body is not JSON (`unsupported_content_type`, `malformed_json`) or a \
@@ -238,6 +253,32 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
                         shared(
                             "The organization does not exist or the caller is not a member: \
                             `organization_not_found`",
+                        )
+                        .build(),
+                    ),
+                );
+            }
+            if if_none_match {
+                op.responses.responses.insert(
+                    "304".to_owned(),
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description(
+                                "Not Modified: `If-None-Match` names the record's current \
+                                 `ETag` (or is `*`); no body",
+                            )
+                            .header("ETag", etag_header())
+                            .build(),
+                    ),
+                );
+            }
+            if if_match {
+                op.responses.responses.insert(
+                    "412".to_owned(),
+                    RefOr::T(
+                        shared(
+                            "`If-Match` does not name the record's current version: \
+                             `precondition_failed`; nothing changed (a missing record is 404)",
                         )
                         .build(),
                     ),
@@ -285,6 +326,12 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
                     .headers
                     .entry(REQUEST_ID_HEADER.to_owned())
                     .or_insert_with(request_id_header);
+                if (status == "200" || status == "201") && versioned(response) {
+                    response
+                        .headers
+                        .entry("ETag".to_owned())
+                        .or_insert_with(etag_header);
+                }
                 match status.as_str() {
                     "201" => {
                         response
@@ -310,6 +357,27 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
     }
     doc.servers = Some(vec![Server::new("/")]);
     doc
+}
+
+fn etag_header() -> utoipa::openapi::header::Header {
+    header(
+        "The record's version as a strong entity tag, `\"<version>\"`: send it back in \
+         `If-Match` (writes) or `If-None-Match` (reads).",
+        utoipa::openapi::schema::Type::String,
+    )
+}
+
+/// Does this answer hold one record that carries a version (`etag::Versioned`)?
+fn versioned(response: &Response) -> bool {
+    response
+        .content
+        .get("application/json")
+        .and_then(|c| c.schema.as_ref())
+        .is_some_and(|schema| {
+            matches!(schema, RefOr::Ref(r) if crate::http::etag::VERSIONED_SCHEMAS
+                .iter()
+                .any(|name| r.ref_location == format!("#/components/schemas/{name}")))
+        })
 }
 
 fn capitalize(text: &str) -> String {
