@@ -300,14 +300,18 @@ BEGIN
     IF p_position NOT BETWEEN 1 AND v_count THEN
       PERFORM app.fail('MC400', 'position_out_of_range', format('position must be between 1 and %s', v_count), 'position');
     END IF;
+    -- The new name in the same statement: one UPDATE of the row, one version.
     UPDATE crm.pipelines p
        SET position = CASE WHEN p.id = p_id THEN p_position
-                           WHEN v_old < p_position THEN p.position - 1 ELSE p.position + 1 END
+                           WHEN v_old < p_position THEN p.position - 1 ELSE p.position + 1 END,
+           name = CASE WHEN p.id = p_id THEN coalesce(app.trim_space(p_name), p.name) ELSE p.name END
      WHERE p.organization_id = v_org AND p.position BETWEEN least(v_old, p_position) AND greatest(v_old, p_position);
+    SELECT * INTO v_pipeline FROM crm.pipelines p WHERE p.organization_id = v_org AND p.id = p_id;
+  ELSE
+    UPDATE crm.pipelines p SET name = coalesce(app.trim_space(p_name), p.name)
+     WHERE p.organization_id = v_org AND p.id = p_id
+    RETURNING * INTO v_pipeline;
   END IF;
-  UPDATE crm.pipelines p SET name = coalesce(app.trim_space(p_name), p.name)
-   WHERE p.organization_id = v_org AND p.id = p_id
-  RETURNING * INTO v_pipeline;
   RETURN app.pipeline_json(v_pipeline);
 END
 $$;

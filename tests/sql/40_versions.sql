@@ -5,7 +5,7 @@
 -- is MC412 precondition_failed and changes nothing, NULL (no header, or `*`)
 -- is no condition, and a missing record is 404 whatever If-Match says.
 BEGIN;
-SELECT plan(38);
+SELECT plan(40);
 \ir pipeline_fixture.psql
 
 SELECT id AS sales_a FROM crm.pipelines WHERE organization_id = :'org_a' \gset
@@ -86,6 +86,14 @@ SELECT is(pg_temp.version_after(:'olga', :'org_a',
 SELECT is(pg_temp.version_after(:'olga', :'org_a',
     format('SELECT api.deals_update(%L, NULL, ''proposal'', ''Moved'', 50, NULL, NULL, NULL)', :'d_max'), 'deals', :'d_max'), 2,
   'api.deals_update: one step');
+SELECT pg_temp.exec_as(:'olga', :'org_a', 'SELECT api.pipelines_create(''Second'', ''[{"key": "a", "name": "A", "probability": 1}]'')');
+SELECT id AS second_a FROM crm.pipelines WHERE organization_id = :'org_a' AND name = 'Second' \gset
+SELECT is(pg_temp.version_after(:'olga', :'org_a',
+    format('SELECT api.pipelines_update(%L, p_name => ''Moved'', p_position => 1)', :'second_a'), 'pipelines', :'second_a'), 2,
+  'api.pipelines_update renaming and moving a pipeline: one step');
+SELECT is(pg_temp.version_after(:'olga', :'org_a',
+    format('SELECT api.pipelines_update(%L, p_position => 1)', :'second_a'), 'pipelines', :'sales_a'), 2,
+  'the pipeline it moved past moves a step too (its position changed)');
 SELECT is(pg_temp.version_after(:'olga', :'org_a',
     format('UPDATE crm.deals SET title = title WHERE id = %L', :'d_max'), 'deals', :'d_max'), 2,
   'an UPDATE that sets the same value is still one step (updated_at moves with it)');
