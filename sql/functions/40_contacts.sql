@@ -5,7 +5,7 @@ CREATE OR REPLACE FUNCTION app.contact_json(c crm.contacts) RETURNS jsonb
   LANGUAGE sql STABLE PARALLEL SAFE
   AS $$
     SELECT jsonb_build_object('id', c.id, 'organization_id', c.organization_id, 'owner_id', c.owner_id,
-      'name', c.name, 'email', c.email, 'phone', c.phone,
+      'name', c.name, 'email', c.email, 'phone', c.phone, 'external_id', c.external_id,
       'created_at', app.ts(c.created_at), 'updated_at', app.ts(c.updated_at))
   $$;
 

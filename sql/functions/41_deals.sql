@@ -7,6 +7,7 @@ CREATE OR REPLACE FUNCTION app.deal_json(d crm.deals) RETURNS jsonb
       'owner_id', d.owner_id, 'title', d.title, 'amount', to_char(d.amount, 'FM999999999990.00'),
       'currency', d.currency, 'status', d.status, 'pipeline_id', d.pipeline_id, 'stage', d.stage,
       'expected_close_date', d.expected_close_date, 'closed_at', app.ts(d.closed_at),
+      'external_id', d.external_id,
       'created_at', app.ts(d.created_at), 'updated_at', app.ts(d.updated_at))
   $$;
 
