@@ -189,6 +189,9 @@ DECLARE
 BEGIN
   PERFORM app.require_owner_filter(p_owner_id);
   PERFORM app.check_paging(p_page, p_after_created_at IS NOT NULL, p_after_id);
+  IF p_external_id IS NOT NULL THEN
+    PERFORM app.check_external_id(p_external_id);
+  END IF;
 
   v_next := ARRAY(SELECT app.prefix_next(t) FROM unnest(v_terms) WITH ORDINALITY u (t, n) ORDER BY n);
   IF v_k = 0 OR p_external_id IS NOT NULL THEN

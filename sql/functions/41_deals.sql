@@ -66,6 +66,9 @@ BEGIN
     PERFORM app.fail('MC400', 'invalid_order', 'order must be asc or desc', 'order');
   END IF;
   PERFORM app.require_owner_filter(p_owner_id);
+  IF p_external_id IS NOT NULL THEN
+    PERFORM app.check_external_id(p_external_id);
+  END IF;
   -- Only the key of the sort in use may be given (a cursor of another sort
   -- never reaches here: the server checks the cursor's query fingerprint).
   PERFORM app.check_paging(p_page, CASE p_order_by

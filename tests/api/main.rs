@@ -4,6 +4,7 @@
 mod activities;
 mod analytics;
 mod auth;
+mod batches;
 mod cli;
 mod concurrency;
 mod connections;
@@ -11,6 +12,7 @@ mod contacts;
 mod conventions;
 mod cursors;
 mod deals;
+mod external_ids;
 mod helpers;
 mod instances;
 mod invitations;
