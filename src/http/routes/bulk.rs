@@ -61,18 +61,9 @@ struct Upserted<'a> {
 pub fn upserted(json: Option<String>, collection: &str) -> AppResult<Response> {
     let text = JsonText::from_db(json)?;
     let answer: Upserted = serde_json::from_str(&text.0).map_err(anyhow::Error::from)?;
-    let record = JsonText(answer.record.get().to_owned());
-    if !answer.created {
-        return Ok((StatusCode::OK, record).into_response());
+    let record = answer.record.get().to_owned();
+    if answer.created {
+        return JsonText::created(Some(record), collection, "id").map(IntoResponse::into_response);
     }
-    #[derive(Deserialize)]
-    struct Id<'a> {
-        id: &'a str,
-    }
-    let id: Id = serde_json::from_str(&record.0).map_err(anyhow::Error::from)?;
-    Ok(Created {
-        location: format!("{collection}/{}", id.id),
-        body: record,
-    }
-    .into_response())
+    Ok((StatusCode::OK, JsonText(record)).into_response())
 }
