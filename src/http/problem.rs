@@ -189,10 +189,41 @@ impl AppError {
 /// digits are the status, carry the code in the constraint field, the field in
 /// the column field and a message written for clients; built-in errors get a
 /// generic detail so no SQL text ever reaches a client.
+///
+/// An error of one item of a batch (`app.reraise_for_item`) is the item's own
+/// error with HINT `field_prefix=items[3]`: the same problem, its fields
+/// prefixed (`items[3].email`, or `items[3]` when it names none).
 pub fn from_db(e: tokio_postgres::Error) -> Problem {
     let Some(db) = e.as_db_error() else {
         return from_driver(e);
     };
+    let problem = from_db_error(db);
+    match db.hint().and_then(|h| h.strip_prefix("field_prefix=")) {
+        Some(prefix) if problem.status().is_client_error() => problem.prefixed(prefix),
+        _ => problem,
+    }
+}
+
+impl Problem {
+    /// The problem of a part of the request (`items[3]`): each field error
+    /// is about that part, and so is the detail.
+    fn prefixed(mut self, prefix: &str) -> Self {
+        if self.errors.is_empty() {
+            self.errors.push(FieldError {
+                field: prefix.to_owned(),
+                message: self.detail.clone(),
+            });
+        } else {
+            for e in &mut self.errors {
+                e.field = format!("{prefix}.{}", e.field);
+            }
+        }
+        self.detail = format!("{prefix}: {}", self.detail);
+        self
+    }
+}
+
+fn from_db_error(db: &tokio_postgres::error::DbError) -> Problem {
     let sqlstate = db.code().code();
     let constraint = db.constraint().unwrap_or("");
     let column = db.column().filter(|c| !c.is_empty()).map(str::to_owned);
@@ -314,7 +345,19 @@ impl IntoResponse for AppError {
 
 #[cfg(test)]
 mod tests {
-    use super::field_of;
+    use super::{field_of, Problem, StatusCode};
+
+    #[test]
+    fn a_batch_items_problem_names_its_place() {
+        let p = Problem::new(StatusCode::BAD_REQUEST, "contacts_email_invalid", "bad")
+            .with_field("email", "bad")
+            .prefixed("items[3]");
+        assert_eq!(p.errors[0].field, "items[3].email");
+        assert_eq!(p.detail, "items[3]: bad");
+        let p = Problem::new(StatusCode::CONFLICT, "x", "taken").prefixed("items[0]");
+        assert_eq!(p.errors[0].field, "items[0]");
+        assert_eq!(p.errors[0].message, "taken");
+    }
 
     #[test]
     fn constraint_names_name_their_field() {

@@ -3,6 +3,7 @@
 pub mod activities;
 pub mod analytics;
 pub mod auth;
+pub mod bulk;
 pub mod contacts;
 pub mod deals;
 pub mod fields;

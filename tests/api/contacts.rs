@@ -9,7 +9,7 @@ use crate::helpers::{
 
 const CONTACTS: &str = "/api/v1/contacts";
 const CONTACT_FIELDS: &str =
-    "id organization_id owner_id name email phone created_at updated_at version";
+    "id organization_id owner_id name email phone external_id created_at updated_at version";
 
 #[tokio::test]
 async fn contacts_create_get_update_delete() {

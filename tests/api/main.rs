@@ -4,6 +4,7 @@
 mod activities;
 mod analytics;
 mod auth;
+mod batches;
 mod cli;
 mod concurrency;
 mod connections;
@@ -12,6 +13,7 @@ mod conventions;
 mod cursors;
 mod deals;
 mod etags;
+mod external_ids;
 mod helpers;
 mod instances;
 mod invitations;

@@ -81,8 +81,28 @@ const PATH_PARAMS: &[(&str, &str, Kind)] = &[
 /// Path parameters that name no record by themselves, with the value every
 /// probe sends (a stage's key means something only in its pipeline, which
 /// the pipeline id of the same path names and the probes aim at).
-const FIXED_PATH_PARAMS: &[(&str, &str, &str)] =
-    &[("/api/v1/pipelines/{id}/stages/{key}", "key", "proposal")];
+/// An external id names a record only in the organization of the request
+/// (the probes aim the references of the body at B's records instead).
+const FIXED_PATH_PARAMS: &[(&str, &str, &str)] = &[
+    ("/api/v1/pipelines/{id}/stages/{key}", "key", "proposal"),
+    (
+        "/api/v1/contacts/by-external-id/{external_id}",
+        "external_id",
+        "probe-external-id",
+    ),
+    (
+        "/api/v1/deals/by-external-id/{external_id}",
+        "external_id",
+        "probe-external-id",
+    ),
+];
+
+/// Body fields the document cannot mark required because only one case
+/// needs them: an upsert that creates (each probe's external id is new).
+/// The probes send them as if required, so that the reference probed is
+/// what the request stumbles on.
+const NEEDED_TO_CREATE: &[(&str, &str)] =
+    &[("/api/v1/deals/by-external-id/{external_id}", "contact_id")];
 
 fn fixed_path_value(template: &str, param: &str) -> Option<&'static str> {
     FIXED_PATH_PARAMS
@@ -101,8 +121,11 @@ const REFERENCE_FIELDS: &[(&str, Kind)] = &[
 ];
 
 /// A body or query field that names a record (and so must be in the table).
+/// An `external_id` is a key the request's own organization gives its
+/// records, not a reference (the upserts take it in the path: see
+/// FIXED_PATH_PARAMS).
 fn is_reference(name: &str) -> bool {
-    name.ends_with("_id") || name == "reassign_to"
+    (name.ends_with("_id") && name != "external_id") || name == "reassign_to"
 }
 
 fn path_kind(template: &str, param: &str) -> Option<Kind> {
@@ -199,8 +222,10 @@ struct Operation {
     path_params: Vec<String>,
     /// Query parameters that reference a record.
     query_refs: Vec<String>,
-    /// Body properties: (name, required).
+    /// Body properties: (name, required); of each item, for a batch.
     body: Option<Vec<(String, bool)>>,
+    /// A batch: the body is `{"items": [<one item of these properties>]}`.
+    batch: bool,
     /// Whether its answer is a list page (a reference in its query is a filter).
     lists: bool,
     /// Where the document disagrees with the path template.
@@ -262,6 +287,14 @@ fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
         }
         None => schema,
     }
+}
+
+/// A batch's body (`{"items": [...]}`, nothing else): the schema of an item.
+fn batch_item<'a>(doc: &'a Value, schema: &'a Value) -> Option<&'a Value> {
+    let schema = resolve(doc, schema);
+    let props = schema.get("properties")?.as_object()?;
+    let items = resolve(doc, props.get("items")?);
+    (props.len() == 1 && items["type"] == "array").then(|| &items["items"])
 }
 
 /// The properties of a request body schema: (name, required).
@@ -364,18 +397,25 @@ fn operations(doc: &Value) -> Vec<Operation> {
                     doc_issues.push(format!("{method} {path}: {{{name}}} is not documented"));
                 }
             }
+            let mut batch = false;
             let body = op.get("requestBody").map(|rb| {
                 let rb = resolve(doc, rb);
                 let content = rb["content"].as_object().expect("request body content");
-                let schema = content
+                let mut schema = content
                     .get("application/json")
                     .unwrap_or_else(|| {
                         panic!("{method} {path}: a request body that is not application/json: {rb}")
                     })
                     .get("schema")
                     .expect("a request body schema");
+                if let Some(item) = batch_item(doc, schema) {
+                    (batch, schema) = (true, item);
+                }
                 let mut props = Vec::new();
                 body_properties(doc, schema, &mut props);
+                for (name, required) in &mut props {
+                    *required |= NEEDED_TO_CREATE.contains(&(path.as_str(), name.as_str()));
+                }
                 props
             });
             let answer = op
@@ -389,6 +429,7 @@ fn operations(doc: &Value) -> Vec<Operation> {
                 path_params,
                 query_refs,
                 body,
+                batch,
                 lists,
                 doc_issues,
             });
@@ -478,7 +519,10 @@ impl World {
                     body.insert(name.clone(), value);
                 }
             }
-            Value::Object(body)
+            match op.batch {
+                true => json!({ "items": [body] }),
+                false => Value::Object(body),
+            }
         });
         let org = op.org_header.then_some(match aim {
             Aim::AllB => self.b.org,

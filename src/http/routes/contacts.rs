@@ -3,6 +3,7 @@
 use axum::{extract::State, http::StatusCode, response::Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tokio_postgres::types::Json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -14,6 +15,7 @@ use crate::{
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
     http::list::Paging,
     http::problem::{AppResult, Problem},
+    http::routes::bulk::{batch_created, upserted, Batch, BatchCreated},
     http::routes::fields::{present, present_fields},
     state::AppState,
 };
@@ -26,6 +28,10 @@ pub struct Contact {
     pub name: String,
     pub email: Option<String>,
     pub phone: Option<String>,
+    /// The key another system knows this contact by (unique in the
+    /// organization among contacts); null when none was given.
+    #[schema(required = true, min_length = 1, max_length = 255)]
+    pub external_id: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -44,10 +50,13 @@ list_query! {
         pub search: Option<String>,
         /// Only contacts of this owner (members: only themselves).
         pub owner_id: Option<Uuid>,
+        /// The contact with this external id (at most one).
+        #[param(min_length = 1, max_length = 255)]
+        pub external_id: Option<String>,
     }
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewContact {
     /// Not blank; surrounding white space is trimmed.
@@ -63,12 +72,40 @@ pub struct NewContact {
     pub phone: Option<String>,
     /// Defaults to the caller; another member needs manager or above.
     pub owner_id: Option<Uuid>,
+    /// The key another system knows this contact by, kept exactly as given;
+    /// unique among the organization's contacts (409 `contacts_external_id_taken`).
+    #[schema(min_length = 1, max_length = 255, example = "hubspot-1234")]
+    pub external_id: Option<String>,
 }
 
-/// Only the fields present change; `email` and `phone` may be set to null.
+/// Only the fields present change; `email`, `phone` and `external_id` may be
+/// set to null.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactPatch {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 254, pattern = r"^[^@\s]+@[^@\s]+$")]
+    pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 50)]
+    pub phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Uuid>)]
+    pub owner_id: Option<Option<Uuid>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 255)]
+    pub external_id: Option<Option<String>>,
+}
+
+/// The body of an upsert: a create body without `external_id` (the path
+/// gives it). Creating needs `name`; updating changes only the fields
+/// present (`email` and `phone` may be set to null).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactUpsert {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
     pub name: Option<Option<String>>,
@@ -102,6 +139,7 @@ pub async fn list(
     let query = Fingerprint::of("contacts")
         .with_opt("search", q.search.as_deref())
         .with_opt("owner_id", q.owner_id)
+        .with_opt("external_id", q.external_id.as_deref())
         .done();
     let paging = Paging::new(&app, ctx, query, q.page, q.page_size, q.cursor.as_deref())?;
     let json = app
@@ -116,6 +154,7 @@ pub async fn list(
                 ("p_owner_id", &q.owner_id),
                 ("p_after_created_at", &paging.after_key::<DateTime<Utc>>()?),
                 ("p_after_id", &paging.after_id()),
+                ("p_external_id", &q.external_id),
             ],
         )
         .await?;
@@ -132,6 +171,7 @@ pub async fn list(
         (status = 400, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member creating a contact for another member: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Organization not found, or owner_id is not a member (`contacts_owner_id_not_member`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another contact has this external_id: `contacts_external_id_taken`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(app): State<AppState>,
@@ -148,6 +188,7 @@ pub async fn create(
                 ("p_email", &c.email),
                 ("p_phone", &c.phone),
                 ("p_owner_id", &c.owner_id),
+                ("p_external_id", &c.external_id),
             ],
         )
         .await?;
@@ -185,6 +226,7 @@ pub async fn get(
         (status = 400, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member changing another member's contact or reassigning it: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found in this organization, or owner_id not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another contact has this external_id: `contacts_external_id_taken`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
     State(app): State<AppState>,
@@ -198,6 +240,7 @@ pub async fn update(
         ("email", p.email.is_some()),
         ("phone", p.phone.is_some()),
         ("owner_id", p.owner_id.is_some()),
+        ("external_id", p.external_id.is_some()),
     ]);
     let json = app
         .db
@@ -212,10 +255,83 @@ pub async fn update(
                 ("p_phone", &p.phone.flatten()),
                 ("p_owner_id", &p.owner_id.flatten()),
                 ("p_if_match", &if_match),
+                ("p_external_id", &p.external_id.flatten()),
             ],
         )
         .await?;
     Versioned::from_db(json)
+}
+
+/// Create or update the contact with this external id.
+#[utoipa::path(put, operation_id = "contacts_upsert",
+    path = "/contacts/by-external-id/{external_id}", tag = "contacts",
+    security(("bearer" = [])),
+    params(crate::http::routes::OrgHeader,
+        ("external_id" = String, Path, min_length = 1, max_length = 255,
+         description = "The contact's external id (percent-encoded), 1 to 255 characters")),
+    request_body = ContactUpsert,
+    responses(
+        (status = 200, description = "Updated: only the fields given changed (as PATCH)", body = Contact),
+        (status = 201, description = "Created, with this external id (as POST)", body = Contact),
+        (status = 400, description = "Validation failed; `name` missing when creating (`validation_failed`, field `name`); an external id over 255 characters: `external_id_invalid`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member changing another member's contact, or creating or reassigning one for another member: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Organization not found, or owner_id not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The external id is held by a contact this request cannot update: `contacts_external_id_taken`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn upsert(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiPath(external_id): ApiPath<String>,
+    ApiJson(p): ApiJson<ContactUpsert>,
+) -> AppResult<Response> {
+    let fields = present_fields([
+        ("name", p.name.is_some()),
+        ("email", p.email.is_some()),
+        ("phone", p.phone.is_some()),
+        ("owner_id", p.owner_id.is_some()),
+    ]);
+    let json = app
+        .db
+        .call(
+            ctx,
+            "api.contacts_upsert",
+            &[
+                ("p_external_id", &external_id),
+                ("p_fields", &fields),
+                ("p_name", &p.name.flatten()),
+                ("p_email", &p.email.flatten()),
+                ("p_phone", &p.phone.flatten()),
+                ("p_owner_id", &p.owner_id.flatten()),
+            ],
+        )
+        .await?;
+    upserted(json, "/api/v1/contacts")
+}
+
+/// Create up to 100 contacts, all or nothing.
+#[utoipa::path(post, operation_id = "contacts_batch",
+    path = "/contacts/batch", tag = "contacts",
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader),
+    request_body = Batch<NewContact>,
+    responses(
+        (status = 201, description = "Every item created, in order", body = BatchCreated<Contact>,
+         headers(("Location" = String, description = "The collection the contacts were created in"))),
+        (status = 400, description = "No items or more than 100 (`batch_size_invalid`), or an item failed validation: its error, `errors[].field` prefixed with its place (`items[3].email`); nothing was created", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An item a member may not create (for another member): `role_forbidden`, field `items[n].owner_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Organization not found, or an item's owner_id is not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An item's external_id is taken (by another contact or an earlier item): `contacts_external_id_taken`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn batch(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiJson(b): ApiJson<Batch<NewContact>>,
+) -> AppResult<Created<JsonText>> {
+    let items = b.to_json()?;
+    let json = app
+        .db
+        .call(ctx, "api.contacts_batch", &[("p_items", &Json(&items))])
+        .await?;
+    batch_created(json, "/api/v1/contacts")
 }
 
 /// Delete a contact.
@@ -249,4 +365,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(get, update, delete))
+        .routes(routes!(upsert))
+        .routes(routes!(batch))
 }

@@ -4,6 +4,7 @@ use axum::{extract::State, http::StatusCode, response::Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use tokio_postgres::types::Json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -15,6 +16,7 @@ use crate::{
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
     http::list::Paging,
     http::problem::{AppResult, Problem},
+    http::routes::bulk::{batch_created, upserted, Batch, BatchCreated},
     http::routes::fields::{
         money_request, money_request_or_null, present, present_fields, Amount, DealStatus,
         QueryAmount,
@@ -47,6 +49,10 @@ pub struct Deal {
     /// null while the deal is open.
     #[schema(required = true, value_type = Option<String>, format = DateTime)]
     pub closed_at: Option<String>,
+    /// The key another system knows this deal by (unique in the organization
+    /// among deals); null when none was given.
+    #[schema(required = true, min_length = 1, max_length = 255)]
+    pub external_id: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -114,6 +120,9 @@ list_query! {
         /// Members may only name themselves.
         pub owner_id: Option<Uuid>,
         pub contact_id: Option<Uuid>,
+        /// The deal with this external id (at most one).
+        #[param(min_length = 1, max_length = 255)]
+        pub external_id: Option<String>,
         /// Default `created_at`; ties are broken by id.
         #[serde(default)]
         #[param(inline)]
@@ -125,7 +134,7 @@ list_query! {
     }
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDeal {
     pub contact_id: Uuid,
@@ -145,10 +154,14 @@ pub struct NewDeal {
     pub stage: Option<String>,
     /// When the deal is expected to close (past dates allowed).
     pub expected_close_date: Option<NaiveDate>,
+    /// The key another system knows this deal by, kept exactly as given;
+    /// unique among the organization's deals (409 `deals_external_id_taken`).
+    #[schema(min_length = 1, max_length = 255, example = "salesforce-006AB")]
+    pub external_id: Option<String>,
 }
 
 /// Only the fields given change; null means "not given", except for
-/// `expected_close_date`, where null clears the date.
+/// `expected_close_date` and `external_id`, where null clears them.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DealPatch {
@@ -166,6 +179,42 @@ pub struct DealPatch {
     pub amount: Option<Amount>,
     #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: Option<String>,
+    pub contact_id: Option<Uuid>,
+    pub owner_id: Option<Uuid>,
+    /// A date, or null to clear it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<NaiveDate>)]
+    pub expected_close_date: Option<Option<NaiveDate>>,
+    /// An external id, or null to clear it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 255)]
+    pub external_id: Option<Option<String>>,
+}
+
+/// The body of an upsert: PATCH's fields (a create body without
+/// `external_id`, which the path gives, plus `status`). Creating needs
+/// `contact_id`, `title`, `amount` and `currency`, and a `status` other than
+/// new is applied as a change right after (timeline: deal_created, then
+/// status_changed); updating changes only the fields given (null: not given,
+/// except `expected_close_date`, where null clears it).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DealUpsert {
+    pub status: Option<DealStatus>,
+    /// A stage key of the deal's pipeline (of `pipeline_id`, when given).
+    /// Backwards (a lower position) needs owner or admin (R5).
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,39}$", example = "proposal")]
+    pub stage: Option<String>,
+    /// Creating: defaults to the organization's first pipeline. Updating:
+    /// another pipeline moves the deal there (`pipeline_changed`).
+    pub pipeline_id: Option<Uuid>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: Option<String>,
+    #[schema(schema_with = money_request_or_null)]
+    pub amount: Option<Amount>,
+    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Option<String>,
+    /// Needed when the upsert creates the deal.
     pub contact_id: Option<Uuid>,
     pub owner_id: Option<Uuid>,
     /// A date, or null to clear it.
@@ -232,6 +281,7 @@ pub async fn list(
         .with_opt("max_amount", max.map(|a| a.normalize()))
         .with_opt("owner_id", q.owner_id)
         .with_opt("contact_id", q.contact_id)
+        .with_opt("external_id", q.external_id.as_deref())
         .with("order_by", q.order_by.column())
         .with("order", q.order.keyword())
         .done();
@@ -267,6 +317,7 @@ pub async fn list(
                 ("p_after_amount", &amount),
                 ("p_after_title", &title),
                 ("p_after_id", &paging.after_id()),
+                ("p_external_id", &q.external_id),
             ],
         )
         .await?;
@@ -283,6 +334,7 @@ pub async fn list(
         (status = 400, description = "Validation failed (amount < 0: `deals_amount_negative`, currency: `deals_currency_invalid`, a stage the pipeline lacks: `stage_not_in_pipeline`, ...)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member creating a deal for another member: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The contact is not in this organization (`deals_contact_id_not_found`), owner_id is not a member, or pipeline_id is not one of its pipelines (`pipeline_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another deal has this external_id: `deals_external_id_taken`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(app): State<AppState>,
@@ -303,6 +355,7 @@ pub async fn create(
                 ("p_pipeline_id", &d.pipeline_id),
                 ("p_stage", &d.stage),
                 ("p_expected_close_date", &d.expected_close_date),
+                ("p_external_id", &d.external_id),
             ],
         )
         .await?;
@@ -341,6 +394,7 @@ pub async fn get(
         (status = 400, description = "Validation failed, won without an amount (R1): `deal_won_requires_amount`, or a stage the pipeline lacks: `stage_not_in_pipeline`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member changing another member's deal (`role_forbidden`); a stage moved back by a manager or member (R5): `stage_rollback_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Deal, contact_id, owner_id or pipeline_id (`pipeline_not_found`) not in this organization", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another deal has this external_id: `deals_external_id_taken`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
     State(app): State<AppState>,
@@ -350,7 +404,10 @@ pub async fn update(
     ApiJson(p): ApiJson<DealPatch>,
 ) -> AppResult<Versioned> {
     let amount = p.amount.map(|a| a.0);
-    let fields = present_fields([("expected_close_date", p.expected_close_date.is_some())]);
+    let fields = present_fields([
+        ("expected_close_date", p.expected_close_date.is_some()),
+        ("external_id", p.external_id.is_some()),
+    ]);
     let json = app
         .db
         .call(
@@ -369,11 +426,87 @@ pub async fn update(
                 ("p_expected_close_date", &p.expected_close_date.flatten()),
                 ("p_fields", &fields),
                 ("p_if_match", &if_match),
+                ("p_external_id", &p.external_id.flatten()),
             ],
         )
         .await?;
     app.deals_changed(ctx);
     Versioned::from_db(json)
+}
+
+/// Create or update the deal with this external id.
+#[utoipa::path(put, operation_id = "deals_upsert",
+    path = "/deals/by-external-id/{external_id}", tag = "deals",
+    security(("bearer" = [])),
+    params(crate::http::routes::OrgHeader,
+        ("external_id" = String, Path, min_length = 1, max_length = 255,
+         description = "The deal's external id (percent-encoded), 1 to 255 characters")),
+    request_body = DealUpsert,
+    responses(
+        (status = 200, description = "Updated: only the fields given changed (as PATCH); status, stage and pipeline changes are on the timeline", body = Deal),
+        (status = 201, description = "Created, with this external id (as POST)", body = Deal),
+        (status = 400, description = "Validation failed; `contact_id`, `title`, `amount` or `currency` missing when creating (`validation_failed` with that field); an external id over 255 characters: `external_id_invalid`; R1 `deal_won_requires_amount`; `stage_not_in_pipeline`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member changing another member's deal or creating one for another member (`role_forbidden`); a stage moved back by a manager or member (R5): `stage_rollback_forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Organization, contact_id, owner_id or pipeline_id (`pipeline_not_found`) not in this organization", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The external id is held by a deal this request cannot update: `deals_external_id_taken`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn upsert(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiPath(external_id): ApiPath<String>,
+    ApiJson(p): ApiJson<DealUpsert>,
+) -> AppResult<Response> {
+    let amount = p.amount.map(|a| a.0);
+    let fields = present_fields([("expected_close_date", p.expected_close_date.is_some())]);
+    let json = app
+        .db
+        .call(
+            ctx,
+            "api.deals_upsert",
+            &[
+                ("p_external_id", &external_id),
+                ("p_fields", &fields),
+                ("p_status", &p.status),
+                ("p_stage", &p.stage),
+                ("p_title", &p.title),
+                ("p_amount", &amount),
+                ("p_currency", &p.currency),
+                ("p_contact_id", &p.contact_id),
+                ("p_owner_id", &p.owner_id),
+                ("p_pipeline_id", &p.pipeline_id),
+                ("p_expected_close_date", &p.expected_close_date.flatten()),
+            ],
+        )
+        .await?;
+    app.deals_changed(ctx);
+    upserted(json, "/api/v1/deals")
+}
+
+/// Create up to 100 deals, all or nothing.
+#[utoipa::path(post, operation_id = "deals_batch",
+    path = "/deals/batch", tag = "deals",
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader),
+    request_body = Batch<NewDeal>,
+    responses(
+        (status = 201, description = "Every item created, in order, each with its deal_created timeline row", body = BatchCreated<Deal>,
+         headers(("Location" = String, description = "The collection the deals were created in"))),
+        (status = 400, description = "No items or more than 100 (`batch_size_invalid`), or an item failed validation: its error, `errors[].field` prefixed with its place (`items[3].currency`); nothing was created", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An item a member may not create (for another member): `role_forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Organization not found, or an item's contact_id, owner_id or pipeline_id is not in this organization (field `items[n].contact_id`, ...)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An item's external_id is taken (by another deal or an earlier item): `deals_external_id_taken`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn batch(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiJson(b): ApiJson<Batch<NewDeal>>,
+) -> AppResult<Created<JsonText>> {
+    let items = b.to_json()?;
+    let json = app
+        .db
+        .call(ctx, "api.deals_batch", &[("p_items", &Json(&items))])
+        .await?;
+    app.deals_changed(ctx);
+    batch_created(json, "/api/v1/deals")
 }
 
 /// Delete a deal.
@@ -424,4 +557,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list, create))
         .routes(routes!(get, update, delete))
         .routes(routes!(stage_history))
+        .routes(routes!(upsert))
+        .routes(routes!(batch))
 }

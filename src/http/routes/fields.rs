@@ -98,6 +98,13 @@ impl<'de> Deserialize<'de> for Amount {
     }
 }
 
+/// As the database reads it from a batch's JSON: a decimal string, exact.
+impl Serialize for Amount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
 /// The schema of money in a request: a decimal string or a JSON number,
 /// 0 ≤ amount < 10¹², at most two decimals (the database's `deals_amount_*`
 /// constraints; the database is what enforces them).

@@ -4,6 +4,7 @@
 use axum::{extract::State, http::StatusCode, response::Response};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+use tokio_postgres::types::Json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -15,6 +16,7 @@ use crate::{
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
     http::list::Paging,
     http::problem::{AppResult, Problem},
+    http::routes::bulk::{batch_created, Batch, BatchCreated},
     http::routes::fields::{present, present_fields},
     state::AppState,
 };
@@ -50,7 +52,7 @@ list_query! {
     }
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
     pub deal_id: Uuid,
@@ -154,6 +156,31 @@ pub async fn create(
     Versioned::created(json, "/api/v1/tasks", "id")
 }
 
+/// Create up to 100 tasks, all or nothing.
+#[utoipa::path(post, operation_id = "tasks_batch",
+    path = "/tasks/batch", tag = "tasks",
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader),
+    request_body = Batch<NewTask>,
+    responses(
+        (status = 201, description = "Every item created, in order, each with its `task_created` timeline row", body = BatchCreated<Task>,
+         headers(("Location" = String, description = "The collection the tasks were created in"))),
+        (status = 400, description = "No items or more than 100 (`batch_size_invalid`), or an item failed validation: its error, `errors[].field` prefixed with its place (`items[3].due_date` for R4 `tasks_due_date_past`); nothing was created", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member adding a task to another user's deal (R3): `deal_not_owned`, field `items[n].deal_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Organization not found, or an item's deal is not in this organization: `tasks_deal_id_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn batch(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiJson(b): ApiJson<Batch<NewTask>>,
+) -> AppResult<Created<JsonText>> {
+    let items = b.to_json()?;
+    let json = app
+        .db
+        .call(ctx, "api.tasks_batch", &[("p_items", &Json(&items))])
+        .await?;
+    batch_created(json, "/api/v1/tasks")
+}
+
 /// Get a task.
 #[utoipa::path(get, operation_id = "tasks_get",
     path = "/tasks/{id}", tag = "tasks",
@@ -248,4 +275,5 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(get, update, delete))
+        .routes(routes!(batch))
 }
