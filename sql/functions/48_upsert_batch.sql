@@ -40,8 +40,11 @@ $$;
 -- it. A round fails only because of a concurrent create, so a third failure
 -- means the id is held by a record this request cannot see: 409.
 -- The answer is {created, record}; the server turns `created` into 201 or 200.
+-- p_if_match (If-Match's versions, 28_versions.sql) goes to the update; an
+-- If-Match naming a version of a record that does not exist is 412: the
+-- client expected to update, and must not create by accident.
 CREATE OR REPLACE FUNCTION api.contacts_upsert(p_external_id text, p_fields text[], p_name text DEFAULT NULL,
-    p_email text DEFAULT NULL, p_phone text DEFAULT NULL, p_owner_id uuid DEFAULT NULL)
+    p_email text DEFAULT NULL, p_phone text DEFAULT NULL, p_owner_id uuid DEFAULT NULL, p_if_match int[] DEFAULT NULL)
   RETURNS jsonb LANGUAGE plpgsql
   AS $$
 DECLARE
@@ -56,7 +59,10 @@ BEGIN
     IF FOUND THEN
       RETURN jsonb_build_object('created', false, 'record',
         api.contacts_update(p_id => v_id, p_fields => p_fields, p_name => p_name, p_email => p_email,
-                            p_phone => p_phone, p_owner_id => p_owner_id));
+                            p_phone => p_phone, p_owner_id => p_owner_id, p_if_match => p_if_match));
+    END IF;
+    IF p_if_match IS NOT NULL THEN
+      PERFORM app.precondition_failed('contact');
     END IF;
     PERFORM app.require_for_create('name' = ANY (p_fields), 'name');
     BEGIN
@@ -84,7 +90,8 @@ $$;
 CREATE OR REPLACE FUNCTION api.deals_upsert(p_external_id text, p_fields text[] DEFAULT '{}',
     p_status crm.deal_status DEFAULT NULL, p_stage text DEFAULT NULL, p_title text DEFAULT NULL,
     p_amount numeric DEFAULT NULL, p_currency text DEFAULT NULL, p_contact_id uuid DEFAULT NULL,
-    p_owner_id uuid DEFAULT NULL, p_pipeline_id uuid DEFAULT NULL, p_expected_close_date date DEFAULT NULL)
+    p_owner_id uuid DEFAULT NULL, p_pipeline_id uuid DEFAULT NULL, p_expected_close_date date DEFAULT NULL,
+    p_if_match int[] DEFAULT NULL)
   RETURNS jsonb LANGUAGE plpgsql
   AS $$
 DECLARE
@@ -102,7 +109,11 @@ BEGIN
         api.deals_update(p_id => v_id, p_status => p_status, p_stage => p_stage, p_title => p_title,
                          p_amount => p_amount, p_currency => p_currency, p_contact_id => p_contact_id,
                          p_owner_id => p_owner_id, p_pipeline_id => p_pipeline_id,
-                         p_expected_close_date => p_expected_close_date, p_fields => p_fields));
+                         p_expected_close_date => p_expected_close_date, p_fields => p_fields,
+                         p_if_match => p_if_match));
+    END IF;
+    IF p_if_match IS NOT NULL THEN
+      PERFORM app.precondition_failed('deal');
     END IF;
     PERFORM app.require_for_create(p_contact_id IS NOT NULL, 'contact_id');
     PERFORM app.require_for_create(p_title IS NOT NULL, 'title');

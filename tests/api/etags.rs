@@ -516,3 +516,60 @@ async fn cors_exposes_the_etag_to_browsers() {
     assert!(exposed.contains("etag"), "{exposed}");
     assert_eq!(etag(&res), "\"1\"");
 }
+
+/// PUT by external id (SPEC §12) answers with the record's ETag, created or
+/// updated, and takes `If-Match` like PATCH: a stale version is 412 with
+/// nothing changed, and a version of a record that does not exist is 412
+/// rather than a create.
+#[tokio::test]
+async fn upserts_by_external_id_answer_etags_and_honour_if_match() {
+    let (_app, user) = TestApp::with_user("ann").await;
+    let path = "/api/v1/contacts/by-external-id/crm-1";
+    let put = |tag: Option<&str>, body: Value| {
+        let mut req = user.req(Method::PUT, path).json(body);
+        if let Some(tag) = tag {
+            req = req.header("If-Match", tag);
+        }
+        req.send()
+    };
+
+    let absent = put(Some("\"1\""), json!({"name": "Ada"})).await;
+    absent.problem(412, "precondition_failed");
+    let listed = user.get("/api/v1/contacts?external_id=crm-1").await;
+    assert_eq!(listed.ok(200)["items"], json!([]), "nothing was created");
+
+    let created = put(None, json!({"name": "Ada"})).await;
+    assert_eq!(created.ok(201)["version"], 1);
+    assert_eq!(etag(&created), "\"1\"");
+
+    let updated = put(Some("\"1\""), json!({"phone": "+1 555"})).await;
+    assert_eq!(updated.ok(200)["version"], 2);
+    assert_eq!(etag(&updated), "\"2\"");
+
+    let stale = put(Some("\"1\""), json!({"phone": "+1 666"})).await;
+    stale.problem(412, "precondition_failed");
+    let read = user
+        .get(&at("/api/v1/contacts", id_of(created.ok(201))))
+        .await;
+    assert_eq!(
+        read.ok(200)["phone"],
+        "+1 555",
+        "a stale If-Match changes nothing"
+    );
+
+    let deal_path = "/api/v1/deals/by-external-id/opp-1";
+    let contact = id_of(created.ok(201));
+    let deal = user
+        .req(Method::PUT, deal_path)
+        .json(json!({"contact_id": contact, "title": "T", "amount": "1.00", "currency": "EUR"}))
+        .send()
+        .await;
+    assert_eq!(etag(&deal), "\"1\"");
+    let stale_deal = user
+        .req(Method::PUT, deal_path)
+        .header("If-Match", "\"7\"")
+        .json(json!({"title": "U"}))
+        .send()
+        .await;
+    stale_deal.problem(412, "precondition_failed");
+}

@@ -1,15 +1,13 @@
 //! What the upserts by external id and the batches share (SPEC §12): the
 //! batch envelope, and the answer of an upsert (201 or 200).
 
-use axum::{
-    http::StatusCode,
-    response::{IntoResponse, Response},
-};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::http::{
+    etag::Versioned,
     extract::{Created, JsonText},
     problem::AppResult,
 };
@@ -63,7 +61,7 @@ pub fn upserted(json: Option<String>, collection: &str) -> AppResult<Response> {
     let answer: Upserted = serde_json::from_str(&text.0).map_err(anyhow::Error::from)?;
     let record = answer.record.get().to_owned();
     if answer.created {
-        return JsonText::created(Some(record), collection, "id").map(IntoResponse::into_response);
+        return Versioned::created(Some(record), collection, "id").map(IntoResponse::into_response);
     }
-    Ok((StatusCode::OK, JsonText(record)).into_response())
+    Versioned::from_db(Some(record)).map(IntoResponse::into_response)
 }

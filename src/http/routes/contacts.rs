@@ -266,11 +266,12 @@ pub async fn update(
 #[utoipa::path(put, operation_id = "contacts_upsert",
     path = "/contacts/by-external-id/{external_id}", tag = "contacts",
     security(("bearer" = [])),
-    params(crate::http::routes::OrgHeader,
+    params(crate::http::routes::OrgHeader, crate::http::etag::IfMatchHeader,
         ("external_id" = String, Path, min_length = 1, max_length = 255,
          description = "The contact's external id (percent-encoded), 1 to 255 characters")),
     request_body = ContactUpsert,
     responses(
+        (status = 412, description = "`If-Match` names another version, or a version of a record that does not exist: `precondition_failed`", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "Updated: only the fields given changed (as PATCH)", body = Contact),
         (status = 201, description = "Created, with this external id (as POST)", body = Contact),
         (status = 400, description = "Validation failed; `name` missing when creating (`validation_failed`, field `name`); an external id over 255 characters: `external_id_invalid`", body = Problem, content_type = "application/problem+json"),
@@ -282,6 +283,7 @@ pub async fn upsert(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath(external_id): ApiPath<String>,
+    IfMatch(if_match): IfMatch,
     ApiJson(p): ApiJson<ContactUpsert>,
 ) -> AppResult<Response> {
     let fields = present_fields([
@@ -297,6 +299,7 @@ pub async fn upsert(
             "api.contacts_upsert",
             &[
                 ("p_external_id", &external_id),
+                ("p_if_match", &if_match),
                 ("p_fields", &fields),
                 ("p_name", &p.name.flatten()),
                 ("p_email", &p.email.flatten()),

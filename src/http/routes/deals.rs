@@ -438,11 +438,12 @@ pub async fn update(
 #[utoipa::path(put, operation_id = "deals_upsert",
     path = "/deals/by-external-id/{external_id}", tag = "deals",
     security(("bearer" = [])),
-    params(crate::http::routes::OrgHeader,
+    params(crate::http::routes::OrgHeader, crate::http::etag::IfMatchHeader,
         ("external_id" = String, Path, min_length = 1, max_length = 255,
          description = "The deal's external id (percent-encoded), 1 to 255 characters")),
     request_body = DealUpsert,
     responses(
+        (status = 412, description = "`If-Match` names another version, or a version of a record that does not exist: `precondition_failed`", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "Updated: only the fields given changed (as PATCH); status, stage and pipeline changes are on the timeline", body = Deal),
         (status = 201, description = "Created, with this external id (as POST)", body = Deal),
         (status = 400, description = "Validation failed; `contact_id`, `title`, `amount` or `currency` missing when creating (`validation_failed` with that field); an external id over 255 characters: `external_id_invalid`; R1 `deal_won_requires_amount`; `stage_not_in_pipeline`", body = Problem, content_type = "application/problem+json"),
@@ -454,6 +455,7 @@ pub async fn upsert(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath(external_id): ApiPath<String>,
+    IfMatch(if_match): IfMatch,
     ApiJson(p): ApiJson<DealUpsert>,
 ) -> AppResult<Response> {
     let amount = p.amount.map(|a| a.0);
@@ -465,6 +467,7 @@ pub async fn upsert(
             "api.deals_upsert",
             &[
                 ("p_external_id", &external_id),
+                ("p_if_match", &if_match),
                 ("p_fields", &fields),
                 ("p_status", &p.status),
                 ("p_stage", &p.stage),
