@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod cursor;
 pub mod extract;
+pub mod idempotency;
 pub mod list;
 pub mod openapi;
 pub mod problem;
