@@ -26,7 +26,8 @@
 -- wait for the other's 409). VOLATILE, so the lookup takes its own snapshot
 -- after the lock is held: a first request that committed and released the
 -- lock is seen (its commit is visible before its locks are released).
--- p_after is the result of app.act_as, taken only to order the two.
+-- p_after is the result of app.act_as (the caller's role), taken to order
+-- the two.
 CREATE OR REPLACE FUNCTION app.idempotency_begin(p_after crm.member_role, p_key text, p_fingerprint bytea,
     OUT replayed boolean, OUT status int, OUT body text, OUT scope uuid)
   LANGUAGE plpgsql VOLATILE
@@ -37,8 +38,9 @@ DECLARE
   v_fingerprint bytea;
 BEGIN
   scope := v_org;
-  IF v_user IS NULL THEN
-    RAISE EXCEPTION 'idempotency keys need a user context (app.act_as)';
+  -- act_as ran first: it resolved a role for any organization it acts in.
+  IF v_user IS NULL OR (v_org IS NOT NULL AND p_after IS NULL) THEN
+    RAISE EXCEPTION 'idempotency keys need a user context: call app.act_as first';
   END IF;
   IF NOT pg_try_advisory_xact_lock(
        hashtextextended('minicrm.idempotency/' || coalesce(v_org::text, '-') || '/' || v_user::text || '/' || p_key, 0)) THEN

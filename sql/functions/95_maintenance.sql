@@ -7,13 +7,14 @@
 -- SECURITY DEFINER with a pinned search_path, owned by the role that migrates:
 -- RLS is forced on the tables, so the owner, too, sees only what a policy
 -- grants it; the *_expired_* policies (sql/policies/tenancy.sql) let exactly
--- that role read and delete expired rows of every organization. EXECUTE is
--- not granted to minicrm_api (99_grants.sql revokes it): a request has no
--- business running it.
+-- that role read and delete expired rows of every organization. It lives in
+-- private, where nothing is granted to minicrm_api by default (app is granted
+-- whole, 99_grants.sql), and EXECUTE is granted to no one: only its owner,
+-- the server's login role, runs it; a request has no business doing so.
 --
 -- Expired rows already behave as absent (the API compares expires_at with
 -- now()), so how late a deletion runs changes only the table's size.
-CREATE OR REPLACE FUNCTION app.run_maintenance(OUT step text, OUT deleted bigint)
+CREATE OR REPLACE FUNCTION private.run_maintenance(OUT step text, OUT deleted bigint)
   RETURNS SETOF record
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $$

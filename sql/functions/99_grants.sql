@@ -2,5 +2,3 @@
 -- nothing else (function EXECUTE is revoked from PUBLIC by default).
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA api TO minicrm_api;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA app TO minicrm_api;
--- Housekeeping runs as the server's login role, never as a request.
-REVOKE EXECUTE ON FUNCTION app.run_maintenance() FROM minicrm_api;

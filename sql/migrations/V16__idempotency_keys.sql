@@ -7,7 +7,7 @@
 -- invitation) live in crm.user_idempotency_keys.
 --
 -- A row counts until expires_at; after that it is as if absent (the API
--- functions compare with now()), and app.run_maintenance() deletes it.
+-- functions compare with now()), and private.run_maintenance() deletes it.
 
 CREATE TABLE crm.idempotency_keys (
   organization_id uuid NOT NULL,
@@ -17,7 +17,7 @@ CREATE TABLE crm.idempotency_keys (
   -- SHA-256 of the method, the path with its query and the raw body.
   fingerprint     bytea NOT NULL CONSTRAINT idempotency_keys_fingerprint_invalid CHECK (length(fingerprint) = 32),
   -- The answer: its status (2xx) and body as the client got it.
-  status          smallint NOT NULL CONSTRAINT idempotency_keys_status_invalid CHECK (status BETWEEN 200 AND 299),
+  status          integer NOT NULL CONSTRAINT idempotency_keys_status_invalid CHECK (status BETWEEN 200 AND 299),
   body            text,
   created_at      timestamptz NOT NULL DEFAULT now(),
   expires_at      timestamptz NOT NULL,
@@ -43,7 +43,7 @@ CREATE TABLE crm.user_idempotency_keys (
   key         text NOT NULL CONSTRAINT user_idempotency_keys_key_invalid
                 CHECK (length(key) BETWEEN 1 AND 255 AND key ~ '^[ -~]+$'),
   fingerprint bytea NOT NULL CONSTRAINT user_idempotency_keys_fingerprint_invalid CHECK (length(fingerprint) = 32),
-  status      smallint NOT NULL CONSTRAINT user_idempotency_keys_status_invalid CHECK (status BETWEEN 200 AND 299),
+  status      integer NOT NULL CONSTRAINT user_idempotency_keys_status_invalid CHECK (status BETWEEN 200 AND 299),
   body        text,
   created_at  timestamptz NOT NULL DEFAULT now(),
   expires_at  timestamptz NOT NULL,

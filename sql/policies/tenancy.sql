@@ -89,7 +89,7 @@ DROP POLICY IF EXISTS user_idempotency_keys_own ON crm.user_idempotency_keys;
 CREATE POLICY user_idempotency_keys_own ON crm.user_idempotency_keys FOR ALL
   USING (user_id = (SELECT app.user_id())) WITH CHECK (user_id = (SELECT app.user_id()));
 
--- The cleanup (app.run_maintenance, SECURITY DEFINER, owned by the role that
+-- The cleanup (private.run_maintenance, SECURITY DEFINER, owned by the role that
 -- migrates) deletes expired keys of every organization with no context. RLS
 -- is forced, so the owner obeys it too: these policies let that role, and no
 -- other, read and delete expired rows. (A superuser bypasses RLS anyway.)

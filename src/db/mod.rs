@@ -329,13 +329,13 @@ impl Db {
         Ok(row?)
     }
 
-    /// Housekeeping (`app.run_maintenance()`): runs as the login role, with
+    /// Housekeeping (`private.run_maintenance()`): runs as the login role, with
     /// no request context, and returns each step with the rows it deleted.
     /// A simple query, so it works behind a transaction pooler as well.
     pub async fn run_maintenance(&self) -> Result<Vec<(String, i64)>, DbError> {
         let client = self.pool.get().await?;
         let messages = client
-            .simple_query("SELECT step, deleted FROM app.run_maintenance()")
+            .simple_query("SELECT step, deleted FROM private.run_maintenance()")
             .await?;
         Ok(messages
             .iter()

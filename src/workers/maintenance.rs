@@ -1,6 +1,6 @@
 //! The maintenance worker: every `MAINTENANCE_INTERVAL_SECS` (default 5
 //! minutes, each pause jittered by ±20 % so that several servers spread their
-//! rounds), it calls `app.run_maintenance()` (sql/functions/95_maintenance.sql),
+//! rounds), it calls `private.run_maintenance()` (sql/functions/95_maintenance.sql),
 //! which deletes what has expired (idempotency keys, …). Rounds are cheap
 //! when there is nothing to delete. Any number of servers may run it at
 //! once: each step is a plain `DELETE … WHERE expires_at < now()`, and what

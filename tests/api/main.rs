@@ -12,6 +12,7 @@ mod conventions;
 mod cursors;
 mod deals;
 mod helpers;
+mod idempotency;
 mod instances;
 mod invitations;
 mod limits;
