@@ -57,18 +57,20 @@ where
 /// The key of a request: none, or 1 to 255 printable ASCII characters
 /// (0x20–0x7E). Spaces around the value are not part of it (HTTP drops them
 /// too); more than one header is refused.
-pub fn key_of(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+pub fn key_of(headers: &HeaderMap) -> Result<Option<String>, Box<Problem>> {
     let mut values = headers.get_all(KEY_HEADER).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
     let invalid = |why: &str| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_idempotency_key",
-            format!("the Idempotency-Key header {why}"),
+        Box::new(
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_idempotency_key",
+                format!("the Idempotency-Key header {why}"),
+            )
+            .with_field("Idempotency-Key", why),
         )
-        .with_field("Idempotency-Key", why)
     };
     if values.next().is_some() {
         return Err(invalid("must be sent once"));
