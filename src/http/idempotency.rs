@@ -2,23 +2,36 @@
 //!
 //! A route opts in with one call, [`idempotent`], around its `routes!(…)`:
 //! that documents the header, the 409/422 answers and `Idempotent-Replayed`
-//! on the operation, and puts [`middleware`] in front of its POST handler.
-//! The middleware checks the key, computes the request's fingerprint and
+//! on the operation, and puts [`IdempotencyLayer`] in front of its POST
+//! handler. The layer checks the key, computes the request's fingerprint and
 //! hands both to the handler's first database call through a task-local
 //! (`db::idempotency`); the database claims the key, replays or stores the
 //! answer in the same statement as the write. On a replay the handler builds
 //! its answer from the stored body as it did the first time (so `Location`
-//! and any header derived from the body are the same), and the middleware
-//! sets the stored status and `Idempotent-Replayed: true`.
+//! and any header derived from the body are the same), and the layer sets
+//! the stored status and `Idempotent-Replayed: true`.
+//!
+//! A tower layer rather than `middleware::from_fn`: `routes!` groups a POST
+//! with the other methods of its path (`GET /contacts`), and the layer wraps
+//! them all; a request without the header (every GET) goes straight to the
+//! handler's own future, with no boxing.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
 
 use axum::{
     body::Body,
-    extract::{OriginalUri, Request, State},
+    extract::{OriginalUri, Request},
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
+use futures_util::future::Either;
 use sha2::{Digest, Sha256};
+use tower::{Layer, Service};
 use utoipa::openapi::{
     header::HeaderBuilder,
     path::{Operation, ParameterBuilder, ParameterIn},
@@ -50,7 +63,7 @@ where
         }
     }
     let status = status.expect("idempotent(): these routes have no POST operation");
-    let router = router.route_layer(axum::middleware::from_fn_with_state(status, middleware));
+    let router = router.route_layer(IdempotencyLayer { status });
     (schemas, paths, router)
 }
 
@@ -103,21 +116,70 @@ pub fn fingerprint(method: &Method, path_and_query: &str, body: &[u8]) -> Vec<u8
     hash.finalize().to_vec()
 }
 
-/// In front of an opted-in POST handler (see the module comment). Without
-/// the header the request passes untouched.
-pub async fn middleware(State(status): State<StatusCode>, req: Request, next: Next) -> Response {
-    if req.method() != Method::POST {
-        return next.run(req).await;
+/// In front of an opted-in POST handler (see the module comment); `status`
+/// is the one the answer is stored with.
+#[derive(Clone, Copy, Debug)]
+pub struct IdempotencyLayer {
+    status: StatusCode,
+}
+
+impl<S> Layer<S> for IdempotencyLayer {
+    type Service = Idempotency<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Idempotency {
+            inner,
+            status: self.status,
+        }
     }
+}
+
+#[derive(Clone, Debug)]
+pub struct Idempotency<S> {
+    inner: S,
+    status: StatusCode,
+}
+
+type Keyed = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl<S> Service<Request> for Idempotency<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, Keyed>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if req.method() != Method::POST || !req.headers().contains_key(KEY_HEADER) {
+            return Either::Left(self.inner.call(req));
+        }
+        // The clone that was made ready is the one that serves the request.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Either::Right(Box::pin(keyed(self.status, req, inner)))
+    }
+}
+
+/// A POST that carries the header: check it, fingerprint the request, run the
+/// handler with the key pending, and mark a replay.
+async fn keyed<S>(status: StatusCode, req: Request, mut inner: S) -> Result<Response, Infallible>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     let key = match key_of(req.headers()) {
         Ok(Some(key)) => key,
-        Ok(None) => return next.run(req).await,
-        Err(problem) => return problem.into_response(),
+        Ok(None) => return inner.call(req).await,
+        Err(problem) => return Ok(problem.into_response()),
     };
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, crate::http::BODY_LIMIT).await {
         Ok(bytes) => bytes,
-        Err(e) => return body_problem(&e).into_response(),
+        Err(e) => return Ok(body_problem(&e).into_response()),
     };
     let uri = parts
         .extensions
@@ -130,7 +192,8 @@ pub async fn middleware(State(status): State<StatusCode>, req: Request, next: Ne
         status: i32::from(status.as_u16()),
     };
     let req = Request::from_parts(parts, Body::from(bytes));
-    let (mut response, state) = idempotency::scope(key, next.run(req)).await;
+    let (response, state) = idempotency::scope(key, inner.call(req)).await;
+    let Ok(mut response) = response;
     if let KeyState::Replayed(stored) = state {
         if response.status().is_success() {
             if let Ok(stored) = StatusCode::from_u16(stored) {
@@ -141,7 +204,7 @@ pub async fn middleware(State(status): State<StatusCode>, req: Request, next: Ne
                 .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
         }
     }
-    response
+    Ok(response)
 }
 
 fn body_problem(e: &axum::Error) -> Problem {

@@ -142,6 +142,7 @@ fn cors(origins: &CorsOrigins) -> CorsLayer {
             routes::auth::RATELIMIT_REMAINING,
             routes::auth::RATELIMIT_RESET,
             HeaderName::from_static("x-cache"),
+            idempotency::REPLAYED_HEADER,
         ])
         .max_age(Duration::from_secs(3600))
 }

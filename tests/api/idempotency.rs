@@ -656,3 +656,42 @@ async fn keys_work_behind_a_transaction_mode_pooler() {
         "{steps:?}"
     );
 }
+
+/// A browser front end may send the key and read whether it got a replay.
+#[tokio::test]
+async fn browsers_may_send_the_key_and_read_the_replay_header() {
+    let app = TestApp::spawn_with(|c| {
+        c.cors_allowed_origins = Some(minicrm::ops::config::CorsOrigins::List(vec![
+            "https://app.example.com".into(),
+        ]))
+    })
+    .await;
+    let ann = app.user("idem-cors").await;
+    let preflight = app
+        .req(Method::OPTIONS, "/api/v1/contacts")
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "idempotency-key")
+        .send()
+        .await;
+    let allowed = preflight.headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("idempotency-key"), "{allowed}");
+    let send = || {
+        ann.req(Method::POST, "/api/v1/contacts")
+            .header("Origin", "https://app.example.com")
+            .header(KEY, "from-the-browser")
+            .json(json!({"name": "Ada"}))
+            .send()
+    };
+    send().await.ok(201);
+    let again = send().await;
+    assert_eq!(replayed(&again), Some("true"));
+    let exposed = again.headers["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("idempotent-replayed"), "{exposed}");
+}
