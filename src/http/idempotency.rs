@@ -194,8 +194,8 @@ where
     let req = Request::from_parts(parts, Body::from(bytes));
     let (response, state) = idempotency::scope(key, inner.call(req)).await;
     let Ok(mut response) = response;
-    if let KeyState::Replayed(stored) = state {
-        if response.status().is_success() {
+    match state {
+        KeyState::Replayed(stored) if response.status().is_success() => {
             if let Ok(stored) = StatusCode::from_u16(stored) {
                 *response.status_mut() = stored;
             }
@@ -203,6 +203,15 @@ where
                 .headers_mut()
                 .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
         }
+        // A route that opted in but wrote without `Db::call` (say, COPY on a
+        // connection of its own): the key protected nothing. A defect of the
+        // route, which tests/api/idempotency.rs catches; said loudly here too.
+        KeyState::Pending(_) if response.status().is_success() => {
+            tracing::error!(
+                "an idempotent route answered without a database call: its Idempotency-Key was not used"
+            );
+        }
+        _ => {}
     }
     Ok(response)
 }
