@@ -416,4 +416,18 @@ mod tests {
              FROM app.act_as($1, $2)"
         );
     }
+
+    #[test]
+    fn idempotent_calls_number_the_function_arguments_after_the_key() {
+        let (name, status) = ("n".to_owned(), crate::http::routes::fields::DealStatus::Won);
+        let sql = idempotent_call_sql("api.f", &[("p_name", &name), ("p_status", &status)]);
+        assert!(sql.starts_with("SELECT b.replayed, b.status, CASE WHEN b.replayed THEN b.body "));
+        assert!(sql.contains(
+            "p_body => (api.f(p_name => $7, p_status => $8::crm.deal_status))::text) END"
+        ));
+        assert!(sql.ends_with(
+            "FROM app.act_as($1, $2) AS a(role), LATERAL app.idempotency_begin(p_after => a.role, \
+             p_key => $3, p_fingerprint => $4) AS b"
+        ));
+    }
 }
