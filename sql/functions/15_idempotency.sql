@@ -12,6 +12,15 @@
 -- acts in the request's context; the API call runs only when there is no
 -- answer to replay. A failed write raises, and nothing is stored.
 
+-- The advisory lock of a key: a 64-bit hash of the organization (none: a
+-- user-level key), the user and the key.
+CREATE OR REPLACE FUNCTION app.idempotency_lock(p_org uuid, p_user uuid, p_key text) RETURNS bigint
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  AS $$
+    SELECT pg_catalog.hashtextextended(
+      'minicrm.idempotency/' || coalesce(p_org::text, '-') || '/' || p_user::text || '/' || p_key, 0)
+  $$;
+
 -- Claims the key for this transaction and says whether an answer exists:
 -- * another transaction holds the key (the first request is still running):
 --   409 idempotency_key_in_progress. The lock is tried, not waited for, so a
@@ -42,8 +51,7 @@ BEGIN
   IF v_user IS NULL OR (v_org IS NOT NULL AND p_after IS NULL) THEN
     RAISE EXCEPTION 'idempotency keys need a user context: call app.act_as first';
   END IF;
-  IF NOT pg_try_advisory_xact_lock(
-       hashtextextended('minicrm.idempotency/' || coalesce(v_org::text, '-') || '/' || v_user::text || '/' || p_key, 0)) THEN
+  IF NOT pg_try_advisory_xact_lock(app.idempotency_lock(v_org, v_user, p_key)) THEN
     PERFORM app.fail('MC409', 'idempotency_key_in_progress',
       'a request with this Idempotency-Key is still being processed; retry it later');
   END IF;

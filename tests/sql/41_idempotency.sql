@@ -4,10 +4,9 @@
 -- replays it and writes nothing, another request with the key is refused,
 -- a failed write stores nothing, keys are private to a user in an
 -- organization (RLS), an expired key is absent and the cleanup deletes it.
--- (The 409 of a key held by a running request needs a second session: the
--- HTTP concurrency test in tests/api/idempotency.rs covers it.)
+-- A key held by a running request (another session, through dblink) is 409.
 BEGIN;
-SELECT plan(31);
+SELECT plan(36);
 
 \set org_a 'a0000000-0000-0000-0000-0000000000a1'
 \set org_b 'b0000000-0000-0000-0000-0000000000b1'
@@ -165,7 +164,36 @@ SELECT is((SELECT count(*) FROM crm.user_idempotency_keys WHERE user_id = :'ann'
 SELECT is(pg_temp.value_as(:'bob', NULL, 'SELECT count(*) FROM crm.user_idempotency_keys'), '0',
   'another user does not see it');
 
--- 8. The cleanup: expired rows of every organization go, live ones stay.
+-- 8. A key whose lock another transaction holds (its first request is still
+-- running): 409 at once, nothing written; free again once it is released.
+CREATE EXTENSION dblink;
+-- Another session takes (p_hold) or releases the advisory lock p_lock.
+CREATE FUNCTION pg_temp.other_session(p_lock bigint, p_hold boolean) RETURNS boolean
+  LANGUAGE plpgsql AS $$
+DECLARE
+  v boolean;
+BEGIN
+  IF p_hold THEN
+    PERFORM dblink_connect('holder', format('host=127.0.0.1 port=%s dbname=%s user=postgres',
+                                            current_setting('port'), current_database()));
+    SELECT t.ok INTO v FROM dblink('holder', format('SELECT pg_try_advisory_lock(%s)', p_lock)) AS t(ok boolean);
+  ELSE
+    SELECT t.ok INTO v FROM dblink('holder', format('SELECT pg_advisory_unlock(%s)', p_lock)) AS t(ok boolean);
+    PERFORM dblink_disconnect('holder');
+  END IF;
+  RETURN v;
+END
+$$;
+SELECT ok(pg_temp.other_session(app.idempotency_lock(:'org_a', :'ann', 'k3'), true),
+  'another session holds Ann''s key k3 (its first request is running)');
+SELECT is(pg_temp.post_contact(:'ann', :'org_a', 'k3', 'POST /contacts {Eve}', 'Eve'), 'MC409 idempotency_key_in_progress',
+  'a key held by a running request: idempotency_key_in_progress');
+SELECT is(pg_temp.contacts(:'org_a', 'Eve'), 0::bigint, 'and nothing written');
+SELECT ok(pg_temp.other_session(app.idempotency_lock(:'org_a', :'ann', 'k3'), false), 'the other session ends');
+SELECT is(pg_temp.post_contact(:'ann', :'org_a', 'k3', 'POST /contacts {Eve}', 'Eve'), 'fresh|201|Eve',
+  'released: the request goes through');
+
+-- 9. The cleanup: expired rows of every organization go, live ones stay.
 INSERT INTO crm.idempotency_keys (organization_id, user_id, key, fingerprint, status, body, created_at, expires_at)
 VALUES (:'org_b', :'zed', 'old', sha256('x'), 201, '{}', now() - interval '2 days', now() - interval '1 day');
 INSERT INTO crm.user_idempotency_keys (user_id, key, fingerprint, status, body, created_at, expires_at)
@@ -174,7 +202,7 @@ SELECT is((SELECT string_agg(step || '=' || deleted, ' ' ORDER BY step) FROM pri
   'idempotency_keys=1 user_idempotency_keys=1', 'run_maintenance deletes the expired keys, and counts them');
 SELECT is((SELECT count(*) FROM crm.idempotency_keys WHERE key = 'old')
         + (SELECT count(*) FROM crm.user_idempotency_keys WHERE key = 'old'), 0::bigint, 'they are gone');
-SELECT is((SELECT count(*) FROM crm.idempotency_keys), 4::bigint, 'the live keys stay');
+SELECT is((SELECT count(*) FROM crm.idempotency_keys), 5::bigint, 'the live keys stay');
 SELECT ok(NOT has_function_privilege('minicrm_api', 'private.run_maintenance()', 'EXECUTE'),
   'the request role may not run the maintenance');
 SELECT ok((SELECT prosecdef AND proconfig = ARRAY['search_path=pg_catalog, pg_temp'] FROM pg_proc
