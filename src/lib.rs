@@ -7,11 +7,13 @@
 //! - [`auth`]: tokens, password hashing, attempt limits
 //! - [`ops`]: configuration and metrics
 //! - [`state`]: the application state that ties them together
+//! - [`workers`]: background tasks of the server (maintenance)
 
 pub mod auth;
 pub mod db;
 pub mod http;
 pub mod ops;
 pub mod state;
+pub mod workers;
 
 pub use http::app;

@@ -129,7 +129,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         header_read_timeout: config.http_header_read_timeout,
         max_connections: config.http_max_connections,
     };
+    let maintenance_interval = config.maintenance_interval;
     let state = App::new(config, &url, &secret)?;
+    let (stop_workers, workers) = tokio::sync::watch::channel(false);
+    let maintenance =
+        minicrm::workers::maintenance::spawn(state.db.clone(), maintenance_interval, workers);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -138,7 +142,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         listener.local_addr()?,
         listener.local_addr()?
     );
-    minicrm::http::serve::serve(listener, minicrm::app(state), settings, shutdown_signal()).await?;
+    let served =
+        minicrm::http::serve::serve(listener, minicrm::app(state), settings, shutdown_signal())
+            .await;
+    let _ = stop_workers.send(true);
+    let _ = maintenance.await;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -24,7 +24,8 @@ pub type AppState = Arc<App>;
 
 impl App {
     pub fn new(config: Config, database_url: &str, jwt_secret: &str) -> anyhow::Result<AppState> {
-        let db = Db::connect(&config.pool, database_url)?;
+        let db = Db::connect(&config.pool, database_url)?
+            .with_idempotency_ttl(config.idempotency_ttl_secs());
         let tokens = Tokens::new(
             jwt_secret,
             config.access_token_ttl,

@@ -77,3 +77,33 @@ CREATE POLICY users_visible ON crm.users FOR SELECT
   USING (id = (SELECT app.user_id())
          OR id IN (SELECT m.user_id FROM crm.organization_members m
                     WHERE m.organization_id = (SELECT app.org_id())));
+
+-- Idempotency keys: the acting user's own, in the current organization
+-- (crm.idempotency_keys) or with no organization (crm.user_idempotency_keys).
+-- Another member of the organization never sees or replays them.
+DROP POLICY IF EXISTS idempotency_keys_own ON crm.idempotency_keys;
+CREATE POLICY idempotency_keys_own ON crm.idempotency_keys FOR ALL
+  USING (organization_id = (SELECT app.org_id()) AND user_id = (SELECT app.user_id()))
+  WITH CHECK (organization_id = (SELECT app.org_id()) AND user_id = (SELECT app.user_id()));
+DROP POLICY IF EXISTS user_idempotency_keys_own ON crm.user_idempotency_keys;
+CREATE POLICY user_idempotency_keys_own ON crm.user_idempotency_keys FOR ALL
+  USING (user_id = (SELECT app.user_id())) WITH CHECK (user_id = (SELECT app.user_id()));
+
+-- The cleanup (private.run_maintenance, SECURITY DEFINER, owned by the role that
+-- migrates) deletes expired keys of every organization with no context. RLS
+-- is forced, so the owner obeys it too: these policies let that role, and no
+-- other, read and delete expired rows. (A superuser bypasses RLS anyway.)
+DO $$
+DECLARE
+  t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['idempotency_keys', 'user_idempotency_keys'] LOOP
+    EXECUTE format('DROP POLICY IF EXISTS %I ON crm.%I', t || '_expired_read', t);
+    EXECUTE format('CREATE POLICY %I ON crm.%I FOR SELECT TO %I USING (expires_at < now())',
+                   t || '_expired_read', t, current_user);
+    EXECUTE format('DROP POLICY IF EXISTS %I ON crm.%I', t || '_expired_delete', t);
+    EXECUTE format('CREATE POLICY %I ON crm.%I FOR DELETE TO %I USING (expires_at < now())',
+                   t || '_expired_delete', t, current_user);
+  END LOOP;
+END
+$$;

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+pub mod idempotency;
 pub mod localdb;
 pub mod migrate;
 pub mod param;
@@ -136,25 +137,54 @@ pub type Arg<'a> = (&'static str, &'a dyn param::Param);
 /// context is `$1` (user) and `$2` (organization); custom types are cast
 /// (`param`).
 fn call_sql(function: &str, args: &[Arg<'_>]) -> String {
-    use std::fmt::Write;
     // Written into one string: the text is built on every request (it is the
     // key of the connection's statement cache).
     let mut sql = String::with_capacity(64 + function.len() + 24 * args.len());
     sql.push_str("SELECT (");
+    write_call(&mut sql, function, args, 3);
+    sql.push_str(")::text FROM app.act_as($1, $2)");
+    sql
+}
+
+/// The parameters an idempotent call puts before the function's own.
+const IDEMPOTENCY_PARAMS: usize = 4;
+
+/// The call of `call_sql` made idempotent with the key `$3`, fingerprint
+/// `$4`, success status `$5` and lifetime `$6` (sql/functions/15_idempotency.sql):
+/// one statement that claims the key, then either replays the stored answer
+/// or calls the function and stores its answer. Returns (replayed, stored
+/// status, body).
+fn idempotent_call_sql(function: &str, args: &[Arg<'_>]) -> String {
+    let mut sql = String::with_capacity(400 + function.len() + 24 * args.len());
+    sql.push_str(
+        "SELECT b.replayed, b.status, CASE WHEN b.replayed THEN b.body \
+         ELSE app.idempotency_finish(p_scope => b.scope, p_key => $3, p_fingerprint => $4, \
+         p_status => $5, p_ttl_secs => $6, p_body => (",
+    );
+    write_call(&mut sql, function, args, 3 + IDEMPOTENCY_PARAMS);
+    sql.push_str(
+        ")::text) END FROM app.act_as($1, $2) AS a(role), \
+         LATERAL app.idempotency_begin(p_after => a.role, p_key => $3, p_fingerprint => $4) AS b",
+    );
+    sql
+}
+
+/// `function(name => $first, ...)`, with the casts of custom types.
+fn write_call(sql: &mut String, function: &str, args: &[Arg<'_>], first: usize) {
+    use std::fmt::Write;
     sql.push_str(function);
     sql.push('(');
     for (i, (name, value)) in args.iter().enumerate() {
         if i > 0 {
             sql.push_str(", ");
         }
-        let _ = write!(sql, "{name} => ${}", i + 3);
+        let _ = write!(sql, "{name} => ${}", i + first);
         if let Some(cast) = value.wire().cast {
             sql.push_str("::");
             sql.push_str(cast);
         }
     }
-    sql.push_str("))::text FROM app.act_as($1, $2)");
-    sql
+    sql.push(')');
 }
 
 #[derive(Clone)]
@@ -163,6 +193,8 @@ pub struct Db {
     /// For the cancel requests of abandoned statements.
     tls: tls::MakeRustlsConnect,
     transaction_pooler: bool,
+    /// How long a stored idempotent answer is replayed (`IDEMPOTENCY_TTL_SECS`).
+    idempotency_ttl_secs: i32,
 }
 
 impl Db {
@@ -203,7 +235,14 @@ impl Db {
             pool,
             tls,
             transaction_pooler: settings.transaction_pooler,
+            idempotency_ttl_secs: 86_400,
         })
+    }
+
+    /// How long answers stored under an idempotency key are replayed.
+    pub fn with_idempotency_ttl(mut self, secs: i32) -> Self {
+        self.idempotency_ttl_secs = secs;
+        self
     }
 
     /// Calls the API function `function` with named arguments
@@ -211,38 +250,103 @@ impl Db {
     /// same-typed arguments cannot go unnoticed, and a renamed parameter
     /// fails loudly) in the given context, and returns its result as JSON
     /// text (None for void functions and SQL NULL).
+    ///
+    /// When the request carries an idempotency key (`idempotency`), the
+    /// first call of the request is made idempotent with it: it may return a
+    /// stored answer instead of calling the function.
     pub async fn call(
         &self,
         ctx: Ctx,
         function: &str,
         args: &[Arg<'_>],
     ) -> Result<Option<String>, DbError> {
+        if let Some(key) = idempotency::claim() {
+            return self.call_idempotent(ctx, key, function, args).await;
+        }
         let sql = call_sql(function, args);
+        let values: Vec<&dyn param::Param> = args.iter().map(|(_, value)| *value).collect();
+        Ok(self.query_one(ctx, &sql, &values).await?.get(0))
+    }
+
+    async fn call_idempotent(
+        &self,
+        ctx: Ctx,
+        key: idempotency::Key,
+        function: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<String>, DbError> {
+        let sql = idempotent_call_sql(function, args);
+        let mut values: Vec<&dyn param::Param> =
+            Vec::with_capacity(IDEMPOTENCY_PARAMS + args.len());
+        values.extend([
+            &key.key as &dyn param::Param,
+            &key.fingerprint,
+            &key.status,
+            &self.idempotency_ttl_secs,
+        ]);
+        values.extend(args.iter().map(|(_, value)| *value));
+        let row = self.query_one(ctx, &sql, &values).await?;
+        if row.get::<_, bool>(0) {
+            let status: i32 = row.get(1);
+            idempotency::replayed(u16::try_from(status).unwrap_or(200));
+        }
+        Ok(row.get(2))
+    }
+
+    /// Runs one request statement: `$1` and `$2` are the context, `values`
+    /// the rest, prepared and cached per connection or, behind a
+    /// transaction pooler, as one unnamed statement.
+    async fn query_one(
+        &self,
+        ctx: Ctx,
+        sql: &str,
+        values: &[&dyn param::Param],
+    ) -> Result<tokio_postgres::Row, DbError> {
         let mut in_flight = InFlight(Some(self.pool.get().await?), &self.tls);
         let client = in_flight.client();
         let row = if self.transaction_pooler {
-            let wire: Vec<(param::AsWire<'_>, Type)> = args
+            let wire: Vec<(param::AsWire<'_>, Type)> = values
                 .iter()
-                .map(|(_, value)| (param::AsWire(*value), value.wire().ty))
+                .map(|value| (param::AsWire(*value), value.wire().ty))
                 .collect();
-            let mut params: Vec<(&(dyn ToSql + Sync), Type)> = Vec::with_capacity(args.len() + 2);
+            let mut params: Vec<(&(dyn ToSql + Sync), Type)> = Vec::with_capacity(values.len() + 2);
             params.push((&ctx.user_id, Type::UUID));
             params.push((&ctx.org_id, Type::UUID));
             params.extend(
                 wire.iter()
                     .map(|(v, ty)| (v as &(dyn ToSql + Sync), ty.clone())),
             );
-            client.query_typed_one(&sql, &params).await
+            client.query_typed_one(sql, &params).await
         } else {
-            let statement = client.prepare_cached(&sql).await?;
-            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(args.len() + 2);
+            let statement = client.prepare_cached(sql).await?;
+            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(values.len() + 2);
             params.push(&ctx.user_id);
             params.push(&ctx.org_id);
-            params.extend(args.iter().map(|(_, value)| value.as_sql()));
+            params.extend(values.iter().map(|value| value.as_sql()));
             client.query_one(&statement, &params).await
         };
         in_flight.done();
-        Ok(row?.get(0))
+        Ok(row?)
+    }
+
+    /// Housekeeping (`private.run_maintenance()`): runs as the login role, with
+    /// no request context, and returns each step with the rows it deleted.
+    /// A simple query, so it works behind a transaction pooler as well.
+    pub async fn run_maintenance(&self) -> Result<Vec<(String, i64)>, DbError> {
+        let client = self.pool.get().await?;
+        let messages = client
+            .simple_query("SELECT step, deleted FROM private.run_maintenance()")
+            .await?;
+        Ok(messages
+            .iter()
+            .filter_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some((
+                    row.get(0).unwrap_or_default().to_owned(),
+                    row.get(1).and_then(|n| n.parse().ok()).unwrap_or(0),
+                )),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Readiness: a pooled connection answers.
@@ -311,5 +415,19 @@ mod tests {
             "SELECT (api.deals_list(p_status => $3::crm.deal_status, p_id => $4))::text \
              FROM app.act_as($1, $2)"
         );
+    }
+
+    #[test]
+    fn idempotent_calls_number_the_function_arguments_after_the_key() {
+        let (name, status) = ("n".to_owned(), crate::http::routes::fields::DealStatus::Won);
+        let sql = idempotent_call_sql("api.f", &[("p_name", &name), ("p_status", &status)]);
+        assert!(sql.starts_with("SELECT b.replayed, b.status, CASE WHEN b.replayed THEN b.body "));
+        assert!(sql.contains(
+            "p_body => (api.f(p_name => $7, p_status => $8::crm.deal_status))::text) END"
+        ));
+        assert!(sql.ends_with(
+            "FROM app.act_as($1, $2) AS a(role), LATERAL app.idempotency_begin(p_after => a.role, \
+             p_key => $3, p_fingerprint => $4) AS b"
+        ));
     }
 }

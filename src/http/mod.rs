@@ -5,6 +5,7 @@ pub mod cache;
 pub mod cursor;
 pub mod etag;
 pub mod extract;
+pub mod idempotency;
 pub mod list;
 pub mod openapi;
 pub mod problem;
@@ -142,6 +143,7 @@ fn cors(origins: &CorsOrigins) -> CorsLayer {
             routes::auth::RATELIMIT_REMAINING,
             routes::auth::RATELIMIT_RESET,
             HeaderName::from_static("x-cache"),
+            idempotency::REPLAYED_HEADER,
         ])
         .max_age(Duration::from_secs(3600))
 }

@@ -33,6 +33,14 @@ pub struct Config {
     /// How long an invitation can be accepted (`INVITATION_TTL_SECS`, 1 s to
     /// about 68 years: the database takes it as an integer).
     pub invitation_ttl: Duration,
+    /// How long the answer stored under an `Idempotency-Key` is replayed
+    /// (`IDEMPOTENCY_TTL_SECS`, default 24 h, 1 s to about 68 years: the
+    /// database takes it as an integer). Expired keys are absent; the
+    /// maintenance worker deletes them.
+    pub idempotency_ttl: Duration,
+    /// How often the maintenance worker runs (`MAINTENANCE_INTERVAL_SECS`,
+    /// default 300; each pause is jittered by up to a fifth of it).
+    pub maintenance_interval: Duration,
     /// Origins a browser may call the API from (`CORS_ALLOWED_ORIGINS`);
     /// `None`: no CORS headers at all (the default).
     pub cors_allowed_origins: Option<CorsOrigins>,
@@ -134,6 +142,14 @@ impl Config {
         if invitation_ttl.is_zero() || invitation_ttl.as_secs() > i32::MAX as u64 {
             bail!("INVITATION_TTL_SECS must be between 1 and {}", i32::MAX);
         }
+        let idempotency_ttl = seconds("IDEMPOTENCY_TTL_SECS", 24 * 3600)?;
+        if idempotency_ttl.is_zero() || idempotency_ttl.as_secs() > i32::MAX as u64 {
+            bail!("IDEMPOTENCY_TTL_SECS must be between 1 and {}", i32::MAX);
+        }
+        let maintenance_interval = seconds("MAINTENANCE_INTERVAL_SECS", 300)?;
+        if maintenance_interval.is_zero() {
+            bail!("MAINTENANCE_INTERVAL_SECS must be at least 1");
+        }
         let log_format = match var("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -176,6 +192,8 @@ impl Config {
             auth_attempts_per_email: parsed("AUTH_ATTEMPTS_PER_EMAIL_PER_MINUTE", 10)?,
             auth_attempts_per_address: parsed("AUTH_ATTEMPTS_PER_ADDRESS_PER_MINUTE", 60)?,
             invitation_ttl,
+            idempotency_ttl,
+            maintenance_interval,
             cors_allowed_origins: var("CORS_ALLOWED_ORIGINS")
                 .map(|v| {
                     v.parse()
@@ -189,6 +207,11 @@ impl Config {
     /// `invitation_ttl` in whole seconds, as `api.invitations_create` takes it.
     pub fn invitation_ttl_secs(&self) -> i32 {
         i32::try_from(self.invitation_ttl.as_secs()).unwrap_or(i32::MAX)
+    }
+
+    /// `idempotency_ttl` in whole seconds, as `app.idempotency_finish` takes it.
+    pub fn idempotency_ttl_secs(&self) -> i32 {
+        i32::try_from(self.idempotency_ttl.as_secs()).unwrap_or(i32::MAX)
     }
 
     /// A configuration for tests: an existing database, small pool, fixed secret.
@@ -216,6 +239,8 @@ impl Config {
             auth_attempts_per_email: 10,
             auth_attempts_per_address: 60,
             invitation_ttl: Duration::from_secs(7 * 24 * 3600),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            maintenance_interval: Duration::from_secs(300),
             cors_allowed_origins: None,
         }
     }

@@ -15,6 +15,7 @@ mod deals;
 mod etags;
 mod external_ids;
 mod helpers;
+mod idempotency;
 mod instances;
 mod invitations;
 mod limits;

@@ -8,7 +8,9 @@ SELECT plan(8);
 CREATE TEMP TABLE global_tables (name text PRIMARY KEY);
 INSERT INTO global_tables VALUES ('crm.organizations'), ('crm.users'), ('private.refresh_tokens'),
   -- attempt counters: per address and email, not per tenant (a coordinator-local table)
-  ('private.auth_attempts');
+  ('private.auth_attempts'),
+  -- idempotency keys of requests made in no organization (a user's own, like refresh tokens)
+  ('crm.user_idempotency_keys');
 
 CREATE TEMP VIEW tenant_tables AS
   SELECT c.oid, n.nspname || '.' || c.relname AS name

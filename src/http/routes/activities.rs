@@ -187,5 +187,5 @@ pub async fn create(
 
 /// The routes of this module, each registered with its OpenAPI operation.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list, create))
+    OpenApiRouter::new().routes(crate::http::idempotency::idempotent(routes!(list, create)))
 }

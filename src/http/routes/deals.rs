@@ -557,7 +557,7 @@ pub async fn stage_history(
 /// The routes of this module, each registered with its OpenAPI operation.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list, create))
+        .routes(crate::http::idempotency::idempotent(routes!(list, create)))
         .routes(routes!(get, update, delete))
         .routes(routes!(stage_history))
         .routes(routes!(upsert))

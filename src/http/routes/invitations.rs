@@ -308,6 +308,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(get, revoke))
         .routes(routes!(mine))
-        .routes(routes!(accept))
+        .routes(crate::http::idempotency::idempotent(routes!(accept)))
         .routes(routes!(decline))
 }

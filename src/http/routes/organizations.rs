@@ -291,9 +291,12 @@ pub async fn remove_member(
 /// The routes of this module, each registered with its OpenAPI operation.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create))
+        .routes(crate::http::idempotency::idempotent(routes!(create)))
         .routes(routes!(mine))
         .routes(routes!(get, rename, delete))
-        .routes(routes!(members, super::invitations::create))
+        .routes(crate::http::idempotency::idempotent(routes!(
+            members,
+            super::invitations::create
+        )))
         .routes(routes!(change_role, remove_member))
 }

@@ -359,8 +359,8 @@ pub async fn stages_delete(
 /// The routes of this module, each registered with its OpenAPI operation.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list, create))
+        .routes(crate::http::idempotency::idempotent(routes!(list, create)))
         .routes(routes!(get, update, delete))
-        .routes(routes!(stages_create))
+        .routes(crate::http::idempotency::idempotent(routes!(stages_create)))
         .routes(routes!(stages_update, stages_delete))
 }

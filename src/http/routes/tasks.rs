@@ -273,7 +273,7 @@ pub async fn delete(
 /// The routes of this module, each registered with its OpenAPI operation.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list, create))
+        .routes(crate::http::idempotency::idempotent(routes!(list, create)))
         .routes(routes!(get, update, delete))
         .routes(routes!(batch))
 }

@@ -1,0 +1,32 @@
+-- Periodic housekeeping, called by the server's maintenance worker
+-- (src/workers/maintenance.rs) every few minutes, as the server's login role
+-- and with no request context. One row per step, each with the number of rows
+-- it dealt with; a new step is one more block that sets step and deleted and
+-- returns the row (each step should be cheap when there is nothing to do).
+--
+-- SECURITY DEFINER with a pinned search_path, owned by the role that migrates:
+-- RLS is forced on the tables, so the owner, too, sees only what a policy
+-- grants it; the *_expired_* policies (sql/policies/tenancy.sql) let exactly
+-- that role read and delete expired rows of every organization. It lives in
+-- private, where nothing is granted to minicrm_api by default (app is granted
+-- whole, 99_grants.sql), and EXECUTE is granted to no one: only its owner,
+-- the server's login role, runs it; a request has no business doing so.
+--
+-- Expired rows already behave as absent (the API compares expires_at with
+-- now()), so how late a deletion runs changes only the table's size.
+CREATE OR REPLACE FUNCTION private.run_maintenance(OUT step text, OUT deleted bigint)
+  RETURNS SETOF record
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS $$
+BEGIN
+  step := 'idempotency_keys';
+  DELETE FROM crm.idempotency_keys WHERE expires_at < now();
+  GET DIAGNOSTICS deleted = ROW_COUNT;
+  RETURN NEXT;
+
+  step := 'user_idempotency_keys';
+  DELETE FROM crm.user_idempotency_keys WHERE expires_at < now();
+  GET DIAGNOSTICS deleted = ROW_COUNT;
+  RETURN NEXT;
+END
+$$;

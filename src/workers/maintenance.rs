@@ -1,0 +1,72 @@
+//! The maintenance worker: every `MAINTENANCE_INTERVAL_SECS` (default 5
+//! minutes, each pause jittered by ±20 % so that several servers spread their
+//! rounds), it calls `private.run_maintenance()` (sql/functions/95_maintenance.sql),
+//! which deletes what has expired (idempotency keys, …). Rounds are cheap
+//! when there is nothing to delete. Any number of servers may run it at
+//! once: each step is a plain `DELETE … WHERE expires_at < now()`, and what
+//! has expired already behaves as absent, so a late or failed round changes
+//! nothing a client sees.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::{db::Db, workers::Shutdown};
+
+/// Starts the worker. It stops when `shutdown` turns true (or its sender is
+/// dropped), after the round in progress, if any.
+pub fn spawn(db: Db, interval: Duration, mut shutdown: Shutdown) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(jittered(interval)) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+            run_once(&db).await;
+        }
+        tracing::debug!("maintenance worker stopped");
+    })
+}
+
+/// One round: every step's count is logged (INFO when it deleted rows); an
+/// error (the database is down, say) is a warning, and the next round tries
+/// again.
+pub async fn run_once(db: &Db) -> Option<Vec<(String, i64)>> {
+    match db.run_maintenance().await {
+        Ok(steps) => {
+            for (step, deleted) in &steps {
+                if *deleted > 0 {
+                    tracing::info!(step = %step, deleted, "maintenance");
+                } else {
+                    tracing::debug!(step = %step, deleted, "maintenance");
+                }
+            }
+            Some(steps)
+        }
+        Err(e) => {
+            let e = crate::http::problem::AppError::from(e);
+            tracing::warn!(error = ?e, "maintenance round failed; trying again next round");
+            None
+        }
+    }
+}
+
+/// `interval` ± 20 %, from the random bits of a v4 UUID (no extra crate).
+fn jittered(interval: Duration) -> Duration {
+    let random = (uuid::Uuid::new_v4().as_u128() & 0xffff) as f64 / 65535.0;
+    interval.mul_f64(0.8 + 0.4 * random)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_stay_within_a_fifth_of_the_interval() {
+        let interval = Duration::from_secs(300);
+        for _ in 0..1000 {
+            let pause = jittered(interval);
+            assert!(pause >= Duration::from_secs(240) && pause <= Duration::from_secs(360));
+        }
+    }
+}
