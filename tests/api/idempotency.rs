@@ -503,11 +503,27 @@ async fn every_operation_with_the_header_replays() {
             "SELECT count(*) FROM crm.activities",
         ),
         (
+            "contacts_batch",
+            &ann,
+            "/api/v1/contacts/batch".into(),
+            Some(json!({"items": [{"name": "Cy"}, {"name": "Di"}]})),
+            "SELECT count(*) FROM crm.contacts",
+        ),
+        (
             "contacts_create",
             &ann,
             "/api/v1/contacts".into(),
             Some(json!({"name": "Bea"})),
             "SELECT count(*) FROM crm.contacts",
+        ),
+        (
+            "deals_batch",
+            &ann,
+            "/api/v1/deals/batch".into(),
+            Some(
+                json!({"items": [{"contact_id": contact, "title": "B1", "amount": "1.00", "currency": "EUR"}]}),
+            ),
+            "SELECT count(*) FROM crm.deals",
         ),
         (
             "deals_create",
@@ -554,6 +570,13 @@ async fn every_operation_with_the_header_replays() {
                 json!({"name": "Hiring", "stages": [{"key": "applied", "name": "Applied", "probability": 10}]}),
             ),
             "SELECT count(*) FROM crm.pipelines",
+        ),
+        (
+            "tasks_batch",
+            &ann,
+            "/api/v1/tasks/batch".into(),
+            Some(json!({"items": [{"deal_id": deal, "title": "B", "due_date": due}]})),
+            "SELECT count(*) FROM crm.tasks",
         ),
         (
             "tasks_create",

@@ -369,5 +369,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(crate::http::idempotency::idempotent(routes!(list, create)))
         .routes(routes!(get, update, delete))
         .routes(routes!(upsert))
-        .routes(routes!(batch))
+        .routes(crate::http::idempotency::idempotent(routes!(batch)))
 }

@@ -561,5 +561,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get, update, delete))
         .routes(routes!(stage_history))
         .routes(routes!(upsert))
-        .routes(routes!(batch))
+        .routes(crate::http::idempotency::idempotent(routes!(batch)))
 }

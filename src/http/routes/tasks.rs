@@ -275,5 +275,5 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(crate::http::idempotency::idempotent(routes!(list, create)))
         .routes(routes!(get, update, delete))
-        .routes(routes!(batch))
+        .routes(crate::http::idempotency::idempotent(routes!(batch)))
 }
