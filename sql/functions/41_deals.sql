@@ -28,7 +28,7 @@ CREATE OR REPLACE FUNCTION api.deals_list(p_page int, p_page_size int,
   RETURNS jsonb LANGUAGE plpgsql -- volatile: EXPLAIN (the estimate) is not allowed in a stable function
   AS $$
 DECLARE
-  v_where text := 'd.organization_id = (SELECT app.org_id())'
+  v_where text := 'd.organization_id = (SELECT app.org_id()) AND d.deleted_at IS NULL'
     || CASE WHEN p_statuses IS NOT NULL THEN ' AND d.status = ANY ($1)' ELSE '' END
     || CASE WHEN p_pipeline_id IS NOT NULL THEN ' AND d.pipeline_id = $14' ELSE '' END
     || CASE WHEN p_stages IS NOT NULL THEN ' AND d.stage = ANY ($2)' ELSE '' END
@@ -119,7 +119,8 @@ CREATE OR REPLACE FUNCTION api.deals_get(p_id uuid) RETURNS jsonb
 DECLARE
   v jsonb;
 BEGIN
-  SELECT app.deal_json(d) INTO v FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id;
+  SELECT app.deal_json(d) INTO v FROM crm.deals d
+   WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id AND d.deleted_at IS NULL;
   IF v IS NULL THEN
     PERFORM app.not_found('deal');
   END IF;
@@ -153,7 +154,7 @@ BEGIN
     owner_id    = coalesce(p_owner_id, d.owner_id),
     expected_close_date = CASE WHEN 'expected_close_date' = ANY (p_fields) THEN p_expected_close_date
                                ELSE d.expected_close_date END
-   WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id
+   WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id AND d.deleted_at IS NULL
   RETURNING app.deal_json(d) INTO v;
   IF v IS NULL THEN
     PERFORM app.not_found('deal');
@@ -162,11 +163,13 @@ BEGIN
 END
 $$;
 
+-- To the trash with its tasks (44_trash.sql); the rule trigger checks the role and sets deleted_by.
 CREATE OR REPLACE FUNCTION api.deals_delete(p_id uuid) RETURNS void
   LANGUAGE plpgsql
   AS $$
 BEGIN
-  DELETE FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id;
+  UPDATE crm.deals d SET deleted_at = now()
+   WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id AND d.deleted_at IS NULL;
   IF NOT FOUND THEN
     PERFORM app.not_found('deal');
   END IF;
