@@ -36,6 +36,11 @@ pub struct Config {
     /// Origins a browser may call the API from (`CORS_ALLOWED_ORIGINS`);
     /// `None`: no CORS headers at all (the default).
     pub cors_allowed_origins: Option<CorsOrigins>,
+    /// How long a deleted contact, deal or task stays in the trash before it
+    /// is erased for good (`TRASH_RETENTION_DAYS`, 1 to 36,500, default 30):
+    /// the `p_retention` of `app.purge_expired_trash`, which the periodic
+    /// maintenance calls.
+    pub trash_retention_days: u32,
 }
 
 /// `CORS_ALLOWED_ORIGINS`: `*`, or a comma-separated list of origins
@@ -134,6 +139,10 @@ impl Config {
         if invitation_ttl.is_zero() || invitation_ttl.as_secs() > i32::MAX as u64 {
             bail!("INVITATION_TTL_SECS must be between 1 and {}", i32::MAX);
         }
+        let trash_retention_days = parsed("TRASH_RETENTION_DAYS", 30)?;
+        if !(1..=36_500).contains(&trash_retention_days) {
+            bail!("TRASH_RETENTION_DAYS must be between 1 and 36500");
+        }
         let log_format = match var("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -182,6 +191,7 @@ impl Config {
                         .map_err(|e| anyhow::anyhow!("CORS_ALLOWED_ORIGINS is not valid: {e}"))
                 })
                 .transpose()?,
+            trash_retention_days,
         })
         .context("reading configuration")
     }
@@ -217,6 +227,7 @@ impl Config {
             auth_attempts_per_address: 60,
             invitation_ttl: Duration::from_secs(7 * 24 * 3600),
             cors_allowed_origins: None,
+            trash_retention_days: 30,
         }
     }
 }

@@ -27,4 +27,5 @@ mod service;
 mod tasks;
 mod tenancy_probes;
 mod tls;
+mod trash;
 mod velocity;
