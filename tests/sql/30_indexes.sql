@@ -1,7 +1,7 @@
 -- The indexes that keep lists, search and analytics fast (issue 4) exist and
 -- lead with organization_id.
 BEGIN;
-SELECT plan(31);
+SELECT plan(35);
 
 SELECT has_index('crm', 'deals', 'deals_by_created', ARRAY['organization_id', 'created_at', 'id'], 'deals: default sort');
 SELECT has_index('crm', 'deals', 'deals_by_updated', ARRAY['organization_id', 'updated_at', 'id'], 'deals: order_by=updated_at');
@@ -44,6 +44,17 @@ SELECT has_index('crm', 'invitations', 'invitations_by_created', ARRAY['organiza
 SELECT has_index('crm', 'invitations', 'invitations_by_email_key', ARRAY['email_key', 'created_at'], 'invitations: the invitee''s side');
 SELECT ok((SELECT indisunique AND pg_get_expr(indpred, indrelid) LIKE '%pending%' FROM pg_index WHERE indexrelid = 'crm.invitations_email_taken'::regclass),
   'invitations: one pending invitation per organization and address (partial unique)');
+
+-- The trash (V17): the list indexes no foreign key needs hold live rows
+-- only; the trash lists have their own.
+SELECT is((SELECT array_agg(indexrelid::regclass::text ORDER BY indexrelid::regclass::text) FROM pg_index
+            WHERE pg_get_expr(indpred, indrelid) LIKE '%deleted_at IS NULL%'),
+          ARRAY['crm.deals_by_amount', 'crm.deals_by_created', 'crm.deals_by_status_amount', 'crm.deals_by_title',
+                'crm.deals_by_updated', 'crm.tasks_by_due', 'crm.tasks_open_by_due'],
+          'the list indexes without a foreign key to serve are partial: deleted_at IS NULL');
+SELECT has_index('crm', 'contacts', 'contacts_trash', ARRAY['organization_id', 'deleted_at', 'id'], 'contacts: the trash, newest first');
+SELECT has_index('crm', 'deals', 'deals_trash', ARRAY['organization_id', 'deleted_at', 'id'], 'deals: the trash, newest first');
+SELECT has_index('crm', 'tasks', 'tasks_trash', ARRAY['organization_id', 'deleted_at', 'id'], 'tasks: the trash, newest first');
 
 -- Every index on a tenant table leads with organization_id (except the
 -- secondary lookups of memberships by user, which serves app.act_as, and of
