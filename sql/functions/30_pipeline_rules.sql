@@ -33,6 +33,36 @@ BEGIN
 END
 $$;
 
+-- Is the parent in the trash? Read under a share lock: trashing it is an
+-- UPDATE, whose row lock does not conflict with the key-share lock of the
+-- child's foreign key, so without it a task could be created (or restored)
+-- on a deal that a concurrent transaction is trashing, and stay out of the
+-- trash with a trashed deal. The share lock makes the two wait for each
+-- other: the later one's rule then sees the earlier one's row (a statement
+-- of a trigger function takes a fresh snapshot). Missing: false (the
+-- foreign key answers).
+CREATE OR REPLACE FUNCTION app.contact_in_trash(p_org_id uuid, p_id uuid) RETURNS boolean
+  LANGUAGE plpgsql
+  AS $$
+DECLARE
+  v timestamptz;
+BEGIN
+  SELECT c.deleted_at INTO v FROM crm.contacts c WHERE c.organization_id = p_org_id AND c.id = p_id FOR SHARE;
+  RETURN v IS NOT NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION app.deal_in_trash(p_org_id uuid, p_id uuid) RETURNS boolean
+  LANGUAGE plpgsql
+  AS $$
+DECLARE
+  v timestamptz;
+BEGIN
+  SELECT d.deleted_at INTO v FROM crm.deals d WHERE d.organization_id = p_org_id AND d.id = p_id FOR SHARE;
+  RETURN v IS NOT NULL;
+END
+$$;
+
 -- Trashing or restoring (deleted_at set or cleared), rather than a change:
 -- the delete rules of SPEC §3 apply, and deleted_by is the actor's.
 CREATE OR REPLACE FUNCTION app.trash_flip(p_old timestamptz, p_new timestamptz) RETURNS boolean
@@ -98,8 +128,7 @@ BEGIN
   -- existing deal to someone else.
   IF TG_OP = 'UPDATE' AND app.trash_flip(OLD.deleted_at, NEW.deleted_at) THEN
     PERFORM app.require_record_owner(OLD.owner_id, CASE WHEN NEW.deleted_at IS NULL THEN 'restore' ELSE 'delete' END);
-    IF NEW.deleted_at IS NULL AND EXISTS (SELECT 1 FROM crm.contacts c WHERE c.organization_id = NEW.organization_id
-                                             AND c.id = NEW.contact_id AND c.deleted_at IS NOT NULL) THEN
+    IF NEW.deleted_at IS NULL AND app.contact_in_trash(NEW.organization_id, NEW.contact_id) THEN
       PERFORM app.fail('MC409', 'parent_in_trash', 'the deal''s contact is in the trash: restore it first', 'contact_id');
     END IF;
     NEW.deleted_by := CASE WHEN NEW.deleted_at IS NOT NULL THEN coalesce(app.user_id(), NEW.deleted_by) END;
@@ -111,8 +140,7 @@ BEGIN
   END IF;
   -- A contact in the trash is not found, as a missing one (its foreign key).
   IF NEW.deleted_at IS NULL AND (TG_OP = 'INSERT' OR NEW.contact_id IS DISTINCT FROM OLD.contact_id)
-     AND EXISTS (SELECT 1 FROM crm.contacts c WHERE c.organization_id = NEW.organization_id
-                    AND c.id = NEW.contact_id AND c.deleted_at IS NOT NULL) THEN
+     AND app.contact_in_trash(NEW.organization_id, NEW.contact_id) THEN
     PERFORM app.fail('MC404', 'deals_contact_id_not_found', 'a referenced record does not exist', 'contact_id');
   END IF;
   -- The deal's place (SPEC §9), when it is new or moves. Without a pipeline
@@ -230,8 +258,7 @@ BEGIN
   IF TG_OP = 'UPDATE' AND app.trash_flip(OLD.deleted_at, NEW.deleted_at) THEN
     PERFORM app.require_record_owner(app.deal_owner(OLD.organization_id, OLD.deal_id),
                                      CASE WHEN NEW.deleted_at IS NULL THEN 'restore tasks of' ELSE 'delete tasks of' END);
-    IF NEW.deleted_at IS NULL AND EXISTS (SELECT 1 FROM crm.deals d WHERE d.organization_id = NEW.organization_id
-                                             AND d.id = NEW.deal_id AND d.deleted_at IS NOT NULL) THEN
+    IF NEW.deleted_at IS NULL AND app.deal_in_trash(NEW.organization_id, NEW.deal_id) THEN
       PERFORM app.fail('MC409', 'parent_in_trash', 'the task''s deal is in the trash: restore it first', 'deal_id');
     END IF;
     NEW.deleted_by := CASE WHEN NEW.deleted_at IS NOT NULL THEN coalesce(app.user_id(), NEW.deleted_by) END;
@@ -244,8 +271,7 @@ BEGIN
   END IF;
   -- A deal in the trash is not found, as a missing one (its foreign key).
   IF NEW.deleted_at IS NULL AND (TG_OP = 'INSERT' OR NEW.deal_id IS DISTINCT FROM OLD.deal_id)
-     AND EXISTS (SELECT 1 FROM crm.deals d WHERE d.organization_id = NEW.organization_id
-                    AND d.id = NEW.deal_id AND d.deleted_at IS NOT NULL) THEN
+     AND app.deal_in_trash(NEW.organization_id, NEW.deal_id) THEN
     PERFORM app.fail('MC404', 'tasks_deal_id_not_found', 'a referenced record does not exist', 'deal_id');
   END IF;
   -- R3 (a deal of another organization is not found here; its foreign key answers).

@@ -418,3 +418,53 @@ async fn another_organizations_trash_is_not_found() {
         .await
         .problem(404, "organization_not_found");
 }
+
+/// Trashing a parent races creating a child on it: whichever commits first,
+/// no child is left out of the trash with its parent in it (the rules read
+/// the parent under a share lock, which the trashing UPDATE waits for).
+#[tokio::test]
+async fn trashing_a_parent_races_creating_a_child() {
+    let (app, owner) = TestApp::with_user("trash-race").await;
+    for round in 0..12 {
+        let contact = owner.contact(&format!("Race {round}")).await;
+        let deal = owner.deal(contact, "Racing", "1.00").await;
+        let body = json!({"deal_id": deal, "title": "T", "due_date": today_plus(1)});
+        let (trashed, created) = tokio::join!(
+            tokio::spawn(owner.delete(&format!("/api/v1/deals/{deal}"))),
+            tokio::spawn(owner.post("/api/v1/tasks", body)),
+        );
+        assert_eq!(trashed.unwrap().status, 204);
+        let created = created.unwrap();
+        assert!(
+            created.status == 201 || created.body["code"] == "tasks_deal_id_not_found",
+            "{}",
+            created.body
+        );
+        let body =
+            json!({"contact_id": contact, "title": "D", "amount": "1.00", "currency": "EUR"});
+        let (trashed, created) = tokio::join!(
+            tokio::spawn(owner.delete(&format!("/api/v1/contacts/{contact}"))),
+            tokio::spawn(owner.post("/api/v1/deals", body)),
+        );
+        let (trashed, created) = (trashed.unwrap(), created.unwrap());
+        assert!(
+            (trashed.status == 204) != (created.status == 201),
+            "exactly one wins: {} {}",
+            trashed.body,
+            created.body
+        );
+    }
+    let orphans: i64 = app
+        .value(
+            "SELECT (SELECT count(*) FROM crm.tasks t JOIN crm.deals d ON d.organization_id = t.organization_id AND d.id = t.deal_id
+                      WHERE t.deleted_at IS NULL AND d.deleted_at IS NOT NULL)
+                  + (SELECT count(*) FROM crm.deals d JOIN crm.contacts c ON c.organization_id = d.organization_id AND c.id = d.contact_id
+                      WHERE d.deleted_at IS NULL AND c.deleted_at IS NOT NULL)",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        orphans, 0,
+        "a record out of the trash whose parent is in it"
+    );
+}
