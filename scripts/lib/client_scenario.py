@@ -43,6 +43,7 @@ OPERATIONS = """
     deals_stage_history analytics_velocity analytics_forecast
     pipelines_list pipelines_create pipelines_get pipelines_update pipelines_delete
     pipeline_stages_create pipeline_stages_update pipeline_stages_delete
+    trash_list trash_restore trash_erase
 """.split()
 _generated = {}
 for _tag in pkgutil.iter_modules(minicrm_client.api.__path__):
@@ -656,6 +657,21 @@ def scenario() -> None:
                  "DELETE /contacts/{id}")
     problem(op.contacts_get.sync_detailed(contact.id, client=ann, x_organization_id=org_header(org)), 404, None,
             "the deleted contact")
+    step("13b. the trash: what was deleted, restored, erased")
+    trash = expect(op.trash_list.sync_detailed(client=ann, x_organization_id=org_header(org)), 200, "GET /trash")
+    eq(sorted(str(i.id) for i in trash.items), sorted(str(x) for x in (task.id, deal.id, contact.id)),
+       "the deleted task, deal and contact are in the trash")
+    trash_type = importlib.import_module("minicrm_client.models").TrashType
+    problem(op.trash_restore.sync_detailed(trash_type.DEAL, deal.id, client=ann, x_organization_id=org_header(org)),
+            409, "parent_in_trash", "a deal whose contact is in the trash")
+    expect(op.trash_restore.sync_detailed(trash_type.CONTACT, contact.id, client=ann, x_organization_id=org_header(org)),
+           200, "POST /trash/contact/{id}/restore")
+    expect(op.contacts_get.sync_detailed(contact.id, client=ann, x_organization_id=org_header(org)), 200,
+           "the restored contact")
+    expect_empty(op.trash_erase.sync_detailed(trash_type.DEAL, deal.id, client=ann, x_organization_id=org_header(org)),
+                 204, "DELETE /trash/deal/{id}")
+    trash = expect(op.trash_list.sync_detailed(client=ann, x_organization_id=org_header(org)), 200, "GET /trash after")
+    eq(len(trash.items), 0, "the erased deal took its trashed task along")
     problem(op.organizations_delete.sync_detailed(org, client=carl), 403, None, "an admin may not delete the organization")
     expect_empty(op.organizations_delete.sync_detailed(org, client=ann), 204, "DELETE /organizations/{org_id}")
     problem(op.organizations_get.sync_detailed(org, client=ann), 404, None, "the deleted organization")

@@ -20,6 +20,55 @@ CREATE OR REPLACE FUNCTION app.organization_exists(p_org_id uuid) RETURNS boolea
   LANGUAGE sql STABLE
   AS $$ SELECT EXISTS (SELECT 1 FROM crm.organizations WHERE id = p_org_id) $$;
 
+-- Erasing for good (a DELETE: DELETE /trash/..., or a DBA's) is for owners
+-- and admins; without an acting role (the owner's maintenance, the purge)
+-- the rule does not apply.
+CREATE OR REPLACE FUNCTION app.require_eraser() RETURNS void
+  LANGUAGE plpgsql STABLE
+  AS $$
+BEGIN
+  IF app.role() IS NOT NULL AND app.role() NOT IN ('owner', 'admin') THEN
+    PERFORM app.fail('MC403', 'role_forbidden', 'only an owner or admin may erase records for good');
+  END IF;
+END
+$$;
+
+-- Is the parent in the trash? Read under a share lock: trashing it is an
+-- UPDATE, whose row lock does not conflict with the key-share lock of the
+-- child's foreign key, so without it a task could be created (or restored)
+-- on a deal that a concurrent transaction is trashing, and stay out of the
+-- trash with a trashed deal. The share lock makes the two wait for each
+-- other: the later one's rule then sees the earlier one's row (a statement
+-- of a trigger function takes a fresh snapshot). Missing: false (the
+-- foreign key answers).
+CREATE OR REPLACE FUNCTION app.contact_in_trash(p_org_id uuid, p_id uuid) RETURNS boolean
+  LANGUAGE plpgsql
+  AS $$
+DECLARE
+  v timestamptz;
+BEGIN
+  SELECT c.deleted_at INTO v FROM crm.contacts c WHERE c.organization_id = p_org_id AND c.id = p_id FOR SHARE;
+  RETURN v IS NOT NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION app.deal_in_trash(p_org_id uuid, p_id uuid) RETURNS boolean
+  LANGUAGE plpgsql
+  AS $$
+DECLARE
+  v timestamptz;
+BEGIN
+  SELECT d.deleted_at INTO v FROM crm.deals d WHERE d.organization_id = p_org_id AND d.id = p_id FOR SHARE;
+  RETURN v IS NOT NULL;
+END
+$$;
+
+-- Trashing or restoring (deleted_at set or cleared), rather than a change:
+-- the delete rules of SPEC §3 apply, and deleted_by is the actor's.
+CREATE OR REPLACE FUNCTION app.trash_flip(p_old timestamptz, p_new timestamptz) RETURNS boolean
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  AS $$ SELECT (p_old IS NULL) <> (p_new IS NULL) $$;
+
 -- contacts ---------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION private.contacts_rules() RETURNS trigger
@@ -30,14 +79,23 @@ BEGIN
     IF NOT app.organization_exists(OLD.organization_id) THEN
       RETURN OLD;
     END IF;
-    PERFORM app.require_record_owner(OLD.owner_id, 'delete');
-    -- R2
+    PERFORM app.require_eraser();
+    -- Erasing: deals in the trash count too (they still reference it; they
+    -- are erased first, or restored elsewhere).
     IF EXISTS (SELECT 1 FROM crm.deals d WHERE d.organization_id = OLD.organization_id AND d.contact_id = OLD.id) THEN
       PERFORM app.fail('MC409', 'contact_has_deals', 'the contact has deals and cannot be deleted');
     END IF;
     RETURN OLD;
   END IF;
-  IF TG_OP = 'UPDATE' THEN
+  IF TG_OP = 'UPDATE' AND app.trash_flip(OLD.deleted_at, NEW.deleted_at) THEN
+    PERFORM app.require_record_owner(OLD.owner_id, CASE WHEN NEW.deleted_at IS NULL THEN 'restore' ELSE 'delete' END);
+    -- R2: deals that are not in the trash.
+    IF NEW.deleted_at IS NOT NULL AND EXISTS (SELECT 1 FROM crm.deals d
+         WHERE d.organization_id = OLD.organization_id AND d.contact_id = OLD.id AND d.deleted_at IS NULL) THEN
+      PERFORM app.fail('MC409', 'contact_has_deals', 'the contact has deals and cannot be deleted');
+    END IF;
+    NEW.deleted_by := CASE WHEN NEW.deleted_at IS NOT NULL THEN coalesce(app.user_id(), NEW.deleted_by) END;
+  ELSIF TG_OP = 'UPDATE' THEN
     PERFORM app.require_record_owner(OLD.owner_id, 'change');
     NEW.updated_at := now();
   END IF;
@@ -61,18 +119,29 @@ DECLARE
 BEGIN
   IF TG_OP = 'DELETE' THEN
     IF app.organization_exists(OLD.organization_id) THEN
-      PERFORM app.require_record_owner(OLD.owner_id, 'delete');
+      PERFORM app.require_eraser();
     END IF;
     RETURN OLD;
   END IF;
   -- The order of the refusals: a member touching another's deal, creating
   -- for someone else; then the deal's place (R5 among it); then handing an
   -- existing deal to someone else.
-  IF TG_OP = 'UPDATE' THEN
+  IF TG_OP = 'UPDATE' AND app.trash_flip(OLD.deleted_at, NEW.deleted_at) THEN
+    PERFORM app.require_record_owner(OLD.owner_id, CASE WHEN NEW.deleted_at IS NULL THEN 'restore' ELSE 'delete' END);
+    IF NEW.deleted_at IS NULL AND app.contact_in_trash(NEW.organization_id, NEW.contact_id) THEN
+      PERFORM app.fail('MC409', 'parent_in_trash', 'the deal''s contact is in the trash: restore it first', 'contact_id');
+    END IF;
+    NEW.deleted_by := CASE WHEN NEW.deleted_at IS NOT NULL THEN coalesce(app.user_id(), NEW.deleted_by) END;
+  ELSIF TG_OP = 'UPDATE' THEN
     PERFORM app.require_record_owner(OLD.owner_id, 'change');
     NEW.updated_at := now();
   ELSE
     PERFORM app.require_record_owner(NEW.owner_id, 'create or hold');
+  END IF;
+  -- A contact in the trash is not found, as a missing one (its foreign key).
+  IF NEW.deleted_at IS NULL AND (TG_OP = 'INSERT' OR NEW.contact_id IS DISTINCT FROM OLD.contact_id)
+     AND app.contact_in_trash(NEW.organization_id, NEW.contact_id) THEN
+    PERFORM app.fail('MC404', 'deals_contact_id_not_found', 'a referenced record does not exist', 'contact_id');
   END IF;
   -- The deal's place (SPEC §9), when it is new or moves. Without a pipeline
   -- a new deal goes to the organization's first; without a stage (also on a
@@ -179,13 +248,31 @@ CREATE OR REPLACE FUNCTION private.tasks_rules() RETURNS trigger
   AS $$
 BEGIN
   IF TG_OP = 'DELETE' THEN
-    -- A missing deal means the deal is being deleted and takes its tasks along.
-    PERFORM app.require_record_owner(coalesce(app.deal_owner(OLD.organization_id, OLD.deal_id), app.user_id()), 'delete tasks of');
+    -- A missing deal means the deal is being erased and takes its tasks
+    -- along (its own erase was checked).
+    IF app.deal_owner(OLD.organization_id, OLD.deal_id) IS NOT NULL THEN
+      PERFORM app.require_eraser();
+    END IF;
     RETURN OLD;
+  END IF;
+  IF TG_OP = 'UPDATE' AND app.trash_flip(OLD.deleted_at, NEW.deleted_at) THEN
+    PERFORM app.require_record_owner(app.deal_owner(OLD.organization_id, OLD.deal_id),
+                                     CASE WHEN NEW.deleted_at IS NULL THEN 'restore tasks of' ELSE 'delete tasks of' END);
+    IF NEW.deleted_at IS NULL AND app.deal_in_trash(NEW.organization_id, NEW.deal_id) THEN
+      PERFORM app.fail('MC409', 'parent_in_trash', 'the task''s deal is in the trash: restore it first', 'deal_id');
+    END IF;
+    NEW.deleted_by := CASE WHEN NEW.deleted_at IS NOT NULL THEN coalesce(app.user_id(), NEW.deleted_by) END;
+    NEW.deleted_with_deal := NEW.deleted_at IS NOT NULL AND NEW.deleted_with_deal;
+    RETURN NEW;
   END IF;
   IF TG_OP = 'UPDATE' THEN
     PERFORM app.require_record_owner(app.deal_owner(OLD.organization_id, OLD.deal_id), 'change tasks of');
     NEW.updated_at := now();
+  END IF;
+  -- A deal in the trash is not found, as a missing one (its foreign key).
+  IF NEW.deleted_at IS NULL AND (TG_OP = 'INSERT' OR NEW.deal_id IS DISTINCT FROM OLD.deal_id)
+     AND app.deal_in_trash(NEW.organization_id, NEW.deal_id) THEN
+    PERFORM app.fail('MC404', 'tasks_deal_id_not_found', 'a referenced record does not exist', 'deal_id');
   END IF;
   -- R3 (a deal of another organization is not found here; its foreign key answers).
   IF app.role() = 'member' AND app.deal_owner(NEW.organization_id, NEW.deal_id) IS DISTINCT FROM app.user_id()
@@ -240,6 +327,11 @@ BEGIN
     END IF;
     IF app.user_id() IS NOT NULL THEN
       NEW.author_id := app.user_id();
+    END IF;
+    -- A deal in the trash is not found, as a missing one (its foreign key).
+    IF EXISTS (SELECT 1 FROM crm.deals d WHERE d.organization_id = NEW.organization_id
+                  AND d.id = NEW.deal_id AND d.deleted_at IS NOT NULL) THEN
+      PERFORM app.fail('MC404', 'activities_deal_id_not_found', 'a referenced record does not exist', 'deal_id');
     END IF;
   END IF;
   RETURN NEW;

@@ -63,7 +63,15 @@ CREATE OR REPLACE FUNCTION private.contacts_search_words() RETURNS trigger
 DECLARE
   v_words text[];
 BEGIN
-  IF TG_OP = 'UPDATE' AND NEW.name IS NOT DISTINCT FROM OLD.name AND NEW.email IS NOT DISTINCT FROM OLD.email THEN
+  IF TG_OP = 'UPDATE' AND NEW.name IS NOT DISTINCT FROM OLD.name AND NEW.email IS NOT DISTINCT FROM OLD.email
+     AND (NEW.deleted_at IS NULL) = (OLD.deleted_at IS NULL) THEN
+    RETURN NULL;
+  END IF;
+  -- A contact in the trash has no words (search never finds it); restoring
+  -- it writes them again.
+  IF NEW.deleted_at IS NOT NULL THEN
+    DELETE FROM crm.contact_search_words s
+     WHERE s.organization_id = NEW.organization_id AND s.created_at = NEW.created_at AND s.contact_id = NEW.id;
     RETURN NULL;
   END IF;
   v_words := coalesce(app.search_tokens(NEW.name || ' ' || coalesce(NEW.email, '')), '{}');
@@ -80,5 +88,5 @@ END
 $$;
 
 DROP TRIGGER IF EXISTS contacts_search_words ON crm.contacts;
-CREATE TRIGGER contacts_search_words AFTER INSERT OR UPDATE OF name, email ON crm.contacts
+CREATE TRIGGER contacts_search_words AFTER INSERT OR UPDATE OF name, email, deleted_at ON crm.contacts
   FOR EACH ROW EXECUTE FUNCTION private.contacts_search_words();

@@ -98,7 +98,8 @@ CREATE OR REPLACE FUNCTION app.contacts_estimate(p_org_id uuid) RETURNS bigint
 DECLARE
   v_plan json;
 BEGIN
-  EXECUTE 'EXPLAIN (FORMAT JSON) SELECT FROM crm.contacts c WHERE c.organization_id = $1' INTO v_plan USING p_org_id;
+  EXECUTE 'EXPLAIN (FORMAT JSON) SELECT FROM crm.contacts c WHERE c.organization_id = $1 AND c.deleted_at IS NULL'
+    INTO v_plan USING p_org_id;
   RETURN (v_plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric::bigint;
 END
 $$;
@@ -126,6 +127,7 @@ CREATE OR REPLACE FUNCTION app.contacts_match_sql(p_terms int, p_driver int, p_w
     SELECT CASE
       WHEN p_owner THEN
         'SELECT c.created_at, c.id AS contact_id FROM crm.contacts c WHERE c.organization_id = $1 AND c.owner_id = $4'
+        || ' AND c.deleted_at IS NULL'
         || CASE WHEN p_keyset THEN ' AND (c.created_at, c.id) < ($5, $6)' ELSE '' END
       WHEN p_words IS NOT NULL THEN
         'SELECT DISTINCT s.created_at, s.contact_id FROM ('
@@ -195,7 +197,7 @@ BEGIN
 
   v_next := ARRAY(SELECT app.prefix_next(t) FROM unnest(v_terms) WITH ORDINALITY u (t, n) ORDER BY n);
   IF v_k = 0 OR p_external_id IS NOT NULL THEN
-    v_where := 'c.organization_id = $1' || CASE WHEN p_owner_id IS NOT NULL THEN ' AND c.owner_id = $4' ELSE '' END
+    v_where := 'c.organization_id = $1 AND c.deleted_at IS NULL' || CASE WHEN p_owner_id IS NOT NULL THEN ' AND c.owner_id = $4' ELSE '' END
       || CASE WHEN p_external_id IS NOT NULL THEN ' AND c.external_id = $9' ELSE '' END
       || coalesce((SELECT string_agg(format(' AND EXISTS (SELECT FROM crm.contact_search_words w%1$s'
                                              ' WHERE w%1$s.organization_id = $1 AND w%1$s.created_at = c.created_at'
@@ -347,7 +349,8 @@ CREATE OR REPLACE FUNCTION api.contacts_get(p_id uuid) RETURNS jsonb
 DECLARE
   v jsonb;
 BEGIN
-  SELECT app.contact_json(c) INTO v FROM crm.contacts c WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id;
+  SELECT app.contact_json(c) INTO v FROM crm.contacts c
+   WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id AND c.deleted_at IS NULL;
   IF v IS NULL THEN
     PERFORM app.not_found('contact');
   END IF;
@@ -371,26 +374,28 @@ BEGIN
     phone    = CASE WHEN 'phone' = ANY (p_fields) THEN app.trim_space(p_phone) ELSE c.phone END,
     owner_id = CASE WHEN 'owner_id' = ANY (p_fields) THEN p_owner_id ELSE c.owner_id END,
     external_id = CASE WHEN 'external_id' = ANY (p_fields) THEN p_external_id ELSE c.external_id END
-   WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id
+   WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id AND c.deleted_at IS NULL
      AND (p_if_match IS NULL OR c.version = ANY (p_if_match))
   RETURNING app.contact_json(c) INTO v;
   IF v IS NULL THEN
     PERFORM app.not_found_or_changed('contact', p_if_match IS NOT NULL AND EXISTS (
-      SELECT 1 FROM crm.contacts c WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id));
+      SELECT 1 FROM crm.contacts c WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id AND c.deleted_at IS NULL));
   END IF;
   RETURN v;
 END
 $$;
 
+-- To the trash (44_trash.sql); the rule trigger checks the role, R2 and sets deleted_by.
 CREATE OR REPLACE FUNCTION api.contacts_delete(p_id uuid, p_if_match int[] DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql
   AS $$
 BEGIN
-  DELETE FROM crm.contacts c WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id
+  UPDATE crm.contacts c SET deleted_at = now()
+   WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id AND c.deleted_at IS NULL
      AND (p_if_match IS NULL OR c.version = ANY (p_if_match));
   IF NOT FOUND THEN
     PERFORM app.not_found_or_changed('contact', p_if_match IS NOT NULL AND EXISTS (
-      SELECT 1 FROM crm.contacts c WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id));
+      SELECT 1 FROM crm.contacts c WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id AND c.deleted_at IS NULL));
   END IF;
 END
 $$;

@@ -29,7 +29,7 @@ CREATE OR REPLACE FUNCTION api.deals_list(p_page int, p_page_size int,
   RETURNS jsonb LANGUAGE plpgsql -- volatile: EXPLAIN (the estimate) is not allowed in a stable function
   AS $$
 DECLARE
-  v_where text := 'd.organization_id = (SELECT app.org_id())'
+  v_where text := 'd.organization_id = (SELECT app.org_id()) AND d.deleted_at IS NULL'
     || CASE WHEN p_statuses IS NOT NULL THEN ' AND d.status = ANY ($1)' ELSE '' END
     || CASE WHEN p_pipeline_id IS NOT NULL THEN ' AND d.pipeline_id = $14' ELSE '' END
     || CASE WHEN p_stages IS NOT NULL THEN ' AND d.stage = ANY ($2)' ELSE '' END
@@ -125,7 +125,8 @@ CREATE OR REPLACE FUNCTION api.deals_get(p_id uuid) RETURNS jsonb
 DECLARE
   v jsonb;
 BEGIN
-  SELECT app.deal_json(d) INTO v FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id;
+  SELECT app.deal_json(d) INTO v FROM crm.deals d
+   WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id AND d.deleted_at IS NULL;
   IF v IS NULL THEN
     PERFORM app.not_found('deal');
   END IF;
@@ -162,26 +163,28 @@ BEGIN
     expected_close_date = CASE WHEN 'expected_close_date' = ANY (p_fields) THEN p_expected_close_date
                                ELSE d.expected_close_date END,
     external_id = CASE WHEN 'external_id' = ANY (p_fields) THEN p_external_id ELSE d.external_id END
-   WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id
+   WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id AND d.deleted_at IS NULL
      AND (p_if_match IS NULL OR d.version = ANY (p_if_match))
   RETURNING app.deal_json(d) INTO v;
   IF v IS NULL THEN
     PERFORM app.not_found_or_changed('deal', p_if_match IS NOT NULL AND EXISTS (
-      SELECT 1 FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id));
+      SELECT 1 FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id AND d.deleted_at IS NULL));
   END IF;
   RETURN v;
 END
 $$;
 
+-- To the trash with its tasks (44_trash.sql); the rule trigger checks the role and sets deleted_by.
 CREATE OR REPLACE FUNCTION api.deals_delete(p_id uuid, p_if_match int[] DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql
   AS $$
 BEGIN
-  DELETE FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id
+  UPDATE crm.deals d SET deleted_at = now()
+   WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id AND d.deleted_at IS NULL
      AND (p_if_match IS NULL OR d.version = ANY (p_if_match));
   IF NOT FOUND THEN
     PERFORM app.not_found_or_changed('deal', p_if_match IS NOT NULL AND EXISTS (
-      SELECT 1 FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id));
+      SELECT 1 FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id AND d.deleted_at IS NULL));
   END IF;
 END
 $$;

@@ -17,7 +17,7 @@ CREATE OR REPLACE FUNCTION api.tasks_list(p_page int, p_page_size int, p_deal_id
   RETURNS jsonb LANGUAGE plpgsql -- volatile: EXPLAIN (the estimate) is not allowed in a stable function
   AS $$
 DECLARE
-  v_where text := 't.organization_id = (SELECT app.org_id())'
+  v_where text := 't.organization_id = (SELECT app.org_id()) AND t.deleted_at IS NULL'
     || CASE WHEN p_deal_id IS NOT NULL THEN ' AND t.deal_id = $1' ELSE '' END
     || CASE WHEN coalesce(p_only_open, false) THEN ' AND NOT t.is_done' ELSE '' END
     || CASE WHEN p_due_before IS NOT NULL THEN ' AND t.due_date <= $2' ELSE '' END
@@ -56,7 +56,8 @@ CREATE OR REPLACE FUNCTION api.tasks_get(p_id uuid) RETURNS jsonb
 DECLARE
   v jsonb;
 BEGIN
-  SELECT app.task_json(t) INTO v FROM crm.tasks t WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id;
+  SELECT app.task_json(t) INTO v FROM crm.tasks t
+   WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id AND t.deleted_at IS NULL;
   IF v IS NULL THEN
     PERFORM app.not_found('task');
   END IF;
@@ -78,26 +79,28 @@ BEGIN
     description = CASE WHEN 'description' = ANY (p_fields) THEN p_description ELSE t.description END,
     due_date    = CASE WHEN 'due_date' = ANY (p_fields) THEN p_due_date ELSE t.due_date END,
     is_done     = CASE WHEN 'is_done' = ANY (p_fields) THEN p_is_done ELSE t.is_done END
-   WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id
+   WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id AND t.deleted_at IS NULL
      AND (p_if_match IS NULL OR t.version = ANY (p_if_match))
   RETURNING app.task_json(t) INTO v;
   IF v IS NULL THEN
     PERFORM app.not_found_or_changed('task', p_if_match IS NOT NULL AND EXISTS (
-      SELECT 1 FROM crm.tasks t WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id));
+      SELECT 1 FROM crm.tasks t WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id AND t.deleted_at IS NULL));
   END IF;
   RETURN v;
 END
 $$;
 
+-- To the trash (44_trash.sql); the rule trigger checks the role and sets deleted_by.
 CREATE OR REPLACE FUNCTION api.tasks_delete(p_id uuid, p_if_match int[] DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql
   AS $$
 BEGIN
-  DELETE FROM crm.tasks t WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id
+  UPDATE crm.tasks t SET deleted_at = now()
+   WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id AND t.deleted_at IS NULL
      AND (p_if_match IS NULL OR t.version = ANY (p_if_match));
   IF NOT FOUND THEN
     PERFORM app.not_found_or_changed('task', p_if_match IS NOT NULL AND EXISTS (
-      SELECT 1 FROM crm.tasks t WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id));
+      SELECT 1 FROM crm.tasks t WHERE t.organization_id = (SELECT app.org_id()) AND t.id = p_id AND t.deleted_at IS NULL));
   END IF;
 END
 $$;

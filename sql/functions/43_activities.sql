@@ -19,7 +19,8 @@ DECLARE
   v_plan json;
   v_items jsonb;
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_deal_id) THEN
+  IF NOT EXISTS (SELECT 1 FROM crm.deals d
+                  WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_deal_id AND d.deleted_at IS NULL) THEN
     PERFORM app.not_found('deal');
   END IF;
   PERFORM app.check_paging(p_page, p_after_created_at IS NOT NULL, p_after_id);

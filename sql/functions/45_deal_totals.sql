@@ -34,22 +34,24 @@ CREATE OR REPLACE FUNCTION private.deals_totals() RETURNS trigger
 DECLARE
   v_org uuid := CASE WHEN TG_OP = 'DELETE' THEN OLD.organization_id ELSE NEW.organization_id END;
 BEGIN
+  -- A deal in the trash counts as erased: trashing it subtracts it, restoring adds it back.
   IF TG_OP = 'UPDATE' AND (NEW.pipeline_id, NEW.status, NEW.stage, NEW.currency, NEW.amount,
-                           app.close_month(NEW.status, NEW.expected_close_date))
+                           app.close_month(NEW.status, NEW.expected_close_date), NEW.deleted_at IS NULL)
                           IS NOT DISTINCT FROM (OLD.pipeline_id, OLD.status, OLD.stage, OLD.currency, OLD.amount,
-                                                app.close_month(OLD.status, OLD.expected_close_date)) THEN
+                                                app.close_month(OLD.status, OLD.expected_close_date), OLD.deleted_at IS NULL) THEN
     RETURN NULL;
   END IF;
   IF TG_OP = 'DELETE' AND NOT app.organization_exists(v_org) THEN
     RETURN NULL;  -- the organization is being deleted, with its totals
   END IF;
   INSERT INTO crm.deal_totals_delta (organization_id, pipeline_id, status, stage, currency, close_month, deals, amount)
-  SELECT * FROM (VALUES (OLD.organization_id, OLD.pipeline_id, OLD.status, OLD.stage, OLD.currency,
-                         app.close_month(OLD.status, OLD.expected_close_date), -1::bigint, -OLD.amount),
-                        (NEW.organization_id, NEW.pipeline_id, NEW.status, NEW.stage, NEW.currency,
-                         app.close_month(NEW.status, NEW.expected_close_date), 1::bigint, NEW.amount))
-                 AS d (o, pl, st, sg, c, m, n, a)
-   WHERE o IS NOT NULL;
+  SELECT d.o, d.pl, d.st, d.sg, d.c, d.m, d.n, d.a
+    FROM (VALUES (OLD.organization_id, OLD.pipeline_id, OLD.status, OLD.stage, OLD.currency,
+                  app.close_month(OLD.status, OLD.expected_close_date), -1::bigint, -OLD.amount, OLD.deleted_at IS NULL),
+                 (NEW.organization_id, NEW.pipeline_id, NEW.status, NEW.stage, NEW.currency,
+                  app.close_month(NEW.status, NEW.expected_close_date), 1::bigint, NEW.amount, NEW.deleted_at IS NULL))
+         AS d (o, pl, st, sg, c, m, n, a, live)
+   WHERE d.o IS NOT NULL AND d.live;
   IF random() < 0.01 THEN
     PERFORM app.deal_totals_compact(v_org);
   END IF;

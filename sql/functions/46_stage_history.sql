@@ -131,34 +131,48 @@ DECLARE
 BEGIN
   IF TG_OP = 'DELETE' THEN
     -- The stays go by cascade (and leave the totals through their trigger).
-    IF OLD.closed_at IS NULL OR NOT app.organization_exists(v_org) THEN
+    -- A deal in the trash has left the totals already.
+    IF OLD.closed_at IS NULL OR OLD.deleted_at IS NOT NULL OR NOT app.organization_exists(v_org) THEN
       RETURN NULL;
     END IF;
   ELSIF TG_OP = 'INSERT' THEN
-    INSERT INTO crm.deal_stage_history (organization_id, deal_id, pipeline_id, stage, entered_at, entered_by, deal_open)
+    INSERT INTO crm.deal_stage_history (organization_id, deal_id, pipeline_id, stage, entered_at, entered_by, deal_open,
+                                        deal_trashed)
     VALUES (NEW.organization_id, NEW.id, NEW.pipeline_id, NEW.stage, NEW.created_at, app.user_id(),
-            NEW.status IN ('new', 'in_progress'));
-  ELSIF (NEW.pipeline_id, NEW.stage) IS DISTINCT FROM (OLD.pipeline_id, OLD.stage) THEN
-    UPDATE crm.deal_stage_history h SET left_at = greatest(now(), h.entered_at)
-     WHERE h.organization_id = v_org AND h.deal_id = NEW.id AND h.left_at IS NULL;
-    INSERT INTO crm.deal_stage_history (organization_id, deal_id, pipeline_id, stage, entered_at, entered_by, deal_open)
-    VALUES (v_org, NEW.id, NEW.pipeline_id, NEW.stage, now(), app.user_id(), NEW.status IN ('new', 'in_progress'));
-  ELSIF (NEW.status IN ('new', 'in_progress')) <> (OLD.status IN ('new', 'in_progress')) THEN
-    UPDATE crm.deal_stage_history h SET deal_open = NEW.status IN ('new', 'in_progress')
-     WHERE h.organization_id = v_org AND h.deal_id = NEW.id AND h.left_at IS NULL;
+            NEW.status IN ('new', 'in_progress'), NEW.deleted_at IS NOT NULL);
+  ELSE
+    -- Trashed or restored: its stays leave or rejoin the totals (the rollups
+    -- below count the stays of deals that are not in the trash).
+    IF app.trash_flip(OLD.deleted_at, NEW.deleted_at) THEN
+      UPDATE crm.deal_stage_history h SET deal_trashed = NEW.deleted_at IS NOT NULL
+       WHERE h.organization_id = v_org AND h.deal_id = NEW.id;
+    END IF;
+    IF (NEW.pipeline_id, NEW.stage) IS DISTINCT FROM (OLD.pipeline_id, OLD.stage) THEN
+      UPDATE crm.deal_stage_history h SET left_at = greatest(now(), h.entered_at)
+       WHERE h.organization_id = v_org AND h.deal_id = NEW.id AND h.left_at IS NULL;
+      INSERT INTO crm.deal_stage_history (organization_id, deal_id, pipeline_id, stage, entered_at, entered_by, deal_open,
+                                          deal_trashed)
+      VALUES (v_org, NEW.id, NEW.pipeline_id, NEW.stage, now(), app.user_id(), NEW.status IN ('new', 'in_progress'),
+              NEW.deleted_at IS NOT NULL);
+    ELSIF (NEW.status IN ('new', 'in_progress')) <> (OLD.status IN ('new', 'in_progress')) THEN
+      UPDATE crm.deal_stage_history h SET deal_open = NEW.status IN ('new', 'in_progress')
+       WHERE h.organization_id = v_org AND h.deal_id = NEW.id AND h.left_at IS NULL;
+    END IF;
   END IF;
-  -- Won and lost deals, by the day they closed (closed_at is set only for them).
-  IF (TG_OP = 'UPDATE' AND (NEW.pipeline_id, NEW.status, NEW.closed_at, NEW.created_at)
-                           IS NOT DISTINCT FROM (OLD.pipeline_id, OLD.status, OLD.closed_at, OLD.created_at))
+  -- Won and lost deals that are not in the trash, by the day they closed
+  -- (closed_at is set only for them).
+  IF (TG_OP = 'UPDATE' AND (NEW.pipeline_id, NEW.status, NEW.closed_at, NEW.created_at, NEW.deleted_at IS NULL)
+                           IS NOT DISTINCT FROM (OLD.pipeline_id, OLD.status, OLD.closed_at, OLD.created_at,
+                                                 OLD.deleted_at IS NULL))
      OR (OLD.closed_at IS NULL AND NEW.closed_at IS NULL) THEN
     RETURN NULL;
   END IF;
   INSERT INTO crm.velocity_delta (organization_id, kind, pipeline_id, status, at, n, seconds)
   SELECT v_org, 'closed', d.pipeline_id, d.status, d.closed_at, d.n, d.n * extract(epoch FROM d.closed_at - d.created_at)
-    FROM (VALUES (OLD.pipeline_id, OLD.status, OLD.closed_at, OLD.created_at, -1),
-                 (NEW.pipeline_id, NEW.status, NEW.closed_at, NEW.created_at, 1))
-         AS d (pipeline_id, status, closed_at, created_at, n)
-   WHERE d.closed_at IS NOT NULL;
+    FROM (VALUES (OLD.pipeline_id, OLD.status, OLD.closed_at, OLD.created_at, -1, OLD.deleted_at IS NULL),
+                 (NEW.pipeline_id, NEW.status, NEW.closed_at, NEW.created_at, 1, NEW.deleted_at IS NULL))
+         AS d (pipeline_id, status, closed_at, created_at, n, live)
+   WHERE d.closed_at IS NOT NULL AND d.live;
   IF random() < 0.01 THEN
     PERFORM private.velocity_compact(v_org);
   END IF;
@@ -171,16 +185,18 @@ CREATE TRIGGER deals_stage_history AFTER INSERT OR UPDATE OR DELETE ON crm.deals
   FOR EACH ROW EXECUTE FUNCTION private.deals_stage_history();
 
 -- What a stay counts for: a finished one in its bucket on the day it ended,
--- a current one of an open deal on the day it began; the old row's share
--- leaves, the new row's arrives.
+-- a current one of an open deal on the day it began, a stay of a deal in the
+-- trash nothing; the old row's share leaves, the new row's arrives.
 CREATE OR REPLACE FUNCTION private.deal_stage_history_rollups() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $$
 DECLARE
   v_org uuid := CASE WHEN TG_OP = 'DELETE' THEN OLD.organization_id ELSE NEW.organization_id END;
 BEGIN
-  IF TG_OP = 'UPDATE' AND (NEW.organization_id, NEW.pipeline_id, NEW.stage, NEW.entered_at, NEW.left_at, NEW.deal_open)
-                          IS NOT DISTINCT FROM (OLD.organization_id, OLD.pipeline_id, OLD.stage, OLD.entered_at, OLD.left_at, OLD.deal_open) THEN
+  IF TG_OP = 'UPDATE' AND (NEW.organization_id, NEW.pipeline_id, NEW.stage, NEW.entered_at, NEW.left_at, NEW.deal_open,
+                           NEW.deal_trashed)
+                          IS NOT DISTINCT FROM (OLD.organization_id, OLD.pipeline_id, OLD.stage, OLD.entered_at, OLD.left_at,
+                                                OLD.deal_open, OLD.deal_trashed) THEN
     RETURN NULL;
   END IF;
   IF TG_OP = 'DELETE' AND NOT app.organization_exists(v_org) THEN
@@ -191,10 +207,12 @@ BEGIN
          coalesce(s.left_at, s.entered_at),
          CASE WHEN s.left_at IS NOT NULL THEN app.duration_bucket(extract(epoch FROM s.left_at - s.entered_at)) END,
          s.n, CASE WHEN s.left_at IS NOT NULL THEN s.n * extract(epoch FROM s.left_at - s.entered_at) END
-    FROM (VALUES (OLD.organization_id, OLD.pipeline_id, OLD.stage, OLD.entered_at, OLD.left_at, OLD.deal_open, -1),
-                 (NEW.organization_id, NEW.pipeline_id, NEW.stage, NEW.entered_at, NEW.left_at, NEW.deal_open, 1))
-         AS s (org, pipeline_id, stage, entered_at, left_at, deal_open, n)
-   WHERE s.org IS NOT NULL AND (s.left_at IS NOT NULL OR s.deal_open);
+    FROM (VALUES (OLD.organization_id, OLD.pipeline_id, OLD.stage, OLD.entered_at, OLD.left_at, OLD.deal_open,
+                  OLD.deal_trashed, -1),
+                 (NEW.organization_id, NEW.pipeline_id, NEW.stage, NEW.entered_at, NEW.left_at, NEW.deal_open,
+                  NEW.deal_trashed, 1))
+         AS s (org, pipeline_id, stage, entered_at, left_at, deal_open, trashed, n)
+   WHERE s.org IS NOT NULL AND NOT s.trashed AND (s.left_at IS NOT NULL OR s.deal_open);
   IF random() < 0.01 THEN
     PERFORM private.velocity_compact(v_org);
   END IF;
@@ -232,7 +250,7 @@ CREATE OR REPLACE FUNCTION api.deals_stage_history(p_id uuid) RETURNS jsonb
 DECLARE
   v jsonb;
 BEGIN
-  PERFORM 1 FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id;
+  PERFORM 1 FROM crm.deals d WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id AND d.deleted_at IS NULL;
   IF NOT FOUND THEN
     PERFORM app.not_found('deal');
   END IF;
@@ -266,7 +284,8 @@ BEGIN
   INSERT INTO crm.stage_stays_done (organization_id, pipeline_id, grain, period, stage, bucket, stays, seconds)
   SELECT p_org_id, h.pipeline_id, 'day', app.utc_day(h.left_at), h.stage, app.duration_bucket(h.seconds), count(*), sum(h.seconds)
     FROM (SELECT h.pipeline_id, h.stage, h.left_at, extract(epoch FROM h.left_at - h.entered_at) AS seconds
-            FROM crm.deal_stage_history h WHERE h.organization_id = p_org_id AND h.left_at IS NOT NULL) h
+            FROM crm.deal_stage_history h
+           WHERE h.organization_id = p_org_id AND h.left_at IS NOT NULL AND NOT h.deal_trashed) h
    GROUP BY h.pipeline_id, app.utc_day(h.left_at), h.stage, app.duration_bucket(h.seconds);
   -- Months from the days (far fewer rows than stays).
   INSERT INTO crm.stage_stays_done (organization_id, pipeline_id, grain, period, stage, bucket, stays, seconds)
@@ -277,12 +296,12 @@ BEGIN
   INSERT INTO crm.stage_stays_open (organization_id, pipeline_id, entered_on, stage, stays)
   SELECT p_org_id, h.pipeline_id, app.utc_day(h.entered_at), h.stage, count(*)
     FROM crm.deal_stage_history h
-   WHERE h.organization_id = p_org_id AND h.left_at IS NULL AND h.deal_open
+   WHERE h.organization_id = p_org_id AND h.left_at IS NULL AND h.deal_open AND NOT h.deal_trashed
    GROUP BY h.pipeline_id, app.utc_day(h.entered_at), h.stage;
   INSERT INTO crm.deal_closes (organization_id, pipeline_id, closed_on, status, deals, cycle_seconds)
   SELECT p_org_id, d.pipeline_id, app.utc_day(d.closed_at), d.status, count(*), sum(extract(epoch FROM d.closed_at - d.created_at))
     FROM crm.deals d
-   WHERE d.organization_id = p_org_id AND d.closed_at IS NOT NULL
+   WHERE d.organization_id = p_org_id AND d.closed_at IS NOT NULL AND d.deleted_at IS NULL
    GROUP BY d.pipeline_id, app.utc_day(d.closed_at), d.status;
 END
 $$;

@@ -30,17 +30,21 @@ CREATE OR REPLACE FUNCTION private.deals_created_days() RETURNS trigger
 DECLARE
   v_org uuid := CASE WHEN TG_OP = 'DELETE' THEN OLD.organization_id ELSE NEW.organization_id END;
 BEGIN
-  IF TG_OP = 'UPDATE' AND (NEW.organization_id, NEW.pipeline_id, app.created_day(NEW.created_at))
-                          IS NOT DISTINCT FROM (OLD.organization_id, OLD.pipeline_id, app.created_day(OLD.created_at)) THEN
+  -- A deal in the trash counts as erased: trashing it subtracts it, restoring adds it back.
+  IF TG_OP = 'UPDATE' AND (NEW.organization_id, NEW.pipeline_id, app.created_day(NEW.created_at), NEW.deleted_at IS NULL)
+                          IS NOT DISTINCT FROM (OLD.organization_id, OLD.pipeline_id, app.created_day(OLD.created_at),
+                                                OLD.deleted_at IS NULL) THEN
     RETURN NULL;
   END IF;
   IF TG_OP = 'DELETE' AND NOT app.organization_exists(v_org) THEN
     RETURN NULL;  -- the organization is being deleted, with its counts
   END IF;
   INSERT INTO crm.deal_created_days_delta (organization_id, pipeline_id, day, deals)
-  SELECT * FROM (VALUES (OLD.organization_id, OLD.pipeline_id, app.created_day(OLD.created_at), -1::bigint),
-                        (NEW.organization_id, NEW.pipeline_id, app.created_day(NEW.created_at), 1::bigint)) AS d (o, p, dy, n)
-   WHERE o IS NOT NULL;
+  SELECT d.o, d.p, d.dy, d.n
+    FROM (VALUES (OLD.organization_id, OLD.pipeline_id, app.created_day(OLD.created_at), -1::bigint, OLD.deleted_at IS NULL),
+                 (NEW.organization_id, NEW.pipeline_id, app.created_day(NEW.created_at), 1::bigint, NEW.deleted_at IS NULL))
+         AS d (o, p, dy, n, live)
+   WHERE d.o IS NOT NULL AND d.live;
   IF random() < 0.01 THEN
     PERFORM app.deal_created_days_compact(v_org);
   END IF;
@@ -49,7 +53,7 @@ END
 $$;
 
 DROP TRIGGER IF EXISTS deals_created_days ON crm.deals;
-CREATE TRIGGER deals_created_days AFTER INSERT OR DELETE OR UPDATE OF organization_id, pipeline_id, created_at ON crm.deals
+CREATE TRIGGER deals_created_days AFTER INSERT OR DELETE OR UPDATE OF organization_id, pipeline_id, created_at, deleted_at ON crm.deals
   FOR EACH ROW EXECUTE FUNCTION private.deals_created_days();
 
 -- Deals of the context's organization created at or after p_since (in
@@ -71,5 +75,6 @@ CREATE OR REPLACE FUNCTION app.deals_created_since(p_since timestamptz, p_pipeli
              WHERE d.organization_id = (SELECT app.org_id())
                AND d.created_at >= p_since
                AND d.created_at < (app.created_day(p_since) + 1)::timestamp AT TIME ZONE 'UTC'
+               AND d.deleted_at IS NULL
                AND (p_pipeline_id IS NULL OR d.pipeline_id = p_pipeline_id))
   $$;

@@ -106,6 +106,7 @@ BEGIN
              extract(epoch FROM h.left_at - h.entered_at)
         FROM crm.deal_stage_history h
        WHERE h.organization_id = v_org AND h.pipeline_id = v_pipeline AND h.left_at >= v_from AND h.left_at < v_day_at
+         AND NOT h.deal_trashed
       UNION ALL
       SELECT d.stage, d.bucket, d.n, d.seconds FROM crm.velocity_delta d
        WHERE d.organization_id = v_org AND d.kind = 'done' AND d.pipeline_id = v_pipeline AND d.at >= v_day_at
@@ -130,7 +131,8 @@ BEGIN
               -- above, as current, by their day).
               SELECT h.stage, 0, 1 FROM crm.deal_stage_history h
                WHERE h.organization_id = v_org AND h.pipeline_id = v_pipeline AND h.left_at IS NULL
-                 AND h.entered_at >= v_stuck_day_at AND h.entered_at < v_stuck_at AND h.deal_open) o
+                 AND h.entered_at >= v_stuck_day_at AND h.entered_at < v_stuck_at AND h.deal_open
+                 AND NOT h.deal_trashed) o
        GROUP BY o.stage
     ), closes AS (
       SELECT c.status, sum(c.deals) AS deals, sum(c.seconds) AS seconds
@@ -142,7 +144,7 @@ BEGIN
               UNION ALL
               SELECT d.status, 1, extract(epoch FROM d.closed_at - d.created_at) FROM crm.deals d
                WHERE d.organization_id = v_org AND d.pipeline_id = v_pipeline
-                 AND d.closed_at >= v_from AND d.closed_at < v_day_at) c
+                 AND d.closed_at >= v_from AND d.closed_at < v_day_at AND d.deleted_at IS NULL) c
        GROUP BY c.status
     ), outcome AS (
       SELECT coalesce(sum(c.deals) FILTER (WHERE c.status = 'won'), 0) AS won,

@@ -14,7 +14,17 @@
 --
 -- Expired rows already behave as absent (the API compares expires_at with
 -- now()), so how late a deletion runs changes only the table's size.
-CREATE OR REPLACE FUNCTION private.run_maintenance(OUT step text, OUT deleted bigint)
+--
+-- The trash step erases at most one batch (1,000 records: tasks, deals, then
+-- contacts; 44_trash.sql) of what has been in the trash longer than
+-- p_trash_retention_days (TRASH_RETENTION_DAYS), so a round never holds many
+-- locks; the worker runs another round at once while a batch comes back full.
+DROP FUNCTION IF EXISTS private.run_maintenance();
+CREATE OR REPLACE FUNCTION private.trash_purge_batch() RETURNS int
+  LANGUAGE sql IMMUTABLE
+  AS $$ SELECT 1000 $$;
+
+CREATE OR REPLACE FUNCTION private.run_maintenance(p_trash_retention_days int DEFAULT 30, OUT step text, OUT deleted bigint)
   RETURNS SETOF record
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $$
@@ -27,6 +37,10 @@ BEGIN
   step := 'user_idempotency_keys';
   DELETE FROM crm.user_idempotency_keys WHERE expires_at < now();
   GET DIAGNOSTICS deleted = ROW_COUNT;
+  RETURN NEXT;
+
+  step := 'trash';
+  deleted := private.purge_expired_trash(make_interval(days => p_trash_retention_days), private.trash_purge_batch());
   RETURN NEXT;
 END
 $$;

@@ -332,10 +332,16 @@ impl Db {
     /// Housekeeping (`private.run_maintenance()`): runs as the login role, with
     /// no request context, and returns each step with the rows it deleted.
     /// A simple query, so it works behind a transaction pooler as well.
-    pub async fn run_maintenance(&self) -> Result<Vec<(String, i64)>, DbError> {
+    pub async fn run_maintenance(
+        &self,
+        trash_retention_days: u32,
+    ) -> Result<Vec<(String, i64)>, DbError> {
         let client = self.pool.get().await?;
+        // A number the server formats itself: nothing to quote.
         let messages = client
-            .simple_query("SELECT step, deleted FROM private.run_maintenance()")
+            .simple_query(&format!(
+                "SELECT step, deleted FROM private.run_maintenance(p_trash_retention_days => {trash_retention_days})"
+            ))
             .await?;
         Ok(messages
             .iter()

@@ -57,6 +57,7 @@ pub fn registry() -> OpenApiRouter<AppState> {
         .merge(deals::router())
         .merge(activities::router())
         .merge(tasks::router())
+        .merge(trash::router())
         .merge(analytics::router());
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", v1)

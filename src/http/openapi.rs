@@ -47,6 +47,7 @@ use crate::{http::problem, state::AppState};
         (name = "deals", description = "Deals, each in a stage of a pipeline"),
         (name = "tasks", description = "Things to do on a deal"),
         (name = "activities", description = "A deal's timeline: comments and what happened"),
+        (name = "trash", description = "Deleted contacts, deals and tasks: restore them, or erase them for good (they are erased automatically after the retention)"),
         (name = "analytics", description = "Pipeline reports, computed in the database"),
     ),
     components(schemas(problem::Problem, problem::FieldError)),

@@ -12,6 +12,7 @@ pub mod invitations;
 pub mod organizations;
 pub mod pipelines;
 pub mod tasks;
+pub mod trash;
 pub mod users;
 
 use serde::{Deserialize, Deserializer};

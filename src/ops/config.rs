@@ -44,6 +44,11 @@ pub struct Config {
     /// Origins a browser may call the API from (`CORS_ALLOWED_ORIGINS`);
     /// `None`: no CORS headers at all (the default).
     pub cors_allowed_origins: Option<CorsOrigins>,
+    /// How long a deleted contact, deal or task stays in the trash before it
+    /// is erased for good (`TRASH_RETENTION_DAYS`, 1 to 36,500, default 30):
+    /// the `p_retention` of `app.purge_expired_trash`, which the periodic
+    /// maintenance calls.
+    pub trash_retention_days: u32,
 }
 
 /// `CORS_ALLOWED_ORIGINS`: `*`, or a comma-separated list of origins
@@ -150,6 +155,10 @@ impl Config {
         if maintenance_interval.is_zero() {
             bail!("MAINTENANCE_INTERVAL_SECS must be at least 1");
         }
+        let trash_retention_days = parsed("TRASH_RETENTION_DAYS", 30)?;
+        if !(1..=36_500).contains(&trash_retention_days) {
+            bail!("TRASH_RETENTION_DAYS must be between 1 and 36500");
+        }
         let log_format = match var("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -200,6 +209,7 @@ impl Config {
                         .map_err(|e| anyhow::anyhow!("CORS_ALLOWED_ORIGINS is not valid: {e}"))
                 })
                 .transpose()?,
+            trash_retention_days,
         })
         .context("reading configuration")
     }
@@ -242,6 +252,7 @@ impl Config {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             maintenance_interval: Duration::from_secs(300),
             cors_allowed_origins: None,
+            trash_retention_days: 30,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The maintenance worker: every `MAINTENANCE_INTERVAL_SECS` (default 5
 //! minutes, each pause jittered by ±20 % so that several servers spread their
 //! rounds), it calls `private.run_maintenance()` (sql/functions/95_maintenance.sql),
-//! which deletes what has expired (idempotency keys, …). Rounds are cheap
+//! which deletes what has expired (idempotency keys, records in the trash for
+//! longer than `TRASH_RETENTION_DAYS`). Rounds are cheap
 //! when there is nothing to delete. Any number of servers may run it at
 //! once: each step is a plain `DELETE … WHERE expires_at < now()`, and what
 //! has expired already behaves as absent, so a late or failed round changes
@@ -15,14 +16,26 @@ use crate::{db::Db, workers::Shutdown};
 
 /// Starts the worker. It stops when `shutdown` turns true (or its sender is
 /// dropped), after the round in progress, if any.
-pub fn spawn(db: Db, interval: Duration, mut shutdown: Shutdown) -> JoinHandle<()> {
+pub fn spawn(
+    db: Db,
+    interval: Duration,
+    trash_retention_days: u32,
+    mut shutdown: Shutdown,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(jittered(interval)) => {}
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
-            run_once(&db).await;
+            // The trash step erases one batch a round: while batches come
+            // back full, go on at once (a bounded number of times).
+            for _ in 0..FULL_TRASH_ROUNDS {
+                let steps = run_once(&db, trash_retention_days).await;
+                if !trash_batch_was_full(steps.as_deref()) {
+                    break;
+                }
+            }
         }
         tracing::debug!("maintenance worker stopped");
     })
@@ -31,8 +44,8 @@ pub fn spawn(db: Db, interval: Duration, mut shutdown: Shutdown) -> JoinHandle<(
 /// One round: every step's count is logged (INFO when it deleted rows); an
 /// error (the database is down, say) is a warning, and the next round tries
 /// again.
-pub async fn run_once(db: &Db) -> Option<Vec<(String, i64)>> {
-    match db.run_maintenance().await {
+pub async fn run_once(db: &Db, trash_retention_days: u32) -> Option<Vec<(String, i64)>> {
+    match db.run_maintenance(trash_retention_days).await {
         Ok(steps) => {
             for (step, deleted) in &steps {
                 if *deleted > 0 {
@@ -49,6 +62,19 @@ pub async fn run_once(db: &Db) -> Option<Vec<(String, i64)>> {
             None
         }
     }
+}
+
+/// The size of the trash step's batch (`private.trash_purge_batch()`), and
+/// how many rounds in a row a full batch may start.
+const TRASH_BATCH: i64 = 1000;
+const FULL_TRASH_ROUNDS: usize = 50;
+
+fn trash_batch_was_full(steps: Option<&[(String, i64)]>) -> bool {
+    steps.is_some_and(|steps| {
+        steps
+            .iter()
+            .any(|(step, n)| step == "trash" && *n >= TRASH_BATCH)
+    })
 }
 
 /// `interval` ± 20 %, from the random bits of a v4 UUID (no extra crate).

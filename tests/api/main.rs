@@ -31,4 +31,5 @@ mod service;
 mod tasks;
 mod tenancy_probes;
 mod tls;
+mod trash;
 mod velocity;

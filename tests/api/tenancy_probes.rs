@@ -31,6 +31,8 @@ enum Kind {
     Invitation,
     /// A pipeline (the organization's default one).
     Pipeline,
+    /// A deal in the trash.
+    TrashedDeal,
 }
 
 /// (path template, path parameter) → the kind of record it names.
@@ -76,6 +78,8 @@ const PATH_PARAMS: &[(&str, &str, Kind)] = &[
     ("/api/v1/pipelines/{id}", "id", Kind::Pipeline),
     ("/api/v1/pipelines/{id}/stages", "id", Kind::Pipeline),
     ("/api/v1/pipelines/{id}/stages/{key}", "id", Kind::Pipeline),
+    ("/api/v1/trash/{type}/{id}", "id", Kind::TrashedDeal),
+    ("/api/v1/trash/{type}/{id}/restore", "id", Kind::TrashedDeal),
 ];
 
 /// Path parameters that name no record by themselves, with the value every
@@ -95,6 +99,8 @@ const FIXED_PATH_PARAMS: &[(&str, &str, &str)] = &[
         "external_id",
         "probe-external-id",
     ),
+    ("/api/v1/trash/{type}/{id}", "type", "deal"),
+    ("/api/v1/trash/{type}/{id}/restore", "type", "deal"),
 ];
 
 /// Body fields the document cannot mark required because only one case
@@ -154,6 +160,7 @@ struct Tenant {
     /// A pending invitation of someone who is in neither organization.
     invitation: Uuid,
     pipeline: Uuid,
+    trashed_deal: Uuid,
 }
 
 impl Tenant {
@@ -166,6 +173,7 @@ impl Tenant {
             Kind::Member => self.member,
             Kind::Invitation => self.invitation,
             Kind::Pipeline => self.pipeline,
+            Kind::TrashedDeal => self.trashed_deal,
         }
     }
 }
@@ -630,6 +638,16 @@ async fn tenant(app: &TestApp, owner: &TestUser, member: &TestUser, name: &str) 
         .await;
     let task = member.task(deal, &format!("{name} task"), 2).await;
     member.comment(deal, &format!("{name} note")).await;
+    let trashed_deal = member
+        .deal(contact, &format!("{name} trashed deal"), "50.00")
+        .await;
+    member
+        .task(trashed_deal, &format!("{name} trashed task"), 2)
+        .await;
+    member
+        .delete(&format!("/api/v1/deals/{trashed_deal}"))
+        .await
+        .no_content();
     let invitation = id_of(&invite(owner, &format!("{name}-invitee@example.com"), "member").await);
     let pipeline = app
         .value(
@@ -645,6 +663,7 @@ async fn tenant(app: &TestApp, owner: &TestUser, member: &TestUser, name: &str) 
         member: member.id,
         invitation,
         pipeline,
+        trashed_deal,
     }
 }
 
@@ -879,6 +898,7 @@ fn not_found_code(kind: Kind) -> &'static str {
         Kind::Member => "member_not_found",
         Kind::Invitation => "invitation_not_found",
         Kind::Pipeline => "pipeline_not_found",
+        Kind::TrashedDeal => "deal_not_found",
     }
 }
 

@@ -1,4 +1,4 @@
--- R2: a contact that has deals (in any stage or status) cannot be deleted:
+-- R2: a contact that has deals (in any stage or status, not in the trash) cannot be deleted:
 -- 409 (MC409 contact_has_deals), whoever asks, through the API or directly.
 -- A contact without deals can be deleted.
 BEGIN;
@@ -53,13 +53,13 @@ SELECT is((SELECT count(*)::int FROM crm.deals WHERE organization_id = :'org_a')
 SELECT lives_ok(format($$SELECT pg_temp.exec_as(%L, %L, %L)$$, :'max', :'org_a',
          format('SELECT api.contacts_delete(%L)', :'f_max')),
   'api.contacts_delete of a contact without deals is allowed');
-SELECT is((SELECT count(*)::int FROM crm.contacts WHERE id = :'f_max'), 0, 'the contact without deals is gone');
+SELECT is((SELECT count(*)::int FROM crm.contacts WHERE id = :'f_max' AND deleted_at IS NULL), 0, 'the contact without deals is in the trash');
 -- ... a contact just created (and given no deal) ...
 SELECT lives_ok(format($$SELECT pg_temp.exec_as(%L, %L, %L)$$, :'max', :'org_a',
          $q$SELECT api.contacts_create('Brand new', 'new@example.com')$q$),
   'a member creates a contact');
-SELECT is(pg_temp.exec_as(:'max', :'org_a', $$DELETE FROM crm.contacts WHERE name = 'Brand new'$$), 1::bigint,
-  'and deletes it again with a direct DELETE');
+SELECT is(pg_temp.exec_as(:'max', :'org_a', $$UPDATE crm.contacts SET deleted_at = now() WHERE name = 'Brand new'$$), 1::bigint,
+  'and trashes it again with a direct UPDATE');
 -- ... and a contact once its deals are gone.
 SELECT lives_ok(format($$SELECT pg_temp.exec_as(%L, %L, %L)$$, :'max', :'org_a',
          format('SELECT api.deals_delete(%L)', :'d_old')),
@@ -67,7 +67,8 @@ SELECT lives_ok(format($$SELECT pg_temp.exec_as(%L, %L, %L)$$, :'max', :'org_a',
 SELECT lives_ok(format($$SELECT pg_temp.exec_as(%L, %L, %L)$$, :'max', :'org_a',
          format('SELECT api.contacts_delete(%L)', :'c_old')),
   'now that it has no deals, the old contact can be deleted');
-SELECT is((SELECT count(*)::int FROM crm.contacts WHERE id = :'c_old'), 0, 'the old contact is gone');
+SELECT is((SELECT count(*)::int FROM crm.contacts WHERE id = :'c_old' AND deleted_at IS NULL), 0,
+  'the old contact is in the trash (R2 counts only deals that are not in the trash)');
 -- Another organization's contact without deals is not deletable from A: 404.
 SELECT throws_ok(format($$SELECT pg_temp.exec_as(%L, %L, %L)$$, :'olga', :'org_a',
          format('SELECT api.contacts_delete(%L)', :'f_zed')),

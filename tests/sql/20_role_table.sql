@@ -8,7 +8,7 @@
 -- makes it answer 'no rows' when the call succeeded but did the wrong thing;
 -- a direct UPDATE / DELETE that touches nothing answers 'no rows' too.
 BEGIN;
-SELECT plan(206);
+SELECT plan(214);
 \ir pipeline_fixture.psql
 
 -- Deals start in negotiation, so that they can move both ways.
@@ -68,7 +68,9 @@ INSERT INTO cells (label, tmpl, e_owner, e_admin, e_manager, e_member) VALUES
   ('delete an own deal (with its tasks)', $$SELECT api.deals_delete(%4$L)$$, 'ok', 'ok', 'ok', 'ok'),
   ('update an own task', $$SELECT api.tasks_update(%5$L, ARRAY['title', 'is_done'], 'Renamed', NULL, NULL, true)$$, 'ok', 'ok', 'ok', 'ok'),
   ('delete an own task', $$SELECT api.tasks_delete(%5$L)$$, 'ok', 'ok', 'ok', 'ok'),
-  ('delete an own task (direct DELETE)', $$DELETE FROM crm.tasks WHERE id = %5$L$$, 'ok', 'ok', 'ok', 'ok'),
+  ('trash an own task (direct UPDATE)', $$UPDATE crm.tasks SET deleted_at = now() WHERE id = %5$L$$, 'ok', 'ok', 'ok', 'ok'),
+  -- erasing for good (a DELETE) is for owners and admins
+  ('erase an own task (direct DELETE)', $$DELETE FROM crm.tasks WHERE id = %5$L$$, 'ok', 'ok', :'F403', :'F403'),
   -- update / delete other members' contacts, deals, tasks
   ('update another member''s contact', $$SELECT api.contacts_update(%7$L, ARRAY['name'], 'Renamed', NULL, NULL, NULL)$$, 'ok', 'ok', 'ok', :'F403'),
   ('update another member''s contact (direct UPDATE)', $$UPDATE crm.contacts SET name = 'Renamed' WHERE id = %7$L$$, 'ok', 'ok', 'ok', :'F403'),
@@ -78,10 +80,11 @@ INSERT INTO cells (label, tmpl, e_owner, e_admin, e_manager, e_member) VALUES
   ('move another member''s deal forward', $$SELECT api.deals_update(%9$L, NULL, 'closed', NULL, NULL, NULL, NULL, NULL)$$, 'ok', 'ok', 'ok', :'F403'),
   ('update the owner''s deal', $$SELECT api.deals_update(%13$L, NULL, NULL, 'Renamed', NULL, NULL, NULL, NULL)$$, 'ok', 'ok', 'ok', :'F403'),
   ('delete another member''s deal', $$SELECT api.deals_delete(%9$L)$$, 'ok', 'ok', 'ok', :'F403'),
-  ('delete another member''s deal (direct DELETE)', $$DELETE FROM crm.deals WHERE id = %9$L$$, 'ok', 'ok', 'ok', :'F403'),
+  ('trash another member''s deal (direct UPDATE)', $$UPDATE crm.deals SET deleted_at = now() WHERE id = %9$L$$, 'ok', 'ok', 'ok', :'F403'),
+  ('erase another member''s deal (direct DELETE)', $$DELETE FROM crm.deals WHERE id = %9$L$$, 'ok', 'ok', :'F403', :'F403'),
   ('update another member''s task', $$SELECT api.tasks_update(%10$L, ARRAY['is_done'], NULL, NULL, NULL, true)$$, 'ok', 'ok', 'ok', :'F403'),
   ('delete another member''s task', $$SELECT api.tasks_delete(%10$L)$$, 'ok', 'ok', 'ok', :'F403'),
-  ('delete another member''s task (direct DELETE)', $$DELETE FROM crm.tasks WHERE id = %10$L$$, 'ok', 'ok', 'ok', :'F403'),
+  ('erase another member''s task (direct DELETE)', $$DELETE FROM crm.tasks WHERE id = %10$L$$, 'ok', 'ok', :'F403', :'F403'),
   -- move a deal's stage backwards (forward is free)
   ('move an own deal back (negotiation → proposal)', $$SELECT api.deals_update(%4$L, NULL, 'proposal', NULL, NULL, NULL, NULL, NULL)$$, 'ok', 'ok', :'S403', :'S403'),
   ('move an own deal back (direct UPDATE, → qualification)', $$UPDATE crm.deals SET stage = 'qualification' WHERE id = %4$L$$, 'ok', 'ok', :'S403', :'S403'),

@@ -1,14 +1,14 @@
 -- The indexes that keep lists, search and analytics fast (issue 4) exist and
 -- lead with organization_id.
 BEGIN;
-SELECT plan(31);
+SELECT plan(35);
 
 SELECT has_index('crm', 'deals', 'deals_by_created', ARRAY['organization_id', 'created_at', 'id'], 'deals: default sort');
 SELECT has_index('crm', 'deals', 'deals_by_updated', ARRAY['organization_id', 'updated_at', 'id'], 'deals: order_by=updated_at');
 SELECT has_index('crm', 'deals', 'deals_by_amount', ARRAY['organization_id', 'amount_cents', 'id'], 'deals: order_by=amount and the amount filters, in cents (V10)');
 SELECT has_index('crm', 'deals', 'deals_by_title', ARRAY['organization_id', 'title', 'id'], 'deals: order_by=title');
 SELECT has_index('crm', 'deals', 'deals_by_status_amount', ARRAY['organization_id', 'status', 'amount', 'id'], 'deals: status filter');
-SELECT has_index('crm', 'deals', 'deals_by_stage', ARRAY['organization_id', 'pipeline_id', 'stage', 'created_at', 'id'],
+SELECT has_index('crm', 'deals', 'deals_by_stage', ARRAY['organization_id', 'pipeline_id', 'stage', 'created_at', 'id', 'deleted_at'],
   'deals: pipeline and stage filters, and the checks of the foreign key to their stage (V12)');
 SELECT has_index('crm', 'pipeline_stages', 'pipeline_stages_key_taken', ARRAY['organization_id', 'pipeline_id', 'key'], 'stages: by key (the deals'' foreign key)');
 SELECT has_index('crm', 'pipelines', 'pipelines_position_taken', ARRAY['organization_id', '"position"'], 'pipelines: in order');
@@ -25,10 +25,11 @@ SELECT has_index('crm', 'deal_stage_history', 'deal_stage_history_open_by_entere
   'stage history: current stays that began on the day stuck begins');
 SELECT has_index('crm', 'stage_stays_done', 'stage_stays_done_pkey', ARRAY['organization_id', 'pipeline_id', 'grain', 'period', 'stage', 'bucket'],
   'finished stays: a window''s whole months, then its whole days');
-SELECT has_index('crm', 'deals', 'deals_by_owner', ARRAY['organization_id', 'owner_id'], 'deals: owner filter');
+SELECT has_index('crm', 'deals', 'deals_by_owner', ARRAY['organization_id', 'owner_id', 'deleted_at'], 'deals: owner filter (deleted_at included, V17)');
 SELECT has_index('crm', 'deals', 'deals_by_contact', ARRAY['organization_id', 'contact_id'], 'deals: contact filter');
 SELECT has_index('crm', 'contacts', 'contacts_by_created', ARRAY['organization_id', 'created_at', 'id'], 'contacts: default sort');
-SELECT has_index('crm', 'contacts', 'contacts_by_owner', ARRAY['organization_id', 'owner_id', 'created_at', 'id'], 'contacts: owner filter');
+SELECT has_index('crm', 'contacts', 'contacts_by_owner', ARRAY['organization_id', 'owner_id', 'created_at', 'id', 'deleted_at'],
+  'contacts: owner filter (deleted_at included, V17)');
 SELECT ok((SELECT indisunique FROM pg_index WHERE indexrelid = 'crm.contacts_by_created'::regclass),
   'contacts: the default sort is unique, for the words'' foreign key (V11)');
 SELECT has_index('crm', 'contact_search_words', 'contact_search_words_pkey', ARRAY['organization_id', 'created_at', 'contact_id', 'word'],
@@ -44,6 +45,17 @@ SELECT has_index('crm', 'invitations', 'invitations_by_created', ARRAY['organiza
 SELECT has_index('crm', 'invitations', 'invitations_by_email_key', ARRAY['email_key', 'created_at'], 'invitations: the invitee''s side');
 SELECT ok((SELECT indisunique AND pg_get_expr(indpred, indrelid) LIKE '%pending%' FROM pg_index WHERE indexrelid = 'crm.invitations_email_taken'::regclass),
   'invitations: one pending invitation per organization and address (partial unique)');
+
+-- The trash (V17): the list indexes no foreign key needs hold live rows
+-- only; the trash lists have their own.
+SELECT is((SELECT array_agg(indexrelid::regclass::text ORDER BY indexrelid::regclass::text) FROM pg_index
+            WHERE pg_get_expr(indpred, indrelid) LIKE '%deleted_at IS NULL%'),
+          ARRAY['crm.deals_by_amount', 'crm.deals_by_created', 'crm.deals_by_status_amount', 'crm.deals_by_title',
+                'crm.deals_by_updated', 'crm.tasks_by_due', 'crm.tasks_open_by_due'],
+          'the list indexes without a foreign key to serve are partial: deleted_at IS NULL');
+SELECT has_index('crm', 'contacts', 'contacts_trash', ARRAY['organization_id', 'deleted_at', 'id'], 'contacts: the trash, newest first');
+SELECT has_index('crm', 'deals', 'deals_trash', ARRAY['organization_id', 'deleted_at', 'id'], 'deals: the trash, newest first');
+SELECT has_index('crm', 'tasks', 'tasks_trash', ARRAY['organization_id', 'deleted_at', 'id'], 'tasks: the trash, newest first');
 
 -- Every index on a tenant table leads with organization_id (except the
 -- secondary lookups of memberships by user, which serves app.act_as, and of

@@ -124,7 +124,8 @@ SELECT pg_temp.exec_as(:'olga', :'org_a', format('SELECT api.deals_update(%L, NU
 SELECT pg_temp.exec_as(:'olga', :'org_a', format('SELECT api.pipeline_stages_delete(%L, %L)', :'sales_a', 'review'));
 SELECT is(pg_temp.stays(:'d_olga'), 'qualification proposal*', 'deleting a stage (no deal left in it) takes its past stays along');
 SELECT pg_temp.exec_as(:'max', :'org_a', format('SELECT api.deals_delete(%L)', :'d_new'));
-SELECT is((SELECT count(*)::int FROM crm.deal_stage_history WHERE deal_id = :'d_new'), 0, 'deleting a deal deletes its stays');
+SELECT pg_temp.exec_as(:'olga', :'org_a', format('SELECT api.trash_erase(''deal'', %L)', :'d_new'));
+SELECT is((SELECT count(*)::int FROM crm.deal_stage_history WHERE deal_id = :'d_new'), 0, 'erasing a deal deletes its stays');
 
 -- closed_at ----------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 -- The running totals behind velocity and forecast always equal a fresh
--- computation from the history and the deals, through a random mix of API
--- writes, DBA corrections in psql, folds and deletions; the median and p90
+-- computation from the history and the deals that are not in the trash,
+-- through a random mix of API writes, DBA corrections in psql, folds,
+-- deletions to the trash, restores and erasures; the median and p90
 -- estimates stay within their documented bound (4.8 %) of percentile_cont.
 BEGIN;
 SELECT plan(13);
@@ -30,6 +31,8 @@ CREATE FUNCTION pg_temp.velocity_mismatches(p_org uuid) RETURNS bigint LANGUAGE 
       FROM crm.deal_stage_history h
      CROSS JOIN LATERAL (VALUES ('day', app.utc_day(h.left_at)), ('month', app.utc_month(h.left_at))) g (grain, period)
      WHERE h.organization_id = p_org AND h.left_at IS NOT NULL
+       AND EXISTS (SELECT 1 FROM crm.deals d WHERE d.organization_id = h.organization_id AND d.id = h.deal_id
+                      AND d.deleted_at IS NULL)
      GROUP BY 1, 2, 3, 4, 5
   ), open AS (
     SELECT pipeline_id, entered_on, stage, sum(stays) AS stays
@@ -42,7 +45,7 @@ CREATE FUNCTION pg_temp.velocity_mismatches(p_org uuid) RETURNS bigint LANGUAGE 
     -- From the deals' status, not from deal_open: that it follows is checked too.
     SELECT h.pipeline_id, app.utc_day(h.entered_at) AS entered_on, h.stage, count(*)::numeric AS stays
       FROM crm.deal_stage_history h JOIN crm.deals d ON d.organization_id = h.organization_id AND d.id = h.deal_id
-     WHERE h.organization_id = p_org AND h.left_at IS NULL AND d.status IN ('new', 'in_progress')
+     WHERE h.organization_id = p_org AND h.left_at IS NULL AND d.status IN ('new', 'in_progress') AND d.deleted_at IS NULL
      GROUP BY 1, 2, 3
   ), closes AS (
     SELECT pipeline_id, closed_on, status, sum(deals) AS deals, sum(seconds) AS seconds
@@ -55,7 +58,7 @@ CREATE FUNCTION pg_temp.velocity_mismatches(p_org uuid) RETURNS bigint LANGUAGE 
   ), closes_fresh AS (
     SELECT d.pipeline_id, app.utc_day(d.closed_at) AS closed_on, d.status, count(*)::numeric AS deals,
            sum(extract(epoch FROM d.closed_at - d.created_at)) AS seconds
-      FROM crm.deals d WHERE d.organization_id = p_org AND d.closed_at IS NOT NULL
+      FROM crm.deals d WHERE d.organization_id = p_org AND d.closed_at IS NOT NULL AND d.deleted_at IS NULL
      GROUP BY 1, 2, 3
   )
   SELECT (SELECT count(*) FROM ((SELECT * FROM done EXCEPT SELECT * FROM done_fresh)
@@ -72,10 +75,10 @@ CREATE FUNCTION pg_temp.forecast_mismatches(p_org uuid) RETURNS bigint LANGUAGE 
   SELECT count(*) FROM (
     (SELECT pipeline_id, status, stage, currency, close_month, deals, amount FROM app.deal_totals_by_month()
      EXCEPT SELECT pipeline_id, status, stage, currency, app.close_month(status, expected_close_date), count(*), sum(amount)
-              FROM crm.deals WHERE organization_id = p_org GROUP BY 1, 2, 3, 4, 5)
+              FROM crm.deals WHERE organization_id = p_org AND deleted_at IS NULL GROUP BY 1, 2, 3, 4, 5)
     UNION ALL
     (SELECT pipeline_id, status, stage, currency, app.close_month(status, expected_close_date), count(*), sum(amount)
-       FROM crm.deals WHERE organization_id = p_org GROUP BY 1, 2, 3, 4, 5
+       FROM crm.deals WHERE organization_id = p_org AND deleted_at IS NULL GROUP BY 1, 2, 3, 4, 5
      EXCEPT SELECT pipeline_id, status, stage, currency, close_month, deals, amount FROM app.deal_totals_by_month())) x
 $$;
 
@@ -128,6 +131,10 @@ BEGIN
           v_deal, CASE WHEN random() < 0.8 THEN current_date + (random() * 200)::int - 60 END, '{expected_close_date}'));
       ELSIF v_r < 0.75 THEN
         PERFORM pg_temp.exec_as(v_user, current_setting('fx.org_a')::uuid, format('SELECT api.deals_delete(%L)', v_deal));
+      ELSIF v_r < 0.78 THEN
+        PERFORM pg_temp.exec_as(v_user, current_setting('fx.org_a')::uuid, format('SELECT api.trash_restore(''deal'', %L)', v_deal));
+      ELSIF v_r < 0.79 THEN
+        PERFORM pg_temp.exec_as(v_user, current_setting('fx.org_a')::uuid, format('SELECT api.trash_erase(''deal'', %L)', v_deal));
       ELSIF v_r < 0.88 THEN
         -- A DBA moves a deal's stays into the past (keeping each one's end after its start).
         UPDATE crm.deal_stage_history h
