@@ -38,7 +38,9 @@ $$;
 -- whatever the triggers wrote, and the next round finds and updates it. Two
 -- racing upserts of a new id therefore make one record, the other updates
 -- it. A round fails only because of a concurrent create, so a third failure
--- means the id is held by a record this request cannot see: 409.
+-- means the id is held by a record this request cannot see: 409. A record
+-- in the trash keeps its external id (restoring it must not collide): an
+-- upsert that meets one is 409 too, saying so, and never updates or revives it.
 -- The answer is {created, record}; the server turns `created` into 201 or 200.
 -- p_if_match (If-Match's versions, 28_versions.sql) goes to the update; an
 -- If-Match naming a version of a record that does not exist is 412: the
@@ -49,13 +51,18 @@ CREATE OR REPLACE FUNCTION api.contacts_upsert(p_external_id text, p_fields text
   AS $$
 DECLARE
   v_id uuid;
+  v_trashed boolean;
   v_constraint text;
 BEGIN
   PERFORM app.check_external_id(p_external_id);
   FOR v_round IN 1..3 LOOP
-    SELECT c.id INTO v_id FROM crm.contacts c
+    SELECT c.id, c.deleted_at IS NOT NULL INTO v_id, v_trashed FROM crm.contacts c
      WHERE c.organization_id = (SELECT app.org_id()) AND c.external_id = p_external_id
        FOR UPDATE;
+    IF v_trashed THEN
+      PERFORM app.fail('MC409', 'contacts_external_id_taken',
+        'a contact in the trash holds this external_id: restore it or erase it first', 'external_id');
+    END IF;
     IF FOUND THEN
       RETURN jsonb_build_object('created', false, 'record',
         api.contacts_update(p_id => v_id, p_fields => p_fields, p_name => p_name, p_email => p_email,
@@ -96,14 +103,19 @@ CREATE OR REPLACE FUNCTION api.deals_upsert(p_external_id text, p_fields text[] 
   AS $$
 DECLARE
   v_id uuid;
+  v_trashed boolean;
   v_deal jsonb;
   v_constraint text;
 BEGIN
   PERFORM app.check_external_id(p_external_id);
   FOR v_round IN 1..3 LOOP
-    SELECT d.id INTO v_id FROM crm.deals d
+    SELECT d.id, d.deleted_at IS NOT NULL INTO v_id, v_trashed FROM crm.deals d
      WHERE d.organization_id = (SELECT app.org_id()) AND d.external_id = p_external_id
        FOR UPDATE;
+    IF v_trashed THEN
+      PERFORM app.fail('MC409', 'deals_external_id_taken',
+        'a deal in the trash holds this external_id: restore it or erase it first', 'external_id');
+    END IF;
     IF FOUND THEN
       RETURN jsonb_build_object('created', false, 'record',
         api.deals_update(p_id => v_id, p_status => p_status, p_stage => p_stage, p_title => p_title,

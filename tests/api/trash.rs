@@ -86,9 +86,17 @@ async fn a_deleted_deal_goes_to_the_trash_with_its_tasks_and_comes_back() {
     assert!(trash_ids(&owner, "&type=contact").await.is_empty());
 
     // Restoring the deal brings back the record as it was, with its task and timeline.
+    // Trashing and restoring are changes: the version moved twice, so an
+    // ETag from before the trash no longer matches.
     let restored = owner.post(&restore("deal", deal), json!({})).await;
-    assert_eq!(restored.ok(200), &before);
-    assert_eq!(owner.read(&deal_path).await, before);
+    let mut expected = before.clone();
+    expected["version"] = json!(before["version"].as_i64().unwrap() + 2);
+    assert_eq!(restored.ok(200), &expected);
+    assert_eq!(
+        restored.headers.get("etag").unwrap(),
+        &format!("\"{}\"", expected["version"])
+    );
+    assert_eq!(owner.read(&deal_path).await, expected);
     owner.read(&task_path).await;
     assert_eq!(owner.timeline(deal).await, timeline);
     assert!(trash_ids(&owner, "").await.is_empty());
@@ -502,4 +510,54 @@ async fn the_maintenance_round_erases_expired_trash() {
         )
         .await;
     assert_eq!(left, [young], "the old one is erased");
+}
+
+/// A record in the trash keeps its external id: an upsert or a create with
+/// it is 409 (the upsert says the holder is in the trash) and never revives
+/// or updates the trashed record; after a restore the upsert updates it.
+#[tokio::test]
+async fn a_trashed_record_keeps_its_external_id() {
+    let (_app, owner) = TestApp::with_user("trash-extid").await;
+    let contact = owner
+        .create(
+            "/api/v1/contacts",
+            json!({"name": "Ada", "external_id": "crm-1"}),
+        )
+        .await;
+    let id = crate::helpers::id_of(&contact);
+    owner
+        .delete(&format!("/api/v1/contacts/{id}"))
+        .await
+        .no_content();
+    let put = |body: Value| {
+        owner
+            .req(
+                axum::http::Method::PUT,
+                "/api/v1/contacts/by-external-id/crm-1",
+            )
+            .json(body)
+            .send()
+    };
+    let refused = put(json!({"name": "Eve"})).await;
+    let problem = refused.problem(409, "contacts_external_id_taken");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("trash"),
+        "{problem}"
+    );
+    owner
+        .post(
+            "/api/v1/contacts",
+            json!({"name": "Eve", "external_id": "crm-1"}),
+        )
+        .await
+        .problem(409, "contacts_external_id_taken");
+    assert_eq!(
+        trash_ids(&owner, "&type=contact").await,
+        [id],
+        "still in the trash"
+    );
+
+    owner.post(&restore("contact", id), json!({})).await.ok(200);
+    let updated = put(json!({"phone": "+1 555"})).await;
+    assert_eq!(updated.ok(200)["id"], json!(id));
 }

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::http::routes::{contacts::Contact, deals::Deal, list_query, tasks::Task, ListPage};
 use crate::{
     http::cursor::Fingerprint,
+    http::etag::Versioned,
     http::extract::{ApiPath, ApiQuery, JsonText, OrgActor},
     http::list::Paging,
     http::problem::{AppResult, Problem},
@@ -109,7 +110,7 @@ pub async fn list(
     security(("bearer" = [])),
     params(crate::http::routes::OrgHeader, ("type" = TrashType, Path), ("id" = Uuid, Path)),
     responses(
-        (status = 200, description = "Restored: the record, as its GET shows it; a deal brings back the tasks trashed with it", body = Restored),
+        (status = 200, description = "Restored: the record, as its GET shows it, with its `ETag` (trashing and restoring each count as a change of its version); a deal brings back the tasks trashed with it", body = Restored),
         (status = 400, description = "An unknown type or a bad id (`invalid_path_parameter`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A member restoring another member's record (the delete rules): `role_forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not in this organization's trash: `contact_not_found`, `deal_not_found`, `task_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -119,9 +120,9 @@ pub async fn restore(
     State(app): State<AppState>,
     OrgActor(ctx): OrgActor,
     ApiPath((kind, id)): ApiPath<(TrashType, Uuid)>,
-) -> AppResult<JsonText> {
+) -> AppResult<Versioned> {
     let args: &[crate::db::Arg] = &[("p_type", &kind.name()), ("p_id", &id)];
-    let json = JsonText::call(&app.db, ctx, "api.trash_restore", args).await?;
+    let json = Versioned::call(&app.db, ctx, "api.trash_restore", args).await?;
     if matches!(kind, TrashType::Deal) {
         app.deals_changed(ctx); // the deal counts in the analytics again
     }
