@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+pub mod copy;
 pub mod localdb;
 pub mod migrate;
 pub mod param;
@@ -219,8 +220,21 @@ impl Db {
     ) -> Result<Option<String>, DbError> {
         let sql = call_sql(function, args);
         let mut in_flight = InFlight(Some(self.pool.get().await?), &self.tls);
-        let client = in_flight.client();
-        let row = if self.transaction_pooler {
+        let row = self.query(in_flight.client(), ctx, &sql, args).await;
+        in_flight.done();
+        Ok(row?.get(0))
+    }
+
+    /// One call's statement on `client`: prepared and cached per connection,
+    /// or, behind a transaction-mode pooler, one unnamed statement.
+    async fn query(
+        &self,
+        client: &Object,
+        ctx: Ctx,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
+        if self.transaction_pooler {
             let wire: Vec<(param::AsWire<'_>, Type)> = args
                 .iter()
                 .map(|(_, value)| (param::AsWire(*value), value.wire().ty))
@@ -232,17 +246,110 @@ impl Db {
                 wire.iter()
                     .map(|(v, ty)| (v as &(dyn ToSql + Sync), ty.clone())),
             );
-            client.query_typed_one(&sql, &params).await
+            client.query_typed_one(sql, &params).await
         } else {
-            let statement = client.prepare_cached(&sql).await?;
+            let statement = client.prepare_cached(sql).await?;
             let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(args.len() + 2);
             params.push(&ctx.user_id);
             params.push(&ctx.org_id);
             params.extend(args.iter().map(|(_, value)| value.as_sql()));
             client.query_one(&statement, &params).await
-        };
-        in_flight.done();
-        Ok(row?.get(0))
+        }
+    }
+
+    /// A CSV export (README, "Export"): in one `REPEATABLE READ READ ONLY`
+    /// transaction, the API function `function` checks the filters and
+    /// returns the `COPY ... TO STDOUT` of the export, which runs next, in
+    /// the same snapshot and context. A refused filter is an error here,
+    /// before anything is streamed. The stream holds the connection until
+    /// the last byte (then commits and gives it back); dropped before that
+    /// (the client went away), the statement is cancelled and the
+    /// connection closed, never returned to the pool mid-COPY.
+    pub async fn export(
+        &self,
+        ctx: Ctx,
+        function: &str,
+        args: &[Arg<'_>],
+    ) -> Result<copy::Export, DbError> {
+        let sql = call_sql(function, args);
+        let mut in_flight = InFlight(Some(self.pool.get().await?), &self.tls);
+        let client = in_flight.client();
+        let started = async {
+            client
+                .batch_execute(&format!(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                     SET LOCAL statement_timeout = {}",
+                    copy::EXPORT_TIMEOUT.as_millis()
+                ))
+                .await?;
+            let copy: Option<String> = self.query(client, ctx, &sql, args).await?.get(0);
+            let copy = copy.unwrap_or_default();
+            client.copy_out(copy.as_str()).await
+        }
+        .await;
+        match started {
+            Ok(stream) => Ok(copy::Export::new(
+                in_flight.0.take().expect("in flight"),
+                self.tls.clone(),
+                stream,
+            )),
+            Err(e) => {
+                if client.batch_execute("ROLLBACK").await.is_ok() {
+                    in_flight.done();
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A CSV import (README, "Import"), in one transaction: `begin` creates
+    /// the staging table, `copy` (a `COPY ... FROM STDIN` in text format)
+    /// loads `data` into it, and `function` validates and writes the rows,
+    /// returning its JSON. Any error rolls everything back.
+    pub async fn import(
+        &self,
+        ctx: Ctx,
+        begin: &str,
+        copy: &str,
+        data: bytes::Bytes,
+        function: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<String>, DbError> {
+        use futures_util::SinkExt;
+        let mut in_flight = InFlight(Some(self.pool.get().await?), &self.tls);
+        let client = in_flight.client();
+        let done = async {
+            client
+                .batch_execute(&format!(
+                    "BEGIN; SET LOCAL statement_timeout = {}",
+                    copy::IMPORT_TIMEOUT.as_millis()
+                ))
+                .await?;
+            self.query(client, ctx, &call_sql(begin, &[]), &[]).await?;
+            let sink = client.copy_in::<_, bytes::Bytes>(copy).await?;
+            futures_util::pin_mut!(sink);
+            sink.send(data).await?;
+            sink.as_mut().finish().await?;
+            let json: Option<String> = self
+                .query(client, ctx, &call_sql(function, args), args)
+                .await?
+                .get(0);
+            client.batch_execute("COMMIT").await?;
+            Ok::<_, tokio_postgres::Error>(json)
+        }
+        .await;
+        match done {
+            Ok(json) => {
+                in_flight.done();
+                Ok(json)
+            }
+            Err(e) => {
+                if client.batch_execute("ROLLBACK").await.is_ok() {
+                    in_flight.done();
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// Readiness: a pooled connection answers.
@@ -277,16 +384,21 @@ impl InFlight<'_> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if let Some(object) = self.0.take() {
-            let client = Object::take(object);
-            let token = client.cancel_token();
-            let tls = self.1.clone();
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = token.cancel_query(tls).await;
-                    drop(client);
-                });
-            }
+            abandon(object, self.1.clone());
         }
+    }
+}
+
+/// Takes a connection with a statement in flight out of the pool, cancels
+/// the statement and closes the connection.
+fn abandon(object: Object, tls: tls::MakeRustlsConnect) {
+    let client = Object::take(object);
+    let token = client.cancel_token();
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _ = token.cancel_query(tls).await;
+            drop(client);
+        });
     }
 }
 

@@ -2,6 +2,7 @@
 //! OpenAPI document and one module per resource.
 
 pub mod cache;
+pub mod csv;
 pub mod cursor;
 pub mod extract;
 pub mod list;

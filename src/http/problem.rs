@@ -35,7 +35,7 @@ pub struct Problem {
     pub db_error: Option<DbErrorKind>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -214,6 +214,15 @@ pub fn from_db(e: tokio_postgres::Error) -> Problem {
         };
         let mut p = Problem::new(status, code, db.message());
         p.db_error = Some(DbErrorKind::Rule);
+        // Errors of several fields (a CSV import's rows): DETAIL is their
+        // JSON array of {field, message}.
+        if let Some(errors) = db
+            .detail()
+            .and_then(|d| serde_json::from_str::<Vec<FieldError>>(d).ok())
+        {
+            p.errors = errors;
+            return p;
+        }
         // A limit raised in SQL says when to come back: HINT `retry_after=<seconds>`.
         p.retry_after = db
             .hint()
