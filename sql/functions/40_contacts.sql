@@ -5,7 +5,7 @@ CREATE OR REPLACE FUNCTION app.contact_json(c crm.contacts) RETURNS jsonb
   LANGUAGE sql STABLE PARALLEL SAFE
   AS $$
     SELECT jsonb_build_object('id', c.id, 'organization_id', c.organization_id, 'owner_id', c.owner_id,
-      'name', c.name, 'email', c.email, 'phone', c.phone,
+      'name', c.name, 'email', c.email, 'phone', c.phone, 'external_id', c.external_id,
       'created_at', app.ts(c.created_at), 'updated_at', app.ts(c.updated_at))
   $$;
 
@@ -153,8 +153,11 @@ CREATE OR REPLACE FUNCTION app.contacts_match_sql(p_terms int, p_driver int, p_w
 -- p_after_created_at + p_after_id (the rows after that one: a cursor page).
 -- p_search: the contacts with, for each word of the term, a word of their
 -- name or email that starts with it (README, "Search").
+-- p_external_id: at most one contact has it (contacts_external_id_taken), so
+-- it drives, through that constraint's index, and the other filters
+-- (search terms included) are checks on that one row.
 CREATE OR REPLACE FUNCTION api.contacts_list(p_page int, p_page_size int, p_search text DEFAULT NULL, p_owner_id uuid DEFAULT NULL,
-    p_after_created_at timestamptz DEFAULT NULL, p_after_id uuid DEFAULT NULL)
+    p_after_created_at timestamptz DEFAULT NULL, p_after_id uuid DEFAULT NULL, p_external_id text DEFAULT NULL)
   RETURNS jsonb LANGUAGE plpgsql -- volatile: EXPLAIN (the estimate) is not allowed in a stable function
   AS $$
 DECLARE
@@ -187,24 +190,30 @@ BEGIN
   PERFORM app.require_owner_filter(p_owner_id);
   PERFORM app.check_paging(p_page, p_after_created_at IS NOT NULL, p_after_id);
 
-  IF v_k = 0 THEN
-    v_where := 'c.organization_id = $1' || CASE WHEN p_owner_id IS NOT NULL THEN ' AND c.owner_id = $4' ELSE '' END;
+  v_next := ARRAY(SELECT app.prefix_next(t) FROM unnest(v_terms) WITH ORDINALITY u (t, n) ORDER BY n);
+  IF v_k = 0 OR p_external_id IS NOT NULL THEN
+    v_where := 'c.organization_id = $1' || CASE WHEN p_owner_id IS NOT NULL THEN ' AND c.owner_id = $4' ELSE '' END
+      || CASE WHEN p_external_id IS NOT NULL THEN ' AND c.external_id = $9' ELSE '' END
+      || coalesce((SELECT string_agg(format(' AND EXISTS (SELECT FROM crm.contact_search_words w%1$s'
+                                             ' WHERE w%1$s.organization_id = $1 AND w%1$s.created_at = c.created_at'
+                                             ' AND w%1$s.contact_id = c.id AND w%1$s.word >= $2[%1$s] AND w%1$s.word < $3[%1$s])', n), '' ORDER BY n)
+                     FROM generate_series(1, v_k) n), '');
     EXECUTE 'SELECT count(*) FROM (SELECT 1 FROM crm.contacts c WHERE ' || v_where || ' LIMIT $7) c'
-      INTO v_counted USING v_org, NULL::text[], NULL::text[], p_owner_id, NULL::timestamptz, NULL::uuid, app.exact_count_limit() + 1;
+      INTO v_counted USING v_org, v_terms, v_next, p_owner_id, NULL::timestamptz, NULL::uuid, app.exact_count_limit() + 1,
+                           NULL::bigint, p_external_id;
     IF v_counted > app.exact_count_limit() THEN
       EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM crm.contacts c WHERE ' || v_where INTO v_plan
-        USING v_org, NULL::text[], NULL::text[], p_owner_id;
+        USING v_org, v_terms, v_next, p_owner_id, NULL::timestamptz, NULL::uuid, NULL::int, NULL::bigint, p_external_id;
     END IF;
     EXECUTE 'SELECT jsonb_agg(app.contact_json(c) ORDER BY c.created_at DESC, c.id DESC)
                FROM (SELECT * FROM crm.contacts c WHERE ' || v_where
             || CASE WHEN p_after_id IS NOT NULL THEN ' AND (c.created_at, c.id) < ($5, $6)' ELSE '' END
             || ' ORDER BY c.created_at DESC, c.id DESC LIMIT $7 OFFSET $8) c'
-      INTO v_items USING v_org, NULL::text[], NULL::text[], p_owner_id, p_after_created_at, p_after_id,
-                         p_page_size + 1, (coalesce(p_page, 1) - 1)::bigint * p_page_size;
+      INTO v_items USING v_org, v_terms, v_next, p_owner_id, p_after_created_at, p_after_id,
+                         p_page_size + 1, (coalesce(p_page, 1) - 1)::bigint * p_page_size, p_external_id;
     RETURN app.page_json(v_items, p_page, p_page_size, app.list_total(v_counted, v_plan), 'created_at');
   END IF;
 
-  v_next := ARRAY(SELECT app.prefix_next(t) FROM unnest(v_terms) WITH ORDINALITY u (t, n) ORDER BY n);
   IF p_owner_id IS NULL THEN
     IF v_k > 1 THEN
       -- The term with the fewest entries drives; those with more than
@@ -318,11 +327,14 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION api.contacts_create(p_name text, p_email text DEFAULT NULL, p_phone text DEFAULT NULL, p_owner_id uuid DEFAULT NULL)
+-- p_external_id is kept as given (V18).
+CREATE OR REPLACE FUNCTION api.contacts_create(p_name text, p_email text DEFAULT NULL, p_phone text DEFAULT NULL, p_owner_id uuid DEFAULT NULL,
+    p_external_id text DEFAULT NULL)
   RETURNS jsonb LANGUAGE sql
   AS $$
-    INSERT INTO crm.contacts (organization_id, owner_id, name, email, phone)
-    VALUES (app.org_id(), coalesce(p_owner_id, app.user_id()), app.trim_space(p_name), app.trim_space(p_email), app.trim_space(p_phone))
+    INSERT INTO crm.contacts (organization_id, owner_id, name, email, phone, external_id)
+    VALUES (app.org_id(), coalesce(p_owner_id, app.user_id()), app.trim_space(p_name), app.trim_space(p_email), app.trim_space(p_phone),
+            p_external_id)
     RETURNING app.contact_json(contacts)
   $$;
 
@@ -341,8 +353,9 @@ END
 $$;
 
 -- Partial update: p_fields names the fields present in the request; the
--- others keep their values (so email and phone can be set to null).
-CREATE OR REPLACE FUNCTION api.contacts_update(p_id uuid, p_fields text[], p_name text, p_email text, p_phone text, p_owner_id uuid)
+-- others keep their values (so email, phone and external_id can be set to null).
+CREATE OR REPLACE FUNCTION api.contacts_update(p_id uuid, p_fields text[], p_name text, p_email text, p_phone text, p_owner_id uuid,
+    p_external_id text DEFAULT NULL)
   RETURNS jsonb LANGUAGE plpgsql
   AS $$
 DECLARE
@@ -352,7 +365,8 @@ BEGIN
     name     = CASE WHEN 'name' = ANY (p_fields) THEN app.trim_space(p_name) ELSE c.name END,
     email    = CASE WHEN 'email' = ANY (p_fields) THEN app.trim_space(p_email) ELSE c.email END,
     phone    = CASE WHEN 'phone' = ANY (p_fields) THEN app.trim_space(p_phone) ELSE c.phone END,
-    owner_id = CASE WHEN 'owner_id' = ANY (p_fields) THEN p_owner_id ELSE c.owner_id END
+    owner_id = CASE WHEN 'owner_id' = ANY (p_fields) THEN p_owner_id ELSE c.owner_id END,
+    external_id = CASE WHEN 'external_id' = ANY (p_fields) THEN p_external_id ELSE c.external_id END
    WHERE c.organization_id = (SELECT app.org_id()) AND c.id = p_id
   RETURNING app.contact_json(c) INTO v;
   IF v IS NULL THEN

@@ -7,6 +7,7 @@ CREATE OR REPLACE FUNCTION app.deal_json(d crm.deals) RETURNS jsonb
       'owner_id', d.owner_id, 'title', d.title, 'amount', to_char(d.amount, 'FM999999999990.00'),
       'currency', d.currency, 'status', d.status, 'pipeline_id', d.pipeline_id, 'stage', d.stage,
       'expected_close_date', d.expected_close_date, 'closed_at', app.ts(d.closed_at),
+      'external_id', d.external_id,
       'created_at', app.ts(d.created_at), 'updated_at', app.ts(d.updated_at))
   $$;
 
@@ -57,7 +58,7 @@ CREATE OR REPLACE FUNCTION api.deals_list(p_page int, p_page_size int,
     p_order_by text DEFAULT 'created_at', p_order text DEFAULT 'desc',
     p_after_created_at timestamptz DEFAULT NULL, p_after_updated_at timestamptz DEFAULT NULL,
     p_after_amount numeric DEFAULT NULL, p_after_title text DEFAULT NULL, p_after_id uuid DEFAULT NULL,
-    p_pipeline_id uuid DEFAULT NULL)
+    p_pipeline_id uuid DEFAULT NULL, p_external_id text DEFAULT NULL)
   RETURNS jsonb LANGUAGE plpgsql -- volatile: EXPLAIN (the estimate) is not allowed in a stable function
   AS $$
 DECLARE
@@ -69,7 +70,9 @@ DECLARE
     || CASE WHEN p_min_amount IS NOT NULL THEN ' AND d.amount_cents >= ceil($3 * 100)::bigint' ELSE '' END
     || CASE WHEN p_max_amount IS NOT NULL THEN ' AND d.amount_cents <= floor($4 * 100)::bigint' ELSE '' END
     || CASE WHEN p_owner_id IS NOT NULL THEN ' AND d.owner_id = $5' ELSE '' END
-    || CASE WHEN p_contact_id IS NOT NULL THEN ' AND d.contact_id = $6' ELSE '' END;
+    || CASE WHEN p_contact_id IS NOT NULL THEN ' AND d.contact_id = $6' ELSE '' END
+    -- At most one deal (deals_external_id_taken, whose index serves it).
+    || CASE WHEN p_external_id IS NOT NULL THEN ' AND d.external_id = $15' ELSE '' END;
   v_order text;
   v_keyset text := '';
   v_counted bigint;
@@ -95,19 +98,19 @@ BEGIN
   EXECUTE 'SELECT count(*) FROM (SELECT 1 FROM crm.deals d WHERE ' || v_where || ' LIMIT $7) c'
     INTO v_counted USING p_statuses, p_stages, p_min_amount, p_max_amount, p_owner_id, p_contact_id,
                          app.exact_count_limit() + 1, NULL::bigint, NULL::timestamptz, NULL::timestamptz,
-                         NULL::numeric, NULL::text, NULL::uuid, p_pipeline_id;
+                         NULL::numeric, NULL::text, NULL::uuid, p_pipeline_id, p_external_id;
   IF v_counted > app.exact_count_limit() THEN
     EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM crm.deals d WHERE ' || v_where
       INTO v_plan USING p_statuses, p_stages, p_min_amount, p_max_amount, p_owner_id, p_contact_id,
                         NULL::bigint, NULL::bigint, NULL::timestamptz, NULL::timestamptz,
-                        NULL::numeric, NULL::text, NULL::uuid, p_pipeline_id;
+                        NULL::numeric, NULL::text, NULL::uuid, p_pipeline_id, p_external_id;
   END IF;
   EXECUTE format('SELECT jsonb_agg(app.deal_json(d) ORDER BY %s) FROM (SELECT * FROM crm.deals d WHERE %s%s ORDER BY %s LIMIT $7 OFFSET $8) d',
                  v_order, v_where, v_keyset, v_order)
     INTO v_items USING p_statuses, p_stages, p_min_amount, p_max_amount, p_owner_id, p_contact_id,
                        p_page_size + 1, (coalesce(p_page, 1) - 1)::bigint * p_page_size,
                        p_after_created_at, p_after_updated_at, p_after_amount, p_after_title, p_after_id,
-                       p_pipeline_id;
+                       p_pipeline_id, p_external_id;
   RETURN app.page_json(v_items, p_page, p_page_size, app.list_total(v_counted, v_plan), p_order_by);
 END
 $$;
@@ -117,13 +120,13 @@ $$;
 -- rule trigger fills in the defaults and checks the stage.
 CREATE OR REPLACE FUNCTION api.deals_create(p_contact_id uuid, p_title text, p_amount numeric, p_currency text,
     p_owner_id uuid DEFAULT NULL, p_pipeline_id uuid DEFAULT NULL, p_stage text DEFAULT NULL,
-    p_expected_close_date date DEFAULT NULL)
+    p_expected_close_date date DEFAULT NULL, p_external_id text DEFAULT NULL)
   RETURNS jsonb LANGUAGE sql
   AS $$
     INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency, pipeline_id, stage,
-                           expected_close_date)
+                           expected_close_date, external_id)
     VALUES (app.org_id(), p_contact_id, coalesce(p_owner_id, app.user_id()), app.trim_space(p_title), p_amount, p_currency,
-            p_pipeline_id, p_stage, p_expected_close_date)
+            p_pipeline_id, p_stage, p_expected_close_date, p_external_id)
     RETURNING app.deal_json(deals)
   $$;
 
@@ -142,13 +145,14 @@ END
 $$;
 
 -- Partial update; null means "not given", except for the one nullable
--- field, expected_close_date: it changes (to p_expected_close_date, null
--- clearing it) only when p_fields names it. A new p_pipeline_id without
+-- fields, expected_close_date and external_id: each changes (null clearing
+-- it) only when p_fields names it. A new p_pipeline_id without
 -- p_stage goes to that pipeline's first stage (the rule trigger resolves a
 -- null stage).
 CREATE OR REPLACE FUNCTION api.deals_update(p_id uuid, p_status crm.deal_status, p_stage text,
     p_title text, p_amount numeric, p_currency text, p_contact_id uuid, p_owner_id uuid,
-    p_pipeline_id uuid DEFAULT NULL, p_expected_close_date date DEFAULT NULL, p_fields text[] DEFAULT '{}')
+    p_pipeline_id uuid DEFAULT NULL, p_expected_close_date date DEFAULT NULL, p_fields text[] DEFAULT '{}',
+    p_external_id text DEFAULT NULL)
   RETURNS jsonb LANGUAGE plpgsql
   AS $$
 DECLARE
@@ -166,7 +170,8 @@ BEGIN
     contact_id  = coalesce(p_contact_id, d.contact_id),
     owner_id    = coalesce(p_owner_id, d.owner_id),
     expected_close_date = CASE WHEN 'expected_close_date' = ANY (p_fields) THEN p_expected_close_date
-                               ELSE d.expected_close_date END
+                               ELSE d.expected_close_date END,
+    external_id = CASE WHEN 'external_id' = ANY (p_fields) THEN p_external_id ELSE d.external_id END
    WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_id
   RETURNING app.deal_json(d) INTO v;
   IF v IS NULL THEN

@@ -8,7 +8,8 @@ use crate::helpers::{
 };
 
 const CONTACTS: &str = "/api/v1/contacts";
-const CONTACT_FIELDS: &str = "id organization_id owner_id name email phone created_at updated_at";
+const CONTACT_FIELDS: &str =
+    "id organization_id owner_id name email phone external_id created_at updated_at";
 
 #[tokio::test]
 async fn contacts_create_get_update_delete() {

@@ -9,7 +9,7 @@ use crate::helpers::{
 
 const DEALS: &str = "/api/v1/deals";
 const DEAL_FIELDS: &str =
-    "id organization_id contact_id owner_id title amount currency status pipeline_id stage expected_close_date closed_at created_at updated_at";
+    "id organization_id contact_id owner_id title amount currency status pipeline_id stage expected_close_date closed_at external_id created_at updated_at";
 
 /// The deal list's ids for a query string.
 async fn listed(user: &TestUser, query: &str) -> Vec<Uuid> {

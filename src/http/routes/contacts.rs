@@ -29,6 +29,10 @@ pub struct Contact {
     pub name: String,
     pub email: Option<String>,
     pub phone: Option<String>,
+    /// The key another system knows this contact by (unique in the
+    /// organization among contacts); null when none was given.
+    #[schema(required = true, min_length = 1, max_length = 255)]
+    pub external_id: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]

@@ -47,6 +47,10 @@ pub struct Deal {
     /// null while the deal is open.
     #[schema(required = true, value_type = Option<String>, format = DateTime)]
     pub closed_at: Option<String>,
+    /// The key another system knows this deal by (unique in the organization
+    /// among deals); null when none was given.
+    #[schema(required = true, min_length = 1, max_length = 255)]
+    pub external_id: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
