@@ -17,15 +17,17 @@
 -- the whole result in the backend first). The columns are the record's JSON
 -- fields in the JSON's order, formatted as the JSON formats them.
 
--- The contacts of the list's filters (api.contacts_list): owner, and search
+-- The contacts of the list's filters (api.contacts_list): owner, external id, and search
 -- with the list's meaning (every term the beginning of a word of the name or
 -- email, from crm.contact_search_words).
-CREATE OR REPLACE FUNCTION app.contacts_export_rows(p_search text DEFAULT NULL, p_owner_id uuid DEFAULT NULL)
+CREATE OR REPLACE FUNCTION app.contacts_export_rows(p_search text DEFAULT NULL, p_owner_id uuid DEFAULT NULL,
+    p_external_id text DEFAULT NULL)
   RETURNS SETOF crm.contacts LANGUAGE sql STABLE
   AS $$
     SELECT c.* FROM crm.contacts c
      WHERE c.organization_id = (SELECT app.org_id())
        AND (p_owner_id IS NULL OR c.owner_id = p_owner_id)
+       AND (p_external_id IS NULL OR c.external_id = p_external_id)
        AND NOT EXISTS (SELECT FROM unnest(app.search_terms(p_search)) t (term)
                         WHERE NOT EXISTS (SELECT FROM crm.contact_search_words w
                                            WHERE w.organization_id = c.organization_id AND w.created_at = c.created_at
@@ -37,19 +39,20 @@ CREATE OR REPLACE FUNCTION app.contacts_export_rows(p_search text DEFAULT NULL, 
 -- fields, owner_email: the owner's address, which an import into another
 -- organization maps to a member there (owner_id means nothing in another
 -- organization, and the import ignores it).
-CREATE OR REPLACE FUNCTION api.contacts_export(p_search text DEFAULT NULL, p_owner_id uuid DEFAULT NULL)
+CREATE OR REPLACE FUNCTION api.contacts_export(p_search text DEFAULT NULL, p_owner_id uuid DEFAULT NULL,
+    p_external_id text DEFAULT NULL)
   RETURNS text LANGUAGE plpgsql STABLE
   AS $$
 BEGIN
   PERFORM app.require_owner_filter(p_owner_id);
   -- More than 16 words: the list's 400, now rather than in the middle of the file.
   PERFORM app.search_terms(p_search);
-  RETURN format('COPY (SELECT c.id, c.organization_id, c.owner_id, c.name, c.email, c.phone,'
+  RETURN format('COPY (SELECT c.id, c.organization_id, c.owner_id, c.name, c.email, c.phone, c.external_id,'
                 ' app.ts(c.created_at) AS created_at, app.ts(c.updated_at) AS updated_at,'
                 ' (SELECT u.email FROM crm.users u WHERE u.id = c.owner_id) AS owner_email'
-                ' FROM app.contacts_export_rows(p_search => %L, p_owner_id => %L) c'
+                ' FROM app.contacts_export_rows(p_search => %L, p_owner_id => %L, p_external_id => %L) c'
                 ' ORDER BY c.created_at DESC, c.id DESC) TO STDOUT (FORMAT csv, HEADER)',
-                p_search, p_owner_id);
+                p_search, p_owner_id, p_external_id);
 END
 $$;
 
@@ -57,7 +60,7 @@ $$;
 -- as the list does.
 CREATE OR REPLACE FUNCTION app.deals_export_rows(p_statuses crm.deal_status[] DEFAULT NULL, p_stages text[] DEFAULT NULL,
     p_min_amount numeric DEFAULT NULL, p_max_amount numeric DEFAULT NULL, p_owner_id uuid DEFAULT NULL,
-    p_contact_id uuid DEFAULT NULL, p_pipeline_id uuid DEFAULT NULL)
+    p_contact_id uuid DEFAULT NULL, p_pipeline_id uuid DEFAULT NULL, p_external_id text DEFAULT NULL)
   RETURNS SETOF crm.deals LANGUAGE sql STABLE
   AS $$
     SELECT d.* FROM crm.deals d
@@ -69,6 +72,7 @@ CREATE OR REPLACE FUNCTION app.deals_export_rows(p_statuses crm.deal_status[] DE
        AND (p_max_amount IS NULL OR d.amount_cents <= floor(p_max_amount * 100)::bigint)
        AND (p_owner_id IS NULL OR d.owner_id = p_owner_id)
        AND (p_contact_id IS NULL OR d.contact_id = p_contact_id)
+       AND (p_external_id IS NULL OR d.external_id = p_external_id)
   $$;
 
 -- The COPY of a deals export, in the list's order (p_order_by, p_order, ties
@@ -76,20 +80,20 @@ CREATE OR REPLACE FUNCTION app.deals_export_rows(p_statuses crm.deal_status[] DE
 CREATE OR REPLACE FUNCTION api.deals_export(p_statuses crm.deal_status[] DEFAULT NULL, p_stages text[] DEFAULT NULL,
     p_min_amount numeric DEFAULT NULL, p_max_amount numeric DEFAULT NULL, p_owner_id uuid DEFAULT NULL,
     p_contact_id uuid DEFAULT NULL, p_pipeline_id uuid DEFAULT NULL,
-    p_order_by text DEFAULT 'created_at', p_order text DEFAULT 'desc')
+    p_order_by text DEFAULT 'created_at', p_order text DEFAULT 'desc', p_external_id text DEFAULT NULL)
   RETURNS text LANGUAGE plpgsql STABLE
   AS $$
 BEGIN
   PERFORM app.deals_list_check(p_stages, p_pipeline_id, p_order_by, p_order, p_owner_id);
   RETURN format('COPY (SELECT d.id, d.organization_id, d.contact_id, d.owner_id, d.title,'
                 ' to_char(d.amount, %L) AS amount, d.currency, d.status, d.pipeline_id, d.stage,'
-                ' to_char(d.expected_close_date, %L) AS expected_close_date, app.ts(d.closed_at) AS closed_at,'
+                ' to_char(d.expected_close_date, %L) AS expected_close_date, app.ts(d.closed_at) AS closed_at, d.external_id,'
                 ' app.ts(d.created_at) AS created_at, app.ts(d.updated_at) AS updated_at'
                 ' FROM app.deals_export_rows(p_statuses => %L, p_stages => %L, p_min_amount => %L,'
-                ' p_max_amount => %L, p_owner_id => %L, p_contact_id => %L, p_pipeline_id => %L) d'
+                ' p_max_amount => %L, p_owner_id => %L, p_contact_id => %L, p_pipeline_id => %L, p_external_id => %L) d'
                 ' ORDER BY d.%I %s, d.id %s) TO STDOUT (FORMAT csv, HEADER)',
                 'FM999999999990.00', 'YYYY-MM-DD',
-                p_statuses, p_stages, p_min_amount, p_max_amount, p_owner_id, p_contact_id, p_pipeline_id,
+                p_statuses, p_stages, p_min_amount, p_max_amount, p_owner_id, p_contact_id, p_pipeline_id, p_external_id,
                 CASE p_order_by WHEN 'amount' THEN 'amount_cents' ELSE p_order_by END, p_order, p_order);
 END
 $$;
@@ -112,17 +116,20 @@ END
 $$;
 
 -- Writes rows of an import, as the API writes contacts (so every CHECK,
--- foreign key and rule trigger of crm.contacts applies, with the caller's
--- role): a row creates a contact owned by the member whose address is
--- owner_email (by the email key, as logins compare addresses), or by the
--- caller. Rows are created as if one microsecond apart, the first row of
--- the file the newest, so the list (newest first) and an export show them
--- in the file's order. Returns {created, updated}.
+-- key and rule trigger of crm.contacts applies, with the caller's role). A
+-- row whose external_id a contact of the organization has updates that
+-- contact: the columns in p_columns, owner_email only when given (an owner
+-- cannot be null). Every other row creates a contact owned by the member
+-- whose address is owner_email (by the email key, as logins compare
+-- addresses), or by the caller; rows are created as if one microsecond
+-- apart, the first row of the file the newest, so the list (newest first)
+-- and an export show them in the file's order. Returns {created, updated}.
 CREATE OR REPLACE FUNCTION app.contacts_import_apply(p_rows app.contact_import_row[], p_columns text[])
   RETURNS bigint[] LANGUAGE plpgsql
   AS $$
 DECLARE
   v_created bigint;
+  v_updated bigint;
   v_missing int;
 BEGIN
   -- The members by email key, computed once and hashed (under RLS an
@@ -135,17 +142,31 @@ BEGIN
   IF v_missing IS NOT NULL THEN
     PERFORM app.fail('MC404', 'owner_email_not_member', 'no member of the organization has this email address', 'owner_email');
   END IF;
-  WITH ins AS (
-    INSERT INTO crm.contacts (organization_id, owner_id, name, email, phone, created_at, updated_at)
-    SELECT (SELECT app.org_id()), coalesce(mb.user_id, app.user_id()),
-           app.trim_space(r.name), app.trim_space(r.email), app.trim_space(r.phone),
-           now() - (r.row_no - 2) * interval '1 microsecond', now() - (r.row_no - 2) * interval '1 microsecond'
+  WITH src AS (
+    SELECT r.*, mb.user_id AS owner_id, c.id AS existing
       FROM unnest(p_rows) r
       LEFT JOIN (SELECT app.email_key(u.email) AS key, m.user_id FROM crm.organization_members m JOIN crm.users u ON u.id = m.user_id
                   WHERE m.organization_id = (SELECT app.org_id())) mb ON mb.key = app.email_key(r.owner_email)
+      LEFT JOIN crm.contacts c ON c.organization_id = (SELECT app.org_id()) AND c.external_id = r.external_id),
+  upd AS (
+    UPDATE crm.contacts c SET
+      name     = CASE WHEN 'name' = ANY (p_columns) THEN app.trim_space(s.name) ELSE c.name END,
+      email    = CASE WHEN 'email' = ANY (p_columns) THEN app.trim_space(s.email) ELSE c.email END,
+      phone    = CASE WHEN 'phone' = ANY (p_columns) THEN app.trim_space(s.phone) ELSE c.phone END,
+      owner_id = coalesce(s.owner_id, c.owner_id)
+      FROM src s
+     WHERE c.organization_id = (SELECT app.org_id()) AND c.id = s.existing
+    RETURNING 1),
+  ins AS (
+    INSERT INTO crm.contacts (organization_id, owner_id, name, email, phone, external_id, created_at, updated_at)
+    SELECT (SELECT app.org_id()), coalesce(s.owner_id, app.user_id()),
+           app.trim_space(s.name), app.trim_space(s.email), app.trim_space(s.phone), s.external_id,
+           now() - (s.row_no - 2) * interval '1 microsecond', now() - (s.row_no - 2) * interval '1 microsecond'
+      FROM src s
+     WHERE s.existing IS NULL
     RETURNING 1)
-  SELECT count(*) INTO v_created FROM ins;
-  RETURN ARRAY[v_created, 0];
+  SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd) INTO v_created, v_updated;
+  RETURN ARRAY[v_created, v_updated];
 END
 $$;
 

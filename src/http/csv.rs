@@ -65,13 +65,18 @@ impl<S: Send + Sync> FromRequest<S> for CsvBody {
                 "the body must be CSV with Content-Type: text/csv (charset utf-8, or none)",
             ));
         }
+        // Announced too large: refused before reading any of it.
+        let announced = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|n| n > IMPORT_BODY_LIMIT as u64) {
+            return Err(too_large());
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!("an import may be at most {IMPORT_BODY_LIMIT} bytes"),
-                )
+                too_large()
             } else {
                 Problem::new(
                     StatusCode::BAD_REQUEST,
@@ -82,6 +87,14 @@ impl<S: Send + Sync> FromRequest<S> for CsvBody {
         })?;
         Ok(CsvBody(bytes))
     }
+}
+
+fn too_large() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("an import may be at most {IMPORT_BODY_LIMIT} bytes (10 MiB)"),
+    )
 }
 
 fn is_csv_utf8(value: &str) -> bool {
@@ -239,7 +252,10 @@ pub fn read_import(
 ) -> Result<ImportFile, Problem> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     if let Err(e) = std::str::from_utf8(body) {
-        let line = 1 + body[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+        let line = 1 + body[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
         return Err(bad(
             "csv_invalid_encoding",
             format!("line {line}"),
@@ -393,7 +409,8 @@ mod tests {
 
     #[test]
     fn reads_quoting_line_ends_and_empty_fields() {
-        let file = read("\u{feff}phone,id,name\r\n1,x,\"A, \"\"B\"\"\r\nC\"\r\n,,\\d\t\n\r\n").unwrap();
+        let file =
+            read("\u{feff}phone,id,name\r\n1,x,\"A, \"\"B\"\"\r\nC\"\r\n,,\\d\t\n\r\n").unwrap();
         assert_eq!(file.columns, ["name", "phone"]);
         assert_eq!(
             std::str::from_utf8(&file.copy).unwrap(),
@@ -417,7 +434,12 @@ mod tests {
         assert_eq!(code(b"name\r\nA\0\r\n"), "csv_invalid_encoding");
         let many = format!("name\n{}", "A\n".repeat(IMPORT_MAX_ROWS + 1));
         assert_eq!(code(many.as_bytes()), "csv_too_many_rows");
-        assert_eq!(read(&format!("name\n{}", "A\n".repeat(IMPORT_MAX_ROWS))).unwrap().rows, IMPORT_MAX_ROWS);
+        assert_eq!(
+            read(&format!("name\n{}", "A\n".repeat(IMPORT_MAX_ROWS)))
+                .unwrap()
+                .rows,
+            IMPORT_MAX_ROWS
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod concurrency;
 mod connections;
 mod contacts;
 mod conventions;
+mod csv;
 mod cursors;
 mod deals;
 mod helpers;

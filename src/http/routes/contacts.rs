@@ -245,6 +245,9 @@ pub struct ContactExportQuery {
     pub search: Option<String>,
     /// As the list's `owner_id` (members: only themselves).
     pub owner_id: Option<Uuid>,
+    /// The contact with this external id.
+    #[param(min_length = 1, max_length = 255)]
+    pub external_id: Option<String>,
 }
 
 /// Export contacts as CSV.
@@ -270,7 +273,11 @@ pub async fn export(
         .export(
             ctx,
             "api.contacts_export",
-            &[("p_search", &q.search), ("p_owner_id", &q.owner_id)],
+            &[
+                ("p_search", &q.search),
+                ("p_owner_id", &q.owner_id),
+                ("p_external_id", &q.external_id),
+            ],
         )
         .await?;
     Ok(CsvFile {

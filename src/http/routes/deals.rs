@@ -428,6 +428,9 @@ pub struct DealExportQuery {
     /// Members may only name themselves.
     pub owner_id: Option<Uuid>,
     pub contact_id: Option<Uuid>,
+    /// The deal with this external id.
+    #[param(min_length = 1, max_length = 255)]
+    pub external_id: Option<String>,
     /// Default `created_at`; ties are broken by id.
     #[serde(default)]
     #[param(inline)]
@@ -475,6 +478,7 @@ pub async fn export(
                 ("p_contact_id", &q.contact_id),
                 ("p_order_by", &q.order_by.column()),
                 ("p_order", &q.order.keyword()),
+                ("p_external_id", &q.external_id),
             ],
         )
         .await?;
