@@ -101,8 +101,11 @@ const REFERENCE_FIELDS: &[(&str, Kind)] = &[
 ];
 
 /// A body or query field that names a record (and so must be in the table).
+/// An `external_id` is a key the request's own organization gives its
+/// records, not a reference (the upserts take it in the path: see
+/// FIXED_PATH_PARAMS).
 fn is_reference(name: &str) -> bool {
-    name.ends_with("_id") || name == "reassign_to"
+    (name.ends_with("_id") && name != "external_id") || name == "reassign_to"
 }
 
 fn path_kind(template: &str, param: &str) -> Option<Kind> {
