@@ -110,8 +110,8 @@ fn is_csv_utf8(value: &str) -> bool {
 }
 
 /// A file's structure problem: 400 with its code and where it is.
-fn bad(code: &str, field: String, detail: String) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, code, detail.clone()).with_field(field, detail)
+fn bad(code: &str, field: String, detail: String) -> Box<Problem> {
+    Box::new(Problem::new(StatusCode::BAD_REQUEST, code, detail.clone()).with_field(field, detail))
 }
 
 /// A strict RFC 4180 reader: fields separated by commas, records by CRLF (a
@@ -127,7 +127,7 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// The next record's fields into `out` (an empty field is None); false
     /// at the end of the file.
-    fn record(&mut self, out: &mut Vec<Option<String>>) -> Result<bool, Problem> {
+    fn record(&mut self, out: &mut Vec<Option<String>>) -> Result<bool, Box<Problem>> {
         out.clear();
         if self.pos >= self.s.len() {
             return Ok(false);
@@ -153,7 +153,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn field(&mut self) -> Result<Option<String>, Problem> {
+    fn field(&mut self) -> Result<Option<String>, Box<Problem>> {
         let line = self.line;
         if self.s.get(self.pos) == Some(&b'"') {
             self.pos += 1;
@@ -249,7 +249,7 @@ pub fn read_import(
     body: &[u8],
     columns: &[&'static str],
     ignored: &[&str],
-) -> Result<ImportFile, Problem> {
+) -> Result<ImportFile, Box<Problem>> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     if let Err(e) = std::str::from_utf8(body) {
         let line = 1 + body[..e.valid_up_to()]
@@ -277,14 +277,14 @@ pub fn read_import(
     };
     let mut record = Vec::new();
     if !reader.record(&mut record)? || record.iter().all(Option::is_none) {
-        return Err(Problem::new(
+        return Err(Box::new(Problem::new(
             StatusCode::BAD_REQUEST,
             "csv_empty",
             format!(
                 "the file is empty: its first line must name its columns (any of {})",
                 columns.join(", ")
             ),
-        ));
+        )));
     }
     // Where each field of a row goes: the staging column's index, or None.
     let mut slots: Vec<Option<usize>> = Vec::with_capacity(record.len());
@@ -350,11 +350,11 @@ pub fn read_import(
         }
         rows += 1;
         if rows > IMPORT_MAX_ROWS {
-            return Err(Problem::new(
+            return Err(Box::new(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "csv_too_many_rows",
                 format!("an import may have at most {IMPORT_MAX_ROWS} rows"),
-            ));
+            )));
         }
         copy.extend_from_slice(row_no.to_string().as_bytes());
         for field in &fields {
@@ -367,11 +367,11 @@ pub fn read_import(
         copy.push(b'\n');
     }
     if rows == 0 {
-        return Err(Problem::new(
+        return Err(Box::new(Problem::new(
             StatusCode::BAD_REQUEST,
             "csv_no_rows",
             "the file has a header but no rows",
-        ));
+        )));
     }
     Ok(ImportFile {
         columns: present,
@@ -399,7 +399,7 @@ mod tests {
 
     const COLUMNS: [&str; 3] = ["name", "email", "phone"];
 
-    fn read(body: &str) -> Result<ImportFile, Problem> {
+    fn read(body: &str) -> Result<ImportFile, Box<Problem>> {
         read_import(body.as_bytes(), &COLUMNS, &["id"])
     }
 

@@ -266,7 +266,7 @@ async fn bad_export_filters_are_problems_before_any_csv() {
     // Every connection went back to the pool (none was left mid-transaction).
     tokio::time::sleep(Duration::from_millis(100)).await;
     let status = app.state.db.status();
-    assert_eq!(status.size, status.available as usize, "{status:?}");
+    assert_eq!(status.size, status.available, "{status:?}");
 }
 
 #[tokio::test]
