@@ -33,6 +33,8 @@ const CHUNK: usize = 64 * 1024;
 pub struct Export {
     state: State,
     in_quotes: bool,
+    /// The export's slot ([`super::Db::export`]), given back when it ends.
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 // One per export, moved once into the response body: not worth a box.
@@ -60,7 +62,12 @@ impl Drop for Held {
 }
 
 impl Export {
-    pub(super) fn new(object: Object, tls: tls::MakeRustlsConnect, copy: CopyOutStream) -> Self {
+    pub(super) fn new(
+        object: Object,
+        tls: tls::MakeRustlsConnect,
+        copy: CopyOutStream,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Self {
         Export {
             state: State::Copying {
                 held: Held(Some(object), tls),
@@ -68,6 +75,7 @@ impl Export {
                 buf: BytesMut::with_capacity(CHUNK + 4096),
             },
             in_quotes: false,
+            slot: Some(slot),
         }
     }
 }
@@ -108,6 +116,7 @@ impl Stream for Export {
                         // Mid-file: the client sees the body broken off, not a
                         // shorter file. Dropping the state abandons the connection.
                         this.state = State::Done;
+                        this.slot = None;
                         return Poll::Ready(Some(Err(e)));
                     }
                     Poll::Ready(None) => {
@@ -139,6 +148,7 @@ impl Stream for Export {
                 State::Committing(commit) => {
                     let result = futures_util::ready!(commit.as_mut().poll(cx));
                     this.state = State::Done;
+                    this.slot = None;
                     return Poll::Ready(match result {
                         Ok(rest) if rest.is_empty() => None,
                         other => Some(other),

@@ -53,6 +53,8 @@ impl Ctx {
 pub enum DbError {
     Statement(tokio_postgres::Error),
     Pool(deadpool_postgres::PoolError),
+    /// Every export slot is taken ([`Db::export`]).
+    ExportsBusy,
 }
 
 impl From<tokio_postgres::Error> for DbError {
@@ -161,6 +163,10 @@ fn call_sql(function: &str, args: &[Arg<'_>]) -> String {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// Exports running at once: each holds a pooled connection for as long
+    /// as its client reads, so they may take at most a quarter of the pool
+    /// (at least one) and never starve the other requests.
+    exports: std::sync::Arc<tokio::sync::Semaphore>,
     /// For the cancel requests of abandoned statements.
     tls: tls::MakeRustlsConnect,
     transaction_pooler: bool,
@@ -202,6 +208,7 @@ impl Db {
             .context("building the connection pool")?;
         Ok(Self {
             pool,
+            exports: std::sync::Arc::new(tokio::sync::Semaphore::new((settings.size / 4).max(1))),
             tls,
             transaction_pooler: settings.transaction_pooler,
         })
@@ -271,6 +278,11 @@ impl Db {
         function: &str,
         args: &[Arg<'_>],
     ) -> Result<copy::Export, DbError> {
+        let slot = self
+            .exports
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| DbError::ExportsBusy)?;
         let sql = call_sql(function, args);
         let mut in_flight = InFlight(Some(self.pool.get().await?), &self.tls);
         let client = in_flight.client();
@@ -292,6 +304,7 @@ impl Db {
                 in_flight.0.take().expect("in flight"),
                 self.tls.clone(),
                 stream,
+                slot,
             )),
             Err(e) => {
                 if client.batch_execute("ROLLBACK").await.is_ok() {

@@ -123,6 +123,15 @@ impl From<DbError> for AppError {
         match e {
             DbError::Statement(e) => AppError::Db(e),
             DbError::Pool(e) => AppError::Pool(e),
+            DbError::ExportsBusy => {
+                let mut p = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "exports_busy",
+                    "as many exports as the server runs at once are running; try again shortly",
+                );
+                p.retry_after = Some(5);
+                AppError::Problem(Box::new(p))
+            }
         }
     }
 }

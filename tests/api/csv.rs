@@ -883,3 +883,30 @@ async fn rows_with_a_known_external_id_update_that_contact() {
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1][3], "Grace");
 }
+
+#[tokio::test]
+async fn exports_take_at_most_a_quarter_of_the_pool() {
+    let app = TestApp::spawn_with(|c| c.pool.size = 8).await;
+    let ann = app.user("ann").await;
+    many_deals(&app, &ann, 10_000).await;
+    let mut running = Vec::new();
+    for _ in 0..2 {
+        let response = app
+            .router
+            .clone()
+            .oneshot(export_request(&ann, "/api/v1/deals/export"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body().into_data_stream();
+        body.next().await.unwrap().unwrap();
+        running.push(body);
+    }
+    let res = ann.get("/api/v1/contacts/export").await;
+    res.problem(503, "exports_busy");
+    assert_eq!(res.headers["retry-after"], "5");
+    // The other requests still have the rest of the pool.
+    ann.read("/api/v1/deals?page_size=1").await;
+    drop(running.pop());
+    assert_eq!(export(&ann, "/api/v1/contacts/export").await.len(), 2);
+}
