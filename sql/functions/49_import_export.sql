@@ -200,23 +200,31 @@ CREATE OR REPLACE FUNCTION app.import_row_error(p_row int, p_state text, p_const
         ELSE 'invalid_value: a value is not valid' END)
   $$;
 
--- Imports the staged file: all rows or none. Rows are written together
--- first (the usual case, a valid file, costs one statement); if that fails,
--- every row is tried alone in a subtransaction to name each bad row (up to
--- 100), and the error undoes them all. The rules are the table's own (its
--- CHECKs, keys and triggers, through app.contacts_import_apply): none is
--- written again here. p_columns: the file's columns that the import reads.
+-- Imports the staged file: all rows or none. The rules are the table's own
+-- (its CHECKs, keys and triggers, through app.contacts_import_apply): none
+-- is written again here. The rows are written together (the usual case, a
+-- valid file, costs one statement); if that fails, each half is tried in a
+-- subtransaction, a half that passes stays written and one that fails is
+-- halved again, down to single rows, whose errors are the file's: a bad row
+-- among 50,000 is found in about 32 subtransactions rather than 50,000,
+-- and every row that passes was written in a set. Up to 100 bad rows are
+-- named, and the error then undoes everything. p_columns: the file's
+-- columns that the import reads.
 CREATE OR REPLACE FUNCTION api.contacts_import(p_columns text[]) RETURNS jsonb
   LANGUAGE plpgsql
   AS $$
 DECLARE
   v_rows app.contact_import_row[];
-  v_row app.contact_import_row;
+  v_todo app.contact_import_row[];
   v_errors jsonb := '[]'::jsonb;
   v_done bigint[];
   v_created bigint := 0::bigint;
   v_updated bigint := 0::bigint;
   v_dup int[];
+  v_lo int[];
+  v_hi int[];
+  v_from int;
+  v_to int;
   v_state text;
   v_constraint text;
   v_column text;
@@ -240,30 +248,35 @@ BEGIN
     FROM (SELECT r.row_no, min(r.row_no) OVER (PARTITION BY r.external_id) AS first
             FROM unnest(v_rows) r WHERE r.external_id IS NOT NULL) d
    WHERE d.row_no <> d.first;
-  IF cardinality(v_dup) = 0 THEN
+  v_todo := ARRAY(SELECT r FROM unnest(v_rows) r WHERE r.row_no <> ALL (v_dup) ORDER BY r.row_no);
+  -- The ranges of v_todo still to write, a stack: the top is the leftmost,
+  -- so rows are written, and errors found, in the file's order.
+  v_lo := ARRAY[1];
+  v_hi := ARRAY[cardinality(v_todo)];
+  WHILE cardinality(v_lo) > 0 AND jsonb_array_length(v_errors) < c_max_errors LOOP
+    v_from := v_lo[cardinality(v_lo)];
+    v_to := v_hi[cardinality(v_hi)];
+    v_lo := v_lo[1:cardinality(v_lo) - 1];
+    v_hi := v_hi[1:cardinality(v_hi) - 1];
+    CONTINUE WHEN v_from > v_to;
     BEGIN
-      v_done := app.contacts_import_apply(v_rows, p_columns);
-      RETURN jsonb_build_object('created', v_done[1], 'updated', v_done[2]);
-    EXCEPTION WHEN integrity_constraint_violation OR data_exception OR insufficient_privilege
-                OR SQLSTATE 'MC400' OR SQLSTATE 'MC403' OR SQLSTATE 'MC404' OR SQLSTATE 'MC409' THEN
-      NULL;  -- some row is not valid: the rows one by one say which
-    END;
-  END IF;
-  FOR v_row IN SELECT * FROM unnest(v_rows) r WHERE r.row_no <> ALL (v_dup) ORDER BY r.row_no LOOP
-    EXIT WHEN jsonb_array_length(v_errors) >= c_max_errors;
-    BEGIN
-      v_done := app.contacts_import_apply(ARRAY[v_row], p_columns);
+      v_done := app.contacts_import_apply(v_todo[v_from:v_to], p_columns);
       v_created := v_created + v_done[1];
       v_updated := v_updated + v_done[2];
     EXCEPTION WHEN integrity_constraint_violation OR data_exception OR insufficient_privilege
                 OR SQLSTATE 'MC400' OR SQLSTATE 'MC403' OR SQLSTATE 'MC404' OR SQLSTATE 'MC409' THEN
-      GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_constraint = CONSTRAINT_NAME,
-                              v_column = COLUMN_NAME, v_message = MESSAGE_TEXT;
-      v_errors := v_errors || app.import_row_error(v_row.row_no, v_state, v_constraint, v_column, v_message);
+      IF v_from = v_to THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_constraint = CONSTRAINT_NAME,
+                                v_column = COLUMN_NAME, v_message = MESSAGE_TEXT;
+        v_errors := v_errors || app.import_row_error(v_todo[v_from].row_no, v_state, v_constraint, v_column, v_message);
+      ELSE
+        -- The right half below the left one: the left is tried first.
+        v_lo := v_lo || ARRAY[(v_from + v_to) / 2 + 1, v_from];
+        v_hi := v_hi || ARRAY[v_to, (v_from + v_to) / 2];
+      END IF;
     END;
   END LOOP;
   IF jsonb_array_length(v_errors) = 0 THEN
-    -- Together they failed, one by one they pass: written one by one.
     RETURN jsonb_build_object('created', v_created, 'updated', v_updated);
   END IF;
   RAISE EXCEPTION USING ERRCODE = 'MC400', CONSTRAINT = 'import_invalid',

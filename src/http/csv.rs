@@ -17,6 +17,11 @@ use crate::{db::copy::Export, http::problem::Problem};
 pub const IMPORT_BODY_LIMIT: usize = 10 * 1024 * 1024;
 /// And have this many data rows (400 `csv_too_many_rows` beyond).
 pub const IMPORT_MAX_ROWS: usize = 50_000;
+/// An import's request time limit, when `REQUEST_TIMEOUT_MS` is shorter:
+/// 50,000 rows take seconds (each written with every CHECK, key, rule and
+/// search word), more on a loaded machine. The statements' own
+/// `statement_timeout` is the same (`db::copy::IMPORT_TIMEOUT`).
+pub const IMPORT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A streamed CSV file: `text/csv; charset=utf-8`, as an attachment.
 pub struct CsvFile {

@@ -286,6 +286,9 @@ pub async fn export(
     })
 }
 
+/// The import's path (it has its own request time limit: `http::TimeLimit`).
+pub const IMPORT_PATH: &str = "/api/v1/contacts/import";
+
 /// The columns an import writes, in the staging table's order (V19,
 /// `app.contact_import_row`).
 const IMPORT_COLUMNS: [&str; 5] = ["name", "email", "phone", "external_id", "owner_email"];
