@@ -303,6 +303,13 @@ const EXPORT_ONLY: [&str; 6] = [
     "version",
 ];
 
+/// A CSV file, as the import's body is documented (`CsvBody` reads it):
+/// bytes sent as they are, so that generated clients send a file unchanged.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // documentation only
+pub struct CsvUpload(String);
+
 /// The answer of an import.
 #[derive(Serialize, ToSchema)]
 pub struct ImportResult {
@@ -316,7 +323,7 @@ pub struct ImportResult {
 #[utoipa::path(post, operation_id = "contacts_import",
     path = "/contacts/import", tag = "contacts",
     security(("bearer" = [])), params(crate::http::routes::OrgHeader),
-    request_body(content = String, content_type = "text/csv",
+    request_body(content = CsvUpload, content_type = "text/csv",
         description = "RFC 4180 CSV, UTF-8 (a leading byte order mark is skipped), at most 50,000 rows and 10 MiB. The header row names any of `name`, `email`, `phone`, `external_id`, `owner_email` (an export's other columns are accepted and ignored). An empty field is no value. A row creates a contact owned by the member whose address is `owner_email` (default: the caller), or, when its `external_id` is a contact's, updates that contact's columns present in the file."),
     responses(
         (status = 200, description = "Every row was written", body = ImportResult),
