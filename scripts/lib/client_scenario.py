@@ -19,6 +19,7 @@ status is 1 when any check failed.
 
 import datetime
 import importlib
+import io
 import inspect
 import pkgutil
 import sys
@@ -37,6 +38,7 @@ OPERATIONS = """
     members_list invitations_create members_update members_remove
     invitations_list invitations_get invitations_revoke invitations_list_mine invitations_accept invitations_decline
     contacts_list contacts_create contacts_get contacts_update contacts_delete
+    contacts_export contacts_import deals_export
     deals_list deals_create deals_get deals_update deals_delete
     tasks_list tasks_create tasks_get tasks_update tasks_delete
     activities_list activities_create analytics_summary analytics_funnel
@@ -66,6 +68,8 @@ from minicrm_client.models import (
     ContactPatch,
     DealPatch,
     DealStatus,
+    DealsExportOrder,
+    DealsExportOrderBy,
     DealsListOrder,
     DealsListOrderBy,
     InvitationRequest,
@@ -87,7 +91,7 @@ from minicrm_client.models import (
     RegisterRequest,
     TaskPatch,
 )
-from minicrm_client.types import UNSET
+from minicrm_client.types import UNSET, File
 
 BASE = sys.argv[1].rstrip("/")
 RUN = uuid.uuid4().hex[:8]
@@ -621,6 +625,29 @@ def scenario() -> None:
               "GET /pipelines/{id}").position, 2, "Sales second")
     expect_empty(op.pipelines_delete.sync_detailed(ren.id, client=ann, x_organization_id=org_header(org)), 204,
                  "DELETE /pipelines/{id}")
+
+    step("10c. CSV: import, export")
+    csv = b"name,email,external_id\r\n\"Csv, One\",csv1@example.com,csv-1\r\n"
+    imported = expect(op.contacts_import.sync_detailed(client=ann, x_organization_id=org_header(org),
+                                                       body=File(payload=io.BytesIO(csv), mime_type="text/csv")),
+                      200, "POST /contacts/import")
+    eq((imported.created, imported.updated), (1, 0), "one contact imported")
+    problem(op.contacts_import.sync_detailed(client=ann, x_organization_id=org_header(org),
+                                             body=File(payload=io.BytesIO(b"name,nickname\r\nA,a\r\n"), mime_type="text/csv")),
+            400, "csv_unknown_column", "an import with an unknown column")
+    resp = op.contacts_export.sync_detailed(client=ann, x_organization_id=org_header(org), search="csv")
+    check(resp.status_code == 200 and resp.headers.get("content-type") == "text/csv; charset=utf-8",
+          f"GET /contacts/export answers CSV ({resp.status_code} {resp.headers.get('content-type')})")
+    lines = resp.content.decode().split("\r\n")
+    check(lines[0].startswith("id,organization_id,owner_id,name,email,phone,external_id,")
+          and '"Csv, One",csv1@example.com,,csv-1,' in lines[1] and lines[2:] == [""],
+          f"the export has the imported contact ({lines})")
+    resp = op.deals_export.sync_detailed(client=ann, x_organization_id=org_header(org),
+                                         order_by=DealsExportOrderBy.AMOUNT, order=DealsExportOrder.ASC)
+    check(resp.status_code == 200 and resp.content.startswith(b"id,organization_id,contact_id,owner_id,title,amount,"),
+          f"GET /deals/export answers CSV ({resp.status_code})")
+    problem(op.deals_export.sync_detailed(client=ann, x_organization_id=org_header(org), stage=["nowhere"]),
+            400, "stage_not_in_pipeline", "an export with an unknown stage")
 
     step("11. tenancy: another organization's records are 404")
     problem(op.deals_get.sync_detailed(deal.id, client=ann, x_organization_id=org_header(first_org)), 404, "deal_not_found",

@@ -11,6 +11,39 @@ CREATE OR REPLACE FUNCTION app.deal_json(d crm.deals) RETURNS jsonb
       'created_at', app.ts(d.created_at), 'updated_at', app.ts(d.updated_at), 'version', d.version)
   $$;
 
+-- The checks of the deal list's filters and sort, shared by the list and the
+-- export (api.deals_export): a stage key that no stage of the organization
+-- (of that pipeline, if it is one of the organization's) has, an unknown
+-- order_by or order, and a member filtering by another owner.
+CREATE OR REPLACE FUNCTION app.deals_list_check(p_stages text[], p_pipeline_id uuid, p_order_by text, p_order text,
+    p_owner_id uuid)
+  RETURNS void LANGUAGE plpgsql STABLE
+  AS $$
+DECLARE
+  v_unknown text;
+BEGIN
+  IF p_stages IS NOT NULL THEN
+    SELECT k INTO v_unknown FROM unnest(p_stages) k
+     WHERE NOT EXISTS (SELECT 1 FROM crm.pipeline_stages s
+                        WHERE s.organization_id = (SELECT app.org_id()) AND s.key = k
+                          AND (s.pipeline_id = p_pipeline_id OR p_pipeline_id IS NULL
+                               OR NOT EXISTS (SELECT 1 FROM crm.pipelines p
+                                               WHERE p.organization_id = (SELECT app.org_id()) AND p.id = p_pipeline_id)))
+     LIMIT 1;
+    IF v_unknown IS NOT NULL THEN
+      PERFORM app.fail('MC400', 'stage_not_in_pipeline', format('no pipeline of the filter has a stage %s', v_unknown), 'stage');
+    END IF;
+  END IF;
+  IF p_order_by IS NULL OR p_order_by NOT IN ('created_at', 'updated_at', 'amount', 'title') THEN
+    PERFORM app.fail('MC400', 'invalid_order_by', 'order_by must be one of created_at, updated_at, amount, title', 'order_by');
+  END IF;
+  IF p_order IS NULL OR p_order NOT IN ('asc', 'desc') THEN
+    PERFORM app.fail('MC400', 'invalid_order', 'order must be asc or desc', 'order');
+  END IF;
+  PERFORM app.require_owner_filter(p_owner_id);
+END
+$$;
+
 -- p_order_by: created_at | updated_at | amount | title; p_order: asc | desc.
 -- Both are checked against these lists before they become SQL identifiers.
 -- p_page (offset pages) or a keyset: p_after_id and the p_after_<order_by>
@@ -45,27 +78,8 @@ DECLARE
   v_counted bigint;
   v_plan json;
   v_items jsonb;
-  v_unknown text;
 BEGIN
-  IF p_stages IS NOT NULL THEN
-    SELECT k INTO v_unknown FROM unnest(p_stages) k
-     WHERE NOT EXISTS (SELECT 1 FROM crm.pipeline_stages s
-                        WHERE s.organization_id = (SELECT app.org_id()) AND s.key = k
-                          AND (s.pipeline_id = p_pipeline_id OR p_pipeline_id IS NULL
-                               OR NOT EXISTS (SELECT 1 FROM crm.pipelines p
-                                               WHERE p.organization_id = (SELECT app.org_id()) AND p.id = p_pipeline_id)))
-     LIMIT 1;
-    IF v_unknown IS NOT NULL THEN
-      PERFORM app.fail('MC400', 'stage_not_in_pipeline', format('no pipeline of the filter has a stage %s', v_unknown), 'stage');
-    END IF;
-  END IF;
-  IF p_order_by IS NULL OR p_order_by NOT IN ('created_at', 'updated_at', 'amount', 'title') THEN
-    PERFORM app.fail('MC400', 'invalid_order_by', 'order_by must be one of created_at, updated_at, amount, title', 'order_by');
-  END IF;
-  IF p_order IS NULL OR p_order NOT IN ('asc', 'desc') THEN
-    PERFORM app.fail('MC400', 'invalid_order', 'order must be asc or desc', 'order');
-  END IF;
-  PERFORM app.require_owner_filter(p_owner_id);
+  PERFORM app.deals_list_check(p_stages, p_pipeline_id, p_order_by, p_order, p_owner_id);
   IF p_external_id IS NOT NULL THEN
     PERFORM app.check_external_id(p_external_id);
   END IF;

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+pub mod copy;
 pub mod idempotency;
 pub mod localdb;
 pub mod migrate;
@@ -53,6 +54,8 @@ impl Ctx {
 pub enum DbError {
     Statement(tokio_postgres::Error),
     Pool(deadpool_postgres::PoolError),
+    /// Every export slot is taken ([`Db::export`]).
+    ExportsBusy,
 }
 
 impl From<tokio_postgres::Error> for DbError {
@@ -187,9 +190,18 @@ fn write_call(sql: &mut String, function: &str, args: &[Arg<'_>], first: usize) 
     sql.push(')');
 }
 
+/// The values of named arguments, in order.
+fn values<'a>(args: &[Arg<'a>]) -> Vec<&'a dyn param::Param> {
+    args.iter().map(|(_, value)| *value).collect()
+}
+
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// Exports running at once: each holds a pooled connection for as long
+    /// as its client reads, so they may take at most a quarter of the pool
+    /// (at least one) and never starve the other requests.
+    exports: std::sync::Arc<tokio::sync::Semaphore>,
     /// For the cancel requests of abandoned statements.
     tls: tls::MakeRustlsConnect,
     transaction_pooler: bool,
@@ -233,6 +245,7 @@ impl Db {
             .context("building the connection pool")?;
         Ok(Self {
             pool,
+            exports: std::sync::Arc::new(tokio::sync::Semaphore::new((settings.size / 4).max(1))),
             tls,
             transaction_pooler: settings.transaction_pooler,
             idempotency_ttl_secs: 86_400,
@@ -264,8 +277,7 @@ impl Db {
             return self.call_idempotent(ctx, key, function, args).await;
         }
         let sql = call_sql(function, args);
-        let values: Vec<&dyn param::Param> = args.iter().map(|(_, value)| *value).collect();
-        Ok(self.query_one(ctx, &sql, &values).await?.get(0))
+        Ok(self.query_one(ctx, &sql, &values(args)).await?.get(0))
     }
 
     async fn call_idempotent(
@@ -303,8 +315,22 @@ impl Db {
         values: &[&dyn param::Param],
     ) -> Result<tokio_postgres::Row, DbError> {
         let mut in_flight = InFlight(Some(self.pool.get().await?), &self.tls);
-        let client = in_flight.client();
-        let row = if self.transaction_pooler {
+        let row = self.query(in_flight.client(), ctx, sql, values).await;
+        in_flight.done();
+        Ok(row?)
+    }
+
+    /// One request statement on `client`: `$1` and `$2` are the context,
+    /// `values` the rest, prepared and cached per connection or, behind a
+    /// transaction-mode pooler, one unnamed statement.
+    async fn query(
+        &self,
+        client: &Object,
+        ctx: Ctx,
+        sql: &str,
+        values: &[&dyn param::Param],
+    ) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
+        if self.transaction_pooler {
             let wire: Vec<(param::AsWire<'_>, Type)> = values
                 .iter()
                 .map(|value| (param::AsWire(*value), value.wire().ty))
@@ -324,9 +350,7 @@ impl Db {
             params.push(&ctx.org_id);
             params.extend(values.iter().map(|value| value.as_sql()));
             client.query_one(&statement, &params).await
-        };
-        in_flight.done();
-        Ok(row?)
+        }
     }
 
     /// Housekeeping (`private.run_maintenance()`): runs as the login role, with
@@ -353,6 +377,107 @@ impl Db {
                 _ => None,
             })
             .collect())
+    }
+
+    /// A CSV export (README, "Export"): in one `REPEATABLE READ READ ONLY`
+    /// transaction, the API function `function` checks the filters and
+    /// returns the `COPY ... TO STDOUT` of the export, which runs next, in
+    /// the same snapshot and context. A refused filter is an error here,
+    /// before anything is streamed. The stream holds the connection until
+    /// the last byte (then commits and gives it back); dropped before that
+    /// (the client went away), the statement is cancelled and the
+    /// connection closed, never returned to the pool mid-COPY.
+    pub async fn export(
+        &self,
+        ctx: Ctx,
+        function: &str,
+        args: &[Arg<'_>],
+    ) -> Result<copy::Export, DbError> {
+        let slot = self
+            .exports
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| DbError::ExportsBusy)?;
+        let sql = call_sql(function, args);
+        let mut in_flight = InFlight(Some(self.pool.get().await?), &self.tls);
+        let client = in_flight.client();
+        let started = async {
+            client
+                .batch_execute(&format!(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                     SET LOCAL statement_timeout = {}",
+                    copy::EXPORT_TIMEOUT.as_millis()
+                ))
+                .await?;
+            let copy: Option<String> = self.query(client, ctx, &sql, &values(args)).await?.get(0);
+            let copy = copy.unwrap_or_default();
+            client.copy_out(copy.as_str()).await
+        }
+        .await;
+        match started {
+            Ok(stream) => Ok(copy::Export::new(
+                in_flight.0.take().expect("in flight"),
+                self.tls.clone(),
+                stream,
+                slot,
+            )),
+            Err(e) => {
+                if client.batch_execute("ROLLBACK").await.is_ok() {
+                    in_flight.done();
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A CSV import (README, "Import"), in one transaction: `begin` creates
+    /// the staging table, `copy` (a `COPY ... FROM STDIN` in text format)
+    /// loads `data` into it, and `function` validates and writes the rows,
+    /// returning its JSON. Any error rolls everything back.
+    pub async fn import(
+        &self,
+        ctx: Ctx,
+        begin: &str,
+        copy: &str,
+        data: bytes::Bytes,
+        function: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<String>, DbError> {
+        use futures_util::SinkExt;
+        let mut in_flight = InFlight(Some(self.pool.get().await?), &self.tls);
+        let client = in_flight.client();
+        let done = async {
+            client
+                .batch_execute(&format!(
+                    "BEGIN; SET LOCAL statement_timeout = {}",
+                    copy::IMPORT_TIMEOUT.as_millis()
+                ))
+                .await?;
+            self.query(client, ctx, &call_sql(begin, &[]), &[]).await?;
+            let sink = client.copy_in::<_, bytes::Bytes>(copy).await?;
+            futures_util::pin_mut!(sink);
+            sink.send(data).await?;
+            sink.as_mut().finish().await?;
+            let json: Option<String> = self
+                .query(client, ctx, &call_sql(function, args), &values(args))
+                .await?
+                .get(0);
+            client.batch_execute("COMMIT").await?;
+            Ok::<_, tokio_postgres::Error>(json)
+        }
+        .await;
+        match done {
+            Ok(json) => {
+                in_flight.done();
+                Ok(json)
+            }
+            Err(e) => {
+                if client.batch_execute("ROLLBACK").await.is_ok() {
+                    in_flight.done();
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// Readiness: a pooled connection answers.
@@ -387,16 +512,21 @@ impl InFlight<'_> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if let Some(object) = self.0.take() {
-            let client = Object::take(object);
-            let token = client.cancel_token();
-            let tls = self.1.clone();
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = token.cancel_query(tls).await;
-                    drop(client);
-                });
-            }
+            abandon(object, self.1.clone());
         }
+    }
+}
+
+/// Takes a connection with a statement in flight out of the pool, cancels
+/// the statement and closes the connection.
+fn abandon(object: Object, tls: tls::MakeRustlsConnect) {
+    let client = Object::take(object);
+    let token = client.cancel_token();
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _ = token.cancel_query(tls).await;
+            drop(client);
+        });
     }
 }
 

@@ -2,6 +2,7 @@
 //! OpenAPI document and one module per resource.
 
 pub mod cache;
+pub mod csv;
 pub mod cursor;
 pub mod etag;
 pub mod extract;
@@ -20,7 +21,7 @@ use axum::{
     response::{IntoResponse, Response},
     Router,
 };
-use tower::{util::MapFutureLayer, ServiceBuilder};
+use tower::ServiceBuilder;
 use tower_http::{
     compression::CompressionLayer,
     cors::{AllowOrigin, CorsLayer},
@@ -84,7 +85,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 ///    for OPTIONS);
 /// 3. compression;
 /// 4. the request time limit (a problem, where tower-http's TimeoutLayer
-///    answers with an empty body);
+///    answers with an empty body; an import's is longer: [`TimeLimit`]);
 /// 5. the body limit.
 pub fn app(state: AppState) -> Router {
     let request_timeout = state.config.request_timeout;
@@ -93,9 +94,9 @@ pub fn app(state: AppState) -> Router {
         .layer(ObserveLayer::new(state.metrics.clone(), head_problem))
         .option_layer(state.config.cors_allowed_origins.as_ref().map(cors))
         .layer(compression())
-        .layer(MapFutureLayer::new(move |response| {
-            time_limit(request_timeout, response)
-        }))
+        .layer(TimeLimitLayer {
+            limit: request_timeout,
+        })
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     routes
         .merge(openapi::docs(openapi::finish(doc)))
@@ -198,20 +199,86 @@ fn uri_len(uri: &axum::http::Uri) -> usize {
     count.0
 }
 
-/// A request that takes longer than `limit` is answered 503 rather than left
-/// hanging; the database's statement_timeout bounds any work left behind.
-async fn time_limit<F>(limit: Duration, response: F) -> Result<Response, Infallible>
+/// A request that takes longer than its limit is answered 503 rather than
+/// left hanging; the database's statement_timeout bounds any work left
+/// behind. The limit is `REQUEST_TIMEOUT_MS`, or for a CSV import (up to
+/// 50,000 rows, each written with every rule) at least
+/// [`csv::IMPORT_TIME_LIMIT`]. A concrete future, not a boxed one: this runs
+/// on every request.
+#[derive(Clone, Copy)]
+struct TimeLimitLayer {
+    limit: Duration,
+}
+
+impl<S> tower::Layer<S> for TimeLimitLayer {
+    type Service = TimeLimit<S>;
+    fn layer(&self, inner: S) -> TimeLimit<S> {
+        TimeLimit {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct TimeLimit<S> {
+    inner: S,
+    limit: Duration,
+}
+
+impl<S> tower::Service<Request> for TimeLimit<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = TimeLimited<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let limit = if req.uri().path() == routes::contacts::IMPORT_PATH {
+            self.limit.max(csv::IMPORT_TIME_LIMIT)
+        } else {
+            self.limit
+        };
+        TimeLimited {
+            inner: tokio::time::timeout(limit, self.inner.call(req)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct TimeLimited<F> {
+        #[pin]
+        inner: tokio::time::Timeout<F>,
+    }
+}
+
+impl<F> std::future::Future for TimeLimited<F>
 where
     F: std::future::Future<Output = Result<Response, Infallible>>,
 {
-    match tokio::time::timeout(limit, response).await {
-        Ok(response) => response,
-        Err(_) => Ok(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "request_timeout",
-            "the request took too long; try again",
-        )
-        .into_response()),
+    type Output = Result<Response, Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match std::task::ready!(self.project().inner.poll(cx)) {
+            Ok(response) => std::task::Poll::Ready(response),
+            Err(_) => std::task::Poll::Ready(Ok(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request_timeout",
+                "the request took too long; try again",
+            )
+            .into_response())),
+        }
     }
 }
 

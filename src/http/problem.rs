@@ -35,7 +35,7 @@ pub struct Problem {
     pub db_error: Option<DbErrorKind>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -123,6 +123,15 @@ impl From<DbError> for AppError {
         match e {
             DbError::Statement(e) => AppError::Db(e),
             DbError::Pool(e) => AppError::Pool(e),
+            DbError::ExportsBusy => {
+                let mut p = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "exports_busy",
+                    "as many exports as the server runs at once are running; try again shortly",
+                );
+                p.retry_after = Some(5);
+                AppError::Problem(Box::new(p))
+            }
         }
     }
 }
@@ -245,6 +254,15 @@ fn from_db_error(db: &tokio_postgres::error::DbError) -> Problem {
         };
         let mut p = Problem::new(status, code, db.message());
         p.db_error = Some(DbErrorKind::Rule);
+        // Errors of several fields (a CSV import's rows): DETAIL is their
+        // JSON array of {field, message}.
+        if let Some(errors) = db
+            .detail()
+            .and_then(|d| serde_json::from_str::<Vec<FieldError>>(d).ok())
+        {
+            p.errors = errors;
+            return p;
+        }
         // A limit raised in SQL says when to come back: HINT `retry_after=<seconds>`.
         p.retry_after = db
             .hint()

@@ -10,6 +10,7 @@ mod concurrency;
 mod connections;
 mod contacts;
 mod conventions;
+mod csv;
 mod cursors;
 mod deals;
 mod etags;

@@ -124,3 +124,51 @@ async fn a_short_concurrent_load_through_the_pooler_has_no_errors() {
     assert_eq!(all.len(), 192);
     assert!(all.iter().all(|s| *s == 200), "{all:?}");
 }
+
+#[tokio::test]
+async fn csv_export_and_import_run_through_the_pooler() {
+    let app = behind_pooler().await;
+    let ann = app.register("csv").await;
+    let contact = ann.contact("Grace").await;
+    for i in 0..3 {
+        ann.deal(contact, &format!("D{i}"), "10").await;
+    }
+    // Several rounds: each export and import is one transaction on one
+    // server connection, and leaves no prepared statement behind on it.
+    for round in 0..4 {
+        let res = ann
+            .req(axum::http::Method::POST, "/api/v1/contacts/import")
+            .raw(
+                "text/csv",
+                format!("name,external_id\r\nR{round},k-{round}\r\nShared,shared\r\n"),
+            )
+            .await;
+        let expected = if round == 0 {
+            json!({"created": 2, "updated": 0})
+        } else {
+            json!({"created": 1, "updated": 1})
+        };
+        assert_eq!(res.ok(200), &expected);
+        let deals = ann
+            .get("/api/v1/deals/export?status=new&order_by=title")
+            .await;
+        assert_eq!(deals.status, 200, "{}", deals.body);
+        let csv = deals.body.as_str().unwrap();
+        assert_eq!(csv.matches("\r\n").count(), 4, "{csv}");
+        let contacts = ann.get("/api/v1/contacts/export?search=grace").await;
+        assert_eq!(contacts.body.as_str().unwrap().matches("\r\n").count(), 2);
+        // A refused file and a refused filter leave the connection usable.
+        ann.req(axum::http::Method::POST, "/api/v1/contacts/import")
+            .raw("text/csv", "name,email\r\nX,bad\r\n")
+            .await
+            .problem(400, "import_invalid");
+        ann.get("/api/v1/deals/export?stage=nowhere")
+            .await
+            .problem(400, "stage_not_in_pipeline");
+    }
+    assert_eq!(
+        ann.read("/api/v1/contacts").await["total"],
+        json!(1 + 1 + 4),
+        "Grace, Shared and R0..R3"
+    );
+}

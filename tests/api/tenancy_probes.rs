@@ -236,6 +236,12 @@ struct Operation {
     batch: bool,
     /// Whether its answer is a list page (a reference in its query is a filter).
     lists: bool,
+    /// Whether its answer is a CSV export (a reference in its query is a
+    /// filter: a file with no rows, only the header).
+    exports: bool,
+    /// A `text/csv` request body (an import): a file of one row that names no
+    /// record is sent.
+    csv_body: bool,
     /// Where the document disagrees with the path template.
     doc_issues: Vec<String>,
 }
@@ -278,7 +284,7 @@ impl Operation {
         matches!(slot, Slot::Query(_))
             && self.method == Method::GET
             && self.path_params.is_empty()
-            && self.lists
+            && (self.lists || self.exports)
     }
 }
 
@@ -406,7 +412,8 @@ fn operations(doc: &Value) -> Vec<Operation> {
                 }
             }
             let mut batch = false;
-            let body = op.get("requestBody").map(|rb| {
+            let csv_body = op.pointer("/requestBody/content/text~1csv").is_some();
+            let body = op.get("requestBody").filter(|_| !csv_body).map(|rb| {
                 let rb = resolve(doc, rb);
                 let content = rb["content"].as_object().expect("request body content");
                 let mut schema = content
@@ -430,6 +437,7 @@ fn operations(doc: &Value) -> Vec<Operation> {
                 .pointer("/responses/200/content/application~1json/schema")
                 .map(|schema| resolve(doc, schema));
             let lists = answer.is_some_and(|a| a.pointer("/properties/next_cursor").is_some());
+            let exports = op.pointer("/responses/200/content/text~1csv").is_some();
             ops.push(Operation {
                 method,
                 path: path.clone(),
@@ -439,6 +447,8 @@ fn operations(doc: &Value) -> Vec<Operation> {
                 body,
                 batch,
                 lists,
+                exports,
+                csv_body,
                 doc_issues,
             });
         }
@@ -468,6 +478,7 @@ struct Probe {
     uri: String,
     org: Option<Uuid>,
     body: Option<Value>,
+    csv: Option<&'static str>,
 }
 
 impl World {
@@ -541,6 +552,7 @@ impl World {
             uri,
             org,
             body,
+            csv: op.csv_body.then_some("name\r\nProbe\r\n"),
         }
     }
 }
@@ -552,9 +564,10 @@ impl Probe {
             None => caller.no_org(),
         };
         let req = caller.req(self.method.clone(), &self.uri);
-        match &self.body {
-            Some(body) => req.json(body.clone()).await,
-            None => req.await,
+        match (&self.body, self.csv) {
+            (Some(body), _) => req.json(body.clone()).await,
+            (None, Some(csv)) => req.raw("text/csv", csv).await,
+            (None, None) => req.await,
         }
     }
 
@@ -568,9 +581,10 @@ impl Probe {
         if let Some(org) = org {
             req = req.header("X-Organization-Id", org);
         }
-        match &self.body {
-            Some(body) => req.json(body.clone()),
-            None => req,
+        match (&self.body, self.csv) {
+            (Some(body), _) => req.json(body.clone()),
+            (None, Some(csv)) => req.raw("text/csv", csv),
+            (None, None) => req,
         }
     }
 
@@ -789,7 +803,19 @@ async fn no_operation_reaches_another_organizations_records() {
                 got.status.as_u16(),
                 code
             ));
-            let problem = if op.is_list_filter(slot) {
+            let problem = if op.is_list_filter(slot) && op.exports {
+                let empty = got.status == 200
+                    && got
+                        .body
+                        .as_str()
+                        .is_some_and(|csv| csv.matches("\r\n").count() == 1);
+                (!empty || got.body != baseline.body).then(|| {
+                    format!(
+                        "expected a file with only the header like for an unknown id ({}), got {} {}",
+                        baseline.body, got.status, got.body
+                    )
+                })
+            } else if op.is_list_filter(slot) {
                 let empty = got.status == 200
                     && got.body["total"] == 0
                     && got.body["items"].as_array().is_some_and(Vec::is_empty);

@@ -1,6 +1,10 @@
 //! /contacts: list, create, get, partial update, delete.
 
-use axum::{extract::State, http::StatusCode, response::Response};
+use axum::{
+    extract::{DefaultBodyLimit, State},
+    http::StatusCode,
+    response::Response,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Json;
@@ -10,6 +14,7 @@ use uuid::Uuid;
 
 use crate::http::routes::{list_query, ListPage};
 use crate::{
+    http::csv::{read_import, CsvBody, CsvFile, IMPORT_BODY_LIMIT},
     http::cursor::Fingerprint,
     http::etag::{IfMatch, IfNoneMatch, Versioned},
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
@@ -363,10 +368,132 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The list's filters, for an export (no paging: every match).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ContactExportQuery {
+    /// As the list's `search`.
+    pub search: Option<String>,
+    /// As the list's `owner_id` (members: only themselves).
+    pub owner_id: Option<Uuid>,
+    /// The contact with this external id.
+    #[param(min_length = 1, max_length = 255)]
+    pub external_id: Option<String>,
+}
+
+/// Export contacts as CSV.
+#[utoipa::path(get, operation_id = "contacts_export",
+    path = "/contacts/export", tag = "contacts",
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ContactExportQuery),
+    responses(
+        (status = 200, description = "Every contact the filters match, newest first, as CSV (RFC 4180, UTF-8, CRLF): a header row, then one row per contact with the JSON fields in the JSON's order and `owner_email` (the owner's address) last; null is an empty field. Streamed from one snapshot.",
+            content_type = "text/csv", body = String,
+            headers(("Content-Disposition" = String, description = "`attachment; filename=\"contacts.csv\"`"))),
+        (status = 400, description = "Bad query value (a `search` of more than 16 words, a paging parameter, ...) or organization header", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member filtering by another member's owner_id: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "Request target over 8 KiB (`uri_too_long`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn export(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiQuery(q): ApiQuery<ContactExportQuery>,
+) -> AppResult<CsvFile> {
+    let export = app
+        .db
+        .export(
+            ctx,
+            "api.contacts_export",
+            &[
+                ("p_search", &q.search),
+                ("p_owner_id", &q.owner_id),
+                ("p_external_id", &q.external_id),
+            ],
+        )
+        .await?;
+    Ok(CsvFile {
+        filename: "contacts.csv",
+        export,
+    })
+}
+
+/// The import's path (it has its own request time limit: `http::TimeLimit`).
+pub const IMPORT_PATH: &str = "/api/v1/contacts/import";
+
+/// The columns an import writes, in the staging table's order (V19,
+/// `app.contact_import_row`).
+const IMPORT_COLUMNS: [&str; 5] = ["name", "email", "phone", "external_id", "owner_email"];
+/// The other columns of an export: accepted and ignored, so that an export
+/// can be imported as it is.
+const EXPORT_ONLY: [&str; 6] = [
+    "id",
+    "organization_id",
+    "owner_id",
+    "created_at",
+    "updated_at",
+    "version",
+];
+
+/// A CSV file, as the import's body is documented (`CsvBody` reads it):
+/// bytes sent as they are, so that generated clients send a file unchanged.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // documentation only
+pub struct CsvUpload(String);
+
+/// The answer of an import.
+#[derive(Serialize, ToSchema)]
+pub struct ImportResult {
+    /// Contacts created.
+    pub created: i64,
+    /// Contacts updated (rows whose `external_id` a contact has).
+    pub updated: i64,
+}
+
+/// Import contacts from CSV.
+#[utoipa::path(post, operation_id = "contacts_import",
+    path = "/contacts/import", tag = "contacts",
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader),
+    request_body(content = CsvUpload, content_type = "text/csv",
+        description = "RFC 4180 CSV, UTF-8 (a leading byte order mark is skipped), at most 50,000 rows and 10 MiB. The header row names any of `name`, `email`, `phone`, `external_id`, `owner_email` (an export's other columns are accepted and ignored). An empty field is no value. A row creates a contact owned by the member whose address is `owner_email` (default: the caller), or, when its `external_id` is a contact's, updates that contact's columns present in the file."),
+    responses(
+        (status = 200, description = "Every row was written", body = ImportResult),
+        (status = 400, description = "Nothing was written. The file: `unsupported_content_type`, `csv_empty`, `csv_no_rows`, `csv_invalid_encoding`, `csv_bad_quoting`, `csv_unknown_column`, `csv_duplicate_column`, `csv_field_count`, `csv_too_many_rows`; or its rows: `import_invalid`, with one `errors[]` entry per bad row (up to 100), `field` `row <n>: <column>` (rows numbered as a spreadsheet shows them, the header being row 1), `message` `<code>: <text>`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Over 10 MiB: `body_too_large`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn import(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    CsvBody(body): CsvBody,
+) -> AppResult<JsonText> {
+    let file = read_import(&body, &IMPORT_COLUMNS, &EXPORT_ONLY)?;
+    drop(body);
+    let json = app
+        .db
+        .import(
+            ctx,
+            "api.contacts_import_begin",
+            "COPY pg_temp.contacts_import (row_no, name, email, phone, external_id, owner_email) FROM STDIN",
+            file.copy,
+            "api.contacts_import",
+            &[("p_columns", &file.columns)],
+        )
+        .await?;
+    JsonText::from_db(json)
+}
+
 /// The routes of this module, each registered with its OpenAPI operation.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(crate::http::idempotency::idempotent(routes!(list, create)))
+        .routes(routes!(export))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(import))
+                .layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
+        )
         .routes(routes!(get, update, delete))
         .routes(routes!(upsert))
         .routes(crate::http::idempotency::idempotent(routes!(batch)))

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::http::routes::{list_query, ListPage};
 use crate::{
+    http::csv::CsvFile,
     http::cursor::Fingerprint,
     http::etag::{IfMatch, IfNoneMatch, Versioned},
     http::extract::{ApiJson, ApiPath, ApiQuery, Created, JsonText, OrgActor},
@@ -554,10 +555,92 @@ pub async fn stage_history(
     JsonText::call(&app.db, ctx, "api.deals_stage_history", &[("p_id", &id)]).await
 }
 
+/// The list's filters and sort, for an export (no paging: every match).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DealExportQuery {
+    /// Repeatable, as the list's.
+    #[serde(default)]
+    #[param(explode = true, style = Form)]
+    pub status: Vec<DealStatus>,
+    /// Repeatable stage keys, as the list's.
+    #[serde(default)]
+    #[param(explode = true, style = Form)]
+    pub stage: Vec<String>,
+    pub pipeline_id: Option<Uuid>,
+    #[param(value_type = Option<String>, pattern = r"^[0-9]+(\.[0-9]{1,2})?$", example = "100.00")]
+    pub min_amount: Option<QueryAmount>,
+    #[param(value_type = Option<String>, pattern = r"^[0-9]+(\.[0-9]{1,2})?$", example = "5000.00")]
+    pub max_amount: Option<QueryAmount>,
+    /// Members may only name themselves.
+    pub owner_id: Option<Uuid>,
+    pub contact_id: Option<Uuid>,
+    /// The deal with this external id.
+    #[param(min_length = 1, max_length = 255)]
+    pub external_id: Option<String>,
+    /// Default `created_at`; ties are broken by id.
+    #[serde(default)]
+    #[param(inline)]
+    pub order_by: DealOrderBy,
+    /// Default `desc`.
+    #[serde(default)]
+    #[param(inline)]
+    pub order: SortOrder,
+}
+
+/// Export deals as CSV.
+#[utoipa::path(get, operation_id = "deals_export",
+    path = "/deals/export", tag = "deals",
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, DealExportQuery),
+    responses(
+        (status = 200, description = "Every deal the filters match, in the list's order, as CSV (RFC 4180, UTF-8, CRLF): a header row, then one row per deal with the JSON fields in the JSON's order; null is an empty field. Streamed from one snapshot.",
+            content_type = "text/csv", body = String,
+            headers(("Content-Disposition" = String, description = "`attachment; filename=\"deals.csv\"`"))),
+        (status = 400, description = "Bad query value (unknown status, order_by, a paging parameter, `stage_not_in_pipeline`, ...) or organization header", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A member filtering by another member's owner_id: `role_forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Organization not found", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "Request target over 8 KiB (`uri_too_long`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn export(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiQuery(q): ApiQuery<DealExportQuery>,
+) -> AppResult<CsvFile> {
+    let min: Option<Decimal> = q.min_amount.map(|a| a.0);
+    let max: Option<Decimal> = q.max_amount.map(|a| a.0);
+    let statuses = (!q.status.is_empty()).then_some(q.status);
+    let stages = (!q.stage.is_empty()).then_some(q.stage);
+    let export = app
+        .db
+        .export(
+            ctx,
+            "api.deals_export",
+            &[
+                ("p_statuses", &statuses),
+                ("p_stages", &stages),
+                ("p_pipeline_id", &q.pipeline_id),
+                ("p_min_amount", &min),
+                ("p_max_amount", &max),
+                ("p_owner_id", &q.owner_id),
+                ("p_contact_id", &q.contact_id),
+                ("p_order_by", &q.order_by.column()),
+                ("p_order", &q.order.keyword()),
+                ("p_external_id", &q.external_id),
+            ],
+        )
+        .await?;
+    Ok(CsvFile {
+        filename: "deals.csv",
+        export,
+    })
+}
+
 /// The routes of this module, each registered with its OpenAPI operation.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(crate::http::idempotency::idempotent(routes!(list, create)))
+        .routes(routes!(export))
         .routes(routes!(get, update, delete))
         .routes(routes!(stage_history))
         .routes(routes!(upsert))
