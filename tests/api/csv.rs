@@ -158,6 +158,7 @@ async fn a_contacts_export_is_the_list_as_csv() {
             "external_id",
             "created_at",
             "updated_at",
+            "version",
             "owner_email"
         ],
         "the JSON's fields in the schema's order, then owner_email"
@@ -181,7 +182,7 @@ async fn a_contacts_export_is_the_list_as_csv() {
     let raw = raw.body.as_str().unwrap();
     assert!(raw.contains(",\"Grace \"\"Amazing\"\" Hopper, Rear\nAdmiral\",,+1 555,"));
     assert!(raw.starts_with(
-        "id,organization_id,owner_id,name,email,phone,external_id,created_at,updated_at,owner_email\r\n"
+        "id,organization_id,owner_id,name,email,phone,external_id,created_at,updated_at,version,owner_email\r\n"
     ));
 
     // The filters: search and owner, as on the list.
@@ -330,7 +331,8 @@ async fn a_deals_export_has_the_lists_filters_and_order() {
                 "closed_at",
                 "external_id",
                 "created_at",
-                "updated_at"
+                "updated_at",
+                "version"
             ]
         );
         if let Some(first) = list.first() {
