@@ -287,6 +287,25 @@ impl Db {
         function: &str,
         args: &[Arg<'_>],
     ) -> Result<Option<String>, DbError> {
+        let mut in_flight = InFlight(Some(self.pool.get().await?), &self.tls);
+        let answer = self
+            .idempotent_on(in_flight.client(), ctx, &key, function, args)
+            .await;
+        in_flight.done();
+        Ok(answer?)
+    }
+
+    /// The idempotent call of `function` on `client`: claims the key, and
+    /// either returns the stored answer (marking the request replayed) or
+    /// calls the function and stores its answer, in one statement.
+    async fn idempotent_on(
+        &self,
+        client: &Object,
+        ctx: Ctx,
+        key: &idempotency::Key,
+        function: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<String>, tokio_postgres::Error> {
         let sql = idempotent_call_sql(function, args);
         let mut values: Vec<&dyn param::Param> =
             Vec::with_capacity(IDEMPOTENCY_PARAMS + args.len());
@@ -297,7 +316,7 @@ impl Db {
             &self.idempotency_ttl_secs,
         ]);
         values.extend(args.iter().map(|(_, value)| *value));
-        let row = self.query_one(ctx, &sql, &values).await?;
+        let row = self.query(client, ctx, &sql, &values).await?;
         if row.get::<_, bool>(0) {
             let status: i32 = row.get(1);
             idempotency::replayed(u16::try_from(status).unwrap_or(200));
@@ -458,10 +477,19 @@ impl Db {
             futures_util::pin_mut!(sink);
             sink.send(data).await?;
             sink.as_mut().finish().await?;
-            let json: Option<String> = self
-                .query(client, ctx, &call_sql(function, args), &values(args))
-                .await?
-                .get(0);
+            // With an Idempotency-Key, the write and its stored answer are
+            // this one statement, as for any other call (a replay loaded
+            // the file for nothing, and drops it with the transaction).
+            let json: Option<String> = match idempotency::claim() {
+                Some(key) => {
+                    self.idempotent_on(client, ctx, &key, function, args)
+                        .await?
+                }
+                None => self
+                    .query(client, ctx, &call_sql(function, args), &values(args))
+                    .await?
+                    .get(0),
+            };
             client.batch_execute("COMMIT").await?;
             Ok::<_, tokio_postgres::Error>(json)
         }

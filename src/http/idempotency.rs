@@ -52,7 +52,19 @@ pub const MAX_KEY_LEN: usize = 255;
 /// Makes the POST operation of `routes` accept `Idempotency-Key`, in the
 /// router and in the OpenAPI document. The answer is stored with the
 /// operation's documented success status (its one 2xx response).
-pub fn idempotent<S>((schemas, mut paths, router): UtoipaMethodRouter<S>) -> UtoipaMethodRouter<S>
+pub fn idempotent<S>(routes: UtoipaMethodRouter<S>) -> UtoipaMethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    idempotent_with_limit(routes, crate::http::BODY_LIMIT)
+}
+
+/// `idempotent` for a route with a body limit of its own (the CSV import):
+/// the layer reads the whole body to fingerprint it, up to `body_limit`.
+pub fn idempotent_with_limit<S>(
+    (schemas, mut paths, router): UtoipaMethodRouter<S>,
+    body_limit: usize,
+) -> UtoipaMethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -63,7 +75,7 @@ where
         }
     }
     let status = status.expect("idempotent(): these routes have no POST operation");
-    let router = router.route_layer(IdempotencyLayer { status });
+    let router = router.route_layer(IdempotencyLayer { status, body_limit });
     (schemas, paths, router)
 }
 
@@ -121,6 +133,7 @@ pub fn fingerprint(method: &Method, path_and_query: &str, body: &[u8]) -> Vec<u8
 #[derive(Clone, Copy, Debug)]
 pub struct IdempotencyLayer {
     status: StatusCode,
+    body_limit: usize,
 }
 
 impl<S> Layer<S> for IdempotencyLayer {
@@ -129,6 +142,7 @@ impl<S> Layer<S> for IdempotencyLayer {
         Idempotency {
             inner,
             status: self.status,
+            body_limit: self.body_limit,
         }
     }
 }
@@ -137,6 +151,7 @@ impl<S> Layer<S> for IdempotencyLayer {
 pub struct Idempotency<S> {
     inner: S,
     status: StatusCode,
+    body_limit: usize,
 }
 
 type Keyed = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -161,13 +176,18 @@ where
         // The clone that was made ready is the one that serves the request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        Either::Right(Box::pin(keyed(self.status, req, inner)))
+        Either::Right(Box::pin(keyed(self.status, self.body_limit, req, inner)))
     }
 }
 
 /// A POST that carries the header: check it, fingerprint the request, run the
 /// handler with the key pending, and mark a replay.
-async fn keyed<S>(status: StatusCode, req: Request, mut inner: S) -> Result<Response, Infallible>
+async fn keyed<S>(
+    status: StatusCode,
+    body_limit: usize,
+    req: Request,
+    mut inner: S,
+) -> Result<Response, Infallible>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
@@ -177,7 +197,7 @@ where
         Err(problem) => return Ok(problem.into_response()),
     };
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, crate::http::BODY_LIMIT).await {
+    let bytes = match axum::body::to_bytes(body, body_limit).await {
         Ok(bytes) => bytes,
         Err(e) => return Ok(body_problem(&e).into_response()),
     };

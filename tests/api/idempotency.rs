@@ -26,6 +26,8 @@ async fn post_with_key(
 ) -> TestResponse {
     let req = user.req(Method::POST, path).header(KEY, key);
     match body {
+        // A JSON string stands for a CSV file (the import).
+        Some(Value::String(csv)) => req.raw("text/csv", csv).send().await,
         Some(body) => req.json(body).send().await,
         None => req.send().await,
     }
@@ -515,6 +517,13 @@ async fn every_operation_with_the_header_replays() {
             &ann,
             "/api/v1/contacts".into(),
             Some(json!({"name": "Bea"})),
+            "SELECT count(*) FROM crm.contacts",
+        ),
+        (
+            "contacts_import",
+            &ann,
+            "/api/v1/contacts/import".into(),
+            Some(json!("name,email\r\nImported,imported@example.com\r\n")),
             "SELECT count(*) FROM crm.contacts",
         ),
         (

@@ -491,7 +491,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(export))
         .merge(
             OpenApiRouter::new()
-                .routes(routes!(import))
+                .routes(crate::http::idempotency::idempotent_with_limit(
+                    routes!(import),
+                    IMPORT_BODY_LIMIT,
+                ))
                 .layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
         )
         .routes(routes!(get, update, delete))
