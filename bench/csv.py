@@ -196,6 +196,8 @@ own foreign key check and two index entries) is the cost, not reading or checkin
 file. A file with one bad row costs about the valid file plus a fifth: the halving
 writes the passing halves once and retries only the failing ones.
 """
+    # Kept beside the other results, so that a full bench/run keeps it too.
+    (ROOT / "bench" / "csv-results.md").write_text(section)
     target = ROOT / "docs" / "benchmarks.md"
     text = target.read_text()
     start = text.find("## CSV export and import")

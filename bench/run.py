@@ -801,6 +801,9 @@ def write_report(results, meta):
     velocity_notes = ROOT / "bench" / "velocity-notes.md"  # velocity, forecast, the stage history's cost
     if velocity_notes.exists():
         text += "\n" + velocity_notes.read_text()
+    csv_results = ROOT / "bench" / "csv-results.md"  # bench/csv.py
+    if csv_results.exists():
+        text += "\n" + csv_results.read_text()
     idem = ROOT / "bench" / "idempotency-results.md"  # bench/run idempotency
     if idem.exists():
         text = splice_idem(text, idem.read_text())
