@@ -18,11 +18,10 @@
 -- The trash step erases at most one batch (1,000 records: tasks, deals, then
 -- contacts; 44_trash.sql) of what has been in the trash longer than
 -- p_trash_retention_days (TRASH_RETENTION_DAYS), so a round never holds many
--- locks; the worker runs another round at once while a batch comes back full.
+-- locks; the worker runs another round at once while the trash step erased
+-- anything.
 DROP FUNCTION IF EXISTS private.run_maintenance();
-CREATE OR REPLACE FUNCTION private.trash_purge_batch() RETURNS int
-  LANGUAGE sql IMMUTABLE
-  AS $$ SELECT 1000 $$;
+DROP FUNCTION IF EXISTS private.trash_purge_batch();
 
 CREATE OR REPLACE FUNCTION private.run_maintenance(p_trash_retention_days int DEFAULT 30, OUT step text, OUT deleted bigint)
   RETURNS SETOF record
@@ -40,7 +39,7 @@ BEGIN
   RETURN NEXT;
 
   step := 'trash';
-  deleted := private.purge_expired_trash(make_interval(days => p_trash_retention_days), private.trash_purge_batch());
+  deleted := private.purge_expired_trash(make_interval(days => p_trash_retention_days), 1000);
   RETURN NEXT;
 END
 $$;

@@ -28,11 +28,11 @@ pub fn spawn(
                 () = tokio::time::sleep(jittered(interval)) => {}
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
-            // The trash step erases one batch a round: while batches come
-            // back full, go on at once (a bounded number of times).
+            // The trash step erases one batch a round: while it erases
+            // something, go on at once (a bounded number of times).
             for _ in 0..FULL_TRASH_ROUNDS {
                 let steps = run_once(&db, trash_retention_days).await;
-                if !trash_batch_was_full(steps.as_deref()) {
+                if !trash_erased_some(steps.as_deref()) {
                     break;
                 }
             }
@@ -64,17 +64,13 @@ pub async fn run_once(db: &Db, trash_retention_days: u32) -> Option<Vec<(String,
     }
 }
 
-/// The size of the trash step's batch (`private.trash_purge_batch()`), and
-/// how many rounds in a row a full batch may start.
-const TRASH_BATCH: i64 = 1000;
+/// How many rounds in a row may follow a round whose trash step erased
+/// something (it erases one batch a round; the round after the last partial
+/// batch finds nothing and ends the run).
 const FULL_TRASH_ROUNDS: usize = 50;
 
-fn trash_batch_was_full(steps: Option<&[(String, i64)]>) -> bool {
-    steps.is_some_and(|steps| {
-        steps
-            .iter()
-            .any(|(step, n)| step == "trash" && *n >= TRASH_BATCH)
-    })
+fn trash_erased_some(steps: Option<&[(String, i64)]>) -> bool {
+    steps.is_some_and(|steps| steps.iter().any(|(step, n)| step == "trash" && *n > 0))
 }
 
 /// `interval` ± 20 %, from the random bits of a v4 UUID (no extra crate).
