@@ -62,7 +62,8 @@ DECLARE
 BEGIN
   FOREACH t IN ARRAY ARRAY['contacts', 'contact_search_words', 'deals', 'tasks', 'activities', 'deal_totals', 'deal_totals_delta',
                            'pipelines', 'pipeline_stages', 'deal_created_days', 'deal_created_days_delta',
-                           'deal_stage_history', 'stage_stays_done', 'stage_stays_open', 'deal_closes', 'velocity_delta'] LOOP
+                           'deal_stage_history', 'stage_stays_done', 'stage_stays_open', 'deal_closes', 'velocity_delta',
+                           'events'] LOOP
     EXECUTE format('DROP POLICY IF EXISTS %I ON crm.%I', t || '_tenant', t);
     EXECUTE format(
       'CREATE POLICY %I ON crm.%I FOR ALL USING (organization_id = (SELECT app.org_id())) '
