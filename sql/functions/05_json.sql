@@ -18,3 +18,13 @@ CREATE OR REPLACE FUNCTION app.organization_json(o crm.organizations, p_role crm
   LANGUAGE sql STABLE PARALLEL SAFE
   AS $$ SELECT jsonb_build_object('id', o.id, 'name', o.name, 'created_at', app.ts(o.created_at), 'role', p_role) $$;
 
+
+-- An event as the feed, the history, the live stream and a webhook delivery
+-- show it (SPEC §13). The position (tx, seq) is not part of it: the feed's
+-- cursor carries it, signed.
+CREATE OR REPLACE FUNCTION app.event_json(e crm.events) RETURNS jsonb
+  LANGUAGE sql STABLE PARALLEL SAFE
+  AS $$
+    SELECT jsonb_build_object('id', e.id, 'type', e.type, 'occurred_at', app.ts(e.occurred_at),
+      'actor_id', e.actor_id, 'resource_id', e.resource_id, 'data', e.data)
+  $$;

@@ -49,6 +49,10 @@ pub struct Config {
     /// the `p_retention` of `app.purge_expired_trash`, which the periodic
     /// maintenance calls.
     pub trash_retention_days: u32,
+    /// How long the change feed keeps events (`EVENT_RETENTION_DAYS`, 1 to
+    /// 36,500, default 30): older events are deleted by the maintenance, and
+    /// a feed cursor older than this is answered 410 `cursor_expired`.
+    pub event_retention_days: u32,
 }
 
 /// `CORS_ALLOWED_ORIGINS`: `*`, or a comma-separated list of origins
@@ -159,6 +163,10 @@ impl Config {
         if !(1..=36_500).contains(&trash_retention_days) {
             bail!("TRASH_RETENTION_DAYS must be between 1 and 36500");
         }
+        let event_retention_days = parsed("EVENT_RETENTION_DAYS", 30)?;
+        if !(1..=36_500).contains(&event_retention_days) {
+            bail!("EVENT_RETENTION_DAYS must be between 1 and 36500");
+        }
         let log_format = match var("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -210,6 +218,7 @@ impl Config {
                 })
                 .transpose()?,
             trash_retention_days,
+            event_retention_days,
         })
         .context("reading configuration")
     }
@@ -253,6 +262,7 @@ impl Config {
             maintenance_interval: Duration::from_secs(300),
             cors_allowed_origins: None,
             trash_retention_days: 30,
+            event_retention_days: 30,
         }
     }
 }
