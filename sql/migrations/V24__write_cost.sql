@@ -6,6 +6,15 @@
 -- contact insert's database time; PL/pgSQL keeps the plan for the session.
 -- The tokens are the same, so the stored words stay as they are
 -- (tests/sql/34_contact_search.sql compares the two on a corpus).
+--
+-- crm.contact_search_words loses its foreign key to the contact: the
+-- trigger, which alone writes the words now (the request role keeps SELECT),
+-- deletes them with the contact and moves them with its key, as the key's
+-- cascades did (sql/functions/39_contact_search.sql says why).
+
+-- Contact writes wait until this migration commits: the foreign key and the
+-- trigger that replaces it change together.
+LOCK TABLE crm.contacts IN SHARE ROW EXCLUSIVE MODE;
 
 -- From sql/functions/02_search_tokens.sql:
 CREATE OR REPLACE FUNCTION app.search_tokens(p_text text) RETURNS text[]
@@ -19,3 +28,53 @@ BEGIN
         'g') AS m (t));
 END
 $fn$;
+
+ALTER TABLE crm.contact_search_words DROP CONSTRAINT contact_search_words_contact_id_not_found;
+REVOKE INSERT, DELETE ON crm.contact_search_words FROM minicrm_api;
+
+-- From sql/functions/39_contact_search.sql (which replaces both on every migrate):
+CREATE OR REPLACE FUNCTION private.contacts_search_words() RETURNS trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS $$
+DECLARE
+  v_words text[];
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    DELETE FROM crm.contact_search_words s
+     WHERE s.organization_id = OLD.organization_id AND s.created_at = OLD.created_at AND s.contact_id = OLD.id;
+    RETURN NULL;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    IF NEW.organization_id <> OLD.organization_id OR NEW.created_at <> OLD.created_at OR NEW.id <> OLD.id THEN
+      -- The key moved: the words under the old one go, and all of them are
+      -- written again under the new one below.
+      DELETE FROM crm.contact_search_words s
+       WHERE s.organization_id = OLD.organization_id AND s.created_at = OLD.created_at AND s.contact_id = OLD.id;
+    ELSIF NEW.name IS NOT DISTINCT FROM OLD.name AND NEW.email IS NOT DISTINCT FROM OLD.email
+          AND (NEW.deleted_at IS NULL) = (OLD.deleted_at IS NULL) THEN
+      RETURN NULL;
+    END IF;
+  END IF;
+  -- A contact in the trash has no words (search never finds it); restoring
+  -- it writes them again.
+  IF NEW.deleted_at IS NOT NULL THEN
+    DELETE FROM crm.contact_search_words s
+     WHERE s.organization_id = NEW.organization_id AND s.created_at = NEW.created_at AND s.contact_id = NEW.id;
+    RETURN NULL;
+  END IF;
+  v_words := coalesce(app.search_tokens(NEW.name || ' ' || coalesce(NEW.email, '')), '{}');
+  IF TG_OP = 'UPDATE' THEN
+    DELETE FROM crm.contact_search_words s
+     WHERE s.organization_id = NEW.organization_id AND s.created_at = NEW.created_at AND s.contact_id = NEW.id
+       AND s.word <> ALL (v_words);
+  END IF;
+  INSERT INTO crm.contact_search_words (organization_id, contact_id, word, created_at)
+  SELECT NEW.organization_id, NEW.id, w, NEW.created_at FROM unnest(v_words) w
+  ON CONFLICT DO NOTHING;
+  RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS contacts_search_words ON crm.contacts;
+CREATE TRIGGER contacts_search_words AFTER INSERT OR UPDATE OF name, email, deleted_at, organization_id, created_at, id OR DELETE
+  ON crm.contacts FOR EACH ROW EXECUTE FUNCTION private.contacts_search_words();
