@@ -804,6 +804,9 @@ def write_report(results, meta):
     csv_results = ROOT / "bench" / "csv-results.md"  # bench/csv.py
     if csv_results.exists():
         text += "\n" + csv_results.read_text()
+    writecost = ROOT / "bench" / "writecost-notes.md"  # bench/writecost.py, and its analysis
+    if writecost.exists():
+        text += "\n" + writecost.read_text()
     idem = ROOT / "bench" / "idempotency-results.md"  # bench/run idempotency
     if idem.exists():
         text = splice_idem(text, idem.read_text())

@@ -19,16 +19,20 @@
 -- no particular order).
 --
 -- IMMUTABLE for real, like app.email_key. The stored words were cut by this
--- text: it must stay exactly as V11__contact_search_words.sql created it
--- (tests/api/migrations.rs compares them); changing it needs a versioned
--- migration that replaces it and rebuilds crm.contact_search_words (and so
--- does a change of app.email_key).
+-- text: it must stay exactly as V24__write_cost.sql created it
+-- (tests/api/migrations.rs compares them; V24 wrapped V11's SQL function, the
+-- same query, in PL/pgSQL, whose plan a session keeps: a SQL function with a
+-- FROM is planned again on every call); changing what it returns needs a
+-- versioned migration that replaces it and rebuilds crm.contact_search_words
+-- (and so does a change of app.email_key).
 CREATE OR REPLACE FUNCTION app.search_tokens(p_text text) RETURNS text[]
-  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
   AS $fn$
-    SELECT pg_catalog.array_agg(DISTINCT m.t[1])
+BEGIN
+  RETURN (SELECT pg_catalog.array_agg(DISTINCT m.t[1])
       FROM pg_catalog.regexp_matches(app.email_key(p_text) COLLATE "C",
         '[^\u0001-\u002F\u003A-\u0040\u005B-\u0060\u007B-\u00BF\u00D7\u00F7\u1680\u2000-\u206F\u20A0-\u20CF\u2E00-\u2E7F\u3000-\u3004\u3008-\u3020\u3030\u303D\uFE10-\uFE1F\uFE30-\uFE6F]+'
         || '|[\u0021-\u002F\u003A-\u0040\u005B-\u0060\u007B-\u007E\u00A1-\u00BF\u00D7\u00F7\u2010-\u2027\u2030-\u205E\u20A0-\u20CF\u2E00-\u2E7F\u3001-\u3004\u3008-\u3020\u3030\u303D\uFE10-\uFE1F\uFE30-\uFE6F]',
-        'g') AS m (t)
-  $fn$;
+        'g') AS m (t));
+END
+$fn$;

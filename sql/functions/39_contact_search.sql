@@ -51,21 +51,40 @@ BEGIN
 END
 $$;
 
--- The words of a contact follow its name and email: every writer (the API,
--- a DBA in psql) goes through this trigger. created_at and the keys follow
--- the contact through the foreign key (ON UPDATE CASCADE), and a deleted
--- contact takes its words along (ON DELETE CASCADE). Security invoker, like
--- the other maintenance triggers: the request role writes the rows of its
--- organization, and RLS checks them.
+-- The words of a contact follow it: every writer (the API, a DBA in psql)
+-- goes through this trigger, and only it writes them (the request role may
+-- read the words, not write them). It writes them when the contact is
+-- created, rewrites them when its name or email changes, deletes them when
+-- it goes to the trash (and writes them again when it comes back), moves them
+-- when its key (organization_id, created_at, id) changes, and deletes them
+-- with it. No foreign key (V24): its check ran once per word of every new
+-- contact, and its plan, cached by each session, is the planner's choice of
+-- an index of crm.contacts; on a table analyzed while it held few rows, the
+-- check read every contact of the organization, and an import of 50,000
+-- contacts grew quadratic (bench/writecost-notes.md). SECURITY DEFINER, for
+-- the write privilege only: RLS is forced, so the rows it writes and deletes
+-- are still those of the acting organization.
 CREATE OR REPLACE FUNCTION private.contacts_search_words() RETURNS trigger
-  LANGUAGE plpgsql
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $$
 DECLARE
   v_words text[];
 BEGIN
-  IF TG_OP = 'UPDATE' AND NEW.name IS NOT DISTINCT FROM OLD.name AND NEW.email IS NOT DISTINCT FROM OLD.email
-     AND (NEW.deleted_at IS NULL) = (OLD.deleted_at IS NULL) THEN
+  IF TG_OP = 'DELETE' THEN
+    DELETE FROM crm.contact_search_words s
+     WHERE s.organization_id = OLD.organization_id AND s.created_at = OLD.created_at AND s.contact_id = OLD.id;
     RETURN NULL;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    IF NEW.organization_id <> OLD.organization_id OR NEW.created_at <> OLD.created_at OR NEW.id <> OLD.id THEN
+      -- The key moved: the words under the old one go, and all of them are
+      -- written again under the new one below.
+      DELETE FROM crm.contact_search_words s
+       WHERE s.organization_id = OLD.organization_id AND s.created_at = OLD.created_at AND s.contact_id = OLD.id;
+    ELSIF NEW.name IS NOT DISTINCT FROM OLD.name AND NEW.email IS NOT DISTINCT FROM OLD.email
+          AND (NEW.deleted_at IS NULL) = (OLD.deleted_at IS NULL) THEN
+      RETURN NULL;
+    END IF;
   END IF;
   -- A contact in the trash has no words (search never finds it); restoring
   -- it writes them again.
@@ -88,5 +107,5 @@ END
 $$;
 
 DROP TRIGGER IF EXISTS contacts_search_words ON crm.contacts;
-CREATE TRIGGER contacts_search_words AFTER INSERT OR UPDATE OF name, email, deleted_at ON crm.contacts
-  FOR EACH ROW EXECUTE FUNCTION private.contacts_search_words();
+CREATE TRIGGER contacts_search_words AFTER INSERT OR UPDATE OF name, email, deleted_at, organization_id, created_at, id OR DELETE
+  ON crm.contacts FOR EACH ROW EXECUTE FUNCTION private.contacts_search_words();

@@ -332,16 +332,24 @@ BEGIN
 END
 $$;
 
--- p_external_id is kept as given (V18).
+-- p_external_id is kept as given (V18). PL/pgSQL, not SQL: a SQL function
+-- that cannot be inlined (an INSERT) is parsed, rewritten (RLS) and planned
+-- again on every call, while PL/pgSQL keeps the INSERT's plan for the
+-- session (bench/writecost-notes.md: about a fifth of W3's database time).
 CREATE OR REPLACE FUNCTION api.contacts_create(p_name text, p_email text DEFAULT NULL, p_phone text DEFAULT NULL, p_owner_id uuid DEFAULT NULL,
     p_external_id text DEFAULT NULL)
-  RETURNS jsonb LANGUAGE sql
+  RETURNS jsonb LANGUAGE plpgsql
   AS $$
-    INSERT INTO crm.contacts (organization_id, owner_id, name, email, phone, external_id)
-    VALUES (app.org_id(), coalesce(p_owner_id, app.user_id()), app.trim_space(p_name), app.trim_space(p_email), app.trim_space(p_phone),
-            p_external_id)
-    RETURNING app.contact_json(contacts)
-  $$;
+DECLARE
+  v jsonb;
+BEGIN
+  INSERT INTO crm.contacts (organization_id, owner_id, name, email, phone, external_id)
+  VALUES (app.org_id(), coalesce(p_owner_id, app.user_id()), app.trim_space(p_name), app.trim_space(p_email), app.trim_space(p_phone),
+          p_external_id)
+  RETURNING app.contact_json(contacts) INTO v;
+  RETURN v;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION api.contacts_get(p_id uuid) RETURNS jsonb
   LANGUAGE plpgsql STABLE

@@ -124,14 +124,19 @@ $$;
 CREATE OR REPLACE FUNCTION api.deals_create(p_contact_id uuid, p_title text, p_amount numeric, p_currency text,
     p_owner_id uuid DEFAULT NULL, p_pipeline_id uuid DEFAULT NULL, p_stage text DEFAULT NULL,
     p_expected_close_date date DEFAULT NULL, p_external_id text DEFAULT NULL)
-  RETURNS jsonb LANGUAGE sql
+  RETURNS jsonb LANGUAGE plpgsql -- not sql: a session keeps the INSERT's plan (api.contacts_create says why)
   AS $$
-    INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency, pipeline_id, stage,
-                           expected_close_date, external_id)
-    VALUES (app.org_id(), p_contact_id, coalesce(p_owner_id, app.user_id()), app.trim_space(p_title), p_amount, p_currency,
-            p_pipeline_id, p_stage, p_expected_close_date, p_external_id)
-    RETURNING app.deal_json(deals)
-  $$;
+DECLARE
+  v jsonb;
+BEGIN
+  INSERT INTO crm.deals (organization_id, contact_id, owner_id, title, amount, currency, pipeline_id, stage,
+                         expected_close_date, external_id)
+  VALUES (app.org_id(), p_contact_id, coalesce(p_owner_id, app.user_id()), app.trim_space(p_title), p_amount, p_currency,
+          p_pipeline_id, p_stage, p_expected_close_date, p_external_id)
+  RETURNING app.deal_json(deals) INTO v;
+  RETURN v;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION api.deals_get(p_id uuid) RETURNS jsonb
   LANGUAGE plpgsql STABLE

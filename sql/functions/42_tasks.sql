@@ -43,12 +43,17 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION api.tasks_create(p_deal_id uuid, p_title text, p_description text, p_due_date date)
-  RETURNS jsonb LANGUAGE sql
+  RETURNS jsonb LANGUAGE plpgsql -- not sql: a session keeps the INSERT's plan (api.contacts_create says why)
   AS $$
-    INSERT INTO crm.tasks (organization_id, deal_id, title, description, due_date)
-    VALUES (app.org_id(), p_deal_id, app.trim_space(p_title), p_description, p_due_date)
-    RETURNING app.task_json(tasks)
-  $$;
+DECLARE
+  v jsonb;
+BEGIN
+  INSERT INTO crm.tasks (organization_id, deal_id, title, description, due_date)
+  VALUES (app.org_id(), p_deal_id, app.trim_space(p_title), p_description, p_due_date)
+  RETURNING app.task_json(tasks) INTO v;
+  RETURN v;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION api.tasks_get(p_id uuid) RETURNS jsonb
   LANGUAGE plpgsql STABLE

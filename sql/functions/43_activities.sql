@@ -49,9 +49,14 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION api.activities_create(p_deal_id uuid, p_type crm.activity_type, p_payload jsonb)
-  RETURNS jsonb LANGUAGE sql
+  RETURNS jsonb LANGUAGE plpgsql -- not sql: a session keeps the INSERT's plan (api.contacts_create says why)
   AS $$
-    INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload)
-    VALUES (app.org_id(), p_deal_id, app.user_id(), p_type, p_payload)
-    RETURNING app.activity_json(activities)
-  $$;
+DECLARE
+  v jsonb;
+BEGIN
+  INSERT INTO crm.activities (organization_id, deal_id, author_id, type, payload)
+  VALUES (app.org_id(), p_deal_id, app.user_id(), p_type, p_payload)
+  RETURNING app.activity_json(activities) INTO v;
+  RETURN v;
+END
+$$;

@@ -3,7 +3,7 @@
 -- each word of the term begins one of its words; the lookup is an index
 -- range under RLS; every access path gives the answer the rule gives.
 BEGIN;
-SELECT plan(51);
+SELECT plan(59);
 
 SELECT (api.auth_register('search@example.com', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA', 'S', 'Search',
         '\x7703'::bytea, now() + interval '1 day') -> 'organization' ->> 'id') AS org,
@@ -74,9 +74,26 @@ SELECT is((SELECT array_agg(ctid::text ORDER BY ctid) FROM crm.contact_search_wo
 UPDATE crm.contacts SET created_at = created_at - interval '1 day' WHERE id = :'ada';
 SELECT is((SELECT count(*)::int FROM crm.contact_search_words s JOIN crm.contacts c ON c.id = s.contact_id
             WHERE s.contact_id = :'ada' AND s.created_at = c.created_at), 2,
-          'a changed created_at reaches the words (the foreign key cascades)');
-SELECT throws_ok(format($$INSERT INTO crm.contact_search_words VALUES (%L, %L, 'ghost', now())$$, :'org', :'ada'),
-                 '23503', NULL, 'a word of no contact (or with another created_at) is refused');
+          'a changed created_at moves the words (the trigger: they have no foreign key)');
+SELECT is((SELECT count(*)::int FROM crm.contact_search_words s WHERE s.contact_id = :'ada'), 2,
+          'and leaves none under the old one');
+-- A DBA changing a contact's id, then erasing it (owner under a context).
+SELECT app.act_as(:'owner', :'org');
+INSERT INTO crm.contacts (organization_id, owner_id, name) VALUES (:'org', :'owner', 'Short Lived') RETURNING id AS short_lived \gset
+UPDATE crm.contacts SET id = gen_random_uuid() WHERE id = :'short_lived' RETURNING id AS moved \gset
+RESET ROLE;
+SELECT is(pg_temp.words(:'moved'), ARRAY['lived', 'short'], 'a changed id moves the words');
+SELECT is(pg_temp.words(:'short_lived'), NULL, 'none stay under the old id');
+SELECT app.act_as(:'owner', :'org');
+DELETE FROM crm.contacts WHERE id = :'moved';
+RESET ROLE;
+SELECT is(pg_temp.words(:'moved'), NULL, 'an erased contact takes its words along (not in the trash first)');
+SELECT throws_ok(format('SELECT pg_temp.as_api(%L)',
+                        format($$INSERT INTO crm.contact_search_words VALUES (%L, %L, 'ghost', now()) RETURNING 1$$, :'org', :'ada')),
+                 '42501', NULL, 'only the trigger writes words: the request role may not, even for its own contacts');
+SELECT throws_ok(format('SELECT pg_temp.as_api(%L)',
+                        format($$DELETE FROM crm.contact_search_words WHERE contact_id = %L RETURNING 1$$, :'ada')),
+                 '42501', NULL, 'nor delete them');
 
 SELECT app.act_as(:'owner', :'org');
 SELECT count(*) FROM (SELECT api.contacts_create(n, e) FROM (VALUES
@@ -223,6 +240,29 @@ SELECT is(:'plan'::jsonb ->> 'user', 'minicrm_api', 'the plan is the request rol
 SELECT matches(:'plan'::jsonb ->> 'plan', '"Index Name": "contact_search_words_by_word"', 'a sparse term reads the words index');
 SELECT matches(:'plan'::jsonb ->> 'plan', $re$"Index Cond": "[^"]*\(word >= 'p12'::text\) AND \(word < 'p13'::text\)$re$,
                'its prefix is the index condition, under RLS');
+
+-- V24 made app.search_tokens PL/pgSQL; the words stored before were cut by
+-- V11's SQL function. The same tokens, on a corpus of every kind of
+-- character the rule names (the query below is V11's, verbatim).
+SELECT is((SELECT count(*)::int FROM (VALUES ('Ada Lovelace ada.lovelace@analytical-engines.co.uk'), ('100% Cotton Ltd'),
+             ('a_b Back\slash O''Brien & Sons'), ('Zoë 山田 Émile Zola emile@écrivains.fr'), ('ＡＢＣ　ｄｅｆ ﬁ'),
+             ('«guillemets» — dash – €5 ¥ 、。「かぎ」'), (E'tab\tnew\nline\u00A0nbsp\u200Bzwsp\u00ADshy'),
+             ('×÷±§¶ ¿¡'), (''), ('   '), (NULL), ('ΣΊΣΥΦΟΣ straße İstanbul'), ('emoji 😀 ok')) v (x)
+            WHERE app.search_tokens(x) IS DISTINCT FROM (
+              SELECT pg_catalog.array_agg(DISTINCT m.t[1])
+                FROM pg_catalog.regexp_matches(app.email_key(x) COLLATE "C",
+                  '[^\u0001-\u002F\u003A-\u0040\u005B-\u0060\u007B-\u00BF\u00D7\u00F7\u1680\u2000-\u206F\u20A0-\u20CF\u2E00-\u2E7F\u3000-\u3004\u3008-\u3020\u3030\u303D\uFE10-\uFE1F\uFE30-\uFE6F]+'
+                  || '|[\u0021-\u002F\u003A-\u0040\u005B-\u0060\u007B-\u007E\u00A1-\u00BF\u00D7\u00F7\u2010-\u2027\u2030-\u205E\u20A0-\u20CF\u2E00-\u2E7F\u3001-\u3004\u3008-\u3020\u3030\u303D\uFE10-\uFE1F\uFE30-\uFE6F]',
+                  'g') AS m (t))), 0,
+          'app.search_tokens cuts every text as V11''s SQL function did');
+
+-- Deleting an organization takes its words along (its contacts go by cascade).
+SELECT cmp_ok((SELECT count(*)::int FROM crm.contact_search_words WHERE organization_id = :'other_org'), '>', 0,
+              'the other organization has words');
+SELECT pg_temp.acting(:'other_owner', :'other_org');
+SELECT pg_temp.as_api('SELECT ''true''::jsonb FROM (SELECT api.organizations_delete()) d') AS deleted;
+SELECT is((SELECT count(*)::int FROM crm.contact_search_words WHERE organization_id = :'other_org'), 0,
+          'a deleted organization leaves no words');
 
 SELECT * FROM finish();
 ROLLBACK;

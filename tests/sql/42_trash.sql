@@ -4,7 +4,7 @@
 -- them are 404 for a DBA too; restore (parent_in_trash, the deal's tasks,
 -- roles), erase (owner/admin, contact_has_deals) and the retention's purge.
 BEGIN;
-SELECT plan(84);
+SELECT plan(86);
 \ir pipeline_fixture.psql
 
 -- Totals against a recomputation from the deals that are not in the trash
@@ -254,6 +254,17 @@ SELECT is((SELECT array_agg(organization_id) FROM private.trash_organizations), 
           'the organizations with an empty trash are forgotten (A still has a task in it)');
 SELECT is(pg_temp.totals_mismatches(:'org_a') + pg_temp.created_mismatches(:'org_a') + pg_temp.totals_mismatches(:'org_b'), 0::bigint,
           'the totals still match after the purge');
+
+-- The note's trigger leaves out what is not in the trash (its WHEN), but not
+-- a row written into the trash (a DBA's INSERT).
+DELETE FROM private.trash_organizations WHERE organization_id = :'org_b';
+SELECT pg_temp.exec_as(:'zed', :'org_b', $$SELECT api.contacts_create('Fresh')$$);
+SELECT is((SELECT count(*)::int FROM private.trash_organizations WHERE organization_id = :'org_b'), 0,
+          'a new contact outside the trash notes nothing');
+SELECT pg_temp.exec_as(:'zed', :'org_b', format($$INSERT INTO crm.contacts (organization_id, owner_id, name, deleted_at)
+                                                 VALUES (%L, %L, 'Born in the trash', now() - interval '2 days')$$, :'org_b', :'zed'));
+SELECT is((SELECT oldest_deleted_at FROM private.trash_organizations WHERE organization_id = :'org_b'), now() - interval '2 days',
+          'a contact inserted into the trash notes its organization');
 
 SELECT * FROM finish();
 ROLLBACK;
