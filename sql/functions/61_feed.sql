@@ -126,7 +126,11 @@ BEGIN
     'items', to_jsonb(v_items),
     'positions', to_jsonb(v_positions),
     'next', jsonb_build_array(v_tx::text, v_seq, app.epoch_ms(coalesce(v_at, now()))),
-    'held', EXISTS (SELECT 1 FROM crm.events ev WHERE ev.organization_id = v_org AND ev.tx >= v_horizon));
+    -- ORDER BY … LIMIT 1 rather than EXISTS: with a generic plan (PL/pgSQL
+    -- caches one), EXISTS takes a sequential scan that expects to stop early,
+    -- and reads the whole table when nothing is held.
+    'held', (SELECT ev.tx FROM crm.events ev WHERE ev.organization_id = v_org AND ev.tx >= v_horizon
+              ORDER BY ev.tx LIMIT 1) IS NOT NULL);
 END
 $$;
 
