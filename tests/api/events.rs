@@ -664,7 +664,7 @@ async fn the_stream_sends_events_in_order_as_they_commit_and_resumes_from_last_e
 }
 
 #[tokio::test]
-async fn an_organization_has_at_most_streams_per_org_open_streams() {
+async fn an_organization_has_at_most_streams_per_org_open_streams_and_a_stop_ends_them() {
     let app = TestApp::spawn_with(|c| c.streams_per_org = 2).await;
     let owner = app.user("limited").await;
     let other = app.user("limited-other").await;
@@ -683,9 +683,21 @@ async fn an_organization_has_at_most_streams_per_org_open_streams() {
     // Closing a stream frees its place.
     drop(a);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let (status, _, _d) = open(&app, &owner, "", None).await;
+    let (status, _, d) = open(&app, &owner, "", None).await;
     assert_eq!(status, 200);
-    drop((b, c));
+    drop(b);
+
+    // A stopping server ends every stream, so draining does not wait for them.
+    app.state.streams.close_all();
+    for mut sse in [c.unwrap(), d.unwrap()] {
+        let end = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(chunk) = sse.body.next().await {
+                chunk.unwrap();
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "a stream outlived the server's stop");
+    }
 }
 
 #[tokio::test]

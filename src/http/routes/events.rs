@@ -28,7 +28,10 @@ use axum::{
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::{
+    broadcast::{self, error::RecvError},
+    watch,
+};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -272,8 +275,21 @@ pub async fn list(
 }
 
 /// The live streams open on this instance, per organization.
-#[derive(Default)]
-pub struct StreamSlots(Mutex<HashMap<Uuid, u32>>);
+pub struct StreamSlots {
+    open: Mutex<HashMap<Uuid, u32>>,
+    /// True once the server stops: every stream ends, so that draining the
+    /// connections does not wait for clients that never hang up.
+    closing: watch::Sender<bool>,
+}
+
+impl Default for StreamSlots {
+    fn default() -> Self {
+        Self {
+            open: Mutex::default(),
+            closing: watch::channel(false).0,
+        }
+    }
+}
 
 /// An open stream's place; it frees it when the stream ends.
 pub struct StreamSlot {
@@ -283,7 +299,7 @@ pub struct StreamSlot {
 
 impl StreamSlots {
     fn enter(self: &Arc<Self>, org: Uuid, limit: u32) -> Result<StreamSlot, Box<Problem>> {
-        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(org).or_insert(0);
         if *n >= limit {
             let mut p = Problem::new(
@@ -303,14 +319,20 @@ impl StreamSlots {
 
     /// How many streams `org` has open on this instance.
     pub fn open(&self, org: Uuid) -> u32 {
-        let open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         open.get(&org).copied().unwrap_or(0)
+    }
+
+    /// Ends every open stream (after the event it is sending) and any opened
+    /// later: the server is stopping.
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
     }
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        let mut open = self.slots.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = open.get_mut(&self.org) {
             *n -= 1;
             if *n == 0 {
@@ -341,6 +363,7 @@ struct Stream {
     /// The wait before the next read while events are held back (None: none are).
     held: Option<Duration>,
     notices: broadcast::Receiver<Notice>,
+    closing: watch::Receiver<bool>,
     _slot: StreamSlot,
 }
 
@@ -362,7 +385,8 @@ impl Stream {
 
     /// Waits for a reason to read: a notification about this organization,
     /// a listener reset, a held-back event's retry or the fallback poll.
-    async fn wait(&mut self) {
+    /// False: the server is stopping.
+    async fn wait(&mut self) -> bool {
         let wait = self
             .held
             .unwrap_or(self.app.config.stream_poll_interval)
@@ -378,6 +402,7 @@ impl Stream {
                     Err(RecvError::Closed) => { (&mut deadline).await; break }
                 },
                 () = &mut deadline => break,
+                _ = self.closing.changed() => return false,
             }
         }
         // Notices that came meanwhile are answered by the same read.
@@ -385,6 +410,7 @@ impl Stream {
             self.notices.try_recv(),
             Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
         ) {}
+        true
     }
 
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
@@ -396,8 +422,9 @@ impl Stream {
                     .data(json.get());
                 return Some((Ok(event), self));
             }
-            if !self.more {
-                self.wait().await;
+            let closing = *self.closing.borrow();
+            if closing || (!self.more && !self.wait().await) {
+                return None;
             }
             match read(
                 &self.app,
@@ -460,6 +487,7 @@ pub async fn stream(
     let slot = app.streams.enter(org, app.config.streams_per_org)?;
     // Subscribed before the first read: nothing committed after it is missed.
     let notices = app.listener.subscribe(EVENTS);
+    let closing = app.streams.closing.subscribe();
     let types = types(q.types.as_deref());
     let mut state = Stream {
         app: app.clone(),
@@ -475,6 +503,7 @@ pub async fn stream(
         more: false,
         held: None,
         notices,
+        closing,
         _slot: slot,
     };
     // The first read checks the filter and the membership before the answer
