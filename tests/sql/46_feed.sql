@@ -7,7 +7,7 @@
 -- events of this test's own transaction are above the horizon, as any
 -- running transaction's are.
 BEGIN;
-SELECT plan(28);
+SELECT plan(30);
 \ir pipeline_fixture.psql
 
 -- api.events_list as p_user in p_org (the request role under RLS), back to
@@ -135,6 +135,22 @@ SELECT matches(pg_temp.plan_as($$SELECT * FROM crm.events ev WHERE ev.organizati
                                 ORDER BY ev.tx, ev.seq LIMIT 100$$),
                '"Index Name": "events_feed".*"Index Cond": "\(\(organization_id = \$[0-9]+\) AND \(ROW\(tx, seq\) > ROW',
                'the feed reads a range of events_feed under RLS (organization, then position)');
+
+-- The same under the generic plan PL/pgSQL caches after a few calls (the
+-- server's pooled connections run the function many times): both of the
+-- function's reads stay index range scans. (EXISTS for "held" took a
+-- sequential scan there and read the whole table on every call.)
+SET LOCAL plan_cache_mode = force_generic_plan;
+PREPARE feed_read(uuid, xid8, bigint, xid8) AS
+  SELECT * FROM crm.events ev WHERE ev.organization_id = $1 AND (ev.tx, ev.seq) > ($2, $3) AND ev.tx < $4
+   ORDER BY ev.tx, ev.seq LIMIT app.feed_scan_limit();
+PREPARE feed_held(uuid, xid8) AS
+  SELECT ev.tx FROM crm.events ev WHERE ev.organization_id = $1 AND ev.tx >= $2 ORDER BY ev.tx LIMIT 1;
+SELECT matches(pg_temp.plan_as(format('EXECUTE feed_read(%L, %L, 0, pg_snapshot_xmin(pg_current_snapshot()))', :'org_a', '12')),
+               '"Index Name": "events_feed"', 'generic plan: the page read is a range of events_feed');
+SELECT matches(pg_temp.plan_as(format('EXECUTE feed_held(%L, pg_snapshot_xmin(pg_current_snapshot()))', :'org_a')),
+               '"Index Name": "events_feed"', 'generic plan: the held probe too');
+SET LOCAL plan_cache_mode = auto;
 
 -- p_from_now: the horizon, no events (where a stream without a cursor starts).
 CREATE TEMP TABLE now_page AS SELECT pg_temp.feed(:'max', :'org_a', 'p_from_now => true') AS p;
