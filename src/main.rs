@@ -147,9 +147,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         listener.local_addr()?,
         listener.local_addr()?
     );
+    // Live streams never end by themselves: end them when the server stops,
+    // or draining would wait for their clients.
+    let streams = state.streams.clone();
+    let stopping = async move {
+        shutdown_signal().await;
+        streams.close_all();
+    };
     let served =
-        minicrm::http::serve::serve(listener, minicrm::app(state), settings, shutdown_signal())
-            .await;
+        minicrm::http::serve::serve(listener, minicrm::app(state), settings, stopping).await;
     let _ = stop_workers.send(true);
     let _ = maintenance.await;
     served?;

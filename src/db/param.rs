@@ -67,6 +67,7 @@ macro_rules! typed {
 typed! {
     Uuid => Type::UUID, None;
     i32 => Type::INT4, None;
+    i64 => Type::INT8, None;
     Vec<i32> => Type::INT4_ARRAY, None;
     f64 => Type::FLOAT8, None;
     bool => Type::BOOL, None;
@@ -95,6 +96,32 @@ pub const fn custom_array(sql_type: &'static str) -> Wire {
         ty: Type::TEXT_ARRAY,
         cast: Some(sql_type),
     }
+}
+
+/// A transaction id (`xid8`, the change feed's position): travels as text
+/// and the call casts it (`$3::text::xid8`: the `text` fixes the prepared
+/// parameter's type, whose binary form would otherwise be xid8's 8 bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Xid8(pub String);
+
+impl Typed for Xid8 {
+    const WIRE: Wire = custom("text::xid8");
+}
+
+impl ToSql for Xid8 {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        self.0.as_str().to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
 }
 
 /// A parameter sent as its wire type. The derived `ToSql` of an enum accepts

@@ -3,9 +3,17 @@
 //! A hit must still be an authorized read, so the cache also remembers which
 //! users it has seen the database accept as members of the organization (for
 //! the same TTL). Writes through this server to an organization's deals (and
-//! to its pipelines and stages, which the funnel lists) drop
-//! its entries; membership changes drop its remembered members. Other server
-//! instances see such writes when their entries expire.
+//! to its pipelines and stages, which the funnel lists) drop its entries at
+//! once; membership changes drop its remembered members.
+//!
+//! Writes through other instances, or in `psql`, reach every instance through
+//! the change feed's notifications ([`follow`]): a `minicrm_events`
+//! notification for a `deal` or `pipeline` of an organization drops that
+//! organization's reports, one for a `member` drops its remembered members
+//! too, and a listener reconnect (notifications may have been lost) drops
+//! everything. A notification is delivered at its transaction's commit, so
+//! another instance's cache follows within the listener's latency (well
+//! under a second), not the TTL.
 
 use std::{
     collections::HashMap,
@@ -42,6 +50,9 @@ type Reports = HashMap<(Uuid, Report), (Instant, Arc<str>)>;
 #[derive(Default)]
 struct Entries {
     reports: Reports,
+    /// Bumped when every organization is invalidated at once (it is part of
+    /// every organization's generation).
+    epoch: u64,
     /// Bumped by every invalidation of an organization: a report computed
     /// before a write must not be stored after that write's invalidation.
     generations: HashMap<Uuid, u64>,
@@ -86,11 +97,8 @@ impl AnalyticsCache {
 
     /// Read before computing a report; hand it back to [`put`](Self::put).
     pub fn generation(&self, org: Uuid) -> u64 {
-        lock(&self.entries)
-            .generations
-            .get(&org)
-            .copied()
-            .unwrap_or(0)
+        let entries = lock(&self.entries);
+        entries.epoch + entries.generations.get(&org).copied().unwrap_or(0)
     }
 
     /// Remembers a report the database produced for `user`, a member of `org`,
@@ -102,7 +110,7 @@ impl AnalyticsCache {
         let now = Instant::now();
         let mut members = lock(&self.members);
         let mut entries = lock(&self.entries);
-        if entries.generations.get(&org).copied().unwrap_or(0) != generation {
+        if entries.epoch + entries.generations.get(&org).copied().unwrap_or(0) != generation {
             return;
         }
         if members.len() > 100_000 {
@@ -122,11 +130,53 @@ impl AnalyticsCache {
         entries.reports.retain(|(o, _), _| *o != org);
     }
 
+    /// Anything may have changed (the listener reconnected): drops every
+    /// report and every remembered member.
+    pub fn invalidate_all(&self) {
+        lock(&self.members).clear();
+        let mut entries = lock(&self.entries);
+        entries.epoch += 1;
+        entries.reports.clear();
+    }
+
     /// The organization's membership changed (or it is gone).
     pub fn invalidate_members(&self, org: Uuid) {
         lock(&self.members).retain(|(_, o), _| *o != org);
         self.invalidate_reports(org);
     }
+}
+
+/// Drops entries as the change feed's notifications say (see the module
+/// doc), until the listener stops.
+pub fn follow(
+    cache: Arc<AnalyticsCache>,
+    listener: &crate::workers::listener::Listener,
+) -> tokio::task::JoinHandle<()> {
+    use crate::workers::listener::{Notice, EVENTS};
+    use tokio::sync::broadcast::error::RecvError;
+    let mut notices = listener.subscribe(EVENTS);
+    tokio::spawn(async move {
+        loop {
+            match notices.recv().await {
+                Ok(Notice::Notified(payload)) => {
+                    // `<organization_id>:<resource_type>`; anything else is not ours.
+                    let Some((org, resource)) = payload.split_once(':') else {
+                        continue;
+                    };
+                    let Ok(org) = org.parse::<Uuid>() else {
+                        continue;
+                    };
+                    match resource {
+                        "deal" | "pipeline" => cache.invalidate_reports(org),
+                        "member" => cache.invalidate_members(org),
+                        _ => {}
+                    }
+                }
+                Ok(Notice::Reset) | Err(RecvError::Lagged(_)) => cache.invalidate_all(),
+                Err(RecvError::Closed) => break,
+            }
+        }
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -167,6 +217,21 @@ mod tests {
         cache.put(user, org, r, Arc::from("{}"), cache.generation(org));
         std::thread::sleep(Duration::from_millis(100));
         assert!(cache.get(user, org, r).is_none());
+    }
+
+    #[test]
+    fn invalidating_everything_drops_every_organization_and_pending_report() {
+        let cache = AnalyticsCache::new(Duration::from_secs(30));
+        let (user, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let r = Report::Funnel { pipeline: None };
+        cache.put(user, a, r, Arc::from("a"), cache.generation(a));
+        let before = cache.generation(b);
+        cache.invalidate_all();
+        assert!(cache.get(user, a, r).is_none());
+        cache.put(user, b, r, Arc::from("stale"), before);
+        cache.put(user, a, r, Arc::from("fresh"), cache.generation(a));
+        assert!(cache.get(user, b, r).is_none());
+        assert_eq!(cache.get(user, a, r).as_deref(), Some("fresh"));
     }
 
     #[test]

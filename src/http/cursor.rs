@@ -96,7 +96,7 @@ pub struct Cursors {
     pub max_age: Duration,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -151,6 +151,26 @@ impl Cursors {
     /// server for this organization and query, and is not too old; else 400
     /// `invalid_cursor`.
     pub fn open(&self, text: &str, org: Uuid, query: Fingerprint) -> Result<After, Box<Problem>> {
+        let (after, issued) = self.open_unaged(text, org, query)?;
+        if now_ms().saturating_sub(issued) > self.max_age.as_millis() as i64 {
+            return Err(invalid(&format!(
+                "the cursor has expired (cursors last {} seconds): start again from the first page",
+                self.max_age.as_secs()
+            )));
+        }
+        Ok(after)
+    }
+
+    /// [`Cursors::open`] without the age limit: the position and the time the
+    /// cursor carries (Unix ms), for a caller that decides how long its
+    /// cursors last (the change feed's last as long as its events). A cursor
+    /// from the future beyond the clock skew allowance is still refused.
+    pub fn open_unaged(
+        &self,
+        text: &str,
+        org: Uuid,
+        query: Fingerprint,
+    ) -> Result<(After, i64), Box<Problem>> {
         const BROKEN: &str =
             "the cursor is malformed or has been altered: use the next_cursor of a page as it is";
         if text.len() > MAX_TEXT {
@@ -179,18 +199,17 @@ impl Cursors {
             ));
         }
         let issued = i64::from_be_bytes(body[33..41].try_into().expect("length checked"));
-        let age = now_ms().saturating_sub(issued);
-        if age > self.max_age.as_millis() as i64 || age < -SKEW_MS {
-            return Err(invalid(&format!(
-                "the cursor has expired (cursors last {} seconds): start again from the first page",
-                self.max_age.as_secs()
-            )));
+        if now_ms().saturating_sub(issued) < -SKEW_MS {
+            return Err(invalid(BROKEN));
         }
         let key = std::str::from_utf8(&body[HEAD..]).map_err(|_| invalid(BROKEN))?;
-        Ok(After {
-            key: key.to_owned(),
-            id: Uuid::from_bytes(field(41)),
-        })
+        Ok((
+            After {
+                key: key.to_owned(),
+                id: Uuid::from_bytes(field(41)),
+            },
+            issued,
+        ))
     }
 }
 

@@ -49,6 +49,7 @@ use crate::{http::problem, state::AppState};
         (name = "activities", description = "A deal's timeline: comments and what happened"),
         (name = "trash", description = "Deleted contacts, deals and tasks: restore them, or erase them for good (they are erased automatically after the retention)"),
         (name = "analytics", description = "Pipeline reports, computed in the database"),
+        (name = "events", description = "The change feed: every committed change, in order, polled or live (SSE)"),
     ),
     components(schemas(problem::Problem, problem::FieldError)),
 )]

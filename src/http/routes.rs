@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bulk;
 pub mod contacts;
 pub mod deals;
+pub mod events;
 pub mod fields;
 pub mod health;
 pub mod invitations;

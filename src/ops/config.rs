@@ -53,6 +53,19 @@ pub struct Config {
     /// 36,500, default 30): older events are deleted by the maintenance, and
     /// a feed cursor older than this is answered 410 `cursor_expired`.
     pub event_retention_days: u32,
+    /// Where the listener connects (`LISTEN_DATABASE_URL`; `None`: the
+    /// database URL): a session of its own, never through a
+    /// transaction-mode pooler (src/workers/listener.rs).
+    pub listen_database_url: Option<String>,
+    /// Live streams an organization may have open on one instance
+    /// (`STREAMS_PER_ORG`, default 20); more are answered 429.
+    pub streams_per_org: u32,
+    /// A live stream sends a comment line after this long without an event
+    /// (`STREAM_HEARTBEAT_MS`, default 15,000).
+    pub stream_heartbeat: Duration,
+    /// A live stream reads the feed at least this often, in case a
+    /// notification was lost (`STREAM_POLL_INTERVAL_MS`, default 5,000).
+    pub stream_poll_interval: Duration,
 }
 
 /// `CORS_ALLOWED_ORIGINS`: `*`, or a comma-separated list of origins
@@ -167,6 +180,21 @@ impl Config {
         if !(1..=36_500).contains(&event_retention_days) {
             bail!("EVENT_RETENTION_DAYS must be between 1 and 36500");
         }
+        let listen_database_url = var("LISTEN_DATABASE_URL");
+        if let Some(url) = &listen_database_url {
+            crate::db::tls::parse(url).context("LISTEN_DATABASE_URL")?;
+        }
+        let streams_per_org = parsed("STREAMS_PER_ORG", 20)?;
+        if streams_per_org == 0 {
+            bail!("STREAMS_PER_ORG must be at least 1");
+        }
+        let stream_heartbeat = Duration::from_millis(parsed("STREAM_HEARTBEAT_MS", 15_000)?);
+        let stream_poll_interval = Duration::from_millis(parsed("STREAM_POLL_INTERVAL_MS", 5_000)?);
+        if stream_heartbeat < Duration::from_millis(10)
+            || stream_poll_interval < Duration::from_millis(10)
+        {
+            bail!("STREAM_HEARTBEAT_MS and STREAM_POLL_INTERVAL_MS must be at least 10");
+        }
         let log_format = match var("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -219,6 +247,10 @@ impl Config {
                 .transpose()?,
             trash_retention_days,
             event_retention_days,
+            listen_database_url,
+            streams_per_org,
+            stream_heartbeat,
+            stream_poll_interval,
         })
         .context("reading configuration")
     }
@@ -263,6 +295,10 @@ impl Config {
             cors_allowed_origins: None,
             trash_retention_days: 30,
             event_retention_days: 30,
+            listen_database_url: None,
+            streams_per_org: 20,
+            stream_heartbeat: Duration::from_secs(15),
+            stream_poll_interval: Duration::from_secs(5),
         }
     }
 }

@@ -14,6 +14,7 @@ mod csv;
 mod cursors;
 mod deals;
 mod etags;
+mod events;
 mod external_ids;
 mod helpers;
 mod idempotency;
