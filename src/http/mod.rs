@@ -59,7 +59,8 @@ pub fn registry() -> OpenApiRouter<AppState> {
         .merge(activities::router())
         .merge(tasks::router())
         .merge(trash::router())
-        .merge(analytics::router());
+        .merge(analytics::router())
+        .merge(webhooks::router());
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(health::router())

@@ -49,6 +49,7 @@ use crate::{http::problem, state::AppState};
         (name = "activities", description = "A deal's timeline: comments and what happened"),
         (name = "trash", description = "Deleted contacts, deals and tasks: restore them, or erase them for good (they are erased automatically after the retention)"),
         (name = "analytics", description = "Pipeline reports, computed in the database"),
+        (name = "webhooks", description = "Signed HTTP deliveries of the organization's events to its endpoints (owner or admin)"),
     ),
     components(schemas(problem::Problem, problem::FieldError)),
 )]
