@@ -3,6 +3,7 @@
 //! outlives database outages: a failed round is logged and tried again later.
 
 pub mod maintenance;
+pub mod webhooks;
 
 /// Tells the workers to stop; each finishes the round it is in first.
 pub type Shutdown = tokio::sync::watch::Receiver<bool>;
