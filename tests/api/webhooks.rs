@@ -828,3 +828,52 @@ async fn the_worker_recovers_when_its_database_connections_are_killed() {
         started.elapsed()
     );
 }
+
+/// The address is checked again at delivery: a webhook whose URL is now a
+/// forbidden literal or plain http (written past the API, as a changed DNS
+/// answer would be) is not contacted; its attempts say why.
+#[tokio::test]
+async fn a_delivery_to_a_forbidden_address_is_refused_at_delivery_time() {
+    let app = TestApp::spawn_with(|c| {
+        local(c);
+        c.webhooks.allow_private_networks = false;
+    })
+    .await;
+    let owner = app.user("olga").await;
+    let (receiver, base) = Receiver::start().await;
+    let _worker = start_worker(&app);
+    let hooks = app.state.webhooks.clone().unwrap();
+    let https = base.replace("http://", "https://");
+    for (url, why) in [
+        (format!("{https}/ok/literal"), "127.0.0.1 is loopback"),
+        (format!("{base}/ok/plain"), "not https"),
+    ] {
+        let id = Uuid::new_v4();
+        let sealed = hooks.sealer.seal(
+            owner.org_id,
+            id,
+            &minicrm::webhooks::secrets::Secret::generate(),
+        );
+        app.sql()
+            .await
+            .execute(
+                "INSERT INTO crm.webhooks (organization_id, id, url, events, secret_sealed) \
+                 VALUES ($1, $2, $3, '{deal.*}', $4)",
+                &[&owner.org_id, &id, &url, &sealed],
+            )
+            .await
+            .unwrap();
+        event(&app, owner.org_id, "deal.updated").await;
+        let d = wait_delivery(&owner, id, |d| d["attempt"].as_i64() >= Some(1)).await;
+        let error = d["attempts"][0]["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("webhook_url_forbidden") && error.contains(why),
+            "{error}"
+        );
+        assert!(d["status_code"].is_null());
+    }
+    assert!(
+        receiver.hits("ok").is_empty(),
+        "nothing reached the receiver"
+    );
+}
