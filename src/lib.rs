@@ -14,6 +14,7 @@ pub mod db;
 pub mod http;
 pub mod ops;
 pub mod state;
+pub mod webhooks;
 pub mod workers;
 
 pub use http::app;

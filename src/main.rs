@@ -137,8 +137,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         state.db.clone(),
         maintenance_interval,
         trash_retention_days,
-        workers,
+        workers.clone(),
     );
+    // Webhook deliveries, when WEBHOOK_SECRETS_KEY is set (README, "Webhooks").
+    let webhooks = state.webhooks.clone().map(|hooks| {
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let listening =
+            minicrm::workers::webhooks::listen(url.clone(), wake.clone(), workers.clone());
+        let delivering =
+            minicrm::workers::webhooks::spawn(state.db.clone(), hooks, wake, workers.clone());
+        (listening, delivering)
+    });
+    if webhooks.is_none() {
+        tracing::info!("webhooks are off: WEBHOOK_SECRETS_KEY is not set");
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -158,6 +170,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         minicrm::http::serve::serve(listener, minicrm::app(state), settings, stopping).await;
     let _ = stop_workers.send(true);
     let _ = maintenance.await;
+    if let Some((listening, delivering)) = webhooks {
+        let _ = delivering.await;
+        let _ = listening.await;
+    }
     served?;
     tracing::info!("stopped");
     Ok(())

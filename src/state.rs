@@ -24,6 +24,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Verified against when an email is unknown, so login takes as long.
     pub dummy_hash: &'static str,
+    /// Webhook secrets and SSRF checks; None without `WEBHOOK_SECRETS_KEY`.
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
 }
 
 pub type AppState = Arc<App>;
@@ -57,6 +59,7 @@ impl App {
             streams: Arc::default(),
             metrics: Arc::default(),
             dummy_hash: Box::leak(crate::auth::credentials::dummy_hash().into_boxed_str()),
+            webhooks: crate::webhooks::Webhooks::new(&config.webhooks).map(Arc::new),
             config,
         }))
     }

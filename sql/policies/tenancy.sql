@@ -63,7 +63,7 @@ BEGIN
   FOREACH t IN ARRAY ARRAY['contacts', 'contact_search_words', 'deals', 'tasks', 'activities', 'deal_totals', 'deal_totals_delta',
                            'pipelines', 'pipeline_stages', 'deal_created_days', 'deal_created_days_delta',
                            'deal_stage_history', 'stage_stays_done', 'stage_stays_open', 'deal_closes', 'velocity_delta',
-                           'events'] LOOP
+                           'events', 'webhooks', 'webhook_deliveries', 'webhook_attempts'] LOOP
     EXECUTE format('DROP POLICY IF EXISTS %I ON crm.%I', t || '_tenant', t);
     EXECUTE format(
       'CREATE POLICY %I ON crm.%I FOR ALL USING (organization_id = (SELECT app.org_id())) '
@@ -105,6 +105,24 @@ BEGIN
     EXECUTE format('DROP POLICY IF EXISTS %I ON crm.%I', t || '_expired_delete', t);
     EXECUTE format('CREATE POLICY %I ON crm.%I FOR DELETE TO %I USING (expires_at < now())',
                    t || '_expired_delete', t, current_user);
+  END LOOP;
+END
+$$;
+
+-- The webhook delivery worker (src/workers/webhooks.rs) and the fan-out
+-- trigger serve every organization with no request context, through
+-- SECURITY DEFINER functions owned by the role that migrates
+-- (sql/functions/62_webhooks.sql): these policies let that role, and no
+-- other, reach every organization's webhooks, deliveries and attempts. A
+-- request runs as minicrm_api and never gets them.
+DO $$
+DECLARE
+  t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['webhooks', 'webhook_deliveries', 'webhook_attempts'] LOOP
+    EXECUTE format('DROP POLICY IF EXISTS %I ON crm.%I', t || '_worker', t);
+    EXECUTE format('CREATE POLICY %I ON crm.%I FOR ALL TO %I USING (true) WITH CHECK (true)',
+                   t || '_worker', t, current_user);
   END LOOP;
 END
 $$;

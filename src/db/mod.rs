@@ -509,6 +509,13 @@ impl Db {
     }
 
     /// Readiness: a pooled connection answers.
+    /// A pooled connection for a worker's own statements: the login role,
+    /// no request context (`workers::webhooks`). Send each statement with
+    /// `query_typed` (unnamed), so that a transaction pooler works.
+    pub async fn worker_client(&self) -> Result<Object, DbError> {
+        Ok(self.pool.get().await?)
+    }
+
     pub async fn ping(&self) -> Result<(), DbError> {
         let client = self.pool.get().await?;
         client.simple_query("SELECT 1").await?;

@@ -25,7 +25,14 @@ use crate::http::{
 
 /// The response schemas whose records carry `version` (and so an `ETag`):
 /// `http::openapi::finish` documents the header on their 200 and 201.
-pub const VERSIONED_SCHEMAS: [&str; 4] = ["Contact", "Deal", "Task", "Pipeline"];
+pub const VERSIONED_SCHEMAS: [&str; 6] = [
+    "Contact",
+    "Deal",
+    "Task",
+    "Pipeline",
+    "Webhook",
+    "WebhookWithSecret",
+];
 
 /// One element of a condition header.
 #[derive(Debug, PartialEq, Eq)]

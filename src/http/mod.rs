@@ -60,7 +60,8 @@ pub fn registry() -> OpenApiRouter<AppState> {
         .merge(tasks::router())
         .merge(trash::router())
         .merge(analytics::router())
-        .merge(events::router());
+        .merge(events::router())
+        .merge(webhooks::router());
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(health::router())

@@ -50,6 +50,7 @@ use crate::{http::problem, state::AppState};
         (name = "trash", description = "Deleted contacts, deals and tasks: restore them, or erase them for good (they are erased automatically after the retention)"),
         (name = "analytics", description = "Pipeline reports, computed in the database"),
         (name = "events", description = "The change feed: every committed change, in order, polled or live (SSE)"),
+        (name = "webhooks", description = "Signed HTTP deliveries of the organization's events to its endpoints (owner or admin)"),
     ),
     components(schemas(problem::Problem, problem::FieldError)),
 )]

@@ -15,6 +15,7 @@ pub mod pipelines;
 pub mod tasks;
 pub mod trash;
 pub mod users;
+pub mod webhooks;
 
 use serde::{Deserialize, Deserializer};
 use utoipa::IntoParams;

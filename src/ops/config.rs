@@ -66,6 +66,109 @@ pub struct Config {
     /// A live stream reads the feed at least this often, in case a
     /// notification was lost (`STREAM_POLL_INTERVAL_MS`, default 5,000).
     pub stream_poll_interval: Duration,
+    pub webhooks: WebhookSettings,
+}
+
+/// The webhooks' settings (README, "Webhooks").
+#[derive(Clone, Debug)]
+pub struct WebhookSettings {
+    /// `WEBHOOK_SECRETS_KEY`: the AES-256-GCM key that seals the signing
+    /// secrets. Without it the webhook routes answer 503
+    /// `webhooks_not_configured` and no delivery worker runs.
+    pub secrets_key: Option<[u8; 32]>,
+    /// `WEBHOOK_SECRETS_PREVIOUS_KEY`: a key being rotated out, still tried
+    /// when a secret does not open with the current one.
+    pub previous_secrets_key: Option<[u8; 32]>,
+    /// `WEBHOOK_ALLOW_PRIVATE_NETWORKS`: http and any address (local testing).
+    pub allow_private_networks: bool,
+    /// `WEBHOOK_TIMEOUT_MS`: a whole attempt, connect to last byte.
+    pub timeout: Duration,
+    /// `WEBHOOK_MAX_ATTEMPTS`.
+    pub max_attempts: i32,
+    /// `WEBHOOK_BACKOFF_SCALE`: multiplies the retry schedule (tests).
+    pub backoff_scale: f64,
+    /// `WEBHOOK_CONCURRENCY`: attempts in flight per server.
+    pub concurrency: usize,
+    /// `WEBHOOK_CONCURRENCY_PER_ENDPOINT`: attempts in flight per endpoint,
+    /// across every server.
+    pub concurrency_per_endpoint: i32,
+    /// `WEBHOOK_POLL_INTERVAL_MS`: how often the worker looks for due
+    /// deliveries without a notification (retries come due silently).
+    pub poll_interval: Duration,
+}
+
+impl WebhookSettings {
+    /// The defaults, with a key (tests; production reads the environment).
+    pub fn for_tests() -> Self {
+        Self {
+            secrets_key: Some([7; 32]),
+            previous_secrets_key: None,
+            allow_private_networks: false,
+            timeout: Duration::from_millis(10_000),
+            max_attempts: 12,
+            backoff_scale: 1.0,
+            concurrency: 16,
+            concurrency_per_endpoint: 4,
+            poll_interval: Duration::from_millis(1000),
+        }
+    }
+
+    fn from_env() -> anyhow::Result<Self> {
+        let key = |name: &str| -> anyhow::Result<Option<[u8; 32]>> {
+            use base64::Engine as _;
+            let Some(text) = var(name) else {
+                return Ok(None);
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map_err(|_| anyhow::anyhow!("{name} is not base64"))?;
+            let key: [u8; 32] = bytes.try_into().map_err(|_| {
+                anyhow::anyhow!("{name} must be the base64 of 32 bytes (openssl rand -base64 32)")
+            })?;
+            Ok(Some(key))
+        };
+        let timeout: u64 = parsed("WEBHOOK_TIMEOUT_MS", 10_000)?;
+        if !(100..=300_000).contains(&timeout) {
+            bail!("WEBHOOK_TIMEOUT_MS must be between 100 and 300000");
+        }
+        let max_attempts = parsed("WEBHOOK_MAX_ATTEMPTS", 12)?;
+        if !(1..=100).contains(&max_attempts) {
+            bail!("WEBHOOK_MAX_ATTEMPTS must be between 1 and 100");
+        }
+        let backoff_scale: f64 = parsed("WEBHOOK_BACKOFF_SCALE", 1.0)?;
+        if !(backoff_scale > 0.0 && backoff_scale <= 100.0) {
+            bail!("WEBHOOK_BACKOFF_SCALE must be above 0 and at most 100");
+        }
+        let concurrency = parsed("WEBHOOK_CONCURRENCY", 16)?;
+        if !(1..=1000).contains(&concurrency) {
+            bail!("WEBHOOK_CONCURRENCY must be between 1 and 1000");
+        }
+        let concurrency_per_endpoint = parsed("WEBHOOK_CONCURRENCY_PER_ENDPOINT", 4)?;
+        if !(1..=100).contains(&concurrency_per_endpoint) {
+            bail!("WEBHOOK_CONCURRENCY_PER_ENDPOINT must be between 1 and 100");
+        }
+        let poll: u64 = parsed("WEBHOOK_POLL_INTERVAL_MS", 1000)?;
+        if !(10..=600_000).contains(&poll) {
+            bail!("WEBHOOK_POLL_INTERVAL_MS must be between 10 and 600000");
+        }
+        Ok(Self {
+            secrets_key: key("WEBHOOK_SECRETS_KEY")?,
+            previous_secrets_key: key("WEBHOOK_SECRETS_PREVIOUS_KEY")?,
+            allow_private_networks: match var("WEBHOOK_ALLOW_PRIVATE_NETWORKS").as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => bail!(
+                    "WEBHOOK_ALLOW_PRIVATE_NETWORKS={other:?} is not valid: use true or false"
+                ),
+            },
+            timeout: Duration::from_millis(timeout),
+            max_attempts,
+            backoff_scale,
+            concurrency,
+            concurrency_per_endpoint,
+            poll_interval: Duration::from_millis(poll),
+        })
+    }
 }
 
 /// `CORS_ALLOWED_ORIGINS`: `*`, or a comma-separated list of origins
@@ -251,6 +354,7 @@ impl Config {
             streams_per_org,
             stream_heartbeat,
             stream_poll_interval,
+            webhooks: WebhookSettings::from_env()?,
         })
         .context("reading configuration")
     }
@@ -299,6 +403,7 @@ impl Config {
             streams_per_org: 20,
             stream_heartbeat: Duration::from_secs(15),
             stream_poll_interval: Duration::from_secs(5),
+            webhooks: WebhookSettings::for_tests(),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod listener;
 pub mod maintenance;
+pub mod webhooks;
 
 /// Tells the workers to stop; each finishes the round it is in first.
 pub type Shutdown = tokio::sync::watch::Receiver<bool>;

@@ -595,6 +595,13 @@ async fn every_operation_with_the_header_replays() {
             Some(json!({"deal_id": deal, "title": "Call", "due_date": due})),
             "SELECT count(*) FROM crm.tasks",
         ),
+        (
+            "webhooks_create",
+            &ann,
+            "/api/v1/webhooks".into(),
+            Some(json!({"url": "https://8.8.8.8/hook", "events": ["deal.*"]})),
+            "SELECT count(*) FROM crm.webhooks",
+        ),
     ];
     let covered: Vec<&str> = cases.iter().map(|c| c.0).collect();
     assert_eq!(

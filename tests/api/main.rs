@@ -35,3 +35,4 @@ mod tenancy_probes;
 mod tls;
 mod trash;
 mod velocity;
+mod webhooks;

@@ -33,6 +33,8 @@ enum Kind {
     Pipeline,
     /// A deal in the trash.
     TrashedDeal,
+    /// A webhook subscription.
+    Webhook,
 }
 
 /// (path template, path parameter) → the kind of record it names.
@@ -80,6 +82,10 @@ const PATH_PARAMS: &[(&str, &str, Kind)] = &[
     ("/api/v1/pipelines/{id}/stages/{key}", "id", Kind::Pipeline),
     ("/api/v1/trash/{type}/{id}", "id", Kind::TrashedDeal),
     ("/api/v1/trash/{type}/{id}/restore", "id", Kind::TrashedDeal),
+    ("/api/v1/webhooks/{id}", "id", Kind::Webhook),
+    ("/api/v1/webhooks/{id}/deliveries", "id", Kind::Webhook),
+    ("/api/v1/webhooks/{id}/rotate-secret", "id", Kind::Webhook),
+    ("/api/v1/webhooks/{id}/test", "id", Kind::Webhook),
 ];
 
 /// Path parameters that name no record by themselves, with the value every
@@ -161,6 +167,7 @@ struct Tenant {
     invitation: Uuid,
     pipeline: Uuid,
     trashed_deal: Uuid,
+    webhook: Uuid,
 }
 
 impl Tenant {
@@ -174,6 +181,7 @@ impl Tenant {
             Kind::Invitation => self.invitation,
             Kind::Pipeline => self.pipeline,
             Kind::TrashedDeal => self.trashed_deal,
+            Kind::Webhook => self.webhook,
         }
     }
 }
@@ -203,6 +211,9 @@ fn sample(field: &str, loner_email: &str) -> Option<Value> {
         "probability" => json!(50),
         "position" => json!(1),
         "stages" => json!([{"key": "probe", "name": "Probe", "probability": 50}]),
+        // An IP literal that is public: no name to resolve, past the SSRF check.
+        "url" => json!("https://8.8.8.8/probe"),
+        "events" => json!(["deal.*"]),
         _ => return None,
     })
 }
@@ -669,6 +680,14 @@ async fn tenant(app: &TestApp, owner: &TestUser, member: &TestUser, name: &str) 
             &[&org],
         )
         .await;
+    let webhook = id_of(
+        &owner
+            .create(
+                "/api/v1/webhooks",
+                json!({"url": format!("https://8.8.4.4/{name}"), "events": ["deal.*"]}),
+            )
+            .await,
+    );
     Tenant {
         org,
         contact,
@@ -678,6 +697,7 @@ async fn tenant(app: &TestApp, owner: &TestUser, member: &TestUser, name: &str) 
         invitation,
         pipeline,
         trashed_deal,
+        webhook,
     }
 }
 
@@ -889,6 +909,7 @@ async fn no_operation_reaches_another_organizations_records() {
         Kind::Member,
         Kind::Invitation,
         Kind::Pipeline,
+        Kind::Webhook,
     ] {
         assert!(aimed.contains(&kind), "no probe named B's {kind:?}");
     }
@@ -925,6 +946,7 @@ fn not_found_code(kind: Kind) -> &'static str {
         Kind::Invitation => "invitation_not_found",
         Kind::Pipeline => "pipeline_not_found",
         Kind::TrashedDeal => "deal_not_found",
+        Kind::Webhook => "webhook_not_found",
     }
 }
 
