@@ -67,6 +67,7 @@ macro_rules! typed {
 typed! {
     Uuid => Type::UUID, None;
     i32 => Type::INT4, None;
+    i64 => Type::INT8, None;
     Vec<i32> => Type::INT4_ARRAY, None;
     f64 => Type::FLOAT8, None;
     bool => Type::BOOL, None;

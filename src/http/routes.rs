@@ -8,6 +8,7 @@ pub mod contacts;
 pub mod deals;
 pub mod fields;
 pub mod health;
+pub mod history;
 pub mod invitations;
 pub mod organizations;
 pub mod pipelines;

@@ -424,7 +424,8 @@ async fn the_maintenance_worker_cleans_up_and_stops() {
         .await
         .is_none());
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = minicrm::workers::maintenance::spawn(down, Duration::from_millis(10), 30, 30, stopped);
+    let worker =
+        minicrm::workers::maintenance::spawn(down, Duration::from_millis(10), 30, 30, stopped);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !worker.is_finished(),

@@ -16,6 +16,7 @@ mod deals;
 mod etags;
 mod external_ids;
 mod helpers;
+mod history;
 mod idempotency;
 mod instances;
 mod invitations;
