@@ -11,7 +11,7 @@
 -- (written at commit) is brought forward with SET CONSTRAINTS … IMMEDIATE,
 -- which runs what is pending as a commit would.
 BEGIN;
-SELECT plan(69);
+SELECT plan(70);
 \ir pipeline_fixture.psql
 
 SET CONSTRAINTS crm.pipelines_event IMMEDIATE;
@@ -223,6 +223,10 @@ SELECT is((SELECT array_agg(n ORDER BY type) FROM (SELECT type, count(*) AS n FR
 SELECT is(pg_temp.n_events(), :'before'::bigint + 4000, '... and nothing else');
 SELECT is((SELECT data -> 'previous' FROM crm.events WHERE type = 'contact.updated' ORDER BY seq DESC LIMIT 1), '{"phone": null}',
           '... each update with its previous value');
+SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
+            WHERE p.proname LIKE '%\_events\_update' AND 'enable_nestloop=off' = ANY (p.proconfig)),
+          ARRAY['contacts_events_update', 'deals_events_update', 'tasks_events_update'],
+          'the UPDATE functions pair old and new rows by a hash join whatever plan the first, small UPDATE of the session made');
 
 -- The request role and the events ------------------------------------------------------
 SELECT is(pg_temp.try_as(:'olga', :'org_a', format(
