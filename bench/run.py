@@ -944,6 +944,12 @@ def write_report(results, meta):
     idem = ROOT / "bench" / "idempotency-results.md"  # bench/run idempotency
     if idem.exists():
         text = splice_idem(text, idem.read_text())
+    events = ROOT / "bench" / "events-results.md"  # bench/run events
+    if events.exists():
+        text += "\n" + events.read_text()
+    events_notes = ROOT / "bench" / "events-notes.md"  # the analysis of the events' cost, written by people
+    if events_notes.exists():
+        text += "\n" + events_notes.read_text()
     if fixed:
         text = splice_fixed(text, fixed)
     target.write_text(text)
