@@ -692,7 +692,7 @@ def run_events():
         f"(median of {rounds}; rounds " + ", ".join(f"{t:.2f}" for t in imports["events"]) + " and "
         + ", ".join(f"{t:.2f}" for t in imports["no events"]) + " s).",
         f"- {events:,} events were written in the rounds with events ({events_mb:.0f} MB with the indexes at "
-        f"the end). Load average (1 min) at the start and the end: {load[0]:.1f}, {load[1]:.1f} (other work on "
+        f"the end, the rolled-back imports' dead rows included). Load average (1 min) at the start and the end: {load[0]:.1f}, {load[1]:.1f} (other work on "
         "the machine weighs on both variants alike, as they alternate).", "", EVENTS_END, ""]
     section = "\n".join(lines)
     (ROOT / "bench" / "events-results.md").write_text(section)
