@@ -131,12 +131,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let maintenance_interval = config.maintenance_interval;
     let trash_retention_days = config.trash_retention_days;
+    let event_retention_days = config.event_retention_days;
     let state = App::new(config, &url, &secret)?;
     let (stop_workers, workers) = tokio::sync::watch::channel(false);
     let maintenance = minicrm::workers::maintenance::spawn(
         state.db.clone(),
         maintenance_interval,
         trash_retention_days,
+        event_retention_days,
         workers.clone(),
     );
     // Webhook deliveries, when WEBHOOK_SECRETS_KEY is set (README, "Webhooks").

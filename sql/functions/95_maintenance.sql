@@ -20,10 +20,16 @@
 -- p_trash_retention_days (TRASH_RETENTION_DAYS), so a round never holds many
 -- locks; the worker runs another round at once while the trash step erased
 -- anything.
+--
+-- The events step deletes at most 10,000 events older than
+-- p_event_retention_days (EVENT_RETENTION_DAYS; 60_events.sql), and the
+-- worker goes on while it deleted anything, too.
 DROP FUNCTION IF EXISTS private.run_maintenance();
+DROP FUNCTION IF EXISTS private.run_maintenance(int);
 DROP FUNCTION IF EXISTS private.trash_purge_batch();
 
-CREATE OR REPLACE FUNCTION private.run_maintenance(p_trash_retention_days int DEFAULT 30, OUT step text, OUT deleted bigint)
+CREATE OR REPLACE FUNCTION private.run_maintenance(p_trash_retention_days int DEFAULT 30,
+    p_event_retention_days int DEFAULT 30, OUT step text, OUT deleted bigint)
   RETURNS SETOF record
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $$
@@ -40,6 +46,10 @@ BEGIN
 
   step := 'trash';
   deleted := private.purge_expired_trash(make_interval(days => p_trash_retention_days), 1000);
+  RETURN NEXT;
+
+  step := 'events';
+  deleted := private.purge_expired_events(make_interval(days => p_event_retention_days), 10000);
   RETURN NEXT;
 END
 $$;

@@ -126,3 +126,27 @@ BEGIN
   END LOOP;
 END
 $$;
+
+-- Events (SPEC §13, sql/functions/60_events.sql). Only the event triggers
+-- write them: SECURITY DEFINER functions owned by the role that migrates,
+-- which this policy lets insert an event of any organization, whatever the
+-- context (a superuser's change in psql with none, a deferred pipeline
+-- event at commit after the context moved on). The request role has no
+-- INSERT privilege on crm.events at all. The retention
+-- (private.purge_expired_events) deletes the events that occurred before
+-- the instant it sets in app.events_expire_before, in every organization,
+-- with no context; unset, these two policies match nothing.
+DROP POLICY IF EXISTS events_definer_insert ON crm.events;
+DO $$
+BEGIN
+  EXECUTE format('CREATE POLICY events_definer_insert ON crm.events FOR INSERT TO %I WITH CHECK (true)', current_user);
+  EXECUTE 'DROP POLICY IF EXISTS events_expired_read ON crm.events';
+  EXECUTE format('CREATE POLICY events_expired_read ON crm.events FOR SELECT TO %I '
+                 'USING (occurred_at < nullif(current_setting(''app.events_expire_before'', true), '''')::timestamptz)',
+                 current_user);
+  EXECUTE 'DROP POLICY IF EXISTS events_expired_delete ON crm.events';
+  EXECUTE format('CREATE POLICY events_expired_delete ON crm.events FOR DELETE TO %I '
+                 'USING (occurred_at < nullif(current_setting(''app.events_expire_before'', true), '''')::timestamptz)',
+                 current_user);
+END
+$$;

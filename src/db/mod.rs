@@ -378,12 +378,15 @@ impl Db {
     pub async fn run_maintenance(
         &self,
         trash_retention_days: u32,
+        event_retention_days: u32,
     ) -> Result<Vec<(String, i64)>, DbError> {
         let client = self.pool.get().await?;
-        // A number the server formats itself: nothing to quote.
+        // Numbers the server formats itself: nothing to quote.
         let messages = client
             .simple_query(&format!(
-                "SELECT step, deleted FROM private.run_maintenance(p_trash_retention_days => {trash_retention_days})"
+                "SELECT step, deleted FROM private.run_maintenance(\
+                 p_trash_retention_days => {trash_retention_days}, \
+                 p_event_retention_days => {event_retention_days})"
             ))
             .await?;
         Ok(messages

@@ -9,6 +9,7 @@ pub mod deals;
 pub mod events;
 pub mod fields;
 pub mod health;
+pub mod history;
 pub mod invitations;
 pub mod organizations;
 pub mod pipelines;

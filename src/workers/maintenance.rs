@@ -2,7 +2,8 @@
 //! minutes, each pause jittered by ±20 % so that several servers spread their
 //! rounds), it calls `private.run_maintenance()` (sql/functions/95_maintenance.sql),
 //! which deletes what has expired (idempotency keys, records in the trash for
-//! longer than `TRASH_RETENTION_DAYS`). Rounds are cheap
+//! longer than `TRASH_RETENTION_DAYS`, events older than
+//! `EVENT_RETENTION_DAYS`). Rounds are cheap
 //! when there is nothing to delete. Any number of servers may run it at
 //! once: each step is a plain `DELETE … WHERE expires_at < now()`, and what
 //! has expired already behaves as absent, so a late or failed round changes
@@ -20,6 +21,7 @@ pub fn spawn(
     db: Db,
     interval: Duration,
     trash_retention_days: u32,
+    event_retention_days: u32,
     mut shutdown: Shutdown,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -28,10 +30,11 @@ pub fn spawn(
                 () = tokio::time::sleep(jittered(interval)) => {}
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
-            // The trash step erases one batch a round: while it erases
-            // something, go on at once (a bounded number of times).
+            // The trash and events steps delete one batch a round: while
+            // they delete something, go on at once (a bounded number of
+            // times).
             for _ in 0..FULL_TRASH_ROUNDS {
-                let steps = run_once(&db, trash_retention_days).await;
+                let steps = run_once(&db, trash_retention_days, event_retention_days).await;
                 if !trash_erased_some(steps.as_deref()) {
                     break;
                 }
@@ -44,8 +47,15 @@ pub fn spawn(
 /// One round: every step's count is logged (INFO when it deleted rows); an
 /// error (the database is down, say) is a warning, and the next round tries
 /// again.
-pub async fn run_once(db: &Db, trash_retention_days: u32) -> Option<Vec<(String, i64)>> {
-    match db.run_maintenance(trash_retention_days).await {
+pub async fn run_once(
+    db: &Db,
+    trash_retention_days: u32,
+    event_retention_days: u32,
+) -> Option<Vec<(String, i64)>> {
+    match db
+        .run_maintenance(trash_retention_days, event_retention_days)
+        .await
+    {
         Ok(steps) => {
             for (step, deleted) in &steps {
                 if *deleted > 0 {
@@ -64,13 +74,17 @@ pub async fn run_once(db: &Db, trash_retention_days: u32) -> Option<Vec<(String,
     }
 }
 
-/// How many rounds in a row may follow a round whose trash step erased
-/// something (it erases one batch a round; the round after the last partial
-/// batch finds nothing and ends the run).
+/// How many rounds in a row may follow a round whose trash or events step
+/// deleted something (each deletes one batch a round; the round after the
+/// last partial batch finds nothing and ends the run).
 const FULL_TRASH_ROUNDS: usize = 50;
 
 fn trash_erased_some(steps: Option<&[(String, i64)]>) -> bool {
-    steps.is_some_and(|steps| steps.iter().any(|(step, n)| step == "trash" && *n > 0))
+    steps.is_some_and(|steps| {
+        steps
+            .iter()
+            .any(|(step, n)| (step == "trash" || step == "events") && *n > 0)
+    })
 }
 
 /// `interval` ± 20 %, from the random bits of a v4 UUID (no extra crate).

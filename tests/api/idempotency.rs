@@ -345,7 +345,7 @@ async fn an_expired_key_is_absent_and_the_cleanup_deletes_it() {
         ))
         .await
         .unwrap();
-    let steps = minicrm::workers::maintenance::run_once(&app.state.db, 30)
+    let steps = minicrm::workers::maintenance::run_once(&app.state.db, 30, 30)
         .await
         .expect("a maintenance round");
     assert!(
@@ -395,6 +395,7 @@ async fn the_maintenance_worker_cleans_up_and_stops() {
         app.state.db.clone(),
         Duration::from_millis(20),
         30,
+        30,
         stopped,
     );
     let mut left = 1;
@@ -419,11 +420,12 @@ async fn the_maintenance_worker_cleans_up_and_stops() {
     config.pool.wait_timeout = Duration::from_millis(200);
     let down =
         minicrm::db::Db::connect(&config.pool, config.database_url.as_deref().unwrap()).unwrap();
-    assert!(minicrm::workers::maintenance::run_once(&down, 30)
+    assert!(minicrm::workers::maintenance::run_once(&down, 30, 30)
         .await
         .is_none());
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = minicrm::workers::maintenance::spawn(down, Duration::from_millis(10), 30, stopped);
+    let worker =
+        minicrm::workers::maintenance::spawn(down, Duration::from_millis(10), 30, 30, stopped);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !worker.is_finished(),
@@ -688,7 +690,7 @@ async fn keys_work_behind_a_transaction_mode_pooler() {
     )
     .await
     .problem(422, "idempotency_key_reused");
-    let steps = minicrm::workers::maintenance::run_once(&app.state.db, 30)
+    let steps = minicrm::workers::maintenance::run_once(&app.state.db, 30, 30)
         .await
         .expect("a maintenance round through the pooler");
     assert!(

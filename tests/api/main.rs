@@ -17,6 +17,7 @@ mod etags;
 mod events;
 mod external_ids;
 mod helpers;
+mod history;
 mod idempotency;
 mod instances;
 mod invitations;

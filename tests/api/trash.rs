@@ -498,7 +498,7 @@ async fn the_maintenance_round_erases_expired_trash() {
         )
         .await
         .unwrap();
-    let steps = minicrm::workers::maintenance::run_once(&app.state.db, 7)
+    let steps = minicrm::workers::maintenance::run_once(&app.state.db, 7, 30)
         .await
         .expect("a maintenance round");
     assert!(steps.contains(&("trash".to_owned(), 1)), "{steps:?}");

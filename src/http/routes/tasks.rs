@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use crate::http::routes::history::{Event, HistoryQuery};
 use crate::http::routes::{list_query, ListPage};
 use crate::{
     http::cursor::Fingerprint,
@@ -270,10 +271,31 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A task's history: its events, newest first: who changed what, when,
+/// and from which value (SPEC §13).
+#[utoipa::path(get, operation_id = "tasks_history",
+    path = "/tasks/{id}/history", tag = "tasks",
+    security(("bearer" = [])), params(crate::http::routes::OrgHeader, ("id" = Uuid, Path, description = "The task"), HistoryQuery),
+    responses(
+        (status = 200, description = "The task's events, newest first", body = ListPage<Event>),
+        (status = 400, description = "Malformed id, query or header, `page_too_deep`, `invalid_cursor`, `cursor_with_page`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Task not found in this organization: `task_not_found` (one in the trash still has its history)", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "Request target over 8 KiB (`uri_too_long`): e.g. a very long `cursor`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn history(
+    State(app): State<AppState>,
+    OrgActor(ctx): OrgActor,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> AppResult<JsonText> {
+    crate::http::routes::history::page(&app, ctx, "api.tasks_history", id, q).await
+}
+
 /// The routes of this module, each registered with its OpenAPI operation.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(crate::http::idempotency::idempotent(routes!(list, create)))
         .routes(routes!(get, update, delete))
         .routes(crate::http::idempotency::idempotent(routes!(batch)))
+        .routes(routes!(history))
 }
