@@ -145,7 +145,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let webhooks = state.webhooks.clone().map(|hooks| {
         let wake = std::sync::Arc::new(tokio::sync::Notify::new());
         let listening =
-            minicrm::workers::webhooks::listen(url.clone(), wake.clone(), workers.clone());
+            minicrm::workers::webhooks::listen(&state.listener, wake.clone(), workers.clone());
         let delivering =
             minicrm::workers::webhooks::spawn(state.db.clone(), hooks, wake, workers.clone());
         (listening, delivering)

@@ -5,18 +5,6 @@
 -- configuration). The server seals secrets and checks URLs against SSRF (a
 -- network fact) before it calls these; every other rule is here.
 
--- The event types a subscription may name (SPEC §13), and `<resource>.*`.
-CREATE OR REPLACE FUNCTION app.webhook_event_types() RETURNS text[]
-  LANGUAGE sql IMMUTABLE PARALLEL SAFE
-  AS $$
-    SELECT ARRAY['contact.created', 'contact.updated', 'contact.deleted', 'contact.restored',
-                 'deal.created', 'deal.updated', 'deal.deleted', 'deal.restored',
-                 'task.created', 'task.updated', 'task.deleted', 'task.restored',
-                 'activity.created',
-                 'pipeline.created', 'pipeline.updated', 'pipeline.deleted',
-                 'member.added', 'member.updated', 'member.removed']
-  $$;
-
 CREATE OR REPLACE FUNCTION app.webhook_json(w crm.webhooks) RETURNS jsonb
   LANGUAGE sql STABLE PARALLEL SAFE
   AS $$
@@ -50,8 +38,8 @@ BEGIN
     RETURN OLD;
   END IF;
   SELECT p INTO v_bad FROM unnest(NEW.events) p
-   WHERE p IS NULL OR NOT (p = ANY (app.webhook_event_types())
-                           OR p IN (SELECT split_part(t, '.', 1) || '.*' FROM unnest(app.webhook_event_types()) t))
+   WHERE p IS NULL OR NOT (p = ANY (app.event_types())
+                           OR p IN (SELECT split_part(t, '.', 1) || '.*' FROM unnest(app.event_types()) t))
    LIMIT 1;
   IF FOUND THEN
     PERFORM app.fail('MC400', 'webhook_events_invalid',

@@ -51,5 +51,17 @@ BEGIN
   step := 'events';
   deleted := private.purge_expired_events(make_interval(days => p_event_retention_days), 10000);
   RETURN NEXT;
+
+  -- Finished webhook deliveries (and their attempts, by the cascade) go
+  -- with the events they delivered: kept as long as the feed keeps events.
+  -- Pending ones stay whatever their age (a retry is still due).
+  step := 'webhook_deliveries';
+  DELETE FROM crm.webhook_deliveries d
+   WHERE d.ctid = ANY (ARRAY(SELECT f.ctid FROM crm.webhook_deliveries f
+                              WHERE f.status <> 'pending'
+                                AND f.created_at < now() - make_interval(days => p_event_retention_days)
+                              ORDER BY f.created_at LIMIT 10000));
+  GET DIAGNOSTICS deleted = ROW_COUNT;
+  RETURN NEXT;
 END
 $$;

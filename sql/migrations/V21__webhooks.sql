@@ -86,6 +86,9 @@ CREATE INDEX webhook_deliveries_by_webhook ON crm.webhook_deliveries (organizati
 -- index would mean one scan per organization every poll. Partial: only
 -- pending rows, so finished deliveries cost it nothing.
 CREATE INDEX webhook_deliveries_due ON crm.webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+-- The retention (private.run_maintenance): finished deliveries of every
+-- organization, oldest first (spans organizations like the claim index).
+CREATE INDEX webhook_deliveries_finished ON crm.webhook_deliveries (created_at) WHERE status <> 'pending';
 -- The claims in flight per endpoint (the per-endpoint concurrency bound).
 CREATE INDEX webhook_deliveries_claimed ON crm.webhook_deliveries (organization_id, webhook_id)
   WHERE status = 'pending' AND claim_id IS NOT NULL;

@@ -74,8 +74,8 @@ pub async fn run_once(
     }
 }
 
-/// How many rounds in a row may follow a round whose trash or events step
-/// deleted something (each deletes one batch a round; the round after the
+/// How many rounds in a row may follow a round whose trash, events or
+/// webhook deliveries step deleted something (each deletes one batch a round; the round after the
 /// last partial batch finds nothing and ends the run).
 const FULL_TRASH_ROUNDS: usize = 50;
 
@@ -83,7 +83,9 @@ fn trash_erased_some(steps: Option<&[(String, i64)]>) -> bool {
     steps.is_some_and(|steps| {
         steps
             .iter()
-            .any(|(step, n)| (step == "trash" || step == "events") && *n > 0)
+            .any(|(step, n)| {
+                (step == "trash" || step == "events" || step == "webhook_deliveries") && *n > 0
+            })
     })
 }
 

@@ -10,7 +10,7 @@
 //!   so a hanging receiver holds only its own slots. A server killed
 //!   mid-attempt leaves claims that come due again when their lease ends.
 //! - **Wake-up**: `wake` is notified on `NOTIFY minicrm_deliveries` (sent by
-//!   the fan-out at commit; [`listen`] here, or the shared listener), and the
+//!   the fan-out at commit; heard by the instance's listener, [`listen`]), and the
 //!   worker also polls every `WEBHOOK_POLL_INTERVAL_MS` (retries come due
 //!   without a notification, and a notification can be missed while the
 //!   listening connection is down).
@@ -30,9 +30,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures_util::StreamExt as _;
 use tokio::{
-    sync::{Notify, Semaphore},
+    sync::{broadcast, Notify, Semaphore},
     task::JoinHandle,
 };
 use tokio_postgres::types::Type;
@@ -41,7 +40,10 @@ use uuid::Uuid;
 use crate::{
     db::{tls, Db},
     webhooks::{sign, ssrf, Webhooks},
-    workers::Shutdown,
+    workers::{
+        listener::{self, Listener},
+        Shutdown,
+    },
 };
 
 /// How long a claim lasts beyond the attempt's timeout before the delivery
@@ -339,72 +341,20 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     text
 }
 
-/// The worker's own `LISTEN minicrm_deliveries` on a dedicated connection:
-/// every notification wakes the worker; the connection is opened again
-/// whenever it drops (the worker polls meanwhile), and each (re)connection
-/// wakes it once, for what was committed while nobody listened.
-pub fn listen(database_url: String, wake: Arc<Notify>, mut shutdown: Shutdown) -> JoinHandle<()> {
+/// Wakes the worker on every `minicrm_deliveries` notification the
+/// instance's listener (src/workers/listener.rs) hears, and on its resets
+/// (a reconnection: what was committed while nobody listened) and lags.
+pub fn listen(listener: &Listener, wake: Arc<Notify>, mut shutdown: Shutdown) -> JoinHandle<()> {
+    let mut notices = listener.subscribe(listener::DELIVERIES);
     tokio::spawn(async move {
-        let mut pause = Duration::from_millis(200);
         loop {
-            let connected_at = Instant::now();
-            let run = async {
-                let tls::DbConnect {
-                    mut config, tls, ..
-                } = tls::parse(&database_url).map_err(|e| anyhow::anyhow!("{e}"))?;
-                config
-                    .application_name("minicrm webhooks listener")
-                    .connect_timeout(Duration::from_secs(3));
-                let (client, mut connection) = config
-                    .connect(tls)
-                    .await
-                    .map_err(|e| anyhow::anyhow!(tls::error_chain(&e)))?;
-                let mut messages =
-                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                let listening = client.batch_execute("LISTEN minicrm_deliveries");
-                tokio::pin!(listening);
-                // Drive the connection while LISTEN runs.
-                loop {
-                    tokio::select! {
-                        done = &mut listening => { done.map_err(|e| anyhow::anyhow!(tls::error_chain(&e)))?; break; }
-                        message = messages.next() => match message {
-                            Some(Ok(_)) => {}
-                            Some(Err(e)) => return Err(anyhow::anyhow!(tls::error_chain(&e))),
-                            None => return Err(anyhow::anyhow!("the connection closed")),
-                        },
-                    }
-                }
-                wake.notify_one();
-                loop {
-                    match messages.next().await {
-                        Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
-                            wake.notify_one()
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => return Err(anyhow::anyhow!(tls::error_chain(&e))),
-                        None => return Err::<(), _>(anyhow::anyhow!("the connection closed")),
-                    }
-                    // Keep the client alive as long as the connection.
-                    let _ = &client;
-                }
-            };
             tokio::select! {
-                result = run => {
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, "webhook listener disconnected; reconnecting");
-                    }
-                }
+                notice = notices.recv() => match notice {
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => wake.notify_one(),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
-            // A connection that lasted was fine: start the backoff again.
-            if connected_at.elapsed() > Duration::from_secs(30) {
-                pause = Duration::from_millis(200);
-            }
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                _ = shutdown.wait_for(|stop| *stop) => break,
-            }
-            pause = (pause * 2).min(MAX_ERROR_PAUSE);
         }
     })
 }

@@ -2,9 +2,12 @@
 //! retention), its notifications through the listener, the proof under
 //! concurrent writers, and the live stream `GET /events/stream`.
 //!
-//! The event-writing triggers are not part of these tests: events are
-//! inserted directly by the superuser ([`write_event`]), each insert being
-//! what one change of a record writes.
+//! Most of these tests insert events directly as the superuser
+//! ([`write_event`]), each insert being what one change of a record writes,
+//! so they control types and timing; the triggers that write the events of
+//! real changes are tested in tests/api/history.rs and pgTAP 45_events. The
+//! proof under concurrent writers uses real writes (contacts created through
+//! `api.contacts_create`).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -343,6 +346,7 @@ async fn a_follower_sees_every_committed_event_exactly_once_under_concurrent_wri
     let done = Arc::new(AtomicBool::new(false));
     let settled = Arc::new(AtomicBool::new(false));
 
+    let user = owner.id;
     let mut writers = Vec::new();
     for w in 0..WRITERS {
         let client = connect(&app.db_url).await;
@@ -356,7 +360,17 @@ async fn a_follower_sees_every_committed_event_exactly_once_under_concurrent_wri
                 client.batch_execute("BEGIN").await.unwrap();
                 let mut ids = Vec::new();
                 for _ in 0..events {
-                    ids.push(write_event(&client, org, "contact.updated").await);
+                    // A real write: the contact's own event trigger writes
+                    // contact.created, whose resource is the contact.
+                    let row = client
+                        .query_one(
+                            "SELECT (api.contacts_create(p_name => 'Writer')->>'id')::uuid \
+                             FROM app.act_as($1, $2)",
+                            &[&user, &org],
+                        )
+                        .await
+                        .unwrap();
+                    ids.push(row.get::<_, Uuid>(0));
                 }
                 if slow {
                     // Slow to commit: later transactions commit first.

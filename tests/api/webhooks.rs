@@ -161,7 +161,7 @@ fn start_worker(app: &TestApp) -> watch::Sender<bool> {
     let (stop, stopped) = watch::channel(false);
     let hooks = app.state.webhooks.clone().expect("webhooks configured");
     let wake = Arc::new(Notify::new());
-    minicrm::workers::webhooks::listen(app.db_url.clone(), wake.clone(), stopped.clone());
+    minicrm::workers::webhooks::listen(&app.state.listener, wake.clone(), stopped.clone());
     minicrm::workers::webhooks::spawn(app.state.db.clone(), hooks, wake, stopped);
     stop
 }

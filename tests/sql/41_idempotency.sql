@@ -199,7 +199,7 @@ VALUES (:'org_b', :'zed', 'old', sha256('x'), 201, '{}', now() - interval '2 day
 INSERT INTO crm.user_idempotency_keys (user_id, key, fingerprint, status, body, created_at, expires_at)
 VALUES (:'bob', 'old', sha256('x'), 201, '{}', now() - interval '2 days', now() - interval '1 day');
 SELECT is((SELECT string_agg(step || '=' || deleted, ' ' ORDER BY step) FROM private.run_maintenance()),
-  'events=0 idempotency_keys=1 trash=0 user_idempotency_keys=1', 'run_maintenance deletes the expired keys, and counts them');
+  'events=0 idempotency_keys=1 trash=0 user_idempotency_keys=1 webhook_deliveries=0', 'run_maintenance deletes the expired keys, and counts them');
 SELECT is((SELECT count(*) FROM crm.idempotency_keys WHERE key = 'old')
         + (SELECT count(*) FROM crm.user_idempotency_keys WHERE key = 'old'), 0::bigint, 'they are gone');
 SELECT is((SELECT count(*) FROM crm.idempotency_keys), 5::bigint, 'the live keys stay');

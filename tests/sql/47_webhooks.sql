@@ -5,7 +5,7 @@
 -- the maximum, 410 disables), the test delivery and tenancy. Events are
 -- inserted directly as the superuser, as only the event triggers write them.
 BEGIN;
-SELECT plan(48);
+SELECT plan(50);
 \ir pipeline_fixture.psql
 
 \set w_deal 'a0000000-0000-0000-0000-0000000000e1'
@@ -132,6 +132,17 @@ SELECT is((SELECT disabled_reason FROM crm.webhooks WHERE id = :'w_deal'), NULL,
 -- The test delivery: to this endpoint only, in no feed.
 SELECT is(pg_temp.value_as(:'olga', :'org_a', format('SELECT api.webhooks_test(%L) ->> %L', :'w_task', 'type')), 'webhook.test', 'a test delivery is queued');
 SELECT is((SELECT count(*) FROM crm.events WHERE type = 'webhook.test'), 0::bigint, 'it is no event of the feed');
+
+-- The retention: finished deliveries older than EVENT_RETENTION_DAYS go
+-- (their attempts with them); pending ones stay whatever their age.
+UPDATE crm.webhook_deliveries SET created_at = now() - interval '31 days' WHERE organization_id = :'org_a';
+SELECT count(*) AS finished FROM crm.webhook_deliveries WHERE status <> 'pending' \gset
+SELECT is((SELECT deleted FROM private.run_maintenance(30, 30) WHERE step = 'webhook_deliveries'),
+          :'finished'::bigint, 'the maintenance deletes the finished deliveries older than the retention');
+SELECT ok((SELECT count(*) FROM crm.webhook_deliveries WHERE organization_id = :'org_a') > 0
+          AND NOT EXISTS (SELECT FROM crm.webhook_deliveries WHERE organization_id = :'org_a' AND status <> 'pending')
+          AND NOT EXISTS (SELECT FROM crm.webhook_attempts a WHERE a.delivery_id = :'d1'),
+          'pending deliveries stay; the attempts of deleted ones go with them');
 
 SELECT * FROM finish();
 ROLLBACK;

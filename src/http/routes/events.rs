@@ -22,12 +22,12 @@ use axum::{
     extract::State,
     http::{HeaderMap, StatusCode},
     response::{
-        sse::{Event, KeepAlive, Sse},
+        sse::{self, KeepAlive, Sse},
         IntoResponse, Response,
     },
 };
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::value::RawValue;
+use serde_json::{value::RawValue, Value};
 use tokio::sync::{
     broadcast::{self, error::RecvError},
     watch,
@@ -96,33 +96,47 @@ pub struct StreamQuery {
     pub types: Option<String>,
 }
 
-/// One event (SPEC §13), as `app.event_json` builds it (documentation
-/// only: the JSON passes through).
+/// An event of the change feed (SPEC §13), as `app.event_json` builds it
+/// for the feed, the history, the live stream and webhook bodies.
 #[derive(Serialize, ToSchema)]
-pub struct ChangeEvent {
+pub struct Event {
     pub id: Uuid,
-    /// `<resource>.<change>`: contact, deal, task .created|updated|deleted|restored,
-    /// activity.created, pipeline .created|updated|deleted, member .added|updated|removed.
+    /// `<resource>.<change>`: `contact.created|updated|deleted|restored`, the
+    /// same for `deal` and `task`, `activity.created`,
+    /// `pipeline.created|updated|deleted`, `member.added|updated|removed`.
     #[serde(rename = "type")]
     #[schema(example = "deal.updated")]
     pub type_: String,
+    /// The start of the transaction that made the change.
     #[schema(format = DateTime)]
     pub occurred_at: String,
-    /// The acting user; null for changes made with no user.
-    #[schema(required = true)]
+    /// The acting user; null for a change made with no user (the
+    /// maintenance, a DBA without `app.act_as`).
     pub actor_id: Option<Uuid>,
+    /// The record's id (a member's: its `user_id`).
     pub resource_id: Uuid,
-    /// `{"object": …, "previous": …}`: the resource after the change (before
-    /// it for deletions) and, for updates, the old values of what changed.
+    pub data: EventData,
+}
+
+/// What changed.
+#[derive(Serialize, ToSchema)]
+pub struct EventData {
+    /// The record as the API shows it after the change (before it, for
+    /// `*.deleted` and `member.removed`).
     #[schema(value_type = Object)]
-    pub data: serde_json::Value,
+    pub object: Value,
+    /// For `*.updated`: the old values of the fields that changed (not
+    /// `updated_at` and `version`, which change every time); `{}` when
+    /// nothing else changed. Null for every other type.
+    #[schema(value_type = Option<Object>, required = true)]
+    pub previous: Option<Value>,
 }
 
 /// A page of the feed.
 #[derive(Serialize, ToSchema)]
 pub struct FeedPage {
     /// Oldest first.
-    pub items: Vec<ChangeEvent>,
+    pub items: Vec<Event>,
     /// Never null: pass it as `after` for the events that follow (on an empty
     /// page, to poll again).
     pub next_cursor: String,
@@ -413,11 +427,11 @@ impl Stream {
         true
     }
 
-    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+    async fn next(mut self) -> Option<(Result<sse::Event, Infallible>, Self)> {
         loop {
             if let Some((json, at)) = self.pending.pop_front() {
                 let org = self.ctx.org_id.expect("an organization context");
-                let event = Event::default()
+                let event = sse::Event::default()
                     .id(sign(&self.app, org, &at))
                     .data(json.get());
                 return Some((Ok(event), self));

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use crate::http::routes::history::{Event, HistoryQuery};
+use crate::http::routes::{events::Event, history::HistoryQuery};
 use crate::http::routes::{list_query, ListPage};
 use crate::{
     http::cursor::Fingerprint,
