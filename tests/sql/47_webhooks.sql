@@ -136,7 +136,7 @@ SELECT is((SELECT count(*) FROM crm.events WHERE type = 'webhook.test'), 0::bigi
 -- The retention: finished deliveries older than EVENT_RETENTION_DAYS go
 -- (their attempts with them); pending ones stay whatever their age.
 UPDATE crm.webhook_deliveries SET created_at = now() - interval '31 days' WHERE organization_id = :'org_a';
-SELECT count(*) AS finished FROM crm.webhook_deliveries WHERE status <> 'pending' \gset
+SELECT count(*) AS finished FROM crm.webhook_deliveries WHERE organization_id = :'org_a' AND status <> 'pending' \gset
 SELECT is((SELECT deleted FROM private.run_maintenance(30, 30) WHERE step = 'webhook_deliveries'),
           :'finished'::bigint, 'the maintenance deletes the finished deliveries older than the retention');
 SELECT ok((SELECT count(*) FROM crm.webhook_deliveries WHERE organization_id = :'org_a') > 0
