@@ -28,11 +28,13 @@ CREATE TABLE crm.events (
   resource_id     uuid NOT NULL,
   -- {"object": …, "previous": …} as SPEC §13 says.
   data            jsonb NOT NULL CONSTRAINT events_data_invalid CHECK (jsonb_typeof(data) = 'object'),
-  CONSTRAINT events_pkey PRIMARY KEY (organization_id, id)
+  -- The key is the position, which is what the feed reads in order: an
+  -- organization's events in (tx, seq) order. Not (organization_id, id):
+  -- a random UUID as the key would put every insert on a random leaf page
+  -- of a second index, the costliest of an event's index entries; nothing
+  -- looks an event up by its id (seq is unique on its own, so is the key).
+  CONSTRAINT events_pkey PRIMARY KEY (organization_id, tx, seq)
 );
-
--- The feed: an organization's events in (tx, seq) order.
-CREATE INDEX events_feed ON crm.events (organization_id, tx, seq);
 -- A record's history, newest first (read backwards).
 CREATE INDEX events_by_resource ON crm.events (organization_id, resource_id, tx, seq);
 -- The retention deletes old events of every organization at once; rows are

@@ -114,7 +114,7 @@ SELECT is((p -> 'next' ->> 1)::bigint,
           (SELECT seq FROM crm.events WHERE tx = '14' ORDER BY seq OFFSET app.feed_scan_limit() - 1 LIMIT 1),
           '… and next is after the last row looked at, not at the cursor nor the horizon') FROM sparse;
 
--- The read is an index range scan of events_feed under RLS, with the
+-- The read is an index range scan of events_pkey under RLS, with the
 -- context the server sets.
 CREATE FUNCTION pg_temp.plan_as(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -133,8 +133,8 @@ ANALYZE crm.events;
 SELECT matches(pg_temp.plan_as($$SELECT * FROM crm.events ev WHERE ev.organization_id = (SELECT app.org_id())
                                   AND (ev.tx, ev.seq) > ('12'::xid8, 4::bigint) AND ev.tx < pg_snapshot_xmin(pg_current_snapshot())
                                 ORDER BY ev.tx, ev.seq LIMIT 100$$),
-               '"Index Name": "events_feed".*"Index Cond": "\(\(organization_id = \$[0-9]+\) AND \(ROW\(tx, seq\) > ROW',
-               'the feed reads a range of events_feed under RLS (organization, then position)');
+               '"Index Name": "events_pkey".*"Index Cond": "\(\(organization_id = \$[0-9]+\) AND \(ROW\(tx, seq\) > ROW',
+               'the feed reads a range of events_pkey under RLS (organization, then position)');
 
 -- The same under the generic plan PL/pgSQL caches after a few calls (the
 -- server's pooled connections run the function many times): both of the
@@ -147,9 +147,9 @@ PREPARE feed_read(uuid, xid8, bigint, xid8) AS
 PREPARE feed_held(uuid, xid8) AS
   SELECT ev.tx FROM crm.events ev WHERE ev.organization_id = $1 AND ev.tx >= $2 ORDER BY ev.tx LIMIT 1;
 SELECT matches(pg_temp.plan_as(format('EXECUTE feed_read(%L, %L, 0, pg_snapshot_xmin(pg_current_snapshot()))', :'org_a', '12')),
-               '"Index Name": "events_feed"', 'generic plan: the page read is a range of events_feed');
+               '"Index Name": "events_pkey"', 'generic plan: the page read is a range of events_pkey');
 SELECT matches(pg_temp.plan_as(format('EXECUTE feed_held(%L, pg_snapshot_xmin(pg_current_snapshot()))', :'org_a')),
-               '"Index Name": "events_feed"', 'generic plan: the held probe too');
+               '"Index Name": "events_pkey"', 'generic plan: the held probe too');
 SET LOCAL plan_cache_mode = auto;
 
 -- p_from_now: the horizon, no events (where a stream without a cursor starts).
