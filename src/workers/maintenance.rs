@@ -81,11 +81,9 @@ const FULL_TRASH_ROUNDS: usize = 50;
 
 fn trash_erased_some(steps: Option<&[(String, i64)]>) -> bool {
     steps.is_some_and(|steps| {
-        steps
-            .iter()
-            .any(|(step, n)| {
-                (step == "trash" || step == "events" || step == "webhook_deliveries") && *n > 0
-            })
+        steps.iter().any(|(step, n)| {
+            (step == "trash" || step == "events" || step == "webhook_deliveries") && *n > 0
+        })
     })
 }
 
