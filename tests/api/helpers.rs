@@ -15,8 +15,14 @@ use axum::{
     http::{header, HeaderMap, Method, Request, StatusCode},
     Router,
 };
-use minicrm::{auth::credentials, ops::config::Config, state::App};
+use minicrm::{
+    auth::credentials,
+    ops::config::Config,
+    state::App,
+    workers::listener::{Notice, EVENTS},
+};
 use serde_json::{json, Value};
+use tokio::sync::broadcast;
 use tokio_postgres::types::{FromSql, ToSql};
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -912,4 +918,30 @@ pub fn base64url_decode(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The listener's notifications of `app`, from now on (once it listens:
+/// its first `LISTEN` resets the cache).
+pub async fn notices(app: &TestApp) -> broadcast::Receiver<Notice> {
+    app.state.listener.ready(0).await;
+    app.state.listener.subscribe(EVENTS)
+}
+
+/// Lets the notifications of the writes so far reach the cache: waits for
+/// `org`'s `resource` notification, then until none came for 100 ms. The
+/// listener drops an organization's cached reports (or remembered members)
+/// on each, a few milliseconds after the commit, whichever instance wrote;
+/// a test that expects a hit next must not race it.
+pub async fn notified(notices: &mut broadcast::Receiver<Notice>, org: Uuid, resource: &str) {
+    let want = format!("{org}:{resource}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, notices.recv()).await {
+            Ok(Ok(Notice::Notified(p))) if *p == *want => break,
+            Ok(_) => continue,
+            Err(_) => panic!("no {want} notification"),
+        }
+    }
+    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(100), notices.recv()).await {}
 }

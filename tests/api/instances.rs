@@ -57,8 +57,10 @@ async fn a_deal_written_anywhere_shows_in_every_instances_cached_analytics_withi
     use std::time::{Duration, Instant};
     let a = TestApp::spawn_with(|c| c.cache_ttl = Duration::from_secs(600)).await;
     let b = TestApp::with_config(a.state.config.clone());
-    b.state.listener.ready(0).await;
+    let mut notices = crate::helpers::notices(&b).await;
     let owner = a.user("cached").await;
+    // Registering writes pipeline.created: let it reach B's cache first.
+    crate::helpers::notified(&mut notices, owner.org_id, "pipeline").await;
     let via_b = owner.via(&b);
     let summary = "/api/v1/analytics/deals/summary";
     let new_deals = |body: &serde_json::Value| body["new_deals"].as_i64().unwrap();

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
-use crate::helpers::{id_of, TestApp, TestUser, SALES};
+use crate::helpers::{id_of, notices, notified, TestApp, TestUser, SALES};
 
 const PIPELINES: &str = "/api/v1/pipelines";
 const PIPELINE_FIELDS: [&str; 7] = [
@@ -738,7 +738,8 @@ async fn sales_of(user: &TestUser) -> Uuid {
 
 #[tokio::test]
 async fn the_funnel_and_summary_of_one_pipeline_are_cached_per_pipeline() {
-    let (_, owner) = TestApp::with_user("owner").await;
+    let (app, owner) = TestApp::with_user("owner").await;
+    let mut notices = notices(&app).await;
     let sales = sales(&owner).await;
     let ren = id_of(&owner.create(PIPELINES, renewals()).await);
     let contact = owner.contact("Client").await;
@@ -773,6 +774,7 @@ async fn the_funnel_and_summary_of_one_pipeline_are_cached_per_pipeline() {
             (res.ok(200).clone(), cache)
         }
     };
+    notified(&mut notices, owner.org_id, "deal").await;
     let (default, _) = funnel(String::new()).await;
     assert_eq!(
         default["pipeline_id"],

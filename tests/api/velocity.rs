@@ -6,7 +6,9 @@ use chrono::{Datelike, Months, NaiveDate, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_bad_queries, assert_timestamp, id_of, TestApp, TestUser};
+use crate::helpers::{
+    assert_bad_queries, assert_timestamp, id_of, notices, notified, TestApp, TestUser,
+};
 
 async fn exec(app: &TestApp, sql: &str, id: Uuid) {
     app.sql()
@@ -140,6 +142,7 @@ async fn deals_carry_expected_close_date_and_a_database_kept_closed_at() {
 #[tokio::test]
 async fn velocity_counts_stays_and_closes_in_the_window() {
     let (app, owner) = TestApp::with_user("owner").await;
+    let mut notices = notices(&app).await;
     let c = owner.contact("Client").await;
     // A: qualification for an hour, then in proposal for the last hour.
     let a = owner.deal(c, "A", "100").await;
@@ -163,6 +166,7 @@ async fn velocity_counts_stays_and_closes_in_the_window() {
 
     // qualification: 3600 s and 86400 s: avg 45000; each alone in its bucket,
     // so median 3600 + 0.5 × 82800 = 45000 and p90 3600 + 0.9 × 82800 = 78120.
+    notified(&mut notices, owner.org_id, "deal").await;
     let (body, cache) = get(&owner, "/api/v1/analytics/deals/velocity").await;
     assert_eq!(cache, "miss");
     let stage = |key: &str, completed: i64, avg: Value, median: Value, p90: Value, current: i64| {
@@ -260,6 +264,7 @@ fn month(d: NaiveDate) -> String {
 #[tokio::test]
 async fn forecast_sums_open_deals_by_expected_month() {
     let (app, owner) = TestApp::with_user("owner").await;
+    let mut notices = notices(&app).await;
     let c = owner.contact("Client").await;
     let today = Utc::now().date_naive();
     let first = today.with_day(1).unwrap();
@@ -277,6 +282,7 @@ async fn forecast_sums_open_deals_by_expected_month() {
         .ok(200);
 
     let amounts = |currency: &str, total: &str, weighted: &str| json!([{"currency": currency, "total": total, "weighted": weighted}]);
+    notified(&mut notices, owner.org_id, "deal").await;
     let (body, cache) = get(&owner, "/api/v1/analytics/deals/forecast?months=2").await;
     assert_eq!(cache, "miss");
     assert_eq!(
