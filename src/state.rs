@@ -47,6 +47,7 @@ impl App {
                 .listen_database_url
                 .as_deref()
                 .unwrap_or(database_url),
+            config.events_announce_interval,
         )?;
         let analytics = Arc::new(AnalyticsCache::new(config.cache_ttl));
         crate::http::cache::follow(analytics.clone(), &listener);

@@ -134,24 +134,70 @@ BEGIN
 END
 $$;
 
--- Notifications: once per statement that writes events, one
--- pg_notify('minicrm_events', '<organization_id>:<resource_type>') per
--- distinct pair. PostgreSQL delivers them at commit (never for a rollback)
--- and folds identical ones of a transaction into one. Every server
--- instance's listener (src/workers/listener.rs) wakes its live streams and
--- drops its cached analytics on them. Not SECURITY DEFINER: pg_notify needs
--- no privilege, and only the event triggers (definers) write events anyway.
-CREATE OR REPLACE FUNCTION private.events_notify() RETURNS trigger
-  LANGUAGE plpgsql
+-- Notifications: the announcer. Once every few tens of milliseconds, one
+-- session of the cluster's servers (the one holding the advisory lock of
+-- src/workers/listener.rs, on its LISTEN connection) calls this with the
+-- horizon it returned last time, and it notifies
+--   pg_notify('minicrm_events', '<organization_id>:<resource_type>')
+-- once per distinct pair among the events of the transactions that ended in
+-- between (tx from p_after, inclusive, to the horizon now, exclusive: every
+-- event exactly once across calls), and pg_notify('minicrm_deliveries', '')
+-- when one of those organizations has an enabled webhook. Every server
+-- instance's listener wakes its live streams, its delivery worker and drops
+-- its cached analytics on them. Returns the horizon to pass next time and
+-- what it announced (null: nothing).
+--
+-- p_after NULL (a session that just became the announcer: the one before
+-- may have died between two calls, so what it did not announce is unknown)
+-- notifies '*' on minicrm_events, "anything may have changed", which every
+-- listener passes on as a reset, and minicrm_deliveries.
+--
+-- Why not a NOTIFY from the writing transaction: PostgreSQL serializes the
+-- commits of all transactions that have notified (a database-wide lock held
+-- from before the commit through its WAL flush), so concurrent writers
+-- stopped sharing WAL flushes (W3 44 % slower, docs/benchmarks.md). Here
+-- only the announcer notifies, and a notification comes once the events are
+-- below the horizon, i.e. readable in the feed, not before.
+--
+-- SECURITY DEFINER: it reads the events of every organization, under the
+-- policy events_announcer_read (sql/policies/tenancy.sql), which matches the
+-- events from the position set in app.events_announce_after. Not granted
+-- to the request role: it runs as the server's login, its owner, like the
+-- maintenance.
+DROP FUNCTION IF EXISTS private.events_announce(xid8);
+CREATE FUNCTION private.events_announce(p_after xid8, OUT horizon xid8, OUT announced text[])
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $$
+DECLARE
+  v_orgs uuid[];
 BEGIN
-  PERFORM pg_notify('minicrm_events', n.organization_id::text || ':' || n.resource_type)
-     FROM (SELECT DISTINCT organization_id, resource_type FROM new_events) n;
-  RETURN NULL;
+  horizon := pg_snapshot_xmin(pg_current_snapshot());
+  IF p_after IS NULL THEN
+    PERFORM pg_notify('minicrm_events', '*');
+    PERFORM pg_notify('minicrm_deliveries', '');
+    RETURN;
+  END IF;
+  IF horizon <= p_after THEN
+    horizon := p_after;
+    RETURN;
+  END IF;
+  PERFORM set_config('app.events_announce_after', p_after::text, true);
+  SELECT array_agg(DISTINCT e.organization_id::text || ':' || e.resource_type), array_agg(DISTINCT e.organization_id)
+    INTO announced, v_orgs
+    FROM crm.events e
+   WHERE e.tx >= p_after AND e.tx < horizon
+     AND e.seq > 0; -- always true: the predicate of events_by_tx (V25 says why)
+  PERFORM set_config('app.events_announce_after', '', true);
+  IF announced IS NOT NULL THEN
+    PERFORM pg_notify('minicrm_events', a) FROM unnest(announced) a;
+    IF EXISTS (SELECT 1 FROM crm.webhooks w WHERE w.organization_id = ANY (v_orgs) AND w.enabled) THEN
+      PERFORM pg_notify('minicrm_deliveries', '');
+    END IF;
+  END IF;
 END
 $$;
 
+-- The notifying trigger of the events' first version, replaced by the
+-- announcer above.
 DROP TRIGGER IF EXISTS events_notify ON crm.events;
-CREATE TRIGGER events_notify AFTER INSERT ON crm.events
-  REFERENCING NEW TABLE AS new_events
-  FOR EACH STATEMENT EXECUTE FUNCTION private.events_notify();
+DROP FUNCTION IF EXISTS private.events_notify();

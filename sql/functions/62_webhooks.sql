@@ -73,15 +73,15 @@ CREATE TRIGGER webhooks_version BEFORE INSERT OR UPDATE ON crm.webhooks
 -- statement's events as a transition table. One INSERT … SELECT joins them
 -- with the enabled webhooks of their organization whose patterns name the
 -- type or `<resource>.*`; with no enabled webhook in the organization it is
--- one index probe per statement (about 10 µs, docs/benchmarks.md), and no
--- notification. The deliveries commit (or roll back) with the events; the
--- notification is sent at commit only. SECURITY DEFINER: the request role
--- may not write deliveries.
+-- one index probe per statement (about 10 µs, docs/benchmarks.md). The
+-- deliveries commit (or roll back) with the events. No NOTIFY here (it
+-- would serialize the writers' commits): the announcer
+-- (private.events_announce, 61_feed.sql) notifies minicrm_deliveries once
+-- the events are committed. SECURITY DEFINER: the request role may not
+-- write deliveries.
 CREATE OR REPLACE FUNCTION private.webhooks_fan_out() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $$
-DECLARE
-  v_count bigint;
 BEGIN
   -- A SELECT first: an INSERT opens the deliveries' indexes and foreign keys
   -- even when it writes nothing (measured: a quarter of the trigger's cost
@@ -95,10 +95,6 @@ BEGIN
     FROM new_events e
     JOIN crm.webhooks w ON w.organization_id = e.organization_id
    WHERE w.enabled AND w.events && ARRAY[e.type, e.resource_type || '.*'];
-  GET DIAGNOSTICS v_count = ROW_COUNT;
-  IF v_count > 0 THEN
-    PERFORM pg_notify('minicrm_deliveries', '');
-  END IF;
   RETURN NULL;
 END
 $$;

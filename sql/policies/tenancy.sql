@@ -144,6 +144,13 @@ BEGIN
   EXECUTE format('CREATE POLICY events_expired_read ON crm.events FOR SELECT TO %I '
                  'USING (occurred_at < nullif(current_setting(''app.events_expire_before'', true), '''')::timestamptz)',
                  current_user);
+  -- The announcer (private.events_announce, sql/functions/61_feed.sql)
+  -- reads the events of every organization from the position it sets in
+  -- app.events_announce_after, for one statement; unset, nothing.
+  EXECUTE 'DROP POLICY IF EXISTS events_announcer_read ON crm.events';
+  EXECUTE format('CREATE POLICY events_announcer_read ON crm.events FOR SELECT TO %I '
+                 'USING (tx >= nullif(current_setting(''app.events_announce_after'', true), '''')::xid8)',
+                 current_user);
   EXECUTE 'DROP POLICY IF EXISTS events_expired_delete ON crm.events';
   EXECUTE format('CREATE POLICY events_expired_delete ON crm.events FOR DELETE TO %I '
                  'USING (occurred_at < nullif(current_setting(''app.events_expire_before'', true), '''')::timestamptz)',

@@ -57,6 +57,11 @@ pub struct Config {
     /// database URL): a session of its own, never through a
     /// transaction-mode pooler (src/workers/listener.rs).
     pub listen_database_url: Option<String>,
+    /// How often the announcer (the listener holding the cluster's announcer
+    /// lock) looks for newly committed events to notify about
+    /// (`EVENTS_ANNOUNCE_INTERVAL_MS`, default 50): what a notification may
+    /// wait after its commit, at most.
+    pub events_announce_interval: Duration,
     /// Live streams an organization may have open on one instance
     /// (`STREAMS_PER_ORG`, default 20); more are answered 429.
     pub streams_per_org: u32,
@@ -287,6 +292,12 @@ impl Config {
         if let Some(url) = &listen_database_url {
             crate::db::tls::parse(url).context("LISTEN_DATABASE_URL")?;
         }
+        let events_announce_interval =
+            Duration::from_millis(parsed("EVENTS_ANNOUNCE_INTERVAL_MS", 50)?);
+        if !(Duration::from_millis(5)..=Duration::from_secs(10)).contains(&events_announce_interval)
+        {
+            bail!("EVENTS_ANNOUNCE_INTERVAL_MS must be between 5 and 10000");
+        }
         let streams_per_org = parsed("STREAMS_PER_ORG", 20)?;
         if streams_per_org == 0 {
             bail!("STREAMS_PER_ORG must be at least 1");
@@ -351,6 +362,7 @@ impl Config {
             trash_retention_days,
             event_retention_days,
             listen_database_url,
+            events_announce_interval,
             streams_per_org,
             stream_heartbeat,
             stream_poll_interval,
@@ -400,6 +412,7 @@ impl Config {
             trash_retention_days: 30,
             event_retention_days: 30,
             listen_database_url: None,
+            events_announce_interval: Duration::from_millis(50),
             streams_per_org: 20,
             stream_heartbeat: Duration::from_secs(15),
             stream_poll_interval: Duration::from_secs(5),

@@ -16,15 +16,22 @@
 //! subscriber [`Notice::Reset`], "anything may have changed". A subscriber
 //! that falls more than [`CAPACITY`] notices behind gets `Lagged` from its
 //! receiver, which means the same.
+//!
+//! The listener's session is also a candidate for announcing the feed's
+//! notifications to every instance ([`super::announcer`]): writers do not
+//! notify, one listener of the database does it for them.
 
 use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_postgres::AsyncMessage;
 
+use super::announcer::Announcer;
+
 /// The change feed: `<organization_id>:<resource_type>` for every
-/// distinct pair a committed transaction wrote events for
-/// (sql/functions/61_feed.sql).
+/// distinct pair committed transactions wrote events for, sent by the
+/// announcer (sql/functions/61_feed.sql); `*` (a new announcer: anything may
+/// have changed) reaches subscribers as [`Notice::Reset`].
 pub const EVENTS: &str = "minicrm_events";
 /// The webhook deliveries: a delivery became due (sql/functions/62_webhooks.sql).
 pub const DELIVERIES: &str = "minicrm_deliveries";
@@ -65,7 +72,9 @@ pub struct Listener {
 impl Listener {
     /// Starts the listener task on `database_url` (the configured
     /// `LISTEN_DATABASE_URL`). Must be called inside a tokio runtime.
-    pub fn spawn(database_url: &str) -> anyhow::Result<Self> {
+    /// `announce_every`: how often it announces while it holds the
+    /// announcer lock (`EVENTS_ANNOUNCE_INTERVAL_MS`).
+    pub fn spawn(database_url: &str, announce_every: Duration) -> anyhow::Result<Self> {
         let connect = crate::db::tls::parse(database_url)
             .map_err(|e| anyhow::anyhow!("LISTEN_DATABASE_URL: {e}"))?;
         let (events, _) = broadcast::channel(CAPACITY);
@@ -77,6 +86,7 @@ impl Listener {
             events: events.clone(),
             deliveries: deliveries.clone(),
             listening: listening_tx,
+            announce_every,
         };
         tokio::spawn(task.run(stopped));
         Ok(Self {
@@ -113,6 +123,7 @@ struct Task {
     events: broadcast::Sender<Notice>,
     deliveries: broadcast::Sender<Notice>,
     listening: watch::Sender<u64>,
+    announce_every: Duration,
 }
 
 /// Why one connection's session ended.
@@ -203,16 +214,42 @@ impl Task {
         let _ = self.deliveries.send(Notice::Reset);
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
+        let mut announcer = Announcer::default();
+        let mut announce = tokio::time::interval(self.announce_every);
+        announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A failing round (the function is missing until the database is
+        // migrated) is logged once, not every interval.
+        let mut failing = false;
         loop {
             tokio::select! {
                 n = notifications.recv() => match n {
                     Some((channel, payload)) => {
-                        let to = if channel == DELIVERIES { &self.deliveries } else { &self.events };
                         // No subscriber is not an error.
-                        let _ = to.send(Notice::Notified(payload));
+                        let _ = if channel == DELIVERIES {
+                            self.deliveries.send(Notice::Notified(payload))
+                        } else if &*payload == "*" {
+                            self.events.send(Notice::Reset)
+                        } else {
+                            self.events.send(Notice::Notified(payload))
+                        };
                     }
                     None => return (Ended::Lost("the connection closed".into()), true),
                 },
+                _ = announce.tick() => {
+                    match tokio::time::timeout(PING_TIMEOUT, announcer.tick(client)).await {
+                        Ok(Ok(())) => failing = false,
+                        Ok(Err(e)) if e.is_closed() => {
+                            return (Ended::Lost(format!("announcing: {e}")), true)
+                        }
+                        Ok(Err(e)) => {
+                            if !failing {
+                                tracing::warn!(error = %e, leading = announcer.leading(), "announcing the change feed failed");
+                            }
+                            failing = true;
+                        }
+                        Err(_) => return (Ended::Lost("announcing timed out".into()), true),
+                    }
+                }
                 _ = ping.tick() => {
                     match tokio::time::timeout(PING_TIMEOUT, client.simple_query("")).await {
                         Ok(Ok(_)) => {}

@@ -2,6 +2,7 @@
 //! task that the server starts with its state and a shutdown signal, and that
 //! outlives database outages: a failed round is logged and tried again later.
 
+pub mod announcer;
 pub mod listener;
 pub mod maintenance;
 pub mod webhooks;

@@ -10,7 +10,8 @@
 //!   so a hanging receiver holds only its own slots. A server killed
 //!   mid-attempt leaves claims that come due again when their lease ends.
 //! - **Wake-up**: `wake` is notified on `NOTIFY minicrm_deliveries` (sent by
-//!   the fan-out at commit; heard by the instance's listener, [`listen`]), and the
+//!   the announcer once the events that made deliveries have committed,
+//!   src/workers/announcer.rs; heard by the instance's listener, [`listen`]), and the
 //!   worker also polls every `WEBHOOK_POLL_INTERVAL_MS` (retries come due
 //!   without a notification, and a notification can be missed while the
 //!   listening connection is down).

@@ -51,7 +51,7 @@ async fn three_instances_share_one_attempt_budget() {
 /// SPEC §13: every instance's analytics cache drops an organization's
 /// reports within a second of a committed deal change, whichever instance
 /// or `psql` session made it (the change feed's notifications).
-/// The deal writes alone do it: their event triggers notify at commit.
+/// The deal writes alone do it: the announcer notifies for their events.
 #[tokio::test]
 async fn a_deal_written_anywhere_shows_in_every_instances_cached_analytics_within_a_second() {
     use std::time::{Duration, Instant};
@@ -115,4 +115,73 @@ async fn a_deal_written_anywhere_shows_in_every_instances_cached_analytics_withi
         took < Duration::from_secs(1),
         "a psql write showed in B after {took:?}"
     );
+}
+
+/// The change feed's notifications come from one announcer per database
+/// (src/workers/announcer.rs), not from the writers: with two instances,
+/// each instance's listener hears a commit once. When the announcer's
+/// session dies, an instance takes over within about a second, tells every
+/// listener "anything may have changed" (its predecessor's last moments are
+/// unknown) and announces from then on.
+#[tokio::test]
+async fn one_instance_announces_and_another_takes_over_when_it_dies() {
+    use minicrm::workers::listener::Notice;
+    use std::time::Duration;
+    let a = TestApp::spawn().await;
+    let b = TestApp::with_config(a.state.config.clone());
+    let mut on_a = crate::helpers::notices(&a).await;
+    let mut on_b = crate::helpers::notices(&b).await;
+    let owner = a.user("announced").await;
+    crate::helpers::notified(&mut on_a, owner.org_id, "pipeline").await;
+    crate::helpers::notified(&mut on_b, owner.org_id, "pipeline").await;
+
+    // Every notice each listener hears within `window` of now.
+    async fn heard(
+        notices: &mut tokio::sync::broadcast::Receiver<Notice>,
+        window: Duration,
+    ) -> Vec<Notice> {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut got = Vec::new();
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, notices.recv()).await {
+            got.push(n);
+        }
+        got
+    }
+    let contact = format!("{}:contact", owner.org_id);
+    owner.contact("Once").await;
+    for notices in [&mut on_a, &mut on_b] {
+        assert_eq!(
+            heard(notices, Duration::from_millis(800)).await,
+            [Notice::Notified(contact.as_str().into())],
+            "one announcer: each listener hears the commit once"
+        );
+    }
+
+    // The announcer's session ends (its backend holds the advisory lock).
+    let killed: i64 = a
+        .value(
+            "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l \
+              WHERE l.locktype = 'advisory' AND l.granted AND l.database = \
+                    (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
+            &[&minicrm::workers::announcer::LOCK],
+        )
+        .await;
+    assert_eq!(killed, 1, "one session holds the announcer lock");
+    for notices in [&mut on_a, &mut on_b] {
+        assert!(
+            heard(notices, Duration::from_secs(3))
+                .await
+                .contains(&Notice::Reset),
+            "the new announcer (or the reconnected listener) resets every listener"
+        );
+    }
+    owner.contact("After").await;
+    for notices in [&mut on_a, &mut on_b] {
+        assert_eq!(
+            heard(notices, Duration::from_millis(800)).await,
+            [Notice::Notified(contact.as_str().into())],
+            "a new announcer: each listener hears the commit once"
+        );
+    }
 }

@@ -7,7 +7,7 @@
 -- events of this test's own transaction are above the horizon, as any
 -- running transaction's are.
 BEGIN;
-SELECT plan(30);
+SELECT plan(40);
 \ir pipeline_fixture.psql
 
 -- api.events_list as p_user in p_org (the request role under RLS), back to
@@ -158,13 +158,64 @@ SELECT is((pg_temp.ids(p), p -> 'next' ->> 0, (p -> 'next' ->> 1)::int),
           ('{}'::text[], pg_snapshot_xmin(pg_current_snapshot())::text, 0), 'p_from_now: no events, next is the horizon')
   FROM now_page;
 
--- The notification trigger: after each INSERT statement, with the inserted
--- rows as a transition table (pgTAP cannot see notifications, which are
--- sent at commit: tests/api/events.rs receives them).
-SELECT is((SELECT (tgtype & 1 = 0, tgtype & 2 = 0, tgtype & 4 = 4, tgnewtable IS NOT NULL, tgfoid::regproc::text)
-             FROM pg_trigger WHERE tgrelid = 'crm.events'::regclass AND tgname = 'events_notify'),
-          (true, true, true, true, 'private.events_notify'::text),
-          'events_notify: FOR EACH STATEMENT, AFTER, INSERT, with the new rows');
+-- The announcer (private.events_announce): what it notifies for, between
+-- two horizons, is each (organization, resource) of the events of the
+-- transactions from p_after up to the horizon now (pgTAP cannot see the
+-- notifications themselves, sent at commit: tests/api/events.rs and
+-- instances.rs receive them). Only A's and B's pairs are compared: other
+-- test files may have committed events.
+CREATE FUNCTION pg_temp.announced(p_after xid8) RETURNS text[] LANGUAGE sql AS $$
+  SELECT ARRAY(SELECT a FROM unnest((SELECT announced FROM private.events_announce(p_after => p_after))) a
+                WHERE a LIKE 'a0000000-0000-0000-0000-000000000000:%' OR a LIKE 'b0000000-0000-0000-0000-000000000000:%'
+                ORDER BY a)
+$$;
+SELECT is(pg_temp.announced('11'),
+          ARRAY[:'org_a' || ':contact', :'org_a' || ':deal', :'org_a' || ':member', :'org_a' || ':task', :'org_b' || ':deal'],
+          'events_announce: one pair per organization and resource of the ended transactions, not the running one''s');
+SELECT is(pg_temp.announced('12'), ARRAY[:'org_a' || ':contact', :'org_a' || ':deal', :'org_a' || ':member', :'org_a' || ':task'],
+          '… from p_after''s transaction on (inclusive)');
+SELECT is(pg_temp.announced('14'), ARRAY[:'org_a' || ':contact'], '… up to the last ended one');
+SELECT is(pg_temp.announced('15'), '{}'::text[], '… and none of a transaction not yet ended (this one''s, above the horizon)');
+CREATE FUNCTION pg_temp.plan(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  v text;
+BEGIN
+  EXECUTE 'EXPLAIN (FORMAT JSON) ' || p_sql INTO v;
+  RETURN v;
+END
+$$;
+SELECT matches(pg_temp.plan($$SELECT DISTINCT organization_id FROM crm.events e WHERE e.tx >= '13' AND e.tx < '14' AND e.seq > 0$$),
+               '"Index Name": "events_by_tx"', 'the announcer''s read is a range of events_by_tx');
+SELECT is((SELECT horizon FROM private.events_announce(p_after => '12')), pg_snapshot_xmin(pg_current_snapshot()),
+          '… and returns the horizon, where the next call starts');
+SELECT is((SELECT (horizon, announced)::text FROM private.events_announce(p_after => pg_snapshot_xmin(pg_current_snapshot()))),
+          (pg_snapshot_xmin(pg_current_snapshot()), NULL::text[])::text, 'called again at the horizon: nothing, same horizon');
+SELECT is((SELECT (horizon, announced)::text FROM private.events_announce(p_after => NULL)),
+          (pg_snapshot_xmin(pg_current_snapshot()), NULL::text[])::text,
+          'a new announcer (p_after NULL): the horizon, and "anything may have changed" (*) instead of pairs');
+SELECT ok(NOT has_function_privilege('minicrm_api', 'private.events_announce(xid8)', 'EXECUTE'),
+          'the request role cannot call the announcer');
+-- The announcer's read policy is its owner's: a member with the setting
+-- still reads only its own organization's events.
+CREATE FUNCTION pg_temp.others_seen_with_the_setting() RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+  v int;
+BEGIN
+  PERFORM app.act_as('a0000000-0000-0000-0000-000000000004', 'a0000000-0000-0000-0000-000000000000');
+  PERFORM set_config('app.events_announce_after', '0', true);
+  SELECT count(*) INTO v FROM crm.events e WHERE e.organization_id = 'b0000000-0000-0000-0000-000000000000';
+  PERFORM set_config('role', 'none', true);
+  PERFORM set_config('app.events_announce_after', '', true);
+  RETURN v;
+END
+$$;
+SELECT is(pg_temp.others_seen_with_the_setting(), 0,
+          'app.events_announce_after shows a member no other organization''s events');
+-- No trigger notifies: a NOTIFY in a writing transaction serializes the
+-- commits of all of them (61_feed.sql says why).
+SELECT is((SELECT array_agg(t.tgrelid::regclass || '.' || t.tgname) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+            WHERE NOT t.tgisinternal AND p.prosrc ~* 'pg_notify|\mnotify\M'),
+          NULL, 'no trigger sends a notification');
 
 SELECT * FROM finish();
 ROLLBACK;

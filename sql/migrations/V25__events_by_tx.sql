@@ -1,0 +1,21 @@
+-- The events' position alone, across organizations (issue #13): what the
+-- announcer reads (private.events_announce, sql/functions/61_feed.sql).
+--
+-- The write path used to send its own NOTIFY at commit. PostgreSQL
+-- serializes the commits of every transaction that has notified (a
+-- database-wide lock held through the commit's WAL flush), which made W3
+-- 44 % and W4 56 % slower (docs/benchmarks.md, "The cost of the event
+-- triggers"). Now one session of the cluster's servers (the announcer)
+-- looks every few tens of milliseconds for the events committed since its
+-- last look, below the horizon, and notifies for them: it needs the events
+-- of every organization between two positions, which this index gives it
+-- in one range scan. Not unique, and the key alone: one more entry per
+-- event, at the index's right edge.
+--
+-- The predicate is always true (seq starts at 1). It is there so that no
+-- other query can use the index: PostgreSQL uses a partial index only for a
+-- query whose conditions imply its predicate, and only the announcer's says
+-- seq > 0. Without it, the feed's generic plans (one organization,
+-- `tx >= $2 ORDER BY tx LIMIT 1`) chose this index and would walk every
+-- organization's events (tests/sql/46_feed.sql checks their plans).
+CREATE INDEX events_by_tx ON crm.events (tx) WHERE seq > 0;
