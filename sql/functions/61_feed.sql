@@ -164,8 +164,7 @@ $$;
 -- events from the position set in app.events_announce_after. Not granted
 -- to the request role: it runs as the server's login, its owner, like the
 -- maintenance.
-DROP FUNCTION IF EXISTS private.events_announce(xid8);
-CREATE FUNCTION private.events_announce(p_after xid8, OUT horizon xid8, OUT announced text[])
+CREATE OR REPLACE FUNCTION private.events_announce(p_after xid8, OUT horizon xid8, OUT announced text[])
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $$
 DECLARE

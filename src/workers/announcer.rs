@@ -33,6 +33,9 @@ pub struct Announcer {
     after: Option<String>,
     /// When this session last tried to take the lock.
     tried: Option<tokio::time::Instant>,
+    /// The round's statement, prepared once per session (the announcer
+    /// lives as long as its listener session).
+    round: Option<tokio_postgres::Statement>,
 }
 
 impl Announcer {
@@ -56,12 +59,18 @@ impl Announcer {
             }
             tracing::debug!("this instance announces the change feed");
         }
-        let row = client
-            .query_one(
-                "SELECT horizon::text FROM private.events_announce(p_after => $1::text::xid8)",
-                &[&self.after],
-            )
-            .await?;
+        let round = match &self.round {
+            Some(round) => round.clone(),
+            None => {
+                let round = client
+                    .prepare(
+                        "SELECT horizon::text FROM private.events_announce(p_after => $1::text::xid8)",
+                    )
+                    .await?;
+                self.round.insert(round).clone()
+            }
+        };
+        let row = client.query_one(&round, &[&self.after]).await?;
         self.after = row.get(0);
         Ok(())
     }
