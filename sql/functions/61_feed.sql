@@ -135,7 +135,7 @@ END
 $$;
 
 -- Notifications: the announcer. Once every few tens of milliseconds, one
--- session of the cluster's servers (the one holding the advisory lock of
+-- session of the database's servers (the one holding the advisory lock of
 -- src/workers/listener.rs, on its LISTEN connection) calls this with the
 -- horizon it returned last time, and it notifies
 --   pg_notify('minicrm_events', '<organization_id>:<resource_type>')

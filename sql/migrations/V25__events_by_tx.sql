@@ -5,7 +5,7 @@
 -- serializes the commits of every transaction that has notified (a
 -- database-wide lock held through the commit's WAL flush), which made W3
 -- 44 % and W4 56 % slower (docs/benchmarks.md, "The cost of the event
--- triggers"). Now one session of the cluster's servers (the announcer)
+-- triggers"). Now one session of the database's servers (the announcer)
 -- looks every few tens of milliseconds for the events committed since its
 -- last look, below the horizon, and notifies for them: it needs the events
 -- of every organization between two positions, which this index gives it

@@ -57,7 +57,7 @@ pub struct Config {
     /// database URL): a session of its own, never through a
     /// transaction-mode pooler (src/workers/listener.rs).
     pub listen_database_url: Option<String>,
-    /// How often the announcer (the listener holding the cluster's announcer
+    /// How often the announcer (the listener holding the database's announcer
     /// lock) looks for newly committed events to notify about
     /// (`EVENTS_ANNOUNCE_INTERVAL_MS`, default 50): what a notification may
     /// wait after its commit, at most.
