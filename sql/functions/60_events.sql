@@ -42,13 +42,17 @@
 -- always the object's version − 1, the old updated_at the occurred_at of the
 -- record's previous event). An UPDATE that changed nothing else still
 -- writes its event, with previous {}: its version moved, so its ETag did.
-CREATE OR REPLACE FUNCTION private.event_previous(p_old jsonb, p_new jsonb) RETURNS jsonb
-  LANGUAGE sql IMMUTABLE PARALLEL SAFE
-  AS $$
-    SELECT coalesce(jsonb_object_agg(o.key, o.value), '{}')
-      FROM jsonb_each(p_old) o
-     WHERE o.key NOT IN ('updated_at', 'version') AND (p_new -> o.key) IS DISTINCT FROM o.value
-  $$;
+--
+-- One text, two uses (both made in the DO block of the contacts', deals'
+-- and tasks' triggers below): the function private.event_previous, which
+-- the pipelines' and members' events call, and a subquery inlined into
+-- those three UPDATE triggers. They do not call the function: a SQL
+-- function that aggregates cannot be inlined, and PostgreSQL parses and
+-- plans such a function's body anew in every run of a statement that calls
+-- it (the parsed body lives in that run's executor state), which was a
+-- third of the cost of W4's deal.updated (bench/w4events-notes.md).
+-- Inlined, the diff is planned once per session with the trigger's
+-- statement.
 
 -- The organizations being deleted in this transaction (a transaction-local
 -- list, kept by organizations_events_off below): their cascaded rows write
@@ -73,24 +77,59 @@ CREATE TRIGGER organizations_events_off BEFORE DELETE ON crm.organizations
 
 -- Contacts, deals and tasks: the same three functions each, made from one
 -- text (%1$s the table, %2$s the resource type, %3$s its JSON builder).
--- The UPDATE's function pairs each new row with its old one, a join of the
--- two transition tables, with enable_nestloop off: PL/pgSQL plans the
--- statement once per session, with the row counts of its first run, and a
--- plan made for the one-row updates of the API would join the 50,000 rows
--- of an import's UPDATE by a nested loop (2.5 billion comparisons; the
--- hash join takes milliseconds, and costs nothing measurable on one row).
--- The JSON builders are inlined and read no table, so that join is the only
--- one the setting can change. An
--- UPDATE that sets deleted_at is a *.deleted (object: the record before),
--- one that clears it a *.restored, any other an *.updated; a task trashed
--- or restored along with its deal is a task.deleted / task.restored of its
--- own (every change is an event).
+--
+-- The UPDATE's function pairs each new row with its old one. The API's
+-- writes change one row per statement: then the two transition tables hold
+-- one row each, necessarily the same record, and the function takes the
+-- pair as it is (a cross join of one row by one row), in a statement that
+-- PL/pgSQL plans once per session. A statement that changed several rows (a
+-- batch, the CSV import's 50,000-row UPDATE, a deal's tasks going to the
+-- trash with it) joins them on the key in a statement run by EXECUTE, so
+-- that it is planned for its own row counts: PL/pgSQL keeps the plan of a
+-- static statement's first run for the session, and a join planned for the
+-- one-row updates of the API would take the 50,000 rows of an import by a
+-- nested loop (2.5 billion comparisons). A statement that changed nothing
+-- writes nothing and plans nothing. The count is one small query more per
+-- call; the one-row statement needs no join and no planner setting. (The
+-- version before joined the two tables for every size under SET
+-- enable_nestloop = off: a configuration change per call and a hash table
+-- built for one row, bench/w4events-notes.md.)
+--
+-- The JSON of both rows is built once each (OFFSET 0 keeps the planner from
+-- copying the builders into every place that reads j.old and j.new), and
+-- the diff runs for an *.updated only.
+--
+-- An UPDATE that sets deleted_at is a *.deleted (object: the record
+-- before), one that clears it a *.restored, any other an *.updated; a task
+-- trashed or restored along with its deal is a task.deleted /
+-- task.restored of its own (every change is an event).
 DO $do$
 DECLARE
   r record;
+  -- private.event_previous's body: %1$s the old JSON, %2$s the new.
+  v_diff text := $d$SELECT coalesce(jsonb_object_agg(f.key, f.value), '{}') FROM jsonb_each(%1$s) f
+     WHERE f.key NOT IN ('updated_at', 'version') AND (%2$s -> f.key) IS DISTINCT FROM f.value$d$;
+  -- The UPDATE's INSERT; %%s is the FROM clause that pairs n (new) with o (old).
+  v_update text;
 BEGIN
+  EXECUTE format($f$
+    CREATE OR REPLACE FUNCTION private.event_previous(p_old jsonb, p_new jsonb) RETURNS jsonb
+      LANGUAGE sql IMMUTABLE PARALLEL SAFE
+      AS $$ %s $$
+  $f$, format(v_diff, 'p_old', 'p_new'));
   FOR r IN SELECT * FROM (VALUES ('contacts', 'contact', 'app.contact_json'), ('deals', 'deal', 'app.deal_json'),
                                  ('tasks', 'task', 'app.task_json')) AS t (tab, res, json) LOOP
+    v_update := format($u$
+        INSERT INTO crm.events (organization_id, type, actor_id, resource_type, resource_id, data)
+        SELECT n.organization_id, '%1$s.' || k.kind, app.user_id(), '%1$s', n.id,
+               jsonb_build_object('object', CASE k.kind WHEN 'deleted' THEN j.old ELSE j.new END,
+                                  'previous', CASE k.kind WHEN 'updated' THEN (%3$s) END)
+          %%s
+         CROSS JOIN LATERAL (SELECT CASE WHEN o.deleted_at IS NULL AND n.deleted_at IS NOT NULL THEN 'deleted'
+                                         WHEN o.deleted_at IS NOT NULL AND n.deleted_at IS NULL THEN 'restored'
+                                         ELSE 'updated' END AS kind) k
+         CROSS JOIN LATERAL (SELECT %2$s(o) AS old, %2$s(n) AS new OFFSET 0) j$u$,
+      r.res, r.json, format(v_diff, 'j.old', 'j.new'));
     EXECUTE format($f$
       CREATE OR REPLACE FUNCTION private.%1$s_events_insert() RETURNS trigger
         LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -105,22 +144,16 @@ BEGIN
       $$;
 
       CREATE OR REPLACE FUNCTION private.%1$s_events_update() RETURNS trigger
-        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_nestloop = off
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
         AS $$
+      DECLARE
+        v_rows bigint := (SELECT count(*) FROM new_rows);
       BEGIN
-        INSERT INTO crm.events (organization_id, type, actor_id, resource_type, resource_id, data)
-        SELECT n.organization_id, '%2$s.' || k.kind, app.user_id(), '%2$s', n.id,
-               CASE k.kind
-                 WHEN 'updated' THEN jsonb_build_object('object', j.new, 'previous', private.event_previous(j.old, j.new))
-                 WHEN 'deleted' THEN jsonb_build_object('object', j.old, 'previous', NULL)
-                 ELSE jsonb_build_object('object', j.new, 'previous', NULL)
-               END
-          FROM new_rows n
-          JOIN old_rows o ON o.organization_id = n.organization_id AND o.id = n.id
-         CROSS JOIN LATERAL (SELECT CASE WHEN o.deleted_at IS NULL AND n.deleted_at IS NOT NULL THEN 'deleted'
-                                         WHEN o.deleted_at IS NOT NULL AND n.deleted_at IS NULL THEN 'restored'
-                                         ELSE 'updated' END AS kind) k
-         CROSS JOIN LATERAL (SELECT %3$s(o) AS old, %3$s(n) AS new) j;
+        IF v_rows = 1 THEN
+          %4$s;
+        ELSIF v_rows > 1 THEN
+          EXECUTE %5$L;
+        END IF;
         RETURN NULL;
       END
       $$;
@@ -137,7 +170,9 @@ BEGIN
         RETURN NULL;
       END
       $$;
-    $f$, r.tab, r.res, r.json);
+    $f$, r.tab, r.res, r.json,
+      format(v_update, 'FROM new_rows n CROSS JOIN old_rows o'),
+      format(v_update, 'FROM new_rows n JOIN old_rows o ON o.organization_id = n.organization_id AND o.id = n.id'));
   END LOOP;
 END
 $do$;

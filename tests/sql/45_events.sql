@@ -11,7 +11,7 @@
 -- (written at commit) is brought forward with SET CONSTRAINTS … IMMEDIATE,
 -- which runs what is pending as a commit would.
 BEGIN;
-SELECT plan(70);
+SELECT plan(72);
 \ir pipeline_fixture.psql
 
 SET CONSTRAINTS crm.pipelines_event IMMEDIATE;
@@ -223,10 +223,26 @@ SELECT is((SELECT array_agg(n ORDER BY type) FROM (SELECT type, count(*) AS n FR
 SELECT is(pg_temp.n_events(), :'before'::bigint + 4000, '... and nothing else');
 SELECT is((SELECT data -> 'previous' FROM crm.events WHERE type = 'contact.updated' ORDER BY seq DESC LIMIT 1), '{"phone": null}',
           '... each update with its previous value');
+-- One UPDATE of several rows (the session has made one-row UPDATEs before, the
+-- single-row path): each event pairs its record's old and new rows, and its
+-- previous is private.event_previous of the two (the triggers inline it).
+CREATE TEMP TABLE several_before AS
+  SELECT d.id, app.deal_json(d) AS old FROM crm.deals d WHERE d.id IN (:'d_olga', :'d_adam', :'d_mia');
+SELECT pg_temp.n_events() AS before \gset
+UPDATE crm.deals SET title = title || ' (renamed)', amount = amount + 1 WHERE id IN (:'d_olga', :'d_adam', :'d_mia');
+SELECT is(pg_temp.n_events(), :'before'::bigint + 3, 'an UPDATE of three deals: three events');
+SELECT is((SELECT count(*) FROM crm.events e JOIN several_before b ON b.id = e.resource_id
+            WHERE e.seq > (SELECT max(seq) FROM crm.events) - 3 AND e.type = 'deal.updated'
+              AND e.data -> 'object' ->> 'id' = b.id::text
+              AND e.data -> 'previous' = jsonb_build_object('title', b.old -> 'title', 'amount', b.old -> 'amount')
+              AND e.data -> 'previous' = private.event_previous(b.old, e.data -> 'object')), 3::bigint,
+          '... each a deal.updated of its own deal, previous its own old title and amount (= private.event_previous)');
 SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
-            WHERE p.proname LIKE '%\_events\_update' AND 'enable_nestloop=off' = ANY (p.proconfig)),
+            WHERE p.pronamespace = 'private'::regnamespace AND p.proname LIKE '%\_events\_update'
+              AND p.prosrc LIKE '%CROSS JOIN old_rows o%' AND p.prosrc LIKE '%EXECUTE %JOIN old_rows o ON o.organization_id = n.organization_id AND o.id = n.id%'),
           ARRAY['contacts_events_update', 'deals_events_update', 'tasks_events_update'],
-          'the UPDATE functions pair old and new rows by a hash join whatever plan the first, small UPDATE of the session made');
+          'the UPDATE functions pair one row without a join, several by a join planned for their own row counts (EXECUTE), '
+          'whatever plan the first, small UPDATE of the session made');
 
 -- The request role and the events ------------------------------------------------------
 SELECT is(pg_temp.try_as(:'olga', :'org_a', format(
