@@ -151,8 +151,10 @@ def stop():
 
 
 def install(db, variant):
-    base, extra, _ = VARIANTS[variant]
-    path = MAIN_EVENTS if base == "main" else NEW_EVENTS
+    """A variant of VARIANTS, or the path of a .sql file of the event
+    triggers (a draft) to apply in place of the base file."""
+    base, extra, _ = VARIANTS.get(variant, (variant, "", variant))
+    path = {"main": MAIN_EVENTS, "new": NEW_EVENTS}.get(base, Path(base))
     subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(run.PORT), "-U", "postgres", "-d", db, "-X", "-q",
                     "-v", "ON_ERROR_STOP=1", "-f", str(path)], check=True, stdout=subprocess.DEVNULL)
     run.psql(db, run.EVENT_TRIGGERS_SQL.format(verb="ENABLE") + "; ALTER TABLE crm.events DISABLE TRIGGER events_notify; "
