@@ -10,6 +10,7 @@ variants can be tried one after the other:
   bench/w4events.py run W4 32 3 20 VARIANT...  # workload, clients, rounds, seconds
   bench/w4events.py import 3 VARIANT...   # run_events' 50,000-row import
   bench/w4events.py sql VARIANT           # install a variant and stay there
+  bench/w4events.py instructions W4 100 VARIANT...  # instructions per request (callgrind)
   bench/w4events.py stop
 
 A variant is a base file of the event triggers (main: sql/functions/60_events.sql
@@ -20,6 +21,15 @@ plan survives from another variant. The commit-time NOTIFY trigger
 (events_notify) is disabled throughout. Rounds alternate their order.
 Medians of the rounds; cpu_us is the backends' CPU per transaction
 (run.py's children_cpu_secs: the pgbench backends have exited by then).
+
+`instructions` counts what the load of a shared machine cannot change: the
+instructions (valgrind's callgrind) a single-user backend executes per
+request, on a copy of the seeded cluster with the variant installed, as
+the difference of a run of N requests and one of 2N, each after 50 warm-up
+requests, from the same copy and random seed (setseed, for deal_totals'
+and velocity's 1 % compaction), with a fixed sequence of (deal, status)
+pairs. It leaves out the kernel (the commit's WAL flush) and the locks of
+concurrent clients, and single-user mode runs the statement unprepared.
 """
 
 import json
@@ -103,6 +113,18 @@ VARIANTS = {
   INSERT INTO crm.events (organization_id, type, actor_id, resource_type, resource_id, data)
   SELECT n.organization_id, 'deal.updated', app.user_id(), 'deal', n.id, '{"object": {}}'::jsonb
     FROM new_rows n;"""), "main, the UPDATE function inserts a constant event per new row"),
+    # What every event costs whatever its trigger: the webhook fan-out's
+    # statement trigger on crm.events (62_webhooks.sql), and V20's CHECK
+    # constraints and foreign keys. The last two drop constraints, so they
+    # are for `instructions` only (which installs on a copy).
+    "new-no-fan-out": ("new", trigger("DISABLE", "events", "events_webhooks_fan_out"),
+                       "this tree without the webhook fan-out trigger on crm.events"),
+    "new-no-checks": ("new", "ALTER TABLE crm.events DROP CONSTRAINT events_type_invalid, "
+                      "DROP CONSTRAINT events_resource_type_invalid, DROP CONSTRAINT events_data_invalid;",
+                      "this tree without crm.events' three CHECK constraints (instructions only)"),
+    "new-no-fks": ("new", "ALTER TABLE crm.events DROP CONSTRAINT events_organization_id_not_found, "
+                   "DROP CONSTRAINT events_actor_id_not_found;",
+                   "this tree without crm.events' two foreign keys (instructions only)"),
 }
 
 
@@ -223,6 +245,67 @@ def imports(rounds, variants):
         print(f"| {v} | {run.median(times[v]):.2f} | " + ", ".join(f"{t:.2f}" for t in times[v]) + " |")
 
 
+def instructions(workload, n, variants):
+    import random
+    import shutil
+    st = state()
+    db, ids = st["db"], st["ids"]
+    vg = CLUSTER_DIR.parent / (CLUSTER_DIR.name + "-vg")
+    if vg.exists():
+        shutil.rmtree(vg)
+    vg.mkdir(mode=0o755)
+    if run.ROOT_USER:
+        shutil.chown(vg, "postgres")
+    run.as_pg(["pg_basebackup", "-h", "127.0.0.1", "-p", run.PORT, "-U", "postgres", "-D", vg / "pristine",
+               "-X", "stream", "-c", "fast"])
+    deals = run.psql(db, "SELECT id FROM public.bench_deals ORDER BY n").split()
+
+    def requests(k, seed):
+        r = random.Random(seed)
+        act = f"FROM app.act_as('{ids['user']}', '{ids['org']}')"
+        if workload == "W4":
+            return "".join(f"SELECT api.deals_update('{r.choice(deals)}', '{r.choice(['new', 'in_progress'])}'"
+                           f"::crm.deal_status, NULL, NULL, NULL, NULL, NULL, NULL)::text {act}\n" for _ in range(k))
+        return f"SELECT api.contacts_create('Bench contact', 'bench@example.com', NULL, NULL)::text {act}\n" * k
+
+    port = run.PORT + 2
+    print(f"\n{workload}, instructions per request (callgrind, {n} and {2 * n} requests)\n")
+    print("| variant | k instructions/request |\n|---|---:|")
+    for v in variants:
+        installed = vg / "installed"
+        if installed.exists():
+            shutil.rmtree(installed)
+        run.as_pg(["cp", "-a", vg / "pristine", installed])
+        opts = f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={vg}"
+        run.as_pg([run.BIN / "pg_ctl", "-D", installed, "-w", "-l", vg / "log", "-o", opts, "start"],
+                  stdout=subprocess.DEVNULL)
+        saved, run.PORT = run.PORT, port
+        try:
+            install(db, v)
+        finally:
+            run.PORT = saved
+            run.as_pg([run.BIN / "pg_ctl", "-D", installed, "-w", "stop"], stdout=subprocess.DEVNULL)
+        counts = []
+        for k in (n, 2 * n):
+            work = vg / "work"
+            if work.exists():
+                shutil.rmtree(work)
+            run.as_pg(["cp", "-a", installed, work])
+            script = "SELECT setseed(0.42)\n" + requests(50, 1) + requests(k, 2)
+            cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={vg}/callgrind-{k}.out",
+                   run.BIN / "postgres", "--single", "-D", work, "-c", "fsync=off", "-c",
+                   "shared_preload_libraries=", db]
+            if run.ROOT_USER:
+                cmd = ["runuser", "-u", "postgres", "--"] + cmd
+            p = subprocess.run([str(c) for c in cmd], input=script, capture_output=True, text=True)
+            m = re.search(r"Collected : (\d+)", p.stderr)
+            if not m or "ERROR" in p.stdout:
+                sys.exit(p.stderr[-2000:] + p.stdout[-2000:])
+            counts.append(int(m.group(1)))
+        print(f"| {v} | {(counts[1] - counts[0]) / n / 1000:,.0f} |", flush=True)
+    shutil.rmtree(vg, ignore_errors=True)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "setup":
@@ -233,6 +316,8 @@ def main():
         install(state()["db"], args[0])
     elif cmd == "run":
         bench(args[0], int(args[1]), int(args[2]), int(args[3]), args[4:])
+    elif cmd == "instructions":
+        instructions(args[0], int(args[1]), args[2:])
     elif cmd == "import":
         imports(int(args[0]), args[1:])
     else:
