@@ -1,0 +1,62 @@
+"""Where the events cost a write, piece by piece (docs/benchmarks.md, "Reading the cost of the event triggers"):
+alternated pgbench rounds of AB_SCRIPT (w3_create_contact) with AB_VARIANTS of ann (as deployed: the
+announcer's round beside the writers), noann, noindex (no events_by_tx), nofk, noevents.
+  BENCH_PG_PORT=55480 AB_ROUNDS=3 AB_SECS=15 python3 bench/events_ab.py   # after cargo build --release
+"""
+import os, subprocess, sys, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run as R
+
+secs = int(os.environ.get("AB_SECS", "15"))
+rounds = int(os.environ.get("AB_ROUNDS", "2"))
+script = os.environ.get("AB_SCRIPT", "w3_create_contact")
+variants = os.environ.get("AB_VARIANTS", "ann,noann,noindex,noevents").split(",")
+cluster = R.Cluster()
+try:
+    cluster.start()
+    db = "ab"
+    R.psql("postgres", f"CREATE DATABASE {db}")
+    seed = subprocess.run([str(R.ROOT / "target/release/minicrm"), "seed", "--orgs", "1", "--deals-per-org", "50000"],
+                          env=dict(os.environ, DATABASE_URL=R.url(db), JWT_SECRET=R.SECRET, RUST_LOG="warn"),
+                          capture_output=True, text=True, check=True)
+    org, email = seed.stdout.strip().splitlines()[1].split()
+    user = R.psql(db, f"SELECT id FROM crm.users WHERE email = '{email}'")
+    R.psql(db, "CREATE TABLE public.bench_deals (n serial PRIMARY KEY, id uuid NOT NULL); "
+               f"INSERT INTO public.bench_deals (id) SELECT id FROM crm.deals WHERE organization_id = '{org}' "
+               "AND status IN ('new', 'in_progress') ORDER BY id LIMIT 1000; "
+               "GRANT SELECT ON public.bench_deals TO minicrm_api; ANALYZE public.bench_deals;")
+    ids = {"user": user, "org": org, "email": email}
+    res = {v: [] for v in variants}
+    R.pgbench(db, script, ids, secs=5)
+    for n in range(rounds):
+        for v in (variants if n % 2 == 0 else variants[::-1]):
+            R.psql(db, R.EVENT_TRIGGERS_SQL.format(verb="DISABLE" if v == "noevents" else "ENABLE"), tuples=False)
+            if v == "nofk":
+                R.psql(db, "ALTER TABLE crm.events DROP CONSTRAINT IF EXISTS events_organization_id_not_found, "
+                           "DROP CONSTRAINT IF EXISTS events_actor_id_not_found", tuples=False)
+            elif v != "noevents":
+                R.psql(db, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'events_actor_id_not_found') THEN "
+                           "ALTER TABLE crm.events ADD CONSTRAINT events_organization_id_not_found FOREIGN KEY (organization_id) "
+                           "REFERENCES crm.organizations (id) ON DELETE CASCADE, ADD CONSTRAINT events_actor_id_not_found "
+                           "FOREIGN KEY (actor_id) REFERENCES crm.users (id) ON DELETE SET NULL; END IF; END $$", tuples=False)
+            if v == "noindex":
+                R.psql(db, "DROP INDEX IF EXISTS crm.events_by_tx", tuples=False)
+            else:
+                R.psql(db, "CREATE INDEX IF NOT EXISTS events_by_tx ON crm.events (tx) WHERE seq > 0", tuples=False)
+            ann = None
+            if v == "ann":
+                after = R.psql(db, "SELECT pg_snapshot_xmin(pg_current_snapshot())")
+                ann = subprocess.Popen(["pgbench", "-h", "127.0.0.1", "-p", str(R.PORT), "-U", "postgres", "-n", "-c1",
+                                        "-R20", f"-T{secs}", "-f", "bench/pgbench/announcer.sql", "-D", f"after={after}", db],
+                                       cwd=R.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            r = R.pgbench(db, script, ids, secs=secs, cluster=cluster)
+            if ann:
+                out, err = ann.communicate()
+                r["ann"] = out.strip().splitlines()[-8:] if ann.returncode == 0 else err
+            res[v].append(r)
+            print(v, n, {k: r[k] for k in ("tps", "avg", "cpu_us")}, flush=True)
+    for v in variants:
+        print(v, "median tps", R.median([r["tps"] for r in res[v]]), "cpu", R.median([r["cpu_us"] for r in res[v]]))
+    print([r.get("ann") for r in res.get("ann", [])][:1])
+finally:
+    cluster.stop()
