@@ -1,7 +1,7 @@
 """Where the events cost a write, piece by piece (docs/benchmarks.md, "Reading the cost of the event triggers"):
 alternated pgbench rounds of AB_SCRIPT (w3_create_contact) with AB_VARIANTS of ann (as deployed: the
 announcer's round beside the writers), noann, noindex (no events_by_tx), nofk, noevents.
-  BENCH_PG_PORT=55480 AB_ROUNDS=3 AB_SECS=15 python3 bench/events_ab.py   # after cargo build --release
+  BENCH_PG_PORT=55480 AB_ROUNDS=3 AB_SECS=15 AB_DEALS=50000 python3 bench/events_ab.py   # after cargo build --release
 """
 import os, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -16,16 +16,7 @@ try:
     cluster.start()
     db = "ab"
     R.psql("postgres", f"CREATE DATABASE {db}")
-    seed = subprocess.run([str(R.ROOT / "target/release/minicrm"), "seed", "--orgs", "1", "--deals-per-org", "50000"],
-                          env=dict(os.environ, DATABASE_URL=R.url(db), JWT_SECRET=R.SECRET, RUST_LOG="warn"),
-                          capture_output=True, text=True, check=True)
-    org, email = seed.stdout.strip().splitlines()[1].split()
-    user = R.psql(db, f"SELECT id FROM crm.users WHERE email = '{email}'")
-    R.psql(db, "CREATE TABLE public.bench_deals (n serial PRIMARY KEY, id uuid NOT NULL); "
-               f"INSERT INTO public.bench_deals (id) SELECT id FROM crm.deals WHERE organization_id = '{org}' "
-               "AND status IN ('new', 'in_progress') ORDER BY id LIMIT 1000; "
-               "GRANT SELECT ON public.bench_deals TO minicrm_api; ANALYZE public.bench_deals;")
-    ids = {"user": user, "org": org, "email": email}
+    ids, _ = R.seed_one_org(db, int(os.environ.get("AB_DEALS", "50000")))
     res = {v: [] for v in variants}
     R.pgbench(db, script, ids, secs=5)
     for n in range(rounds):

@@ -360,25 +360,33 @@ def plans(db, ids):
     return out
 
 
-def run_size(cluster, cluster_db, size, refs):
-    db = cluster_db
-    psql("postgres", f"CREATE DATABASE {db}")
-    psql(db, "CREATE EXTENSION pg_stat_statements")
-    log(f"seeding {size} deals into {db}")
-    t0 = time.time()
+def seed_one_org(db, size):
+    """Seeds one organization of `size` deals into `db` (`minicrm seed`) and
+    the benchmark's table of 1,000 open deals (public.bench_deals, what the
+    pgbench scripts pick from); returns the ids the scripts take (user, org,
+    email) and the seed's last line."""
     seed = subprocess.run([str(ROOT / "target/release/minicrm"), "seed", "--orgs", "1", "--deals-per-org", str(size)],
                           env=dict(os.environ, DATABASE_URL=url(db), JWT_SECRET=SECRET, RUST_LOG="warn"),
                           capture_output=True, text=True, check=True)
-    seed_secs = time.time() - t0
-    log(seed.stdout.strip().splitlines()[-1])
     org, email = seed.stdout.strip().splitlines()[1].split()
     user = psql(db, f"SELECT id FROM crm.users WHERE email = '{email}'")
     psql(db, "CREATE TABLE public.bench_deals (n serial PRIMARY KEY, id uuid NOT NULL); "
              f"INSERT INTO public.bench_deals (id) SELECT id FROM crm.deals WHERE organization_id = '{org}' "
              "AND status IN ('new', 'in_progress') ORDER BY id LIMIT 1000; "
              "GRANT SELECT ON public.bench_deals TO minicrm_api; ANALYZE public.bench_deals;")
-    deals = psql(db, "SELECT id FROM public.bench_deals ORDER BY n").split()
-    ids = {"org": org, "user": user, "email": email, "deals": deals}
+    return {"user": user, "org": org, "email": email}, seed.stdout.strip().splitlines()[-1]
+
+
+def run_size(cluster, cluster_db, size, refs):
+    db = cluster_db
+    psql("postgres", f"CREATE DATABASE {db}")
+    psql(db, "CREATE EXTENSION pg_stat_statements")
+    log(f"seeding {size} deals into {db}")
+    t0 = time.time()
+    ids, last = seed_one_org(db, size)
+    seed_secs = time.time() - t0
+    log(last)
+    ids["deals"] = psql(db, "SELECT id FROM public.bench_deals ORDER BY n").split()
 
     results = {"size": size, "seed_secs": seed_secs, "http": {}, "pg": {}, "rss": {}, "stmts": {}}
     for cache_ttl in (30, 0):
@@ -622,16 +630,8 @@ def run_events():
         db = "bench_events"
         psql("postgres", f"CREATE DATABASE {db}")
         log(f"seeding {size} deals into {db}")
-        seed = subprocess.run([str(ROOT / "target/release/minicrm"), "seed", "--orgs", "1", "--deals-per-org",
-                               str(size)], env=dict(os.environ, DATABASE_URL=url(db), JWT_SECRET=SECRET,
-                                                    RUST_LOG="warn"), capture_output=True, text=True, check=True)
-        org, email = seed.stdout.strip().splitlines()[1].split()
-        user = psql(db, f"SELECT id FROM crm.users WHERE email = '{email}'")
-        psql(db, "CREATE TABLE public.bench_deals (n serial PRIMARY KEY, id uuid NOT NULL); "
-                 f"INSERT INTO public.bench_deals (id) SELECT id FROM crm.deals WHERE organization_id = '{org}' "
-                 "AND status IN ('new', 'in_progress') ORDER BY id LIMIT 1000; "
-                 "GRANT SELECT ON public.bench_deals TO minicrm_api; ANALYZE public.bench_deals;")
-        ids = {"user": user, "org": org, "email": email}
+        ids, _ = seed_one_org(db, size)
+        user, org = ids["user"], ids["org"]
         n_triggers = int(psql(db, "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgfoid::regproc::text "
                                   "~ '_events_(insert|update|delete)$|event_note$|pipelines_event$'"))
         events0 = int(psql(db, "SELECT count(*) FROM crm.events"))

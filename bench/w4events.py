@@ -152,19 +152,11 @@ def setup():
     db = "bench_events"
     run.psql("postgres", f"CREATE DATABASE {db}")
     run.log(f"seeding {size} deals into {db}")
-    seed = subprocess.run([str(ROOT / "target/release/minicrm"), "seed", "--orgs", "1", "--deals-per-org", str(size)],
-                          env=dict(os.environ, DATABASE_URL=run.url(db), JWT_SECRET=run.SECRET, RUST_LOG="warn"),
-                          capture_output=True, text=True, check=True)
-    org, email = seed.stdout.strip().splitlines()[1].split()
-    user = run.psql(db, f"SELECT id FROM crm.users WHERE email = '{email}'")
-    run.psql(db, "CREATE TABLE public.bench_deals (n serial PRIMARY KEY, id uuid NOT NULL); "
-                 f"INSERT INTO public.bench_deals (id) SELECT id FROM crm.deals WHERE organization_id = '{org}' "
-                 "AND status IN ('new', 'in_progress') ORDER BY id LIMIT 1000; "
-                 "GRANT SELECT ON public.bench_deals TO minicrm_api; ANALYZE public.bench_deals;")
+    ids, _ = run.seed_one_org(db, size)
     main_sql = subprocess.run(["git", "show", "main:sql/functions/60_events.sql"], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout
     MAIN_EVENTS.write_text(main_sql)
-    STATE.write_text(json.dumps({"db": db, "ids": {"user": user, "org": org, "email": email}, "size": size}))
+    STATE.write_text(json.dumps({"db": db, "ids": ids, "size": size}))
     run.log(f"ready: {STATE}")
 
 
