@@ -32,9 +32,9 @@
 -- retention's purge) writes nothing: it was *.deleted when it went to the
 -- trash, and its history ends there. DELETE of a live record (an owner in
 -- psql; a live task erased along with its deal) is a *.deleted. When an
--- organization is deleted, nothing is written: its events go with it (ON
--- DELETE CASCADE), and an event written for its cascaded rows would point at
--- an organization that no longer exists.
+-- organization is deleted, nothing is written: its events go with it
+-- (organizations_events_delete below), and an event written for its
+-- cascaded rows would point at an organization that no longer exists.
 
 -- The old values of the fields that changed between two JSON shapes of one
 -- record, key by key. updated_at and version are left out: they change on
@@ -74,6 +74,24 @@ $$;
 DROP TRIGGER IF EXISTS organizations_events_off ON crm.organizations;
 CREATE TRIGGER organizations_events_off BEFORE DELETE ON crm.organizations
   FOR EACH ROW EXECUTE FUNCTION private.organizations_events_off();
+
+-- And its events go with it: crm.events has no foreign key to the
+-- organization (V26 says why), so this deletes them, under the policy
+-- events_organization_deleted (sql/policies/tenancy.sql), which admits the
+-- events of the organizations in the list above whatever the context (an
+-- owner's DELETE through the API, a DBA's in psql with none).
+CREATE OR REPLACE FUNCTION private.organizations_events_delete() RETURNS trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS $$
+BEGIN
+  DELETE FROM crm.events e WHERE e.organization_id = OLD.id;
+  RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS organizations_events_delete ON crm.organizations;
+CREATE TRIGGER organizations_events_delete AFTER DELETE ON crm.organizations
+  FOR EACH ROW EXECUTE FUNCTION private.organizations_events_delete();
 
 -- Contacts, deals and tasks: the same three functions each, made from one
 -- text (%1$s the table, %2$s the resource type, %3$s its JSON builder).

@@ -151,6 +151,16 @@ BEGIN
   EXECUTE format('CREATE POLICY events_announcer_read ON crm.events FOR SELECT TO %I '
                  'USING (tx >= nullif(current_setting(''app.events_announce_after'', true), '''')::xid8)',
                  current_user);
+  -- An organization's deletion deletes its events
+  -- (private.organizations_events_delete, sql/functions/60_events.sql): the
+  -- events of the organizations being deleted in this transaction
+  -- (private.events_off), whatever the context.
+  EXECUTE 'DROP POLICY IF EXISTS events_organization_deleted_read ON crm.events';
+  EXECUTE format('CREATE POLICY events_organization_deleted_read ON crm.events FOR SELECT TO %I '
+                 'USING (private.events_off(organization_id))', current_user);
+  EXECUTE 'DROP POLICY IF EXISTS events_organization_deleted ON crm.events';
+  EXECUTE format('CREATE POLICY events_organization_deleted ON crm.events FOR DELETE TO %I '
+                 'USING (private.events_off(organization_id))', current_user);
   EXECUTE 'DROP POLICY IF EXISTS events_expired_delete ON crm.events';
   EXECUTE format('CREATE POLICY events_expired_delete ON crm.events FOR DELETE TO %I '
                  'USING (occurred_at < nullif(current_setting(''app.events_expire_before'', true), '''')::timestamptz)',
