@@ -36,10 +36,7 @@ try:
                 R.psql(db, "CREATE INDEX IF NOT EXISTS events_by_tx ON crm.events (tx) WHERE seq > 0", tuples=False)
             ann = None
             if v == "ann":
-                after = R.psql(db, "SELECT pg_snapshot_xmin(pg_current_snapshot())")
-                ann = subprocess.Popen(["pgbench", "-h", "127.0.0.1", "-p", str(R.PORT), "-U", "postgres", "-n", "-c1",
-                                        "-R20", f"-T{secs}", "-f", "bench/pgbench/announcer.sql", "-D", f"after={after}", db],
-                                       cwd=R.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                ann = R.start_announcer(db, secs)
             r = R.pgbench(db, script, ids, secs=secs, cluster=cluster)
             if ann:
                 out, err = ann.communicate()

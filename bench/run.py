@@ -608,6 +608,17 @@ ROLLBACK;
 """
 
 
+def start_announcer(db, secs):
+    """The announcer's round (bench/pgbench/announcer.sql) 20 times a second
+    for `secs`, as a server runs it, after catching up with what is waiting
+    (the seed's events); returns the pgbench process."""
+    while psql(db, "SELECT announced IS NOT NULL FROM private.events_announce(p_first => false)") == "t":
+        pass
+    return subprocess.Popen(["pgbench", "-h", "127.0.0.1", "-p", str(PORT), "-U", "postgres", "-n", "-c1",
+                             "-R20", f"-T{secs}", "-f", "bench/pgbench/announcer.sql", db],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def run_events():
     """W3 and W4 (pgbench -M prepared, 32 clients) with the event triggers
     on and off, alternated for BENCH_EVENTS_ROUNDS rounds (default 3) of
@@ -643,10 +654,7 @@ def run_events():
             """The announcer beside a round with the events (None without)."""
             if variant == "no events":
                 return None
-            after = psql(db, "SELECT pg_snapshot_xmin(pg_current_snapshot())")
-            return subprocess.Popen(["pgbench", "-h", "127.0.0.1", "-p", str(PORT), "-U", "postgres", "-n", "-c1",
-                                     "-R20", f"-T{secs}", "-f", "bench/pgbench/announcer.sql", "-D", f"after={after}",
-                                     db], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            return start_announcer(db, secs)
 
         def announced(proc):
             if proc is not None:

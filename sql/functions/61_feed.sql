@@ -134,65 +134,101 @@ BEGIN
 END
 $$;
 
--- Notifications: the announcer. Once every few tens of milliseconds, one
--- session of the database's servers (the one holding the advisory lock of
--- src/workers/listener.rs, on its LISTEN connection) calls this with the
--- horizon it returned last time, and it notifies
---   pg_notify('minicrm_events', '<organization_id>:<resource_type>')
--- once per distinct pair among the events of the transactions that ended in
--- between (tx from p_after, inclusive, to the horizon now, exclusive: every
--- event exactly once across calls), and pg_notify('minicrm_deliveries', '')
--- when one of those organizations has an enabled webhook. Every server
--- instance's listener wakes its live streams, its delivery worker and drops
--- its cached analytics on them. Returns the horizon to pass next time and
--- what it announced (null: nothing).
+-- Notifications and deliveries: the announcer. Once every few tens of
+-- milliseconds, one session of the database's servers (the one holding the
+-- advisory lock of src/workers/announcer.rs, on its LISTEN connection) calls
+-- this. For the events of the transactions that ended since the previous
+-- round (tx from the position in private.events_announcer, inclusive, to the
+-- horizon now, exclusive: every event exactly once across rounds) it
+--   - notifies pg_notify('minicrm_events', '<organization_id>:<resource_type>')
+--     once per distinct pair: every server instance's listener wakes its
+--     live streams and drops its cached analytics on them;
+--   - writes their webhook deliveries (private.webhooks_fan_out,
+--     62_webhooks.sql) and, if it wrote any, notifies minicrm_deliveries,
+--     which wakes the delivery workers;
+--   - moves the position to the horizon, in the same transaction as the
+--     deliveries: a round that fails or whose session dies leaves them all
+--     to the next one.
+-- Returns the horizon, what it announced (null: nothing) and how many
+-- deliveries it wrote.
 --
--- p_after NULL (a session that just became the announcer: the one before
--- may have died between two calls, so what it did not announce is unknown)
--- notifies '*' on minicrm_events, "anything may have changed", which every
--- listener passes on as a reset, and minicrm_deliveries.
+-- The position moves only when the window held events: a round with nothing
+-- to do writes nothing (no transaction id, no WAL), so an idle database
+-- stays idle, and the window's next read is one empty range of events_by_tx.
+-- It moves to the greatest of its value and the horizon, so two rounds that
+-- overlap (an announcer whose session is being replaced; a test calling this
+-- beside the server's) cannot move it back, and a delivery both write is
+-- written once (ON CONFLICT in the fan-out); they may notify twice, which
+-- listeners allow (a notification only says "look").
+--
+-- A round takes at most about 10,000 events (all of one transaction's, if
+-- it has more): an announcer that was away while a million events were
+-- written catches up in rounds that each stay far under the listener's
+-- statement timeout.
+--
+-- p_first (a session that just became the announcer: the one before may
+-- have died between its round and its notifications' delivery, so what
+-- listeners missed is unknown) notifies '*' on minicrm_events, "anything
+-- may have changed", which every listener passes on as a reset, and
+-- minicrm_deliveries.
 --
 -- Why not a NOTIFY from the writing transaction: PostgreSQL serializes the
 -- commits of all transactions that have notified (a database-wide lock held
 -- from before the commit through its WAL flush), so concurrent writers
 -- stopped sharing WAL flushes (W3 44 % slower, docs/benchmarks.md). Here
 -- only the announcer notifies, and a notification comes once the events are
--- below the horizon, i.e. readable in the feed, not before.
+-- below the horizon, i.e. readable in the feed, not before. Why not the
+-- deliveries in the writing transaction: V26.
 --
 -- SECURITY DEFINER: it reads the events of every organization, under the
 -- policy events_announcer_read (sql/policies/tenancy.sql), which matches the
 -- events from the position set in app.events_announce_after. Not granted
 -- to the request role: it runs as the server's login, its owner, like the
 -- maintenance.
-CREATE OR REPLACE FUNCTION private.events_announce(p_after xid8, OUT horizon xid8, OUT announced text[])
+DROP FUNCTION IF EXISTS private.events_announce(xid8);
+CREATE OR REPLACE FUNCTION private.events_announce(p_first boolean,
+    OUT horizon xid8, OUT announced text[], OUT delivered bigint)
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $$
 DECLARE
+  v_from xid8;
+  v_until xid8;
   v_orgs uuid[];
 BEGIN
-  horizon := pg_snapshot_xmin(pg_current_snapshot());
-  IF p_after IS NULL THEN
+  delivered := 0;
+  IF p_first THEN
     PERFORM pg_notify('minicrm_events', '*');
     PERFORM pg_notify('minicrm_deliveries', '');
+  END IF;
+  SELECT a.position INTO STRICT v_from FROM private.events_announcer a;
+  horizon := pg_snapshot_xmin(pg_current_snapshot());
+  IF horizon <= v_from THEN
+    horizon := v_from;
     RETURN;
   END IF;
-  IF horizon <= p_after THEN
-    horizon := p_after;
-    RETURN;
+  PERFORM set_config('app.events_announce_after', v_from::text, true);
+  -- seq > 0: always true, the predicate of events_by_tx (V25 says why).
+  v_until := (SELECT e.tx FROM crm.events e WHERE e.tx >= v_from AND e.tx < horizon AND e.seq > 0
+               ORDER BY e.tx OFFSET 10000 LIMIT 1);
+  IF v_until > v_from THEN
+    horizon := v_until;
   END IF;
-  PERFORM set_config('app.events_announce_after', p_after::text, true);
   SELECT array_agg(DISTINCT e.organization_id::text || ':' || e.resource_type), array_agg(DISTINCT e.organization_id)
     INTO announced, v_orgs
     FROM crm.events e
-   WHERE e.tx >= p_after AND e.tx < horizon
-     AND e.seq > 0; -- always true: the predicate of events_by_tx (V25 says why)
+   WHERE e.tx >= v_from AND e.tx < horizon AND e.seq > 0;
   PERFORM set_config('app.events_announce_after', '', true);
-  IF announced IS NOT NULL THEN
-    PERFORM pg_notify('minicrm_events', a) FROM unnest(announced) a;
-    IF EXISTS (SELECT 1 FROM crm.webhooks w WHERE w.organization_id = ANY (v_orgs) AND w.enabled) THEN
+  IF announced IS NULL THEN
+    RETURN;
+  END IF;
+  PERFORM pg_notify('minicrm_events', a) FROM unnest(announced) a;
+  IF EXISTS (SELECT 1 FROM crm.webhooks w WHERE w.organization_id = ANY (v_orgs) AND w.enabled) THEN
+    delivered := private.webhooks_fan_out(p_from => v_from, p_to => horizon);
+    IF delivered > 0 THEN
       PERFORM pg_notify('minicrm_deliveries', '');
     END IF;
   END IF;
+  UPDATE private.events_announcer SET position = greatest(position, horizon);
 END
 $$;
 

@@ -1,9 +1,10 @@
 -- Webhooks (SPEC §13; tables in sql/migrations/V21__webhooks.sql): the
--- management API, the fan-out of events to deliveries, and the delivery
--- worker's claim and settlement. Only owners and admins manage or read
--- webhooks (their deliveries show event payloads and endpoint URLs, which are
--- configuration). The server seals secrets and checks URLs against SSRF (a
--- network fact) before it calls these; every other rule is here.
+-- management API, the fan-out of events to deliveries (the announcer's),
+-- and the delivery worker's claim and settlement. Only owners and admins
+-- manage or read webhooks (their deliveries show event payloads and
+-- endpoint URLs, which are configuration). The server seals secrets and
+-- checks URLs against SSRF (a network fact) before it calls these; every
+-- other rule is here.
 
 CREATE OR REPLACE FUNCTION app.webhook_json(w crm.webhooks) RETURNS jsonb
   LANGUAGE sql STABLE PARALLEL SAFE
@@ -69,40 +70,46 @@ DROP TRIGGER IF EXISTS webhooks_version ON crm.webhooks;
 CREATE TRIGGER webhooks_version BEFORE INSERT OR UPDATE ON crm.webhooks
   FOR EACH ROW EXECUTE FUNCTION private.version_keep();
 
--- Fan-out: AFTER INSERT on crm.events, once per statement, with the
--- statement's events as a transition table. One INSERT … SELECT joins them
--- with the enabled webhooks of their organization whose patterns name the
--- type or `<resource>.*`; with no enabled webhook in the organization it is
--- one index probe per statement (about 10 µs, docs/benchmarks.md). The
--- deliveries commit (or roll back) with the events. No NOTIFY here (it
--- would serialize the writers' commits): the announcer
--- (private.events_announce, 61_feed.sql) notifies minicrm_deliveries once
--- the events are committed. SECURITY DEFINER: the request role may not
--- write deliveries.
-CREATE OR REPLACE FUNCTION private.webhooks_fan_out() RETURNS trigger
+-- Fan-out: the deliveries of the events of the transactions in [p_from,
+-- p_to), one per event and enabled webhook of its organization whose
+-- patterns name the type or `<resource>.*` and that existed when the
+-- change began (the event's occurred_at, its transaction's start, is not
+-- before the webhook's created_at: a new webhook gets the changes made
+-- after it, not those that were waiting for the announcer's round).
+-- Returns how many it wrote.
+--
+-- Called by the announcer (private.events_announce, 61_feed.sql) for the
+-- window of its round, in the round's transaction, which also moves its
+-- position: every committed event is fanned out once, after its commit,
+-- off the writing transaction (V26 says what the trigger that did this in
+-- the writing transaction cost every write). ON CONFLICT: a delivery the
+-- trigger of the version before already wrote, during a rolling upgrade,
+-- is not written twice. The join runs from the organizations' enabled
+-- webhooks (few) to their events in the window (a range of events_pkey
+-- each). SECURITY DEFINER, as the worker: the request role may not write
+-- deliveries; it reads the events under events_announcer_read, from p_from.
+CREATE OR REPLACE FUNCTION private.webhooks_fan_out(p_from xid8, p_to xid8) RETURNS bigint
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $$
+DECLARE
+  v_written bigint;
 BEGIN
-  -- A SELECT first: an INSERT opens the deliveries' indexes and foreign keys
-  -- even when it writes nothing (measured: a quarter of the trigger's cost
-  -- for an organization without webhooks).
-  IF NOT EXISTS (SELECT 1 FROM new_events e JOIN crm.webhooks w ON w.organization_id = e.organization_id
-                  WHERE w.enabled) THEN
-    RETURN NULL;
-  END IF;
+  PERFORM set_config('app.events_announce_after', p_from::text, true);
   INSERT INTO crm.webhook_deliveries (organization_id, webhook_id, event_id, event_type, body)
   SELECT e.organization_id, w.id, e.id, e.type, app.event_json(e)
-    FROM new_events e
-    JOIN crm.webhooks w ON w.organization_id = e.organization_id
-   WHERE w.enabled AND w.events && ARRAY[e.type, e.resource_type || '.*'];
-  RETURN NULL;
+    FROM crm.webhooks w
+    JOIN crm.events e ON e.organization_id = w.organization_id AND e.tx >= p_from AND e.tx < p_to
+   WHERE w.enabled AND w.events && ARRAY[e.type, e.resource_type || '.*'] AND e.occurred_at >= w.created_at
+  ON CONFLICT ON CONSTRAINT webhook_deliveries_event_taken DO NOTHING;
+  GET DIAGNOSTICS v_written = ROW_COUNT;
+  PERFORM set_config('app.events_announce_after', '', true);
+  RETURN v_written;
 END
 $$;
 
+-- The fan-out trigger of the version before (V26).
 DROP TRIGGER IF EXISTS events_webhooks_fan_out ON crm.events;
-CREATE TRIGGER events_webhooks_fan_out AFTER INSERT ON crm.events
-  REFERENCING NEW TABLE AS new_events
-  FOR EACH STATEMENT EXECUTE FUNCTION private.webhooks_fan_out();
+DROP FUNCTION IF EXISTS private.webhooks_fan_out();
 
 -- The organization's webhooks, oldest first (created_at, id), paginated like
 -- every list.

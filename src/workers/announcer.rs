@@ -9,10 +9,13 @@
 //! database's announcer lock (a session advisory lock, so it goes with the
 //! session: a dead or disconnected announcer frees it). The one holding it
 //! calls `private.events_announce` every `EVENTS_ANNOUNCE_INTERVAL_MS`,
-//! which notifies for the events committed since its previous call; the
-//! others try again every [`TAKE_OVER_EVERY`]. A notification therefore
-//! comes at most one interval (plus the time to look) after its commit, and
-//! only once its events are readable in the feed.
+//! which notifies for the events committed since the previous round and
+//! writes their webhook deliveries; the others try again every
+//! [`TAKE_OVER_EVERY`]. A notification or a delivery therefore comes at most
+//! one interval (plus the time to look) after its commit, and only once its
+//! events are readable in the feed. The position between rounds is kept in
+//! the database (`private.events_announcer`), with the deliveries, so a new
+//! announcer goes on where the last one's last committed round ended.
 
 use std::time::Duration;
 
@@ -26,11 +29,10 @@ pub const TAKE_OVER_EVERY: Duration = Duration::from_secs(1);
 pub struct Announcer {
     /// Whether this session holds the lock.
     leading: bool,
-    /// The horizon the last call returned (xid8 as text); `None` until the
-    /// first call of this session, which announces "anything may have
-    /// changed" (what happened since the previous announcer's last call is
-    /// unknown).
-    after: Option<String>,
+    /// Whether this session has made a round. Its first announces
+    /// "anything may have changed": what listeners missed while the
+    /// previous announcer went away is unknown.
+    announced: bool,
     /// When this session last tried to take the lock.
     tried: Option<tokio::time::Instant>,
     /// The round's statement, prepared once per session (the announcer
@@ -63,15 +65,13 @@ impl Announcer {
             Some(round) => round.clone(),
             None => {
                 let round = client
-                    .prepare(
-                        "SELECT horizon::text FROM private.events_announce(p_after => $1::text::xid8)",
-                    )
+                    .prepare("SELECT delivered FROM private.events_announce(p_first => $1)")
                     .await?;
                 self.round.insert(round).clone()
             }
         };
-        let row = client.query_one(&round, &[&self.after]).await?;
-        self.after = row.get(0);
+        client.query_one(&round, &[&!self.announced]).await?;
+        self.announced = true;
         Ok(())
     }
 

@@ -175,6 +175,22 @@ async fn event(app: &TestApp, org: Uuid, kind: &str) -> Uuid {
     .await
 }
 
+/// Waits until the announcer's round has fanned `event` out (its position,
+/// where the next round starts, is past the event's transaction).
+async fn fanned_out(app: &TestApp, event: Uuid) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !app
+        .value::<bool>(
+            "SELECT (SELECT position FROM private.events_announcer) > (SELECT tx FROM crm.events WHERE id = $1)",
+            &[&event],
+        )
+        .await
+    {
+        assert!(Instant::now() < deadline, "event {event} never fanned out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn subscribe(user: &TestUser, url: &str, events: Value) -> Value {
     user.create("/api/v1/webhooks", json!({"url": url, "events": events}))
         .await
@@ -299,7 +315,8 @@ async fn a_410_disables_the_endpoint_and_redirects_are_not_followed() {
     );
     assert!(hook["disabled_at"].is_string());
     // Disabled: no new delivery, and a test delivery is refused.
-    event(&app, owner.org_id, "deal.updated").await;
+    let later = event(&app, owner.org_id, "deal.updated").await;
+    fanned_out(&app, later).await;
     owner
         .post(&format!("/api/v1/webhooks/{gone}/test"), json!({}))
         .await
@@ -778,6 +795,7 @@ async fn a_dead_instances_claim_comes_back_after_its_lease() {
     let (receiver, base) = Receiver::start().await;
     let hook = id_of(&subscribe(&owner, &format!("{base}/ok/lease"), json!(["deal.*"])).await);
     let id = event(&app, owner.org_id, "deal.updated").await;
+    fanned_out(&app, id).await;
     // Another instance claims it with a lease of 1 s, then dies.
     let claimed: i64 = app
         .value(

@@ -10,7 +10,9 @@ INSERT INTO global_tables VALUES ('crm.organizations'), ('crm.users'), ('private
   -- attempt counters: per address and email, not per tenant (a coordinator-local table)
   ('private.auth_attempts'),
   -- idempotency keys of requests made in no organization (a user's own, like refresh tokens)
-  ('crm.user_idempotency_keys');
+  ('crm.user_idempotency_keys'),
+  -- the announcer's position, one row for the database (coordinator-local)
+  ('private.events_announcer');
 
 CREATE TEMP VIEW tenant_tables AS
   SELECT c.oid, n.nspname || '.' || c.relname AS name

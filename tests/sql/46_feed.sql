@@ -7,7 +7,7 @@
 -- events of this test's own transaction are above the horizon, as any
 -- running transaction's are.
 BEGIN;
-SELECT plan(40);
+SELECT plan(44);
 \ir pipeline_fixture.psql
 
 -- api.events_list as p_user in p_org (the request role under RLS), back to
@@ -159,21 +159,24 @@ SELECT is((pg_temp.ids(p), p -> 'next' ->> 0, (p -> 'next' ->> 1)::int),
   FROM now_page;
 
 -- The announcer (private.events_announce): what it notifies for, between
--- two horizons, is each (organization, resource) of the events of the
--- transactions from p_after up to the horizon now (pgTAP cannot see the
--- notifications themselves, sent at commit: tests/api/events.rs and
--- instances.rs receive them). Only A's and B's pairs are compared: other
--- test files may have committed events.
-CREATE FUNCTION pg_temp.announced(p_after xid8) RETURNS text[] LANGUAGE sql AS $$
-  SELECT ARRAY(SELECT a FROM unnest((SELECT announced FROM private.events_announce(p_after => p_after))) a
+-- two rounds, is each (organization, resource) of the events of the
+-- transactions from its position (private.events_announcer) up to the
+-- horizon now (pgTAP cannot see the notifications themselves, sent at
+-- commit: tests/api/events.rs and instances.rs receive them). Only A's and
+-- B's pairs are compared: other test files may have committed events.
+CREATE FUNCTION pg_temp.announced(p_from xid8) RETURNS text[] LANGUAGE sql AS $$
+  UPDATE private.events_announcer SET position = p_from;
+  SELECT ARRAY(SELECT a FROM unnest((SELECT announced FROM private.events_announce(p_first => false))) a
                 WHERE a LIKE 'a0000000-0000-0000-0000-000000000000:%' OR a LIKE 'b0000000-0000-0000-0000-000000000000:%'
                 ORDER BY a)
 $$;
 SELECT is(pg_temp.announced('11'),
           ARRAY[:'org_a' || ':contact', :'org_a' || ':deal', :'org_a' || ':member', :'org_a' || ':task', :'org_b' || ':deal'],
           'events_announce: one pair per organization and resource of the ended transactions, not the running one''s');
+SELECT is((SELECT position FROM private.events_announcer), pg_snapshot_xmin(pg_current_snapshot()),
+          '… and its position moves to the horizon, where the next round starts');
 SELECT is(pg_temp.announced('12'), ARRAY[:'org_a' || ':contact', :'org_a' || ':deal', :'org_a' || ':member', :'org_a' || ':task'],
-          '… from p_after''s transaction on (inclusive)');
+          '… from the position''s transaction on (inclusive)');
 SELECT is(pg_temp.announced('14'), ARRAY[:'org_a' || ':contact'], '… up to the last ended one');
 SELECT is(pg_temp.announced('15'), '{}'::text[], '… and none of a transaction not yet ended (this one''s, above the horizon)');
 CREATE FUNCTION pg_temp.plan(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
@@ -186,15 +189,32 @@ END
 $$;
 SELECT matches(pg_temp.plan($$SELECT DISTINCT organization_id FROM crm.events e WHERE e.tx >= '13' AND e.tx < '14' AND e.seq > 0$$),
                '"Index Name": "events_by_tx"', 'the announcer''s read is a range of events_by_tx');
-SELECT is((SELECT horizon FROM private.events_announce(p_after => '12')), pg_snapshot_xmin(pg_current_snapshot()),
-          '… and returns the horizon, where the next call starts');
-SELECT is((SELECT (horizon, announced)::text FROM private.events_announce(p_after => pg_snapshot_xmin(pg_current_snapshot()))),
-          (pg_snapshot_xmin(pg_current_snapshot()), NULL::text[])::text, 'called again at the horizon: nothing, same horizon');
-SELECT is((SELECT (horizon, announced)::text FROM private.events_announce(p_after => NULL)),
+SELECT is((SELECT (horizon, announced, delivered)::text FROM private.events_announce(p_first => false)),
+          (pg_snapshot_xmin(pg_current_snapshot()), NULL::text[], 0)::text, 'called again at the horizon: nothing, same horizon');
+-- A window without events (made so: the superuser deletes, for this
+-- transaction only, those other test files may have committed there).
+DELETE FROM crm.events WHERE tx >= '15' AND tx < pg_snapshot_xmin(pg_current_snapshot());
+UPDATE private.events_announcer SET position = '15';
+SELECT is((SELECT (horizon, announced, delivered)::text FROM private.events_announce(p_first => false)),
+          (pg_snapshot_xmin(pg_current_snapshot()), NULL::text[], 0)::text, 'a window without events: nothing announced …');
+SELECT is((SELECT position FROM private.events_announcer), '15'::xid8,
+          '… and the position stays (a round with nothing to do writes nothing, so an idle database stays idle)');
+SELECT is((SELECT (horizon, announced)::text FROM private.events_announce(p_first => true)),
           (pg_snapshot_xmin(pg_current_snapshot()), NULL::text[])::text,
-          'a new announcer (p_after NULL): the horizon, and "anything may have changed" (*) instead of pairs');
-SELECT ok(NOT has_function_privilege('minicrm_api', 'private.events_announce(xid8)', 'EXECUTE'),
-          'the request role cannot call the announcer');
+          'a new announcer (p_first): the same round, and "anything may have changed" (*) besides');
+-- A round takes about 10,000 events at most (all of one transaction's, if
+-- it has more): 10,000 events in transaction 16 and one in 17 are two.
+INSERT INTO crm.events (organization_id, tx, type, resource_type, resource_id, data)
+SELECT :'org_a', '16', 'deal.updated', 'deal', gen_random_uuid(), '{}' FROM generate_series(1, 10000);
+SELECT pg_temp.ev(:'org_b', 17, 'task.created', 98);
+UPDATE private.events_announcer SET position = '16';
+SELECT is((SELECT (horizon, announced)::text FROM private.events_announce(p_first => false)),
+          ('17'::xid8, ARRAY[:'org_a' || ':deal'])::text, 'a round of 10,000 events or more ends at the next transaction …');
+SELECT is(pg_temp.announced((SELECT position FROM private.events_announcer)), ARRAY[:'org_b' || ':task'],
+          '… where the next round goes on');
+SELECT ok(NOT has_function_privilege('minicrm_api', 'private.events_announce(boolean)', 'EXECUTE')
+          AND NOT has_function_privilege('minicrm_api', 'private.webhooks_fan_out(xid8, xid8)', 'EXECUTE'),
+          'the request role can call neither the announcer nor its fan-out');
 -- The announcer's read policy is its owner's: a member with the setting
 -- still reads only its own organization's events.
 CREATE FUNCTION pg_temp.others_seen_with_the_setting() RETURNS int LANGUAGE plpgsql AS $$

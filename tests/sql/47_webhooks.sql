@@ -3,9 +3,10 @@
 -- enabled webhooks (none without one), the worker's claim (SKIP LOCKED,
 -- per-endpoint bound, lease), the settlement (backoff schedule, retries up to
 -- the maximum, 410 disables), the test delivery and tenancy. Events are
--- inserted directly as the superuser, as only the event triggers write them.
+-- inserted directly as the superuser, as only the event triggers write them,
+-- and fanned out as the announcer does.
 BEGIN;
-SELECT plan(50);
+SELECT plan(58);
 \ir pipeline_fixture.psql
 
 \set w_deal 'a0000000-0000-0000-0000-0000000000e1'
@@ -24,12 +25,28 @@ CREATE FUNCTION pg_temp.create_as(p_user uuid, p_org uuid, p_id uuid, p_events t
   LANGUAGE sql AS $$ SELECT pg_temp.try_as(p_user, p_org, pg_temp.create_sql(p_id, p_events)) $$;
 CREATE FUNCTION pg_temp.keep_as(p_user uuid, p_org uuid, p_id uuid, p_events text[]) RETURNS bigint
   LANGUAGE sql AS $$ SELECT pg_temp.exec_as(p_user, p_org, pg_temp.create_sql(p_id, p_events)) $$;
-CREATE FUNCTION pg_temp.event(p_org uuid, p_type text) RETURNS uuid
-  LANGUAGE sql AS $$
-    INSERT INTO crm.events (organization_id, type, resource_type, resource_id, data)
-    VALUES (p_org, p_type, split_part(p_type, '.', 1), gen_random_uuid(), '{"object": {}, "previous": null}')
-    RETURNING id
-  $$;
+-- The test's events are the superuser's, of one long-ended transaction
+-- (tx 21; the fixture's, written by the triggers, are this transaction's),
+-- and their fan-out is the window of that transaction alone (what the
+-- announcer does for the transactions that ended since its last round,
+-- 61_feed.sql).
+CREATE FUNCTION pg_temp.fan_out() RETURNS bigint
+  LANGUAGE sql AS $$ SELECT private.webhooks_fan_out('21', '22') $$;
+-- An event, fanned out with the rest of its transaction's.
+CREATE FUNCTION pg_temp.event(p_org uuid, p_type text, p_fan_out boolean DEFAULT true) RETURNS uuid
+  LANGUAGE plpgsql AS $$
+DECLARE
+  v uuid;
+BEGIN
+  INSERT INTO crm.events (organization_id, tx, type, resource_type, resource_id, data)
+  VALUES (p_org, '21', p_type, split_part(p_type, '.', 1), gen_random_uuid(), '{"object": {}, "previous": null}')
+  RETURNING id INTO v;
+  IF p_fan_out THEN
+    PERFORM pg_temp.fan_out();
+  END IF;
+  RETURN v;
+END
+$$;
 CREATE FUNCTION pg_temp.deliveries(p_webhook uuid) RETURNS bigint
   LANGUAGE sql AS $$ SELECT count(*) FROM crm.webhook_deliveries WHERE webhook_id = p_webhook $$;
 
@@ -61,6 +78,15 @@ SELECT is((SELECT disabled_reason || ' ' || (disabled_at IS NOT NULL) FROM crm.w
 SELECT is(pg_temp.keep_as(:'zed', :'org_b', :'w_zed', '{deal.*}'), 1::bigint, 'Zed subscribes in B');
 
 -- Fan-out ---------------------------------------------------------------------------
+-- Writing an event writes no delivery: the announcer writes them after the
+-- commit (V26 says why).
+SELECT pg_temp.event(:'org_a', 'deal.updated', false) AS e0 \gset
+SELECT is((SELECT count(*) FROM crm.webhook_deliveries WHERE event_id = :'e0'), 0::bigint,
+          'an event''s write writes no delivery');
+SELECT is(pg_temp.fan_out(), 1::bigint, 'its fan-out writes one to the deal.* webhook');
+SELECT is(pg_temp.fan_out(), 0::bigint, 'and a second fan-out of the same window none again (at most once per event and webhook)');
+DELETE FROM crm.webhook_deliveries WHERE event_id = :'e0';
+DELETE FROM crm.events WHERE id = :'e0';
 SELECT pg_temp.event(:'org_a', 'deal.updated') AS e1 \gset
 SELECT is(pg_temp.deliveries(:'w_deal'), 1::bigint, 'deal.updated → one delivery to the deal.* webhook');
 SELECT is(pg_temp.deliveries(:'w_task') + pg_temp.deliveries(:'w_off') + pg_temp.deliveries(:'w_zed'), 0::bigint,
@@ -70,9 +96,15 @@ SELECT is((SELECT body FROM crm.webhook_deliveries WHERE event_id = :'e1'),
 SELECT pg_temp.event(:'org_a', 'contact.created') AS e2 \gset
 SELECT pg_temp.event(:'org_a', 'contact.updated') AS e3 \gset
 SELECT is(pg_temp.deliveries(:'w_deal'), 2::bigint, 'contact.created is named exactly; contact.updated is not');
-INSERT INTO crm.events (organization_id, type, resource_type, resource_id, data)
-SELECT :'org_a', 'task.created', 'task', gen_random_uuid(), '{}' FROM generate_series(1, 3);
-SELECT is(pg_temp.deliveries(:'w_task'), 3::bigint, 'one statement of three events: three deliveries');
+INSERT INTO crm.events (organization_id, tx, type, resource_type, resource_id, data)
+SELECT :'org_a', '21', 'task.created', 'task', gen_random_uuid(), '{}' FROM generate_series(1, 3);
+SELECT is(pg_temp.fan_out(), 3::bigint, 'three task.created: three deliveries');
+SELECT is(pg_temp.deliveries(:'w_task'), 3::bigint, '… to the task webhook');
+-- A change that began before the webhook existed (occurred_at is its
+-- transaction's start) is not sent to it.
+INSERT INTO crm.events (organization_id, tx, type, resource_type, resource_id, data, occurred_at)
+VALUES (:'org_a', '21', 'task.created', 'task', gen_random_uuid(), '{}', now() - interval '1 second');
+SELECT is(pg_temp.fan_out(), 0::bigint, 'a change that began before the webhook was created gets no delivery');
 SELECT pg_temp.event(:'org_b', 'member.added') AS e4 \gset
 SELECT is((SELECT count(*) FROM crm.webhook_deliveries WHERE event_id = :'e4'), 0::bigint,
           'an organization whose webhooks do not match gets none');
@@ -128,6 +160,18 @@ SELECT pg_temp.event(:'org_a', 'deal.created') AS e5 \gset
 SELECT is((SELECT count(*) FROM crm.webhook_deliveries WHERE event_id = :'e5'), 0::bigint, 'a disabled endpoint gets no new delivery');
 SELECT is(pg_temp.exec_as(:'olga', :'org_a', format('SELECT api.webhooks_update(%L, %L, NULL, NULL, NULL, true)', :'w_deal', '{enabled}')), 1::bigint, 'enabled again');
 SELECT is((SELECT disabled_reason FROM crm.webhooks WHERE id = :'w_deal'), NULL, 're-enabling clears the reason');
+
+-- The announcer's round fans out its window: an event of an ended
+-- transaction (tx 30) after the position.
+INSERT INTO crm.events (organization_id, tx, type, resource_type, resource_id, data)
+VALUES (:'org_a', '30', 'deal.created', 'deal', gen_random_uuid(), '{}') RETURNING id AS e6 \gset
+UPDATE private.events_announcer SET position = '30';
+SELECT cmp_ok((SELECT delivered FROM private.events_announce(p_first => false)), '>=', 1::bigint,
+              'the announcer''s round writes the deliveries of its window …');
+SELECT is((SELECT count(*) FROM crm.webhook_deliveries WHERE event_id = :'e6' AND webhook_id = :'w_deal'), 1::bigint,
+          '… here the deal.* webhook''s');
+SELECT is((SELECT position FROM private.events_announcer), pg_snapshot_xmin(pg_current_snapshot()),
+          '… and moves its position past them');
 
 -- The test delivery: to this endpoint only, in no feed.
 SELECT is(pg_temp.value_as(:'olga', :'org_a', format('SELECT api.webhooks_test(%L) ->> %L', :'w_task', 'type')), 'webhook.test', 'a test delivery is queued');
