@@ -328,6 +328,15 @@ CREATE OR REPLACE FUNCTION app.webhook_backoff(p_attempt int, p_scale float8 DEF
 -- if the claimer dies, the delivery comes due again then, and its late
 -- settlement (wrong claim_id) is ignored. Not granted to anyone: the
 -- server's login role owns it.
+--
+-- Its cost does not grow with the backlog (V28): each endpoint's due
+-- deliveries are a range of webhook_deliveries_pending in next_attempt_at
+-- order, read up to the endpoint's free slots; the UPDATE finds each
+-- claimed row by its key, and the endpoint's url and secret come along
+-- from the first read. (The version before read all of an endpoint's
+-- pending deliveries and sorted them, then joined the claimed rows through
+-- an index on (organization_id, webhook_id) alone: 176,000 buffer reads,
+-- 40 to 70 ms, per claim of 32 among 6,000 pending.)
 CREATE OR REPLACE FUNCTION private.webhook_deliveries_claim(p_limit int, p_per_endpoint int, p_lease_ms int)
   RETURNS TABLE (organization_id uuid, delivery_id uuid, claim_id uuid, webhook_id uuid, url text,
                  secret_sealed bytea, event_id uuid, body text, attempt int)
@@ -340,7 +349,7 @@ CREATE OR REPLACE FUNCTION private.webhook_deliveries_claim(p_limit int, p_per_e
        GROUP BY 1, 2
     ), due AS (
       -- Per endpoint, so that one endpoint's backlog cannot fill the claim.
-      SELECT c.organization_id, c.id, c.next_attempt_at
+      SELECT c.organization_id, c.id, c.next_attempt_at, w.url, w.secret_sealed
         FROM crm.webhooks w
         LEFT JOIN in_flight f ON f.organization_id = w.organization_id AND f.webhook_id = w.id
         CROSS JOIN LATERAL (
@@ -357,10 +366,9 @@ CREATE OR REPLACE FUNCTION private.webhook_deliveries_claim(p_limit int, p_per_e
     )
     UPDATE crm.webhook_deliveries d
        SET claim_id = gen_random_uuid(), next_attempt_at = now() + p_lease_ms * interval '1 millisecond'
-      FROM due, crm.webhooks w
+      FROM due
      WHERE d.organization_id = due.organization_id AND d.id = due.id
-       AND w.organization_id = d.organization_id AND w.id = d.webhook_id
-    RETURNING d.organization_id, d.id, d.claim_id, d.webhook_id, w.url, w.secret_sealed, d.event_id,
+    RETURNING d.organization_id, d.id, d.claim_id, d.webhook_id, due.url, due.secret_sealed, d.event_id,
               d.body::text, d.attempts + 1
   $$;
 

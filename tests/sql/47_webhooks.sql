@@ -6,7 +6,7 @@
 -- inserted directly as the superuser, as only the event triggers write them,
 -- and fanned out as the announcer does.
 BEGIN;
-SELECT plan(58);
+SELECT plan(60);
 \ir pipeline_fixture.psql
 
 \set w_deal 'a0000000-0000-0000-0000-0000000000e1'
@@ -137,6 +137,28 @@ SELECT is((SELECT count(*) FROM private.webhook_deliveries_claim(10, 2, 60000) W
 SELECT is(private.webhook_delivery_settle(:'org_a', :'d1', :'old_claim', 200, NULL, 5, 12, 1), NULL,
           'the first claimer''s late settlement is ignored');
 SELECT claim_id AS claim FROM crm.webhook_deliveries WHERE id = :'d1' \gset
+
+-- The claim's read of an endpoint is a range of webhook_deliveries_pending
+-- in next_attempt_at order, so its cost does not grow with the endpoint's
+-- backlog (V28; sequential scans off: this test's tables are small).
+SET LOCAL enable_seqscan = off;
+CREATE FUNCTION pg_temp.plan(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  v text;
+BEGIN
+  EXECUTE 'EXPLAIN (FORMAT JSON) ' || p_sql INTO v;
+  RETURN v;
+END
+$$;
+SELECT matches(pg_temp.plan(format($$SELECT d.id FROM crm.webhook_deliveries d
+                 WHERE d.organization_id = %L AND d.webhook_id = %L AND d.status = 'pending' AND d.next_attempt_at <= now()
+                 ORDER BY d.next_attempt_at LIMIT 8 FOR UPDATE SKIP LOCKED$$, :'org_a', :'w_task')),
+               '"Index Name": "webhook_deliveries_pending"', 'the claim reads an endpoint''s due deliveries from webhook_deliveries_pending');
+SELECT ok(pg_temp.plan(format($$SELECT d.id FROM crm.webhook_deliveries d
+                 WHERE d.organization_id = %L AND d.webhook_id = %L AND d.status = 'pending' AND d.next_attempt_at <= now()
+                 ORDER BY d.next_attempt_at LIMIT 8 FOR UPDATE SKIP LOCKED$$, :'org_a', :'w_task')) NOT LIKE '%"Node Type": "Sort"%',
+          '… in order, without a sort');
+SET LOCAL enable_seqscan = on;
 
 -- Settlement and the backoff ------------------------------------------------------------
 SELECT is(private.webhook_delivery_settle(:'org_a', :'d1', :'claim', 500, 'HTTP 500', 12, 12, 1), 'pending', 'a 500 is retried');
