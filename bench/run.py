@@ -387,6 +387,7 @@ def run_size(cluster, cluster_db, size, refs):
     seed_secs = time.time() - t0
     log(last)
     ids["deals"] = psql(db, "SELECT id FROM public.bench_deals ORDER BY n").split()
+    org, email, deals = ids["org"], ids["email"], ids["deals"]
 
     results = {"size": size, "seed_secs": seed_secs, "http": {}, "pg": {}, "rss": {}, "stmts": {}}
     for cache_ttl in (30, 0):
