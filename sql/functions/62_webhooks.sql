@@ -84,10 +84,13 @@ CREATE TRIGGER webhooks_version BEFORE INSERT OR UPDATE ON crm.webhooks
 -- off the writing transaction (V26 says what the trigger that did this in
 -- the writing transaction cost every write). ON CONFLICT: a delivery the
 -- trigger of the version before already wrote, during a rolling upgrade,
--- is not written twice. The join runs from the organizations' enabled
--- webhooks (few) to their events in the window (a range of events_pkey
--- each). SECURITY DEFINER, as the worker: the request role may not write
--- deliveries; it reads the events under events_announcer_read, from p_from.
+-- is not written twice. The planner joins from the enabled webhooks to
+-- their organization's events in the window (a range of events_pkey each)
+-- while webhooks are few, or from the window's events (a range of
+-- events_by_tx, whose predicate seq > 0 states) to their organization's
+-- webhooks once there are many. SECURITY DEFINER, as the worker: the
+-- request role may not write deliveries; it reads the events under
+-- events_announcer_read, from p_from.
 CREATE OR REPLACE FUNCTION private.webhooks_fan_out(p_from xid8, p_to xid8) RETURNS bigint
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS $$
@@ -98,7 +101,7 @@ BEGIN
   INSERT INTO crm.webhook_deliveries (organization_id, webhook_id, event_id, event_type, body)
   SELECT e.organization_id, w.id, e.id, e.type, app.event_json(e)
     FROM crm.webhooks w
-    JOIN crm.events e ON e.organization_id = w.organization_id AND e.tx >= p_from AND e.tx < p_to
+    JOIN crm.events e ON e.organization_id = w.organization_id AND e.tx >= p_from AND e.tx < p_to AND e.seq > 0
    WHERE w.enabled AND w.events && ARRAY[e.type, e.resource_type || '.*'] AND e.occurred_at >= w.created_at
   ON CONFLICT ON CONSTRAINT webhook_deliveries_event_taken DO NOTHING;
   GET DIAGNOSTICS v_written = ROW_COUNT;
