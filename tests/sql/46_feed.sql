@@ -179,15 +179,7 @@ SELECT is(pg_temp.announced('12'), ARRAY[:'org_a' || ':contact', :'org_a' || ':d
           '… from the position''s transaction on (inclusive)');
 SELECT is(pg_temp.announced('14'), ARRAY[:'org_a' || ':contact'], '… up to the last ended one');
 SELECT is(pg_temp.announced('15'), '{}'::text[], '… and none of a transaction not yet ended (this one''s, above the horizon)');
-CREATE FUNCTION pg_temp.plan(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-  v text;
-BEGIN
-  EXECUTE 'EXPLAIN (FORMAT JSON) ' || p_sql INTO v;
-  RETURN v;
-END
-$$;
-SELECT matches(pg_temp.plan($$SELECT DISTINCT organization_id FROM crm.events e WHERE e.tx >= '13' AND e.tx < '14' AND e.seq > 0$$),
+SELECT matches(pg_temp.explain($$SELECT DISTINCT organization_id FROM crm.events e WHERE e.tx >= '13' AND e.tx < '14' AND e.seq > 0$$),
                '"Index Name": "events_by_tx"', 'the announcer''s read is a range of events_by_tx');
 SELECT is((SELECT (horizon, announced, delivered)::text FROM private.events_announce(p_first => false)),
           (pg_snapshot_xmin(pg_current_snapshot()), NULL::text[], 0)::text, 'called again at the horizon: nothing, same horizon');
@@ -217,19 +209,8 @@ SELECT ok(NOT has_function_privilege('minicrm_api', 'private.events_announce(boo
           'the request role can call neither the announcer nor its fan-out');
 -- The announcer's read policy is its owner's: a member with the setting
 -- still reads only its own organization's events.
-CREATE FUNCTION pg_temp.others_seen_with_the_setting() RETURNS int LANGUAGE plpgsql AS $$
-DECLARE
-  v int;
-BEGIN
-  PERFORM app.act_as('a0000000-0000-0000-0000-000000000004', 'a0000000-0000-0000-0000-000000000000');
-  PERFORM set_config('app.events_announce_after', '0', true);
-  SELECT count(*) INTO v FROM crm.events e WHERE e.organization_id = 'b0000000-0000-0000-0000-000000000000';
-  PERFORM set_config('role', 'none', true);
-  PERFORM set_config('app.events_announce_after', '', true);
-  RETURN v;
-END
-$$;
-SELECT is(pg_temp.others_seen_with_the_setting(), 0,
+SELECT is(pg_temp.value_as_with(:'max', :'org_a', 'app.events_announce_after', '0',
+                                format('SELECT count(*) FROM crm.events e WHERE e.organization_id = %L', :'org_b')), '0',
           'app.events_announce_after shows a member no other organization''s events');
 -- No trigger notifies: a NOTIFY in a writing transaction serializes the
 -- commits of all of them (61_feed.sql says why).

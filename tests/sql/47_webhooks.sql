@@ -142,19 +142,11 @@ SELECT claim_id AS claim FROM crm.webhook_deliveries WHERE id = :'d1' \gset
 -- in next_attempt_at order, so its cost does not grow with the endpoint's
 -- backlog (V28; sequential scans off: this test's tables are small).
 SET LOCAL enable_seqscan = off;
-CREATE FUNCTION pg_temp.plan(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-  v text;
-BEGIN
-  EXECUTE 'EXPLAIN (FORMAT JSON) ' || p_sql INTO v;
-  RETURN v;
-END
-$$;
-SELECT matches(pg_temp.plan(format($$SELECT d.id FROM crm.webhook_deliveries d
+SELECT matches(pg_temp.explain(format($$SELECT d.id FROM crm.webhook_deliveries d
                  WHERE d.organization_id = %L AND d.webhook_id = %L AND d.status = 'pending' AND d.next_attempt_at <= now()
                  ORDER BY d.next_attempt_at LIMIT 8 FOR UPDATE SKIP LOCKED$$, :'org_a', :'w_task')),
                '"Index Name": "webhook_deliveries_pending"', 'the claim reads an endpoint''s due deliveries from webhook_deliveries_pending');
-SELECT ok(pg_temp.plan(format($$SELECT d.id FROM crm.webhook_deliveries d
+SELECT ok(pg_temp.explain(format($$SELECT d.id FROM crm.webhook_deliveries d
                  WHERE d.organization_id = %L AND d.webhook_id = %L AND d.status = 'pending' AND d.next_attempt_at <= now()
                  ORDER BY d.next_attempt_at LIMIT 8 FOR UPDATE SKIP LOCKED$$, :'org_a', :'w_task')) NOT LIKE '%"Node Type": "Sort"%',
           '… in order, without a sort');
