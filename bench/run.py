@@ -327,10 +327,14 @@ def fixed_cost(db, ids, cluster, server):
 
 
 def statements(db):
-    """Statements the server ran since the last reset, by query text."""
+    """Statements the server ran for requests since the last reset, by query
+    text: not the listener's (the announcer's round, 20 a second, and its
+    lock attempts), which run whatever the requests."""
     rows = psql(db, "SELECT calls, regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements "
                     "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                    "AND toplevel AND query NOT ILIKE '%pg_stat_statements%' ORDER BY calls DESC")
+                    "AND toplevel AND query NOT ILIKE '%pg_stat_statements%' "
+                    "AND query NOT ILIKE '%events_announce%' AND query NOT ILIKE '%pg_try_advisory_lock%' "
+                    "ORDER BY calls DESC")
     return [(int(r.split("|", 1)[0]), r.split("|", 1)[1]) for r in rows.splitlines() if r]
 
 
@@ -922,7 +926,10 @@ def main():
     if sys.argv[1:] == ["events"]:
         return run_events()
     if sys.argv[1:] == ["--report"]:  # render again from the last run's results (after editing the notes)
-        write_report(json.loads((OUT / "results.json").read_text()), json.loads((OUT / "meta.json").read_text()))
+        results = json.loads((OUT / "results.json").read_text())
+        for r in results:  # JSON made the cache TTLs' keys strings
+            r["rss"] = {int(k): v for k, v in r["rss"].items()}
+        write_report(results, json.loads((OUT / "meta.json").read_text()))
         return
     cluster = Cluster()
     results = []
@@ -978,6 +985,9 @@ def write_report(results, meta):
     idem = ROOT / "bench" / "idempotency-results.md"  # bench/run idempotency
     if idem.exists():
         text = splice_idem(text, idem.read_text())
+    webhooks = ROOT / "bench" / "webhooks-notes.md"  # scripts/webhook-faults (b1, b2), written by people
+    if webhooks.exists():
+        text += "\n" + webhooks.read_text()
     events = ROOT / "bench" / "events-results.md"  # bench/run events
     if events.exists():
         text += "\n" + events.read_text()
