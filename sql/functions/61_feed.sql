@@ -178,7 +178,7 @@ $$;
 -- stopped sharing WAL flushes (W3 44 % slower, docs/benchmarks.md). Here
 -- only the announcer notifies, and a notification comes once the events are
 -- below the horizon, i.e. readable in the feed, not before. Why not the
--- deliveries in the writing transaction: V26.
+-- deliveries in the writing transaction: V27.
 --
 -- SECURITY DEFINER: it reads the events of every organization, under the
 -- policy events_announcer_read (sql/policies/tenancy.sql), which matches the

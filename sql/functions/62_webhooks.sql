@@ -81,7 +81,7 @@ CREATE TRIGGER webhooks_version BEFORE INSERT OR UPDATE ON crm.webhooks
 -- Called by the announcer (private.events_announce, 61_feed.sql) for the
 -- window of its round, in the round's transaction, which also moves its
 -- position: every committed event is fanned out once, after its commit,
--- off the writing transaction (V26 says what the trigger that did this in
+-- off the writing transaction (V27 says what the trigger that did this in
 -- the writing transaction cost every write). ON CONFLICT: a delivery the
 -- trigger of the version before already wrote, during a rolling upgrade,
 -- is not written twice. The planner joins from the enabled webhooks to
@@ -110,7 +110,7 @@ BEGIN
 END
 $$;
 
--- The fan-out trigger of the version before (V26).
+-- The fan-out trigger of the version before (V27 says why it went).
 DROP TRIGGER IF EXISTS events_webhooks_fan_out ON crm.events;
 DROP FUNCTION IF EXISTS private.webhooks_fan_out();
 

@@ -79,7 +79,7 @@ SELECT is(pg_temp.keep_as(:'zed', :'org_b', :'w_zed', '{deal.*}'), 1::bigint, 'Z
 
 -- Fan-out ---------------------------------------------------------------------------
 -- Writing an event writes no delivery: the announcer writes them after the
--- commit (V26 says why).
+-- commit (V27 says why).
 SELECT pg_temp.event(:'org_a', 'deal.updated', false) AS e0 \gset
 SELECT is((SELECT count(*) FROM crm.webhook_deliveries WHERE event_id = :'e0'), 0::bigint,
           'an event''s write writes no delivery');
