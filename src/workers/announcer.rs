@@ -29,7 +29,7 @@ pub const TAKE_OVER_EVERY: Duration = Duration::from_secs(1);
 pub struct Announcer {
     /// Whether this session holds the lock.
     leading: bool,
-    /// Whether this session has made a round. Its first announces
+    /// Whether this session has made a round. Its first round announces
     /// "anything may have changed": what listeners missed while the
     /// previous announcer went away is unknown.
     announced: bool,
