@@ -86,6 +86,22 @@ def deals_update(config="SET enable_nestloop = off", body=MAIN_BODY, previous=PR
     return DEALS_UPDATE.format(config=config, body=body.replace("{previous}", previous))
 
 
+def const_event_trigger(function, event_type):
+    """An event trigger function of this tree that writes a constant event
+    per new row: its call, its INSERT and the row, no JSON."""
+    resource = event_type.split(".")[0]
+    return f"""
+CREATE OR REPLACE FUNCTION private.{function}() RETURNS trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS $$
+BEGIN
+  INSERT INTO crm.events (organization_id, type, actor_id, resource_type, resource_id, data)
+  SELECT n.organization_id, '{event_type}', app.user_id(), '{resource}', n.id, '{{"object": {{}}}}'::jsonb FROM new_rows n;
+  RETURN NULL;
+END
+$$;"""
+
+
 def trigger(verb, table, name):
     return f"ALTER TABLE crm.{table} {verb} TRIGGER {name};"
 
@@ -116,25 +132,9 @@ VARIANTS = {
     FROM new_rows n;"""), "main, the UPDATE function inserts a constant event per new row"),
     # The floor of an event after V26 and V27: W4's two events as constant
     # rows (the trigger call, its INSERT statement and the row, no JSON).
-    "floor": ("new", """
-CREATE OR REPLACE FUNCTION private.deals_events_update() RETURNS trigger
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-  AS $$
-BEGIN
-  INSERT INTO crm.events (organization_id, type, actor_id, resource_type, resource_id, data)
-  SELECT n.organization_id, 'deal.updated', app.user_id(), 'deal', n.id, '{"object": {}}'::jsonb FROM new_rows n;
-  RETURN NULL;
-END
-$$;
-CREATE OR REPLACE FUNCTION private.activities_events_insert() RETURNS trigger
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-  AS $$
-BEGIN
-  INSERT INTO crm.events (organization_id, type, actor_id, resource_type, resource_id, data)
-  SELECT n.organization_id, 'activity.created', app.user_id(), 'activity', n.id, '{"object": {}}'::jsonb FROM new_rows n;
-  RETURN NULL;
-END
-$$;""", "this tree, W4's events as constant rows (no JSON): the floor of an event"),
+    "floor": ("new", const_event_trigger("deals_events_update", "deal.updated")
+              + const_event_trigger("activities_events_insert", "activity.created"),
+              "this tree, W4's events as constant rows (no JSON): the floor of an event"),
     # The variants new-no-fan-out, new-no-checks and new-no-fks measured the
     # webhook fan-out's statement trigger on crm.events and V20's CHECKs and
     # foreign keys (bench/w4events-notes.md); V26 and V27 removed all three.
