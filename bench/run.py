@@ -162,6 +162,34 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def callgrind_per_request(pristine, db, script, n, keep=None):
+    """User-space instructions a single-user backend executes per request:
+    valgrind's callgrind over `postgres --single` on a fresh copy of the
+    data directory `pristine`, for script(n) and for script(2n), whose
+    difference divided by n leaves out start-up, warm-up and exit. The
+    counts are exact and do not depend on the machine's load; they leave out
+    the kernel and the locks of concurrent clients. `keep`: a path prefix
+    under which to keep the two profiles (for callgrind_annotate)."""
+    counts = []
+    for k in (n, 2 * n):
+        work = Path(pristine).parent / "work"
+        shutil.rmtree(work, ignore_errors=True)
+        as_pg(["cp", "-a", pristine, work])
+        out = Path(pristine).parent / f"callgrind-{k}.out"
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", BIN / "postgres", "--single",
+               "-D", work, "-c", "fsync=off", "-c", "shared_preload_libraries=", db]
+        if ROOT_USER:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        p = subprocess.run([str(c) for c in cmd], input=script(k), capture_output=True, text=True)
+        m = re.search(r"Collected : (\d+)", p.stderr)
+        if not m or "ERROR" in p.stdout or "ERROR:" in p.stderr:
+            sys.exit(p.stderr[-2000:] + p.stdout[-2000:])
+        counts.append(int(m.group(1)))
+        if keep:
+            shutil.copy(out, f"{keep}-{k}.out")
+    return (counts[1] - counts[0]) / n
+
+
 class Server:
     def __init__(self, db, cache_ttl=30, binary=None, addr=HTTP, database_url=None):
         self.addr = addr

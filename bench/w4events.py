@@ -289,26 +289,11 @@ def instructions(workload, n, variants):
         finally:
             run.PORT = saved
             run.as_pg([run.BIN / "pg_ctl", "-D", installed, "-w", "stop"], stdout=subprocess.DEVNULL)
-        counts = []
-        for k in (n, 2 * n):
-            work = vg / "work"
-            if work.exists():
-                shutil.rmtree(work)
-            run.as_pg(["cp", "-a", installed, work])
-            script = "SELECT setseed(0.42)\n" + requests(50, 1) + requests(k, 2)
-            cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={vg}/callgrind-{k}.out",
-                   run.BIN / "postgres", "--single", "-D", work, "-c", "fsync=off", "-c",
-                   "shared_preload_libraries=", db]
-            if run.ROOT_USER:
-                cmd = ["runuser", "-u", "postgres", "--"] + cmd
-            p = subprocess.run([str(c) for c in cmd], input=script, capture_output=True, text=True)
-            m = re.search(r"Collected : (\d+)", p.stderr)
-            if not m or "ERROR" in p.stdout:
-                sys.exit(p.stderr[-2000:] + p.stdout[-2000:])
-            counts.append(int(m.group(1)))
-            if os.environ.get("W4EV_KEEP"):  # a directory for the profiles (callgrind_annotate)
-                shutil.copy(vg / f"callgrind-{k}.out", Path(os.environ["W4EV_KEEP"]) / f"{workload}-{v}-{k}.out")
-        print(f"| {v} | {(counts[1] - counts[0]) / n / 1000:,.0f} |", flush=True)
+        keep = os.environ.get("W4EV_KEEP")  # a directory for the profiles (callgrind_annotate)
+        per_request = run.callgrind_per_request(
+            installed, db, lambda k: "SELECT setseed(0.42)\n" + requests(50, 1) + requests(k, 2), n,
+            keep=keep and str(Path(keep) / f"{workload}-{v}"))
+        print(f"| {v} | {per_request / 1000:,.0f} |", flush=True)
     shutil.rmtree(vg, ignore_errors=True)
 
 
