@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""The fixed cost of a request in instructions (issue #10, item 7;
+bench/fixedcost-notes.md): what a single-user backend executes per request
+for each variant of bench/run.py's fixed-cost rounds (bench/pgbench/ref_*.sql
+and w2_get.sql), counted by callgrind (run.callgrind_per_request), so that a
+change of a few µs can be seen through the noise of a shared machine.
+
+  bench/fixedcost.py setup                 # cluster on BENCH_PG_PORT (55660), seeded
+  bench/fixedcost.py instructions 200 [VARIANT...]   # default: every variant
+  bench/fixedcost.py sql FILE              # run a .sql file in the database (a draft)
+  bench/fixedcost.py stop
+
+Each pgbench script becomes a prepared statement (its :i, :user and :org as
+parameters, as `pgbench -M prepared` sends them) executed with the same
+sequence of deals for every variant, after 50 warm-up executions (past the
+plan cache's five custom plans). `server` is the statement the server sends
+for GET /deals/{id} (src/db/mod.rs), with the deal's id as a parameter.
+Single-user mode runs each EXECUTE as its own transaction, as the server's
+implicit transactions are. What callgrind does not see: the kernel (the
+socket round trip) and the locks of concurrent clients.
+"""
+
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("BENCH_PG_PORT", "55660")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run  # noqa: E402
+
+ROOT = run.ROOT
+STATE = run.OUT / "fixedcost.json"
+CLUSTER_DIR = Path(os.environ.get("FIXEDCOST_DIR", "/tmp/minicrm-fixedcost"))
+# src/db/mod.rs's call for GET /deals/{id}, its parameters renumbered as below.
+SERVER_SQL = "SELECT (api.deals_get(p_id => $1))::text FROM app.act_as($2, $3)"
+VARIANTS = {key: script for key, script, _ in run.REFS if key != "http"} | {"server": None}
+
+
+class FixedCluster(run.Cluster):
+    """run.Cluster in a fixed directory, kept between commands."""
+
+    def __init__(self):
+        self.dir = CLUSTER_DIR
+
+
+def setup():
+    size = int(os.environ.get("BENCH_FIXEDCOST_SIZE", "50000"))
+    if CLUSTER_DIR.exists():
+        sys.exit(f"{CLUSTER_DIR} exists: stop first")
+    CLUSTER_DIR.mkdir(mode=0o755)
+    if run.ROOT_USER:
+        shutil.chown(CLUSTER_DIR, "postgres")
+    FixedCluster().start()
+    db = "bench_fixedcost"
+    run.psql("postgres", f"CREATE DATABASE {db}")
+    run.log(f"seeding {size} deals into {db}")
+    ids, _ = run.seed_one_org(db, size)
+    run.psql(db, (ROOT / "bench" / "pgbench" / "ref_setup.sql").read_text(), tuples=False)
+    run.OUT.mkdir(exist_ok=True)
+    STATE.write_text(json.dumps({"db": db, "ids": ids}))
+
+
+def prepared(variant):
+    """The variant's statement with its parameters in a fixed order:
+    $1 the deal's number (or id, for `server`), then the user and the org."""
+    if VARIANTS[variant] is None:
+        return SERVER_SQL
+    text = (ROOT / "bench" / "pgbench" / f"{VARIANTS[variant]}.sql").read_text()
+    sql = " ".join(line for line in text.splitlines() if line and not line.startswith(("--", "\\")))
+    return sql.replace(":i", "$1").replace(":user", "$2").replace(":org", "$3").rstrip(";")
+
+
+def instructions(n, variants):
+    st = json.loads(STATE.read_text())
+    db, ids = st["db"], st["ids"]
+    vg = CLUSTER_DIR.parent / (CLUSTER_DIR.name + "-vg")
+    shutil.rmtree(vg, ignore_errors=True)
+    vg.mkdir(mode=0o755)
+    if run.ROOT_USER:
+        shutil.chown(vg, "postgres")
+    run.as_pg(["pg_basebackup", "-h", "127.0.0.1", "-p", run.PORT, "-U", "postgres", "-D", vg / "pristine",
+               "-X", "stream", "-c", "fast"])
+    deals = run.psql(db, "SELECT id FROM public.bench_deals ORDER BY n").split()
+    keep = os.environ.get("FIXEDCOST_KEEP")  # a directory for the profiles (callgrind_annotate)
+    print(f"\ninstructions per request (callgrind, {n} and {2 * n} requests, single-user backend)\n")
+    print("| variant | k instructions/request |\n|---|---:|")
+    for v in variants:
+        def script(k, v=v):
+            r = random.Random(2)
+            types = "uuid" if VARIANTS[v] is None else "int"
+            lines = [f"PREPARE q({types}, uuid, uuid) AS {prepared(v)}"]
+            for _ in range(50 + k):
+                i = r.randrange(len(deals))
+                first = f"'{deals[i]}'" if VARIANTS[v] is None else str(i + 1)
+                lines.append(f"EXECUTE q({first}, '{ids['user']}', '{ids['org']}')")
+            return "\n".join(lines) + "\n"
+        per_request = run.callgrind_per_request(vg / "pristine", db, script, n,
+                                                keep=keep and str(Path(keep) / v))
+        print(f"| {v} | {per_request / 1000:,.1f} |", flush=True)
+    shutil.rmtree(vg, ignore_errors=True)
+
+
+def main():
+    cmd, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
+    if cmd == "setup":
+        setup()
+    elif cmd == "stop":
+        FixedCluster().stop()
+    elif cmd == "sql":
+        st = json.loads(STATE.read_text())
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(run.PORT), "-U", "postgres", "-d", st["db"], "-X",
+                        "-q", "-v", "ON_ERROR_STOP=1", "-f", args[0]], check=True)
+    elif cmd == "instructions":
+        instructions(int(args[0]), args[1:] or list(VARIANTS))
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
