@@ -8,6 +8,8 @@ change of a few µs can be seen through the noise of a shared machine.
   bench/fixedcost.py setup                 # cluster on BENCH_PG_PORT (55660), seeded
   bench/fixedcost.py instructions 200 [VARIANT...]   # default: every variant
   bench/fixedcost.py sql FILE              # run a .sql file in the database (a draft)
+  bench/fixedcost.py setup-db NAME BINARY  # another database, migrated and seeded by BINARY
+  FIXEDCOST_DB=NAME bench/fixedcost.py instructions 200 W1 W2 W3 W4   # the workloads' SQL there
   bench/fixedcost.py stop
 
 Each pgbench script becomes a prepared statement (its :i, :user and :org as
@@ -39,6 +41,10 @@ CLUSTER_DIR = Path(os.environ.get("FIXEDCOST_DIR", "/tmp/minicrm-fixedcost"))
 # src/db/mod.rs's call for GET /deals/{id}, its parameters renumbered as below.
 SERVER_SQL = "SELECT (api.deals_get(p_id => $1))::text FROM app.act_as($2, $3)"
 VARIANTS = {key: script for key, script, _ in run.REFS if key != "http"} | {"server": None}
+# The workloads' SQL (bench/pgbench), to compare two builds' databases (setup-db).
+WORKLOADS = {key: script for key, _, script in run.WORKLOADS if key in ("W1", "W2", "W3", "W4")}
+# A script's variables, in the order of the prepared statement's parameters.
+PARAMS = [(":i", "int"), (":user", "uuid"), (":org", "uuid"), (":s", "int")]
 
 
 class FixedCluster(run.Cluster):
@@ -62,22 +68,36 @@ def setup():
     ids, _ = run.seed_one_org(db, size)
     run.psql(db, (ROOT / "bench" / "pgbench" / "ref_setup.sql").read_text(), tuples=False)
     run.OUT.mkdir(exist_ok=True)
-    STATE.write_text(json.dumps({"db": db, "ids": ids}))
+    STATE.write_text(json.dumps({"db": db, "ids": ids, "size": size}))
 
 
 def prepared(variant):
-    """The variant's statement with its parameters in a fixed order:
-    $1 the deal's number (or id, for `server`), then the user and the org."""
-    if VARIANTS[variant] is None:
+    """The variant's statement with its parameters in the order of PARAMS
+    (for `server`: the deal's id in place of its number)."""
+    if variant == "server":
         return SERVER_SQL
-    text = (ROOT / "bench" / "pgbench" / f"{VARIANTS[variant]}.sql").read_text()
+    script = WORKLOADS.get(variant) or VARIANTS[variant]
+    text = (ROOT / "bench" / "pgbench" / f"{script}.sql").read_text()
     sql = " ".join(line for line in text.splitlines() if line and not line.startswith(("--", "\\")))
-    return sql.replace(":i", "$1").replace(":user", "$2").replace(":org", "$3").rstrip(";")
+    for n, (name, _) in enumerate(PARAMS, 1):
+        sql = sql.replace(name, f"${n}")
+    return sql.rstrip(";")
+
+
+def setup_db(name, binary):
+    """A second database in the cluster, migrated and seeded by another
+    build's binary, for the workloads' variants (FIXEDCOST_DB=name)."""
+    st = json.loads(STATE.read_text())
+    run.psql("postgres", f"CREATE DATABASE {name}")
+    ids, _ = run.seed_one_org(name, st.get("size", 50000), binary=binary)
+    st.setdefault("dbs", {})[name] = ids
+    STATE.write_text(json.dumps(st))
 
 
 def instructions(n, variants):
     st = json.loads(STATE.read_text())
-    db, ids = st["db"], st["ids"]
+    db = os.environ.get("FIXEDCOST_DB", st["db"])
+    ids = st["ids"] if db == st["db"] else st["dbs"][db]
     vg = CLUSTER_DIR.parent / (CLUSTER_DIR.name + "-vg")
     shutil.rmtree(vg, ignore_errors=True)
     vg.mkdir(mode=0o755)
@@ -92,12 +112,12 @@ def instructions(n, variants):
     for v in variants:
         def script(k, v=v):
             r = random.Random(2)
-            types = "uuid" if VARIANTS[v] is None else "int"
-            lines = [f"PREPARE q({types}, uuid, uuid) AS {prepared(v)}"]
+            types = ["uuid" if v == "server" else "int"] + [t for _, t in PARAMS[1:]]
+            lines = [f"PREPARE q({', '.join(types)}) AS {prepared(v)}"]
             for _ in range(50 + k):
                 i = r.randrange(len(deals))
-                first = f"'{deals[i]}'" if VARIANTS[v] is None else str(i + 1)
-                lines.append(f"EXECUTE q({first}, '{ids['user']}', '{ids['org']}')")
+                first = f"'{deals[i]}'" if v == "server" else str(i + 1)
+                lines.append(f"EXECUTE q({first}, '{ids['user']}', '{ids['org']}', {r.randrange(2)})")
             return "\n".join(lines) + "\n"
         per_request = run.callgrind_per_request(vg / "pristine", db, script, n,
                                                 keep=keep and str(Path(keep) / v))
@@ -115,6 +135,8 @@ def main():
         st = json.loads(STATE.read_text())
         subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(run.PORT), "-U", "postgres", "-d", st["db"], "-X",
                         "-q", "-v", "ON_ERROR_STOP=1", "-f", args[0]], check=True)
+    elif cmd == "setup-db":
+        setup_db(args[0], args[1])
     elif cmd == "instructions":
         instructions(int(args[0]), args[1:] or list(VARIANTS))
     else:
