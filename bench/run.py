@@ -217,8 +217,8 @@ class Server:
         self.proc.wait(timeout=30)
 
 
-def post(path, body, token=None, org=None):
-    req = urllib.request.Request(f"http://{HTTP}{path}", data=json.dumps(body).encode(), method="POST",
+def post(path, body, token=None, org=None, addr=HTTP):
+    req = urllib.request.Request(f"http://{addr}{path}", data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req) as r:
         return json.load(r)
@@ -239,11 +239,13 @@ def parse_wrk(text):
             "p99": dur(lat["99"]), "errors": errors, "requests": reqs}
 
 
-def wrk(script, secs, connections=CONNECTIONS, addr=HTTP):
+def wrk(script, secs, connections=CONNECTIONS, addr=HTTP, ids=None):
+    """wrk with bench/wrk/<script>.lua; `ids`: the Lua file of token, org
+    and deals it reads (default bench/out/ids.lua)."""
     out = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{secs}s", "--latency", "-s",
                           f"bench/wrk/{script}.lua", f"http://{addr}"],
                          cwd=ROOT, capture_output=True, text=True, check=True,
-                         env=dict(os.environ, BENCH_IDS=str(OUT / "ids.lua")))
+                         env=dict(os.environ, BENCH_IDS=str(ids or OUT / "ids.lua")))
     return parse_wrk(out.stdout)
 
 
@@ -392,12 +394,13 @@ def plans(db, ids):
     return out
 
 
-def seed_one_org(db, size):
-    """Seeds one organization of `size` deals into `db` (`minicrm seed`) and
-    the benchmark's table of 1,000 open deals (public.bench_deals, what the
-    pgbench scripts pick from); returns the ids the scripts take (user, org,
-    email) and the seed's last line."""
-    seed = subprocess.run([str(ROOT / "target/release/minicrm"), "seed", "--orgs", "1", "--deals-per-org", str(size)],
+def seed_one_org(db, size, binary=None):
+    """Seeds one organization of `size` deals into `db` (`minicrm seed`, by
+    `binary` if given) and the benchmark's table of 1,000 open deals
+    (public.bench_deals, what the pgbench scripts pick from); returns the ids
+    the scripts take (user, org, email) and the seed's last line."""
+    seed = subprocess.run([str(binary or ROOT / "target/release/minicrm"), "seed", "--orgs", "1",
+                           "--deals-per-org", str(size)],
                           env=dict(os.environ, DATABASE_URL=url(db), JWT_SECRET=SECRET, RUST_LOG="warn"),
                           capture_output=True, text=True, check=True)
     org, email = seed.stdout.strip().splitlines()[1].split()
@@ -419,7 +422,7 @@ def run_size(cluster, cluster_db, size, refs):
     seed_secs = time.time() - t0
     log(last)
     ids["deals"] = psql(db, "SELECT id FROM public.bench_deals ORDER BY n").split()
-    org, email, deals = ids["org"], ids["email"], ids["deals"]
+    org, email = ids["org"], ids["email"]
 
     results = {"size": size, "seed_secs": seed_secs, "http": {}, "pg": {}, "rss": {}, "stmts": {}}
     for cache_ttl in (30, 0):
@@ -429,9 +432,7 @@ def run_size(cluster, cluster_db, size, refs):
         try:
             token = post("/api/v1/auth/login", {"email": email, "password": "demo-password"})["access_token"]
             ids["token"] = token
-            (OUT / "ids.lua").write_text(
-                "return {token = %s, org = %s, email = %s, deals = {%s}}\n" % (
-                    json.dumps(token), json.dumps(org), json.dumps(email), ",".join(json.dumps(d) for d in deals)))
+            ids_lua(OUT / "ids.lua", ids, token)
             for key, _, script in SELECTED:
                 if (key == "W5u") != (cache_ttl == 0):
                     continue
@@ -932,6 +933,22 @@ def extra_ratios(runs, tps, total):
     return [" ".join(out), ""] if out else []
 
 
+def splice(text, begin, end, section):
+    """Replaces the part of text from the line `begin` to the line `end` with
+    section (which carries both lines), or appends section."""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        return head + section.rstrip("\n") + rest.split(end, 1)[1]
+    return text.rstrip("\n") + "\n\n" + section
+
+
+def ids_lua(path, ids, token):
+    """The Lua file the wrk scripts read (bench/wrk/common.lua)."""
+    Path(path).write_text("return {token = %s, org = %s, email = %s, deals = {%s}}\n" % (
+        json.dumps(token), json.dumps(ids["org"]), json.dumps(ids["email"]),
+        ",".join(json.dumps(d) for d in ids["deals"])))
+
+
 def splice_fixed(text, section):
     """Replaces the fixed-cost section of a report (or adds it before the
     sweep's section, or at the end)."""
@@ -953,6 +970,9 @@ def main():
         return run_idempotency()
     if sys.argv[1:] == ["events"]:
         return run_events()
+    if sys.argv[1:2] == ["regress"]:  # bench/regress.py: this build against an older one
+        import regress
+        return regress.main(sys.argv[2:])
     if sys.argv[1:] == ["--report"]:  # render again from the last run's results (after editing the notes)
         results = json.loads((OUT / "results.json").read_text())
         for r in results:  # JSON made the cache TTLs' keys strings
@@ -1022,6 +1042,10 @@ def write_report(results, meta):
     events_notes = ROOT / "bench" / "events-notes.md"  # the analysis of the events' cost, written by people
     if events_notes.exists():
         text += "\n" + events_notes.read_text()
+    regress = ROOT / "bench" / "regress-results.md"  # bench/run regress
+    if regress.exists():
+        text = splice(text, regress.read_text().splitlines()[0], regress.read_text().rstrip("\n").splitlines()[-1],
+                      regress.read_text())
     if fixed:
         text = splice_fixed(text, fixed)
     target.write_text(text)
