@@ -14,19 +14,24 @@ CREATE OR REPLACE FUNCTION app.contact_json(c crm.contacts) RETURNS jsonb
 -- it is dropped and next_after names the keyset of the last row shown (its
 -- p_key field and its id). The server turns next_after into the signed,
 -- opaque next_cursor (src/http/cursor.rs); a page reached through a cursor
--- has p_page null.
+-- has p_page null. PL/pgSQL, not SQL: a SQL function with a FROM cannot be
+-- inlined, and PostgreSQL 15 plans such a function again on every call
+-- (1.36 M instructions per list request, a sixth of W1; bench/regress-notes.md).
 CREATE OR REPLACE FUNCTION app.page_json(p_items jsonb, p_page int, p_page_size int, p_total jsonb, p_key text)
-  RETURNS jsonb LANGUAGE sql STABLE PARALLEL SAFE
+  RETURNS jsonb LANGUAGE plpgsql STABLE PARALLEL SAFE
   AS $$
-    SELECT jsonb_build_object(
-      'items', CASE WHEN s.more THEN s.items - p_page_size ELSE s.items END,
+DECLARE
+  v_items jsonb := coalesce(p_items, '[]'::jsonb);
+  v_more boolean := jsonb_array_length(v_items) > p_page_size;
+BEGIN
+  RETURN jsonb_build_object(
+      'items', CASE WHEN v_more THEN v_items - p_page_size ELSE v_items END,
       'page', p_page, 'page_size', p_page_size,
       'total', p_total -> 'total', 'total_exact', p_total -> 'total_exact',
-      'next_after', CASE WHEN s.more THEN jsonb_build_object(
-        'key', s.items -> (p_page_size - 1) ->> p_key, 'id', s.items -> (p_page_size - 1) -> 'id') END)
-      FROM (SELECT coalesce(p_items, '[]'::jsonb) AS items,
-                   jsonb_array_length(coalesce(p_items, '[]'::jsonb)) > p_page_size AS more) s
-  $$;
+      'next_after', CASE WHEN v_more THEN jsonb_build_object(
+        'key', v_items -> (p_page_size - 1) ->> p_key, 'id', v_items -> (p_page_size - 1) -> 'id') END);
+END
+$$;
 
 -- Totals of every list (SPEC §14): exact up to app.exact_count_limit()
 -- matches; beyond, counting costs as much as reading them all, so the total
@@ -37,8 +42,11 @@ CREATE OR REPLACE FUNCTION app.exact_count_limit() RETURNS int
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
   AS $$ SELECT 1000 $$;
 
+-- STABLE, as jsonb_build_object is: PostgreSQL does not inline an IMMUTABLE
+-- SQL function whose body is not, and runs it through the SQL function
+-- executor instead (0.46 M instructions per list request; bench/regress-notes.md).
 CREATE OR REPLACE FUNCTION app.list_total(p_counted bigint, p_plan json) RETURNS jsonb
-  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  LANGUAGE sql STABLE PARALLEL SAFE
   AS $$
     SELECT CASE WHEN p_counted <= app.exact_count_limit() OR p_plan IS NULL
                 THEN jsonb_build_object('total', p_counted, 'total_exact', p_counted <= app.exact_count_limit())
