@@ -326,9 +326,16 @@ impl TestApp {
             .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
             .await
             .expect("cloning the template database");
-        let mut config = Config::for_database(format!("{admin}/{name}"));
+        let direct = format!("{admin}/{name}");
+        let mut config = Config::for_database(direct.clone());
         tune(&mut config);
-        Self::with_config(config)
+        // The tests' own SQL goes straight to the database, even when `tune`
+        // points the app at a transaction-mode pooler: tokio-postgres prepares
+        // named statements, which a pooler may run on another server connection.
+        TestApp {
+            db_url: direct,
+            ..Self::with_config(config)
+        }
     }
 
     pub fn with_config(config: Config) -> Self {
