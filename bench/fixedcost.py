@@ -47,25 +47,10 @@ WORKLOADS = {key: script for key, _, script in run.WORKLOADS if key in ("W1", "W
 PARAMS = [(":i", "int"), (":user", "uuid"), (":org", "uuid"), (":s", "int")]
 
 
-class FixedCluster(run.Cluster):
-    """run.Cluster in a fixed directory, kept between commands."""
-
-    def __init__(self):
-        self.dir = CLUSTER_DIR
-
-
 def setup():
     size = int(os.environ.get("BENCH_FIXEDCOST_SIZE", "50000"))
-    if CLUSTER_DIR.exists():
-        sys.exit(f"{CLUSTER_DIR} exists: stop first")
-    CLUSTER_DIR.mkdir(mode=0o755)
-    if run.ROOT_USER:
-        shutil.chown(CLUSTER_DIR, "postgres")
-    FixedCluster().start()
     db = "bench_fixedcost"
-    run.psql("postgres", f"CREATE DATABASE {db}")
-    run.log(f"seeding {size} deals into {db}")
-    ids, _ = run.seed_one_org(db, size)
+    ids = run.KeptCluster(CLUSTER_DIR).create(db, size)
     run.psql(db, (ROOT / "bench" / "pgbench" / "ref_setup.sql").read_text(), tuples=False)
     run.OUT.mkdir(exist_ok=True)
     STATE.write_text(json.dumps({"db": db, "ids": ids, "size": size}))
@@ -98,13 +83,7 @@ def instructions(n, variants):
     st = json.loads(STATE.read_text())
     db = os.environ.get("FIXEDCOST_DB", st["db"])
     ids = st["ids"] if db == st["db"] else st["dbs"][db]
-    vg = CLUSTER_DIR.parent / (CLUSTER_DIR.name + "-vg")
-    shutil.rmtree(vg, ignore_errors=True)
-    vg.mkdir(mode=0o755)
-    if run.ROOT_USER:
-        shutil.chown(vg, "postgres")
-    run.as_pg(["pg_basebackup", "-h", "127.0.0.1", "-p", run.PORT, "-U", "postgres", "-D", vg / "pristine",
-               "-X", "stream", "-c", "fast"])
+    pristine = run.KeptCluster(CLUSTER_DIR).pristine_copy()
     deals = run.psql(db, "SELECT id FROM public.bench_deals ORDER BY n").split()
     keep = os.environ.get("FIXEDCOST_KEEP")  # a directory for the profiles (callgrind_annotate)
     print(f"\ninstructions per request (callgrind, {n} and {2 * n} requests, single-user backend)\n")
@@ -119,10 +98,10 @@ def instructions(n, variants):
                 first = f"'{deals[i]}'" if v == "server" else str(i + 1)
                 lines.append(f"EXECUTE q({first}, '{ids['user']}', '{ids['org']}', {r.randrange(2)})")
             return "\n".join(lines) + "\n"
-        per_request = run.callgrind_per_request(vg / "pristine", db, script, n,
+        per_request = run.callgrind_per_request(pristine, db, script, n,
                                                 keep=keep and str(Path(keep) / v))
         print(f"| {v} | {per_request / 1000:,.1f} |", flush=True)
-    shutil.rmtree(vg, ignore_errors=True)
+    shutil.rmtree(pristine.parent, ignore_errors=True)
 
 
 def main():
@@ -130,7 +109,7 @@ def main():
     if cmd == "setup":
         setup()
     elif cmd == "stop":
-        FixedCluster().stop()
+        run.KeptCluster(CLUSTER_DIR).stop()
     elif cmd == "sql":
         st = json.loads(STATE.read_text())
         subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(run.PORT), "-U", "postgres", "-d", st["db"], "-X",

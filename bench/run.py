@@ -190,6 +190,39 @@ def callgrind_per_request(pristine, db, script, n, keep=None):
     return (counts[1] - counts[0]) / n
 
 
+class KeptCluster(Cluster):
+    """A cluster in a fixed directory, kept between commands (the set-up of
+    bench/w4events.py and bench/fixedcost.py)."""
+
+    def __init__(self, path):
+        self.dir = Path(path)
+
+    def create(self, db, size):
+        """Starts a new cluster there with database `db` holding one
+        organization of `size` deals (seed_one_org); returns its ids."""
+        if self.dir.exists():
+            sys.exit(f"{self.dir} exists: stop first")
+        self.dir.mkdir(mode=0o755)
+        if ROOT_USER:
+            shutil.chown(self.dir, "postgres")
+        self.start()
+        psql("postgres", f"CREATE DATABASE {db}")
+        log(f"seeding {size} deals into {db}")
+        return seed_one_org(db, size)[0]
+
+    def pristine_copy(self):
+        """A base backup of the running cluster in a fresh directory beside
+        it, for callgrind_per_request; returns that directory's pristine/."""
+        vg = self.dir.parent / (self.dir.name + "-vg")
+        shutil.rmtree(vg, ignore_errors=True)
+        vg.mkdir(mode=0o755)
+        if ROOT_USER:
+            shutil.chown(vg, "postgres")
+        as_pg(["pg_basebackup", "-h", "127.0.0.1", "-p", PORT, "-U", "postgres", "-D", vg / "pristine",
+               "-X", "stream", "-c", "fast"])
+        return vg / "pristine"
+
+
 class Server:
     def __init__(self, db, cache_ttl=30, binary=None, addr=HTTP, database_url=None):
         self.addr = addr

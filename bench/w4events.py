@@ -141,11 +141,8 @@ VARIANTS = {
 }
 
 
-class FixedCluster(run.Cluster):
-    """run.Cluster in a fixed directory, kept between commands."""
-
-    def __init__(self):
-        self.dir = CLUSTER_DIR
+def kept():
+    return run.KeptCluster(CLUSTER_DIR)
 
 
 def state():
@@ -154,18 +151,8 @@ def state():
 
 def setup():
     size = int(os.environ.get("BENCH_EVENTS_SIZE", "50000"))
-    if CLUSTER_DIR.exists():
-        sys.exit(f"{CLUSTER_DIR} exists: stop first")
-    CLUSTER_DIR.mkdir(mode=0o755)
-    if run.ROOT_USER:
-        import shutil
-        shutil.chown(CLUSTER_DIR, "postgres")
-    cluster = FixedCluster()
-    cluster.start()
     db = "bench_events"
-    run.psql("postgres", f"CREATE DATABASE {db}")
-    run.log(f"seeding {size} deals into {db}")
-    ids, _ = run.seed_one_org(db, size)
+    ids = kept().create(db, size)
     main_sql = subprocess.run(["git", "show", "main:sql/functions/60_events.sql"], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout
     MAIN_EVENTS.write_text(main_sql)
@@ -174,7 +161,7 @@ def setup():
 
 
 def stop():
-    FixedCluster().stop()
+    kept().stop()
 
 
 def install(db, variant):
@@ -204,7 +191,7 @@ def pgbench(db, script, ids, clients, secs, cluster):
 def bench(workload, clients, rounds, secs, variants):
     st = state()
     db, ids = st["db"], st["ids"]
-    cluster = FixedCluster()
+    cluster = kept()
     script = WORKLOADS[workload]
     runs = {v: [] for v in variants}
     load0 = os.getloadavg()[0]
@@ -254,14 +241,7 @@ def instructions(workload, n, variants):
     import shutil
     st = state()
     db, ids = st["db"], st["ids"]
-    vg = CLUSTER_DIR.parent / (CLUSTER_DIR.name + "-vg")
-    if vg.exists():
-        shutil.rmtree(vg)
-    vg.mkdir(mode=0o755)
-    if run.ROOT_USER:
-        shutil.chown(vg, "postgres")
-    run.as_pg(["pg_basebackup", "-h", "127.0.0.1", "-p", run.PORT, "-U", "postgres", "-D", vg / "pristine",
-               "-X", "stream", "-c", "fast"])
+    vg = kept().pristine_copy().parent
     deals = run.psql(db, "SELECT id FROM public.bench_deals ORDER BY n").split()
 
     def requests(k, seed):
