@@ -16,7 +16,7 @@ CREATE OR REPLACE FUNCTION app.contact_json(c crm.contacts) RETURNS jsonb
 -- opaque next_cursor (src/http/cursor.rs); a page reached through a cursor
 -- has p_page null. PL/pgSQL, not SQL: a SQL function with a FROM cannot be
 -- inlined, and PostgreSQL 15 plans such a function again on every call
--- (1.36 M instructions per list request, a sixth of W1; bench/regress-notes.md).
+-- (0.33 M instructions more per W1 request than this; bench/regress-notes.md).
 CREATE OR REPLACE FUNCTION app.page_json(p_items jsonb, p_page int, p_page_size int, p_total jsonb, p_key text)
   RETURNS jsonb LANGUAGE plpgsql STABLE PARALLEL SAFE
   AS $$
@@ -44,7 +44,8 @@ CREATE OR REPLACE FUNCTION app.exact_count_limit() RETURNS int
 
 -- STABLE, as jsonb_build_object is: PostgreSQL does not inline an IMMUTABLE
 -- SQL function whose body is not, and runs it through the SQL function
--- executor instead (0.46 M instructions per list request; bench/regress-notes.md).
+-- executor instead (0.25 M instructions more per W1 request; pgTAP 48 checks
+-- that it is inlined).
 CREATE OR REPLACE FUNCTION app.list_total(p_counted bigint, p_plan json) RETURNS jsonb
   LANGUAGE sql STABLE PARALLEL SAFE
   AS $$
@@ -130,8 +131,8 @@ $$;
 -- own range: the planner decides). With an owner filter the owner's contacts
 -- drive instead, and every term is such a check.
 -- PL/pgSQL, not SQL: a SQL function with subqueries cannot be inlined, and
--- PostgreSQL 15 plans such a function again on every call (about 0.5 ms, two
--- calls per search request); PL/pgSQL keeps the plan for the session.
+-- PostgreSQL 15 plans such a function again on every call (0.47 ms a call,
+-- against 0.26 ms now; two calls per search); PL/pgSQL keeps the plan.
 CREATE OR REPLACE FUNCTION app.contacts_match_sql(p_terms int, p_driver int, p_words int, p_owner boolean, p_keyset boolean)
   RETURNS text LANGUAGE plpgsql STABLE PARALLEL SAFE
   AS $$
