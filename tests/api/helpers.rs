@@ -338,6 +338,24 @@ impl TestApp {
         }
     }
 
+    /// An app on a fresh database, reached through PgBouncer in transaction
+    /// mode (started by scripts/test on TEST_POOLER_PORT), with
+    /// `DB_POOLER=transaction`.
+    pub async fn spawn_behind_pooler() -> Self {
+        let port: u16 = std::env::var("TEST_POOLER_PORT")
+            .expect("TEST_POOLER_PORT is not set: run the tests with scripts/test")
+            .parse()
+            .unwrap();
+        Self::spawn_with(|c| {
+            let direct = c.database_url.clone().unwrap();
+            let name = direct.rsplit('/').next().unwrap().to_owned();
+            c.database_url = Some(format!("postgres://postgres@127.0.0.1:{port}/{name}"));
+            c.pool.transaction_pooler = true;
+            c.pool.size = 8;
+        })
+        .await
+    }
+
     pub fn with_config(config: Config) -> Self {
         let db_url = config.database_url.clone().expect("a database url");
         let secret = config.jwt_secret.clone().expect("a secret");

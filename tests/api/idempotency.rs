@@ -645,18 +645,7 @@ async fn every_operation_with_the_header_replays() {
 /// land on different server connections; the cleanup is a simple query.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_work_behind_a_transaction_mode_pooler() {
-    let port: u16 = std::env::var("TEST_POOLER_PORT")
-        .expect("TEST_POOLER_PORT is not set: run the tests with scripts/test")
-        .parse()
-        .unwrap();
-    let app = TestApp::spawn_with(|c| {
-        let direct = c.database_url.clone().unwrap();
-        let name = direct.rsplit('/').next().unwrap().to_owned();
-        c.database_url = Some(format!("postgres://postgres@127.0.0.1:{port}/{name}"));
-        c.pool.transaction_pooler = true;
-        c.pool.size = 8;
-    })
-    .await;
+    let app = TestApp::spawn_behind_pooler().await;
     let ann = app.user("idem-pooler").await;
     let body = json!({"name": "Pooled"});
     let answers: Vec<_> = (0..8)

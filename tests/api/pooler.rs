@@ -7,25 +7,9 @@ use serde_json::json;
 
 use crate::helpers::{add_member, id_of, today_plus, TestApp};
 
-/// An app on a fresh database, reached through the pooler.
-async fn behind_pooler() -> TestApp {
-    let port: u16 = std::env::var("TEST_POOLER_PORT")
-        .expect("TEST_POOLER_PORT is not set: run the tests with scripts/test")
-        .parse()
-        .unwrap();
-    TestApp::spawn_with(|c| {
-        let direct = c.database_url.clone().unwrap();
-        let name = direct.rsplit('/').next().unwrap().to_owned();
-        c.database_url = Some(format!("postgres://postgres@127.0.0.1:{port}/{name}"));
-        c.pool.transaction_pooler = true;
-        c.pool.size = 8;
-    })
-    .await
-}
-
 #[tokio::test]
 async fn the_scenario_runs_through_a_transaction_mode_pooler() {
-    let app = behind_pooler().await;
+    let app = TestApp::spawn_behind_pooler().await;
     let ann = app.register("ann").await;
     let bob = app.register("bob").await;
     add_member(&ann, &bob, "member").await;
@@ -83,7 +67,7 @@ async fn the_scenario_runs_through_a_transaction_mode_pooler() {
 
 #[tokio::test]
 async fn a_short_concurrent_load_through_the_pooler_has_no_errors() {
-    let app = behind_pooler().await;
+    let app = TestApp::spawn_behind_pooler().await;
     let ann = app.register("load").await;
     let contact = ann.contact("C").await;
     let deals: Vec<_> = {
@@ -127,7 +111,7 @@ async fn a_short_concurrent_load_through_the_pooler_has_no_errors() {
 
 #[tokio::test]
 async fn csv_export_and_import_run_through_the_pooler() {
-    let app = behind_pooler().await;
+    let app = TestApp::spawn_behind_pooler().await;
     let ann = app.register("csv").await;
     let contact = ann.contact("Grace").await;
     for i in 0..3 {
