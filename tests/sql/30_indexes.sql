@@ -1,13 +1,21 @@
 -- The indexes that keep lists, search and analytics fast (issue 4) exist and
 -- lead with organization_id.
 BEGIN;
-SELECT plan(35);
+SELECT plan(37);
 
 SELECT has_index('crm', 'deals', 'deals_by_created', ARRAY['organization_id', 'created_at', 'id'], 'deals: default sort');
 SELECT has_index('crm', 'deals', 'deals_by_updated', ARRAY['organization_id', 'updated_at', 'id'], 'deals: order_by=updated_at');
 SELECT has_index('crm', 'deals', 'deals_by_amount', ARRAY['organization_id', 'amount_cents', 'id'], 'deals: order_by=amount and the amount filters, in cents (V10)');
 SELECT has_index('crm', 'deals', 'deals_by_title', ARRAY['organization_id', 'title', 'id'], 'deals: order_by=title');
-SELECT has_index('crm', 'deals', 'deals_by_status_amount', ARRAY['organization_id', 'status', 'amount', 'id'], 'deals: status filter');
+SELECT has_index('crm', 'deals', 'deals_by_status_amount', ARRAY['organization_id', 'status_code', 'amount_cents', 'id'],
+  'deals: the status and amount filters, and their count from the index alone (V29)');
+-- The list filters by status_code (V29): every status has a code, and no two
+-- share one (a status added to the enum without a code would match nothing).
+SELECT is((SELECT count(DISTINCT app.deal_status_code(s)) FROM unnest(enum_range(NULL::crm.deal_status)) s),
+          (SELECT count(*) FROM unnest(enum_range(NULL::crm.deal_status)) s),
+          'deals: every status has a code of its own');
+SELECT is((SELECT count(*) FROM crm.deals WHERE status_code IS DISTINCT FROM app.deal_status_code(status)), 0::bigint,
+          'deals: status_code is the status''s code');
 SELECT has_index('crm', 'deals', 'deals_by_stage', ARRAY['organization_id', 'pipeline_id', 'stage', 'created_at', 'id', 'deleted_at'],
   'deals: pipeline and stage filters, and the checks of the foreign key to their stage (V12)');
 SELECT has_index('crm', 'pipeline_stages', 'pipeline_stages_key_taken', ARRAY['organization_id', 'pipeline_id', 'key'], 'stages: by key (the deals'' foreign key)');
