@@ -218,7 +218,7 @@ CREATE OR REPLACE FUNCTION api.invitations_list(p_page int, p_page_size int,
   LANGUAGE plpgsql -- volatile: EXPLAIN (the estimate) is not allowed in a stable function
   AS $$
 DECLARE
-  v_items jsonb;
+  v_items jsonb[];  -- the page's rows and the one after it (app.page_json)
   v_counted bigint;
   v_plan json;
 BEGIN
@@ -229,7 +229,7 @@ BEGIN
   IF v_counted > app.exact_count_limit() THEN
     EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM crm.invitations i WHERE i.organization_id = (SELECT app.org_id())' INTO v_plan;
   END IF;
-  SELECT jsonb_agg(app.invitation_json(i) ORDER BY i.created_at DESC, i.id DESC) INTO v_items
+  SELECT array_agg(app.invitation_json(i) ORDER BY i.created_at DESC, i.id DESC) INTO v_items
     FROM (SELECT * FROM crm.invitations i
            WHERE i.organization_id = (SELECT app.org_id())
              AND (p_after_id IS NULL OR (i.created_at, i.id) < (p_after_created_at, p_after_id))

@@ -90,7 +90,7 @@ DECLARE
   v_keyset text := '';
   v_counted bigint;
   v_plan json;
-  v_items jsonb;
+  v_items jsonb[];  -- the page's rows and the one after it (app.page_json)
   v_org uuid := app.org_id();
   v_status_codes smallint[] := CASE WHEN p_statuses IS NOT NULL THEN
     (SELECT array_agg(app.deal_status_code(s)) FROM unnest(p_statuses) s) END;
@@ -124,7 +124,7 @@ BEGIN
                         NULL::bigint, NULL::bigint, NULL::timestamptz, NULL::timestamptz,
                         NULL::numeric, NULL::text, NULL::uuid, p_pipeline_id, p_external_id, v_org;
   END IF;
-  EXECUTE format('SELECT jsonb_agg(app.deal_json(d) ORDER BY %s) FROM (SELECT * FROM crm.deals d WHERE %s%s ORDER BY %s LIMIT $7 OFFSET $8) d',
+  EXECUTE format('SELECT array_agg(app.deal_json(d) ORDER BY %s) FROM (SELECT * FROM crm.deals d WHERE %s%s ORDER BY %s LIMIT $7 OFFSET $8) d',
                  v_order, v_where, v_keyset, v_order)
     INTO v_items USING v_status_codes, p_stages, p_min_amount, p_max_amount, p_owner_id, p_contact_id,
                        p_page_size + 1, (coalesce(p_page, 1) - 1)::bigint * p_page_size,

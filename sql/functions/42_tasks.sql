@@ -24,7 +24,7 @@ DECLARE
     || CASE WHEN p_due_after IS NOT NULL THEN ' AND t.due_date >= $3' ELSE '' END;
   v_counted bigint;
   v_plan json;
-  v_items jsonb;
+  v_items jsonb[];  -- the page's rows and the one after it (app.page_json)
 BEGIN
   PERFORM app.check_paging(p_page, p_after_due_date IS NOT NULL, p_after_id);
   EXECUTE 'SELECT count(*) FROM (SELECT 1 FROM crm.tasks t WHERE ' || v_where || ' LIMIT $4) c'
@@ -32,7 +32,7 @@ BEGIN
   IF v_counted > app.exact_count_limit() THEN
     EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM crm.tasks t WHERE ' || v_where INTO v_plan USING p_deal_id, p_due_before, p_due_after;
   END IF;
-  EXECUTE 'SELECT jsonb_agg(app.task_json(t) ORDER BY t.due_date, t.id)
+  EXECUTE 'SELECT array_agg(app.task_json(t) ORDER BY t.due_date, t.id)
              FROM (SELECT * FROM crm.tasks t WHERE ' || v_where
           || CASE WHEN p_after_id IS NOT NULL THEN ' AND (t.due_date, t.id) > ($4, $5)' ELSE '' END
           || ' ORDER BY t.due_date, t.id LIMIT $6 OFFSET $7) t'

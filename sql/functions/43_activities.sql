@@ -17,7 +17,7 @@ CREATE OR REPLACE FUNCTION api.activities_list(p_deal_id uuid, p_page int, p_pag
 DECLARE
   v_counted bigint;
   v_plan json;
-  v_items jsonb;
+  v_items jsonb[];  -- the page's rows and the one after it (app.page_json)
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM crm.deals d
                   WHERE d.organization_id = (SELECT app.org_id()) AND d.id = p_deal_id AND d.deleted_at IS NULL) THEN
@@ -31,13 +31,13 @@ BEGIN
       INTO v_plan USING p_deal_id;
   END IF;
   IF p_after_id IS NULL THEN
-    SELECT jsonb_agg(app.activity_json(a) ORDER BY a.created_at DESC, a.id DESC) INTO v_items
+    SELECT array_agg(app.activity_json(a) ORDER BY a.created_at DESC, a.id DESC) INTO v_items
       FROM (SELECT * FROM crm.activities a
              WHERE a.organization_id = (SELECT app.org_id()) AND a.deal_id = p_deal_id
              ORDER BY a.created_at DESC, a.id DESC
              LIMIT p_page_size + 1 OFFSET (coalesce(p_page, 1) - 1)::bigint * p_page_size) a;
   ELSE
-    SELECT jsonb_agg(app.activity_json(a) ORDER BY a.created_at DESC, a.id DESC) INTO v_items
+    SELECT array_agg(app.activity_json(a) ORDER BY a.created_at DESC, a.id DESC) INTO v_items
       FROM (SELECT * FROM crm.activities a
              WHERE a.organization_id = (SELECT app.org_id()) AND a.deal_id = p_deal_id
                AND (a.created_at, a.id) < (p_after_created_at, p_after_id)

@@ -89,7 +89,7 @@ DECLARE
   v_sql text;
   v_counted bigint;
   v_plan json;
-  v_items jsonb;
+  v_items jsonb[];  -- the page's rows and the one after it (app.page_json)
 BEGIN
   IF p_type IS NOT NULL THEN
     PERFORM app.require_trash_type(p_type, 'type');
@@ -113,7 +113,7 @@ BEGIN
     EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM (' || replace(v_sql, ' AND (x.deleted_at, x.id) < ($2, $3)', '') || ') u'
       INTO v_plan USING p_type, NULL::timestamptz, NULL::uuid;
   END IF;
-  EXECUTE 'SELECT jsonb_agg(jsonb_build_object(''type'', u.type, ''id'', u.id, ''name_or_title'', u.name_or_title,
+  EXECUTE 'SELECT array_agg(jsonb_build_object(''type'', u.type, ''id'', u.id, ''name_or_title'', u.name_or_title,
                               ''deleted_at'', app.ts(u.deleted_at), ''deleted_by'', u.deleted_by)
                             ORDER BY u.deleted_at DESC, u.id DESC)
              FROM (SELECT * FROM (' || v_sql || ') u ORDER BY u.deleted_at DESC, u.id DESC LIMIT $4 OFFSET $5) u'

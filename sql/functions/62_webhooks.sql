@@ -122,14 +122,14 @@ CREATE OR REPLACE FUNCTION api.webhooks_list(p_page int, p_page_size int,
   AS $$
 DECLARE
   v_counted bigint;
-  v_items jsonb;
+  v_items jsonb[];  -- the page's rows and the one after it (app.page_json)
 BEGIN
   PERFORM app.require_admin();
   PERFORM app.check_paging(p_page, p_after_created_at IS NOT NULL, p_after_id);
   SELECT count(*) INTO v_counted
     FROM (SELECT 1 FROM crm.webhooks w WHERE w.organization_id = (SELECT app.org_id())
           LIMIT app.exact_count_limit() + 1) c;
-  SELECT jsonb_agg(app.webhook_json(w) ORDER BY w.created_at, w.id) INTO v_items
+  SELECT array_agg(app.webhook_json(w) ORDER BY w.created_at, w.id) INTO v_items
     FROM (SELECT * FROM crm.webhooks w
            WHERE w.organization_id = (SELECT app.org_id())
              AND (p_after_id IS NULL OR (w.created_at, w.id) > (p_after_created_at, p_after_id))
@@ -252,7 +252,7 @@ CREATE OR REPLACE FUNCTION api.webhooks_deliveries(p_id uuid, p_page int, p_page
   AS $$
 DECLARE
   v_counted bigint;
-  v_items jsonb;
+  v_items jsonb[];  -- the page's rows and the one after it (app.page_json)
 BEGIN
   PERFORM app.require_admin();
   PERFORM app.check_paging(p_page, p_after_created_at IS NOT NULL, p_after_id);
@@ -263,7 +263,7 @@ BEGIN
     FROM (SELECT 1 FROM crm.webhook_deliveries d
            WHERE d.organization_id = (SELECT app.org_id()) AND d.webhook_id = p_id
            LIMIT app.exact_count_limit() + 1) c;
-  SELECT jsonb_agg(app.webhook_delivery_json(d) ORDER BY d.created_at DESC, d.id DESC) INTO v_items
+  SELECT array_agg(app.webhook_delivery_json(d) ORDER BY d.created_at DESC, d.id DESC) INTO v_items
     FROM (SELECT * FROM crm.webhook_deliveries d
            WHERE d.organization_id = (SELECT app.org_id()) AND d.webhook_id = p_id
              AND (p_after_id IS NULL OR (d.created_at, d.id) < (p_after_created_at, p_after_id))

@@ -1,5 +1,5 @@
--- The list envelope (app.page_json) and its total (app.list_total), which
--- every list request builds: what they answer, and that the total is inlined
+-- The list envelope (app.page_json, from the rows as an array) and its total
+-- (app.list_total), which every list request builds: what they answer, and that the total is inlined
 -- into the caller's expression instead of running through the SQL function
 -- executor (an IMMUTABLE SQL function whose body is only STABLE is never
 -- inlined; bench/regress-notes.md has the cost).
@@ -25,14 +25,14 @@ SELECT is(app.list_total(1001, '[{"Plan": {"Plan Rows": 12}}]'::json),
 SELECT unalike(pg_temp.explain_verbose('SELECT app.list_total(n, NULL) FROM generate_series(1::bigint, 2) n'),
               '%list_total%', 'app.list_total is inlined into the query that calls it');
 
-SELECT is(app.page_json('[{"id": 1, "k": "a"}, {"id": 2, "k": "b"}, {"id": 3, "k": "c"}]', 1, 2,
+SELECT is(app.page_json(ARRAY['{"id": 1, "k": "a"}', '{"id": 2, "k": "b"}', '{"id": 3, "k": "c"}']::jsonb[], 1, 2,
                         app.list_total(3, NULL), 'k'),
           '{"items": [{"id": 1, "k": "a"}, {"id": 2, "k": "b"}], "page": 1, "page_size": 2, "total": 3,
             "total_exact": true, "next_after": {"key": "b", "id": 2}}'::jsonb,
           'one row more than the page: dropped, and next_after names the last row shown');
-SELECT is(app.page_json('[{"id": 1, "k": "a"}, {"id": 2, "k": "b"}]', 1, 2, app.list_total(2, NULL), 'k')
+SELECT is(app.page_json(ARRAY['{"id": 1, "k": "a"}', '{"id": 2, "k": "b"}']::jsonb[], 1, 2, app.list_total(2, NULL), 'k')
             -> 'next_after', 'null'::jsonb, 'a full page and no more: no next_after');
-SELECT is(app.page_json('[{"id": 1, "k": "a"}, {"id": 2, "k": "b"}]', 1, 2, app.list_total(2, NULL), 'k')
+SELECT is(app.page_json(ARRAY['{"id": 1, "k": "a"}', '{"id": 2, "k": "b"}']::jsonb[], 1, 2, app.list_total(2, NULL), 'k')
             -> 'items', '[{"id": 1, "k": "a"}, {"id": 2, "k": "b"}]'::jsonb, 'a full page keeps its rows');
 SELECT is(app.page_json(NULL, 4, 20, app.list_total(0, NULL), 'created_at') -> 'items', '[]'::jsonb,
           'no rows: an empty list');
