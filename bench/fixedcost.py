@@ -14,8 +14,8 @@ change of a few µs can be seen through the noise of a shared machine.
 
 Each pgbench script becomes a prepared statement (its :i, :user and :org as
 parameters, as `pgbench -M prepared` sends them) executed with the same
-sequence of deals for every variant, after 50 warm-up executions (past the
-plan cache's five custom plans). `server` is the statement the server sends
+sequence of deals for every variant, after FIXEDCOST_WARMUP (400) warm-up
+executions (see WARMUP). `server` is the statement the server sends
 for GET /deals/{id} (src/db/mod.rs), with the deal's id as a parameter.
 Single-user mode runs each EXECUTE as its own transaction, as the server's
 implicit transactions are. What callgrind does not see: the kernel (the
@@ -44,6 +44,11 @@ VARIANTS = {key: script for key, script, _ in run.REFS if key != "http"} | {"ser
 # The workloads' SQL (bench/pgbench), to compare two builds' databases (setup-db).
 WORKLOADS = {key: script for key, _, script in run.WORKLOADS if key in ("W1", "W2", "W3", "W4")}
 # A script's variables, in the order of the prepared statement's parameters.
+# Past the plan cache's five custom plans, and long enough that each write
+# trigger's 1 % fold has run once (its first run in a session prepares its
+# statements: about 19 M instructions, 0.19 M per request of a 100-request
+# difference if it fell there).
+WARMUP = int(os.environ.get("FIXEDCOST_WARMUP", "400"))
 PARAMS = [(":i", "int"), (":user", "uuid"), (":org", "uuid"), (":s", "int")]
 
 
@@ -95,7 +100,7 @@ def instructions(n, variants):
             # The same random() for every variant: the write triggers fold
             # their deltas on 1 % of the calls, and a fold is costly.
             lines = ["SELECT setseed(0.5)", f"PREPARE q({', '.join(types)}) AS {prepared(v)}"]
-            for _ in range(50 + k):
+            for _ in range(WARMUP + k):
                 i = r.randrange(len(deals))
                 first = f"'{deals[i]}'" if v == "server" else str(i + 1)
                 lines.append(f"EXECUTE q({first}, '{ids['user']}', '{ids['org']}', {r.randrange(2)})")
