@@ -1,8 +1,8 @@
 -- The list envelope (app.page_json, from the rows as an array) and its total
--- (app.list_total), which every list request builds: what they answer, and that the total is inlined
--- into the caller's expression instead of running through the SQL function
--- executor (an IMMUTABLE SQL function whose body is only STABLE is never
--- inlined; bench/regress-notes.md has the cost).
+-- (app.list_total), which every list request builds: what they answer, and
+-- that the total is inlined into the caller's expression instead of running
+-- through the SQL function executor (an IMMUTABLE SQL function whose body
+-- is only STABLE is never inlined; bench/regress-notes.md has the cost).
 BEGIN;
 SELECT plan(9);
 
